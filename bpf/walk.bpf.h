@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The walk: how one task, one open file and one kernel stack become records
+ * (bpf/itersnap.h). Shared by every BPF program of every backend; a backend
+ * only decides how tasks and files are visited and where the bytes go.
+ *
+ * Everything is read with CO-RE probe reads so that the same object loads on
+ * every kernel from 5.8 on, whatever the layout of the structures.
+ */
+#ifndef WALK_BPF_H
+#define WALK_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "itersnap.h"
+
+/* Superblock magics whose dentries carry a synthetic name (d_op->d_dname). */
+#define NSFS_MAGIC 0x6e736673
+
+#define PF_KTHREAD 0x00200000
+
+#ifndef container_of
+#define container_of(ptr, type, member) \
+	((type *)((void *)(ptr) - __builtin_offsetof(type, member)))
+#endif
+
+/* Set by user space before load; constant to the verifier. */
+const volatile __u32 cfg_flags = 0;
+const volatile __u32 cfg_pid = 0;
+const volatile char cfg_comm[COMM_LEN] = {};
+
+/* Sequence number stamped on every record; user space sets it per snapshot. */
+__u32 snapshot_seq = 0;
+
+/* One record under construction per CPU: records are too big for the stack. */
+union scratch {
+	struct task_rec task;
+	struct file_rec file;
+	struct stack_rec stack;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, union scratch);
+} scratch_map SEC(".maps");
+
+/*
+ * Globals of each record type, never used: libbpf-cargo only emits Rust
+ * types for structs present in the object's BTF.
+ */
+struct task_rec _task_rec_btf = {};
+struct file_rec _file_rec_btf = {};
+struct stack_rec _stack_rec_btf = {};
+
+static __always_inline union scratch *scratch_buf(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&scratch_map, &zero);
+}
+
+/* Older kernels name the state field `state` (renamed __state in 5.14). */
+struct task_struct___pre514 {
+	long state;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u32 task_state_raw(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->__state))
+		return BPF_CORE_READ(t, __state);
+	return BPF_CORE_READ((struct task_struct___pre514 *)t, state);
+}
+
+/* COMM filter: exact match on the process (group leader) name, like pgrep -x. */
+static __always_inline bool comm_matches(struct task_struct *t)
+{
+	char comm[COMM_LEN];
+
+	BPF_CORE_READ_STR_INTO(&comm, t, group_leader, comm);
+	for (int i = 0; i < COMM_LEN; i++) {
+		if (comm[i] != cfg_comm[i])
+			return false;
+		if (comm[i] == '\0')
+			return true;
+	}
+	return true;
+}
+
+/* In-kernel filters: is this task (thread) part of the snapshot? */
+static __always_inline bool task_selected(struct task_struct *t)
+{
+	if ((cfg_flags & FILTER_PID_ON) && BPF_CORE_READ(t, tgid) != cfg_pid)
+		return false;
+	if ((cfg_flags & FILTER_COMM_ON) && !comm_matches(t))
+		return false;
+	return true;
+}
+
+static __always_inline void set_hdr(struct rec_hdr *h, __u16 kind, __u16 size)
+{
+	h->kind = kind;
+	h->size = size;
+	h->seq = snapshot_seq;
+}
+
+static __always_inline void fill_task(struct task_struct *t, struct task_rec *r)
+{
+	const struct cred *cred = BPF_CORE_READ(t, real_cred);
+	struct signal_struct *sig = BPF_CORE_READ(t, signal);
+
+	set_hdr(&r->hdr, REC_TASK, sizeof(*r));
+	r->pid = BPF_CORE_READ(t, pid);
+	r->tgid = BPF_CORE_READ(t, tgid);
+	r->ppid = BPF_CORE_READ(t, real_parent, tgid);
+	r->uid = BPF_CORE_READ(cred, uid.val);
+	r->euid = BPF_CORE_READ(cred, euid.val);
+	r->gid = BPF_CORE_READ(cred, gid.val);
+	r->state = task_state_raw(t);
+	r->exit_state = BPF_CORE_READ(t, exit_state);
+	r->flags = BPF_CORE_READ(t, flags);
+	r->nr_threads = BPF_CORE_READ(sig, nr_threads);
+	r->utime_ns = BPF_CORE_READ(t, utime);
+	r->stime_ns = BPF_CORE_READ(t, stime);
+	r->runtime_ns = BPF_CORE_READ(t, se.sum_exec_runtime);
+	r->dead_utime_ns = BPF_CORE_READ(sig, utime);
+	r->dead_stime_ns = BPF_CORE_READ(sig, stime);
+	r->dead_runtime_ns = BPF_CORE_READ(sig, sum_sched_runtime);
+	r->start_ns = BPF_CORE_READ(t, start_time);
+	BPF_CORE_READ_STR_INTO(&r->comm, t, comm);
+}
+
+/* Is a kernel stack wanted for this thread? Leaders only, unless --threads. */
+static __always_inline bool want_stack(struct task_struct *t)
+{
+	if (!(cfg_flags & OPT_STACKS))
+		return false;
+	return (cfg_flags & OPT_THREADS) || BPF_CORE_READ(t, pid) == BPF_CORE_READ(t, tgid);
+}
+
+/*
+ * Fill a stack record; returns its size, or 0 when the kernel has no
+ * bpf_get_task_stack (before 5.9: the call is removed at load time).
+ */
+static __always_inline __u32 fill_stack(struct task_struct *t, struct stack_rec *r)
+{
+	long n = 0;
+
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_task_stack))
+		return 0;
+	n = bpf_get_task_stack(t, r->ips, sizeof(r->ips), 0);
+	if (n < 0)
+		n = 0;
+	n /= sizeof(__u64);
+	if (n > STACK_MAX_DEPTH)
+		n = STACK_MAX_DEPTH;
+	r->pid = BPF_CORE_READ(t, pid);
+	r->nr_ips = n;
+	set_hdr(&r->hdr, REC_STACK, offsetof(struct stack_rec, ips) + n * sizeof(__u64));
+	return r->hdr.size;
+}
+
+/*
+ * Path of an open file as d_path() would print it, built from dentries and
+ * mounts: components leaf first, NUL-terminated, crossing mount points up to
+ * the root of the mount tree. The walk position lives in the record (memory,
+ * not registers) so that the verifier sees one state per iteration instead
+ * of one per branch taken, which keeps verification linear on old kernels.
+ */
+static __always_inline void fill_path(struct file *f, struct file_rec *r)
+{
+	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+	struct vfsmount *vfsmnt = BPF_CORE_READ(f, f_path.mnt);
+	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
+	const struct dentry_operations *d_op = BPF_CORE_READ(d, d_op);
+	bool reached_root = false;
+
+	r->path_len = 0;
+	r->path_flags = 0;
+
+	if (d_op && BPF_CORE_READ(d_op, d_dname)) {
+		const char *name = (const char *)BPF_CORE_READ(d, d_name.name);
+		long n;
+
+		if (r->magic == NSFS_MAGIC) {
+			struct ns_common *ns = BPF_CORE_READ(f, f_inode, i_private);
+
+			name = BPF_CORE_READ(ns, ops, name);
+		}
+		n = bpf_probe_read_kernel_str(r->path, NAME_BUF, name);
+		if (n > 0)
+			r->path_len = n;
+		else
+			r->path_flags |= PATH_FAULT;
+		r->path_flags |= PATH_DNAME;
+		return;
+	}
+
+	/* d_unlinked(): unhashed and not a root dentry. */
+	if (!BPF_CORE_READ(d, d_hash.pprev) && BPF_CORE_READ(d, d_parent) != d)
+		r->path_flags |= PATH_DELETED;
+
+	for (int i = 0; i < PATH_MAX_DEPTH; i++) {
+		struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+		struct dentry *parent = BPF_CORE_READ(d, d_parent);
+		__u32 off;
+		long n;
+
+		if (d == mnt_root || d == parent) {
+			struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+
+			/* Root of the mount tree, or a disconnected dentry. */
+			if (d != mnt_root || up == mnt || !up) {
+				reached_root = true;
+				break;
+			}
+			d = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = up;
+			vfsmnt = (struct vfsmount *)__builtin_preserve_access_index(&up->mnt);
+			continue;
+		}
+
+		off = r->path_len;
+		if (off > PATH_BUF - NAME_BUF)
+			break;
+		n = bpf_probe_read_kernel_str(&r->path[off], NAME_BUF,
+					      BPF_CORE_READ(d, d_name.name));
+		if (n <= 0 || n > NAME_BUF) {
+			r->path_flags |= PATH_FAULT;
+			return;
+		}
+		r->path_len = off + n;
+		d = parent;
+	}
+	if (!reached_root)
+		r->path_flags |= PATH_TRUNCATED;
+}
+
+/* Fill a file record; returns its size (header plus used path bytes, 8-aligned). */
+static __always_inline __u32 fill_file(struct file *f, __u32 tgid, int fd, struct file_rec *r)
+{
+	struct inode *inode = BPF_CORE_READ(f, f_inode);
+	__u32 size;
+
+	r->pid = tgid;
+	r->fd = fd;
+	r->f_flags = BPF_CORE_READ(f, f_flags);
+	r->f_mode = BPF_CORE_READ(f, f_mode);
+	r->i_mode = BPF_CORE_READ(inode, i_mode);
+	r->magic = BPF_CORE_READ(inode, i_sb, s_magic);
+	r->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	r->ino = BPF_CORE_READ(inode, i_ino);
+	r->pos = BPF_CORE_READ(f, f_pos);
+	r->size = BPF_CORE_READ(inode, i_size);
+	fill_path(f, r);
+
+	size = offsetof(struct file_rec, path) + ((r->path_len + 7) & ~7);
+	if (size > sizeof(*r))
+		size = sizeof(*r);
+	set_hdr(&r->hdr, REC_FILE, size);
+	return size;
+}
+
+#endif /* WALK_BPF_H */

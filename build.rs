@@ -1,0 +1,26 @@
+//! Compiles every BPF object in `bpf/` and generates its libbpf-rs skeleton.
+
+use std::env;
+use std::path::PathBuf;
+
+use libbpf_cargo::SkeletonBuilder;
+
+/// (source, skeleton module name). Each object is loaded on its own, so an old
+/// kernel never has to load programs it cannot verify.
+const OBJECTS: &[(&str, &str)] = &[("bpf/seqiter.bpf.c", "seqiter")];
+
+fn main() {
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
+    for (src, name) in OBJECTS {
+        let skel = out.join(format!("{name}.skel.rs"));
+        SkeletonBuilder::new()
+            .source(src)
+            .clang_args(["-Wall", "-Wno-unused-function", "-Ibpf"])
+            .build_and_generate(&skel)
+            .unwrap_or_else(|e| panic!("building {src}: {e:#}"));
+        println!("cargo:rerun-if-changed={src}");
+    }
+    println!("cargo:rerun-if-changed=bpf/itersnap.h");
+    println!("cargo:rerun-if-changed=bpf/walk.bpf.h");
+    println!("cargo:rerun-if-changed=bpf/vmlinux.h");
+}

@@ -1,0 +1,163 @@
+//! JSON Lines: one object per snapshot. Field names are a stable interface,
+//! documented in the README; add fields, never rename them.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::rfc3339;
+use crate::snapshot::{FileEntry, Snapshot, TaskRow};
+
+#[derive(Serialize)]
+struct SnapshotJson<'a> {
+    seq: u32,
+    time: String,
+    ktime_ns: u64,
+    trigger: TriggerJson,
+    backend: &'a str,
+    walk_ns: u64,
+    complete: bool,
+    problems: &'a [String],
+    counts: CountsJson,
+    tasks: Vec<TaskJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct TriggerJson {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    description: String,
+}
+
+#[derive(Serialize)]
+struct CountsJson {
+    processes: usize,
+    threads: usize,
+    files: usize,
+    stacks: usize,
+    dropped: u64,
+    truncated: usize,
+}
+
+#[derive(Serialize)]
+struct TaskJson<'a> {
+    pid: u32,
+    tid: u32,
+    ppid: u32,
+    comm: String,
+    state: String,
+    uid: u32,
+    euid: u32,
+    gid: u32,
+    threads: u32,
+    utime_ns: u64,
+    stime_ns: u64,
+    start_ns: u64,
+    kthread: bool,
+    files: Vec<FileJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stack: Option<Vec<FrameJson<'a>>>,
+}
+
+#[derive(Serialize)]
+struct FileJson {
+    fd: i32,
+    path: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    access: String,
+    flags: u32,
+    mode: u32,
+    dev: String,
+    ino: u64,
+    pos: u64,
+    size: u64,
+    truncated: bool,
+}
+
+#[derive(Serialize)]
+struct FrameJson<'a> {
+    addr: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    symbol: Option<&'a str>,
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The kernel's dev_t encoding (MAJOR << 20 | MINOR) as "major:minor".
+fn dev_string(dev: u32) -> String {
+    format!("{}:{}", dev >> 20, dev & 0xfffff)
+}
+
+fn file_json(f: &FileEntry) -> FileJson {
+    FileJson {
+        fd: f.fd,
+        path: text(&f.desc),
+        kind: f.kind,
+        access: f.access().to_string(),
+        flags: f.f_flags,
+        mode: f.i_mode,
+        dev: dev_string(f.dev),
+        ino: f.ino,
+        pos: f.pos,
+        size: f.size,
+        truncated: f.truncated,
+    }
+}
+
+fn task_json(t: &TaskRow) -> TaskJson<'_> {
+    TaskJson {
+        pid: t.pid,
+        tid: t.tid,
+        ppid: t.ppid,
+        comm: text(&t.comm),
+        state: t.state.to_string(),
+        uid: t.uid,
+        euid: t.euid,
+        gid: t.gid,
+        threads: t.threads,
+        utime_ns: t.utime_ns,
+        stime_ns: t.stime_ns,
+        start_ns: t.start_ns,
+        kthread: t.kthread,
+        files: t.files.iter().map(file_json).collect(),
+        stack: t.stack.as_ref().map(|s| {
+            s.iter()
+                .map(|f| FrameJson {
+                    addr: format!("{:#x}", f.addr),
+                    symbol: f.symbol.as_deref(),
+                })
+                .collect()
+        }),
+    }
+}
+
+pub fn write(w: &mut dyn Write, snap: &Snapshot) -> io::Result<()> {
+    let c = &snap.counts;
+    let obj = SnapshotJson {
+        seq: snap.info.seq,
+        time: rfc3339(snap.info.wall_time),
+        ktime_ns: snap.info.ktime_ns,
+        trigger: TriggerJson {
+            kind: snap.info.trigger.kind(),
+            description: snap.info.trigger.describe(),
+        },
+        backend: snap.info.backend,
+        walk_ns: snap.info.walk_ns,
+        complete: snap.complete(),
+        problems: &snap.problems,
+        counts: CountsJson {
+            processes: c.processes,
+            threads: c.threads,
+            files: c.files,
+            stacks: c.stacks,
+            dropped: c.dropped,
+            truncated: c.truncated,
+        },
+        tasks: snap.rows.iter().map(task_json).collect(),
+    };
+    serde_json::to_writer(&mut *w, &obj)?;
+    writeln!(w)
+}

@@ -1,0 +1,90 @@
+//! Snapshot → text: a table for people, JSON Lines for programs.
+
+pub mod json;
+pub mod table;
+
+use std::io::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::cli::OutputFormat;
+use crate::snapshot::Snapshot;
+
+pub struct Printer {
+    pub format: OutputFormat,
+    pub threads: bool,
+}
+
+impl Printer {
+    pub fn write(&self, w: &mut dyn Write, snap: &Snapshot) -> io::Result<()> {
+        match self.format {
+            OutputFormat::Table => table::write(w, snap, self.threads),
+            OutputFormat::Json => json::write(w, snap),
+        }
+    }
+}
+
+/// RFC 3339 UTC with microseconds, e.g. 2026-11-22T01:02:03.123456Z.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_micros()
+    )
+}
+
+/// Bytes from the kernel made safe for a terminal: invalid UTF-8 and control
+/// characters are escaped as \xNN, backslashes doubled.
+pub fn printable(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn formats_utc_times() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_795_308_123_456_789);
+        assert_eq!(rfc3339(t), "2026-11-22T00:42:03.456789Z");
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn escapes_odd_bytes() {
+        assert_eq!(printable(b"a\nb\xffc\\"), "a\\x0ab\\xffc\\\\");
+    }
+}

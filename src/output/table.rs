@@ -1,0 +1,116 @@
+//! The readable view: a header line per snapshot, a row per task, its open
+//! files (lsof-like) and kernel stack indented beneath it.
+
+use std::io::{self, Write};
+
+use super::{printable, rfc3339};
+use crate::snapshot::{Snapshot, TaskRow};
+
+pub fn header_line(snap: &Snapshot) -> String {
+    let info = &snap.info;
+    let c = &snap.counts;
+    let mut line = format!(
+        "snapshot {} at {}: {} ({} backend), {} processes, {} threads, {} files",
+        info.seq,
+        rfc3339(info.wall_time),
+        info.trigger.describe(),
+        info.backend,
+        c.processes,
+        c.threads,
+        c.files,
+    );
+    if c.stacks > 0 {
+        line.push_str(&format!(", {} stacks", c.stacks));
+    }
+    line.push_str(&format!(", walk {:.2} ms", info.walk_ns as f64 / 1e6));
+    if c.truncated > 0 {
+        line.push_str(&format!(", {} paths truncated", c.truncated));
+    }
+    line
+}
+
+/// CPU time like top's TIME+: minutes:seconds.hundredths.
+fn cpu_time(ns: u64) -> String {
+    let centis = ns / 10_000_000;
+    format!(
+        "{}:{:02}.{:02}",
+        centis / 6000,
+        centis / 100 % 60,
+        centis % 100
+    )
+}
+
+fn task_line(t: &TaskRow, threads: bool) -> String {
+    let comm = printable(&t.comm);
+    let comm = if t.kthread { format!("[{comm}]") } else { comm };
+    if threads {
+        format!(
+            "{:>7} {:>7} {:>7} {:>6} {} {:>4} {:>9} {}",
+            t.pid,
+            t.tid,
+            t.ppid,
+            t.euid,
+            t.state,
+            t.threads,
+            cpu_time(t.cpu_ns()),
+            comm
+        )
+    } else {
+        format!(
+            "{:>7} {:>7} {:>6} {} {:>4} {:>9} {}",
+            t.pid,
+            t.ppid,
+            t.euid,
+            t.state,
+            t.threads,
+            cpu_time(t.cpu_ns()),
+            comm
+        )
+    }
+}
+
+pub fn write(w: &mut dyn Write, snap: &Snapshot, threads: bool) -> io::Result<()> {
+    writeln!(w, "{}", header_line(snap))?;
+    if !snap.complete() {
+        writeln!(w, "INCOMPLETE: {}", snap.problems.join("; "))?;
+    }
+    if threads {
+        writeln!(
+            w,
+            "{:>7} {:>7} {:>7} {:>6} S NLWP      TIME COMMAND",
+            "PID", "TID", "PPID", "UID"
+        )?;
+    } else {
+        writeln!(
+            w,
+            "{:>7} {:>7} {:>6} S NLWP      TIME COMMAND",
+            "PID", "PPID", "UID"
+        )?;
+    }
+    let indent = if threads { 16 } else { 8 };
+    for t in &snap.rows {
+        writeln!(w, "{}", task_line(t, threads))?;
+        for f in &t.files {
+            let mark = if f.truncated { " [truncated]" } else { "" };
+            writeln!(
+                w,
+                "{:indent$}{:>5}{} {:<7} {}{}",
+                "",
+                f.fd,
+                f.access(),
+                f.kind,
+                printable(&f.desc),
+                mark
+            )?;
+        }
+        if let Some(stack) = &t.stack {
+            for frame in stack {
+                match &frame.symbol {
+                    Some(s) => writeln!(w, "{:indent$}[<0>] {s}", "")?,
+                    None => writeln!(w, "{:indent$}[<0>] {:#x}", "", frame.addr)?,
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,332 @@
+//! Bytes from the kernel → records. The layouts are those of `bpf/itersnap.h`;
+//! the test at the bottom checks every offset against the C structs as the
+//! BPF compiler laid them out (through the skeleton's generated types).
+//!
+//! Kernel bytes are untrusted input: every read is bounds-checked against the
+//! record's own declared size and the buffer, lengths are clamped, and a
+//! malformed stream ends decoding with an error instead of a panic.
+
+use std::fmt;
+
+pub const REC_TASK: u16 = 1;
+pub const REC_FILE: u16 = 2;
+pub const REC_STACK: u16 = 3;
+
+pub const HDR_SIZE: usize = 8;
+pub const TASK_SIZE: usize = 120;
+pub const FILE_HDR_SIZE: usize = 64;
+pub const PATH_BUF: usize = 4096;
+pub const STACK_HDR_SIZE: usize = 16;
+pub const STACK_MAX_DEPTH: usize = 64;
+pub const COMM_LEN: usize = 16;
+
+pub const PATH_DNAME: u16 = 1 << 0;
+pub const PATH_DELETED: u16 = 1 << 1;
+pub const PATH_TRUNCATED: u16 = 1 << 2;
+pub const PATH_FAULT: u16 = 1 << 3;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRec {
+    pub seq: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub state: u32,
+    pub exit_state: u32,
+    pub flags: u32,
+    pub nr_threads: u32,
+    pub utime_ns: u64,
+    pub stime_ns: u64,
+    pub runtime_ns: u64,
+    pub dead_utime_ns: u64,
+    pub dead_stime_ns: u64,
+    pub dead_runtime_ns: u64,
+    pub start_ns: u64,
+    /// Bytes up to the first NUL (at most 15): task names need not be UTF-8.
+    pub comm: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRec {
+    pub seq: u32,
+    pub pid: u32,
+    pub fd: i32,
+    pub f_flags: u32,
+    pub f_mode: u32,
+    pub i_mode: u32,
+    pub magic: u32,
+    pub dev: u32,
+    pub path_flags: u16,
+    pub ino: u64,
+    pub pos: u64,
+    pub size: u64,
+    /// NUL-terminated components, leaf first (see `bpf/itersnap.h`).
+    pub path: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackRec {
+    pub seq: u32,
+    pub pid: u32,
+    pub ips: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Task(TaskRec),
+    File(FileRec),
+    Stack(StackRec),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    pub offset: usize,
+    pub reason: &'static str,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "malformed record at byte {}: {}",
+            self.offset, self.reason
+        )
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// A bounds-checked little reader over one record.
+struct Fields<'a> {
+    bytes: &'a [u8],
+}
+
+impl Fields<'_> {
+    fn u16(&self, at: usize) -> u16 {
+        u16::from_ne_bytes(self.array(at))
+    }
+    fn u32(&self, at: usize) -> u32 {
+        u32::from_ne_bytes(self.array(at))
+    }
+    fn u64(&self, at: usize) -> u64 {
+        u64::from_ne_bytes(self.array(at))
+    }
+    /// Callers only pass offsets inside the minimum size checked by `decode_one`;
+    /// anything else reads as zeros rather than panicking.
+    fn array<const N: usize>(&self, at: usize) -> [u8; N] {
+        self.bytes
+            .get(at..at + N)
+            .and_then(|s| s.try_into().ok())
+            .unwrap_or([0; N])
+    }
+    fn slice(&self, at: usize, len: usize) -> &[u8] {
+        self.bytes.get(at..at.saturating_add(len)).unwrap_or(&[])
+    }
+}
+
+/// Bytes up to the first NUL.
+fn c_bytes(raw: &[u8]) -> Vec<u8> {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    raw[..end].to_vec()
+}
+
+/// Decodes one record at the start of `buf`; returns it and its size.
+/// Unknown kinds are skipped (Ok(None)) so that newer BPF objects stay readable.
+pub fn decode_one(buf: &[u8], offset: usize) -> Result<(Option<Record>, usize), DecodeError> {
+    let err = |reason| DecodeError { offset, reason };
+    if buf.len() < HDR_SIZE {
+        return Err(err("truncated header"));
+    }
+    let hdr = Fields { bytes: buf };
+    let kind = hdr.u16(0);
+    let size = hdr.u16(2) as usize;
+    let seq = hdr.u32(4);
+    if size < HDR_SIZE || size % 8 != 0 {
+        return Err(err("bad record size"));
+    }
+    if size > buf.len() {
+        return Err(err("record runs past the end of the data"));
+    }
+    let f = Fields {
+        bytes: &buf[..size],
+    };
+    let rec = match kind {
+        REC_TASK => {
+            if size < TASK_SIZE {
+                return Err(err("task record too short"));
+            }
+            Record::Task(TaskRec {
+                seq,
+                pid: f.u32(8),
+                tgid: f.u32(12),
+                ppid: f.u32(16),
+                uid: f.u32(20),
+                euid: f.u32(24),
+                gid: f.u32(28),
+                state: f.u32(32),
+                exit_state: f.u32(36),
+                flags: f.u32(40),
+                nr_threads: f.u32(44),
+                utime_ns: f.u64(48),
+                stime_ns: f.u64(56),
+                runtime_ns: f.u64(64),
+                dead_utime_ns: f.u64(72),
+                dead_stime_ns: f.u64(80),
+                dead_runtime_ns: f.u64(88),
+                start_ns: f.u64(96),
+                comm: c_bytes(f.slice(104, COMM_LEN)),
+            })
+        }
+        REC_FILE => {
+            if size < FILE_HDR_SIZE {
+                return Err(err("file record too short"));
+            }
+            let path_len = (f.u16(36) as usize).min(PATH_BUF);
+            if FILE_HDR_SIZE + path_len > size {
+                return Err(err("file path runs past its record"));
+            }
+            Record::File(FileRec {
+                seq,
+                pid: f.u32(8),
+                fd: f.u32(12) as i32,
+                f_flags: f.u32(16),
+                f_mode: f.u32(20),
+                i_mode: f.u32(24),
+                magic: f.u32(28),
+                dev: f.u32(32),
+                path_flags: f.u16(38),
+                ino: f.u64(40),
+                pos: f.u64(48),
+                size: f.u64(56),
+                path: f.slice(FILE_HDR_SIZE, path_len).to_vec(),
+            })
+        }
+        REC_STACK => {
+            if size < STACK_HDR_SIZE {
+                return Err(err("stack record too short"));
+            }
+            let nr = (f.u32(12) as usize).min(STACK_MAX_DEPTH);
+            if STACK_HDR_SIZE + nr * 8 > size {
+                return Err(err("stack runs past its record"));
+            }
+            Record::Stack(StackRec {
+                seq,
+                pid: f.u32(8),
+                ips: (0..nr).map(|i| f.u64(STACK_HDR_SIZE + i * 8)).collect(),
+            })
+        }
+        _ => return Ok((None, size)),
+    };
+    Ok((Some(rec), size))
+}
+
+/// Decodes a whole stream of concatenated records.
+/// On a malformed record, returns what was decoded before it and the error.
+pub fn decode_all(buf: &[u8]) -> (Vec<Record>, Option<DecodeError>) {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        match decode_one(&buf[at..], at) {
+            Ok((rec, size)) => {
+                out.extend(rec);
+                at += size;
+            }
+            Err(e) => return (out, Some(e)),
+        }
+    }
+    (out, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bpf::seqiter::types;
+    use std::mem::{offset_of, size_of};
+
+    /// The decoder's offsets are those of the C structs the BPF compiler built.
+    #[test]
+    fn layouts_match_the_bpf_header() {
+        assert_eq!(size_of::<types::rec_hdr>(), HDR_SIZE);
+        assert_eq!(size_of::<types::task_rec>(), TASK_SIZE);
+        assert_eq!(offset_of!(types::task_rec, pid), 8);
+        assert_eq!(offset_of!(types::task_rec, nr_threads), 44);
+        assert_eq!(offset_of!(types::task_rec, utime_ns), 48);
+        assert_eq!(offset_of!(types::task_rec, start_ns), 96);
+        assert_eq!(offset_of!(types::task_rec, comm), 104);
+        assert_eq!(offset_of!(types::file_rec, fd), 12);
+        assert_eq!(offset_of!(types::file_rec, dev), 32);
+        assert_eq!(offset_of!(types::file_rec, path_len), 36);
+        assert_eq!(offset_of!(types::file_rec, path_flags), 38);
+        assert_eq!(offset_of!(types::file_rec, ino), 40);
+        assert_eq!(offset_of!(types::file_rec, size), 56);
+        assert_eq!(offset_of!(types::file_rec, path), FILE_HDR_SIZE);
+        assert_eq!(size_of::<types::file_rec>(), FILE_HDR_SIZE + PATH_BUF);
+        assert_eq!(offset_of!(types::stack_rec, ips), STACK_HDR_SIZE);
+        assert_eq!(
+            size_of::<types::stack_rec>(),
+            STACK_HDR_SIZE + 8 * STACK_MAX_DEPTH
+        );
+    }
+
+    fn file_record(path: &[u8], declared_len: u16) -> Vec<u8> {
+        let size = (FILE_HDR_SIZE + path.len()).div_ceil(8) * 8;
+        let mut b = vec![0u8; size];
+        b[0..2].copy_from_slice(&REC_FILE.to_ne_bytes());
+        b[2..4].copy_from_slice(&(size as u16).to_ne_bytes());
+        b[12..16].copy_from_slice(&7i32.to_ne_bytes());
+        b[36..38].copy_from_slice(&declared_len.to_ne_bytes());
+        b[FILE_HDR_SIZE..FILE_HDR_SIZE + path.len()].copy_from_slice(path);
+        b
+    }
+
+    #[test]
+    fn decodes_a_file_record() {
+        let b = file_record(b"a\0tmp\0", 6);
+        let (recs, err) = decode_all(&b);
+        assert!(err.is_none());
+        match &recs[..] {
+            [Record::File(f)] => {
+                assert_eq!(f.fd, 7);
+                assert_eq!(f.path, b"a\0tmp\0");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_lengths_past_the_record() {
+        let b = file_record(b"abc\0", 200);
+        let (recs, err) = decode_all(&b);
+        assert!(recs.is_empty());
+        assert_eq!(err.unwrap().reason, "file path runs past its record");
+    }
+
+    #[test]
+    fn rejects_bad_sizes_without_panicking() {
+        for bytes in [
+            &[1u8, 0, 0, 0, 0, 0, 0, 0][..],  // size 0
+            &[1u8, 0, 9, 0, 0, 0, 0, 0][..],  // not 8-aligned
+            &[1u8, 0, 64, 0, 0, 0, 0, 0][..], // past the end
+            &[3u8, 0, 8, 0, 0, 0, 0, 0][..],  // stack shorter than its header
+            &[1u8, 0][..],                    // short header
+        ] {
+            let (recs, err) = decode_all(bytes);
+            assert!(recs.is_empty());
+            assert!(err.is_some());
+        }
+    }
+
+    #[test]
+    fn skips_unknown_kinds() {
+        let mut b = vec![0u8; 16];
+        b[0] = 99;
+        b[2] = 16;
+        b.extend(file_record(b"x\0", 2));
+        let (recs, err) = decode_all(&b);
+        assert!(err.is_none());
+        assert_eq!(recs.len(), 1);
+    }
+}

@@ -1,0 +1,427 @@
+//! Records → one snapshot: tasks grouped into processes (or threads), files
+//! and stacks attached to their task, file descriptions rendered exactly as
+//! `readlink /proc/PID/fd/N` prints them, and the snapshot's completeness.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use crate::ksyms::Ksyms;
+use crate::record::{
+    FileRec, Record, StackRec, TaskRec, PATH_DELETED, PATH_DNAME, PATH_FAULT, PATH_TRUNCATED,
+};
+
+/// What made the snapshot happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    OneShot,
+}
+
+impl Trigger {
+    pub fn describe(&self) -> String {
+        match self {
+            Trigger::OneShot => "one-shot".to_string(),
+        }
+    }
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trigger::OneShot => "oneshot",
+        }
+    }
+}
+
+/// How the kernel walk went, as the backend measured it.
+#[derive(Debug, Clone)]
+pub struct WalkInfo {
+    pub seq: u32,
+    pub trigger: Trigger,
+    pub backend: &'static str,
+    /// Wall-clock time at the start of the walk.
+    pub wall_time: SystemTime,
+    /// CLOCK_MONOTONIC (the kernel's ktime) at the start of the walk, ns.
+    pub ktime_ns: u64,
+    pub walk_ns: u64,
+    /// Records the kernel could not deliver (ring buffer full).
+    pub dropped: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub info: WalkInfo,
+    /// One row per process, or per thread with `--threads`; sorted by (pid, tid).
+    pub rows: Vec<TaskRow>,
+    pub counts: Counts,
+    /// Why the snapshot is incomplete, if it is (decode errors, drops).
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub processes: usize,
+    pub threads: usize,
+    pub files: usize,
+    pub stacks: usize,
+    pub dropped: u64,
+    pub truncated: usize,
+}
+
+impl Snapshot {
+    pub fn complete(&self) -> bool {
+        self.problems.is_empty() && self.counts.dropped == 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRow {
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub comm: Vec<u8>,
+    pub state: char,
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub threads: u32,
+    pub utime_ns: u64,
+    pub stime_ns: u64,
+    pub start_ns: u64,
+    pub kthread: bool,
+    pub files: Vec<FileEntry>,
+    pub stack: Option<Vec<Frame>>,
+}
+
+impl TaskRow {
+    pub fn cpu_ns(&self) -> u64 {
+        self.utime_ns + self.stime_ns
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    pub fd: i32,
+    /// What `readlink /proc/PID/fd/FD` prints (bytes: paths need not be UTF-8).
+    pub desc: Vec<u8>,
+    pub kind: &'static str,
+    pub f_flags: u32,
+    pub f_mode: u32,
+    pub i_mode: u32,
+    pub dev: u32,
+    pub ino: u64,
+    pub pos: u64,
+    pub size: u64,
+    /// The path lost leading components to the walk's depth or buffer bound.
+    pub truncated: bool,
+}
+
+impl FileEntry {
+    /// lsof's access mode letter: r, w or u.
+    pub fn access(&self) -> char {
+        match self.f_flags & libc::O_ACCMODE as u32 {
+            x if x == libc::O_RDONLY as u32 => 'r',
+            x if x == libc::O_WRONLY as u32 => 'w',
+            _ => 'u',
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub addr: u64,
+    /// `function+0xoff/0xsize [module]`, as /proc/PID/stack prints it.
+    pub symbol: Option<String>,
+}
+
+const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// ps's state letter, as the kernel's task_state_index() computes it.
+pub fn state_letter(state: u32, exit_state: u32) -> char {
+    const TASK_REPORT: u32 = 0x7f;
+    const TASK_IDLE: u32 = 0x0402; // TASK_UNINTERRUPTIBLE | TASK_NOLOAD
+    const TASK_RTLOCK_WAIT: u32 = 0x1000;
+    let reported = (state & TASK_REPORT) | exit_state;
+    let index = if state == TASK_IDLE {
+        8
+    } else if state == TASK_RTLOCK_WAIT {
+        2
+    } else {
+        (32 - reported.leading_zeros()) as usize
+    };
+    b"RSDTtXZPI".get(index).map_or('?', |&b| b as char)
+}
+
+/// Splits on-CPU time into user and system the way the kernel's
+/// cputime_adjust() does, so totals match /proc/PID/stat.
+fn cputime_adjust(utime: u64, stime: u64, rtime: u64) -> (u64, u64) {
+    if rtime == 0 {
+        return (utime, stime);
+    }
+    if stime == 0 {
+        return (rtime, 0);
+    }
+    if utime == 0 {
+        return (0, rtime);
+    }
+    let stime_adj = (rtime as u128 * stime as u128 / (utime as u128 + stime as u128)) as u64;
+    (rtime - stime_adj, stime_adj)
+}
+
+const SOCKFS_MAGIC: u32 = 0x534F_434B;
+const PIPEFS_MAGIC: u32 = 0x5049_5045;
+const ANON_INODE_FS_MAGIC: u32 = 0x0904_1934;
+const NSFS_MAGIC: u32 = 0x6e73_6673;
+const PIDFS_MAGIC: u32 = 0x5049_4446;
+const DMA_BUF_MAGIC: u32 = 0x444d_4142;
+
+/// lsof's TYPE column.
+pub fn file_kind(i_mode: u32, magic: u32) -> &'static str {
+    match i_mode & libc::S_IFMT {
+        libc::S_IFREG => "REG",
+        libc::S_IFDIR => "DIR",
+        libc::S_IFCHR => "CHR",
+        libc::S_IFBLK => "BLK",
+        libc::S_IFIFO => "FIFO",
+        libc::S_IFSOCK => "SOCK",
+        libc::S_IFLNK => "LINK",
+        _ if magic == ANON_INODE_FS_MAGIC || magic == PIDFS_MAGIC => "a_inode",
+        _ => "unknown",
+    }
+}
+
+/// The text readlink shows for a file: d_path() for real paths, the
+/// filesystem's d_dname() convention for sockets, pipes, anon inodes, namespaces.
+pub fn describe(rec: &FileRec) -> Vec<u8> {
+    let first = rec.path.split(|&b| b == 0).next().unwrap_or(&[]);
+    if rec.path_flags & PATH_DNAME != 0 {
+        let ino = rec.ino;
+        return match rec.magic {
+            SOCKFS_MAGIC => format!("socket:[{ino}]").into_bytes(),
+            PIPEFS_MAGIC => format!("pipe:[{ino}]").into_bytes(),
+            PIDFS_MAGIC => b"anon_inode:[pidfd]".to_vec(),
+            NSFS_MAGIC => [first, format!(":[{ino}]").as_bytes()].concat(),
+            ANON_INODE_FS_MAGIC => [b"anon_inode:", first].concat(),
+            DMA_BUF_MAGIC => [b"/", first, b":"].concat(),
+            // simple_dname(): pseudo files of internal mounts.
+            _ => [b"/", first, b" (deleted)"].concat(),
+        };
+    }
+    let mut out = Vec::with_capacity(rec.path.len() + 10);
+    let components: Vec<&[u8]> = rec
+        .path
+        .split(|&b| b == 0)
+        .filter(|c| !c.is_empty())
+        .collect();
+    for c in components.iter().rev() {
+        out.push(b'/');
+        out.extend_from_slice(c);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    if rec.path_flags & PATH_DELETED != 0 {
+        out.extend_from_slice(b" (deleted)");
+    }
+    out
+}
+
+#[derive(Default)]
+struct Process {
+    threads: Vec<TaskRec>,
+}
+
+/// Builds the snapshot from a backend's records.
+pub fn assemble(
+    info: WalkInfo,
+    records: Vec<Record>,
+    decode_error: Option<String>,
+    per_thread: bool,
+    ksyms: Option<&Ksyms>,
+) -> Snapshot {
+    let mut procs: BTreeMap<u32, Process> = BTreeMap::new();
+    let mut files: BTreeMap<u32, Vec<FileRec>> = BTreeMap::new();
+    let mut stacks: BTreeMap<u32, StackRec> = BTreeMap::new();
+    let mut counts = Counts {
+        dropped: info.dropped,
+        ..Counts::default()
+    };
+    for rec in records {
+        match rec {
+            Record::Task(t) => procs.entry(t.tgid).or_default().threads.push(t),
+            Record::File(f) => files.entry(f.pid).or_default().push(f),
+            Record::Stack(s) => {
+                stacks.insert(s.pid, s);
+            }
+        }
+    }
+
+    let mut rows = Vec::with_capacity(procs.len());
+    for (tgid, mut proc) in procs {
+        proc.threads.sort_by_key(|t| t.pid);
+        proc.threads.dedup_by_key(|t| t.pid);
+        let Some(leader) = proc
+            .threads
+            .iter()
+            .find(|t| t.pid == tgid)
+            .or(proc.threads.first())
+            .cloned()
+        else {
+            continue;
+        };
+        counts.processes += 1;
+        counts.threads += proc.threads.len();
+
+        let mut open_files: Vec<FileEntry> = files
+            .remove(&tgid)
+            .unwrap_or_default()
+            .iter()
+            .map(|f| FileEntry {
+                fd: f.fd,
+                desc: describe(f),
+                kind: file_kind(f.i_mode, f.magic),
+                f_flags: f.f_flags,
+                f_mode: f.f_mode,
+                i_mode: f.i_mode,
+                dev: f.dev,
+                ino: f.ino,
+                pos: f.pos,
+                size: f.size,
+                truncated: f.path_flags & (PATH_TRUNCATED | PATH_FAULT) != 0,
+            })
+            .collect();
+        open_files.sort_by_key(|f| f.fd);
+        open_files.dedup_by_key(|f| f.fd);
+        counts.files += open_files.len();
+        counts.truncated += open_files.iter().filter(|f| f.truncated).count();
+
+        let mut stack_of = |pid: u32| {
+            stacks.remove(&pid).map(|s| {
+                counts.stacks += 1;
+                s.ips
+                    .iter()
+                    .map(|&addr| Frame {
+                        addr,
+                        symbol: ksyms.and_then(|k| k.describe(addr)),
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+
+        let row = |t: &TaskRec, utime_ns, stime_ns| TaskRow {
+            pid: tgid,
+            tid: t.pid,
+            ppid: t.ppid,
+            comm: t.comm.clone(),
+            state: state_letter(t.state, t.exit_state),
+            uid: t.uid,
+            euid: t.euid,
+            gid: t.gid,
+            threads: t.nr_threads.max(1),
+            utime_ns,
+            stime_ns,
+            start_ns: t.start_ns,
+            kthread: t.flags & PF_KTHREAD != 0,
+            files: Vec::new(),
+            stack: None,
+        };
+
+        if per_thread {
+            for t in &proc.threads {
+                let (u, s) = cputime_adjust(t.utime_ns, t.stime_ns, t.runtime_ns);
+                let mut r = row(t, u, s);
+                r.stack = stack_of(t.pid);
+                if t.pid == tgid {
+                    r.files = std::mem::take(&mut open_files);
+                }
+                rows.push(r);
+            }
+        } else {
+            // Thread-group totals as /proc/PID/stat: live threads plus the dead.
+            let sum = |f: fn(&TaskRec) -> u64| proc.threads.iter().map(f).sum::<u64>();
+            let (u, s) = cputime_adjust(
+                sum(|t| t.utime_ns) + leader.dead_utime_ns,
+                sum(|t| t.stime_ns) + leader.dead_stime_ns,
+                sum(|t| t.runtime_ns) + leader.dead_runtime_ns,
+            );
+            let mut r = row(&leader, u, s);
+            r.tid = tgid;
+            r.stack = stack_of(leader.pid);
+            r.files = open_files;
+            rows.push(r);
+        }
+    }
+
+    let mut problems = Vec::new();
+    if let Some(e) = decode_error {
+        problems.push(e);
+    }
+    if counts.dropped > 0 {
+        problems.push(format!("{} records dropped", counts.dropped));
+    }
+    Snapshot {
+        info,
+        rows,
+        counts,
+        problems,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &[u8], flags: u16, magic: u32) -> FileRec {
+        FileRec {
+            seq: 0,
+            pid: 1,
+            fd: 3,
+            f_flags: 0,
+            f_mode: 0,
+            i_mode: 0,
+            magic,
+            dev: 0,
+            path_flags: flags,
+            ino: 42,
+            pos: 0,
+            size: 0,
+            path: path.to_vec(),
+        }
+    }
+
+    #[test]
+    fn paths_read_like_readlink() {
+        assert_eq!(describe(&file(b"f\0tmp\0", 0, 0)), b"/tmp/f");
+        assert_eq!(describe(&file(b"", 0, 0)), b"/");
+        assert_eq!(
+            describe(&file(b"x\0", PATH_DELETED, 0)),
+            b"/x (deleted)".to_vec()
+        );
+        assert_eq!(
+            describe(&file(b"dentry\0", PATH_DNAME, SOCKFS_MAGIC)),
+            b"socket:[42]"
+        );
+        assert_eq!(
+            describe(&file(b"[eventfd]\0", PATH_DNAME, ANON_INODE_FS_MAGIC)),
+            b"anon_inode:[eventfd]"
+        );
+        assert_eq!(
+            describe(&file(b"net\0", PATH_DNAME, NSFS_MAGIC)),
+            b"net:[42]"
+        );
+    }
+
+    #[test]
+    fn states_as_ps_shows_them() {
+        assert_eq!(state_letter(0, 0), 'R');
+        assert_eq!(state_letter(1, 0), 'S');
+        assert_eq!(state_letter(2, 0), 'D');
+        assert_eq!(state_letter(4, 0), 'T');
+        assert_eq!(state_letter(8 | 0x100, 0), 't');
+        assert_eq!(state_letter(0x80, 32), 'Z');
+        assert_eq!(state_letter(0x402, 0), 'I');
+    }
+
+    #[test]
+    fn cputime_split_keeps_the_total() {
+        assert_eq!(cputime_adjust(3, 1, 100), (75, 25));
+        assert_eq!(cputime_adjust(0, 0, 100), (100, 0));
+        assert_eq!(cputime_adjust(5, 0, 9), (9, 0));
+    }
+}
