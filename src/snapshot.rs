@@ -173,6 +173,11 @@ const DMA_BUF_MAGIC: u32 = 0x444d_4142;
 
 /// lsof's TYPE column.
 pub fn file_kind(i_mode: u32, magic: u32) -> &'static str {
+    // pidfs inodes are S_IFREG inside, but stat(2) reports them typeless,
+    // like the anon inodes they replaced.
+    if magic == PIDFS_MAGIC {
+        return "a_inode";
+    }
     match i_mode & libc::S_IFMT {
         libc::S_IFREG => "REG",
         libc::S_IFDIR => "DIR",

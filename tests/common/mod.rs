@@ -1,0 +1,278 @@
+//! Shared by the integration tests: running itersnap, a fixture process with
+//! known open files and threads, and ground truth read from /proc.
+//!
+//! The fixture is this same test binary, re-executed with ITERSNAP_FIXTURE
+//! set: its `fixture_process` test then builds the fixture instead of passing
+//! trivially. Each fixture gets a unique comm so filters never match another
+//! test's processes.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::IntoRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+pub const ITERSNAP: &str = env!("CARGO_BIN_EXE_itersnap");
+
+/// Runs itersnap with `args`.
+pub fn itersnap(args: &[&str]) -> Output {
+    Command::new(ITERSNAP)
+        .args(args)
+        .output()
+        .expect("running itersnap")
+}
+
+/// Runs itersnap with `-o json` and returns its snapshots; fails the test on
+/// a non-zero exit.
+pub fn snapshots(args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["-o", "json"];
+    all.extend_from_slice(args);
+    let out = itersnap(&all);
+    assert!(
+        out.status.success(),
+        "itersnap {all:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("JSON output is UTF-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
+        .collect()
+}
+
+pub fn snapshot(args: &[&str]) -> Value {
+    let mut snaps = snapshots(args);
+    assert_eq!(snaps.len(), 1, "one snapshot expected");
+    snaps.remove(0)
+}
+
+/// Rows of a JSON snapshot whose pid is `pid`.
+pub fn rows_of(snap: &Value, pid: u32) -> Vec<&Value> {
+    snap["tasks"]
+        .as_array()
+        .expect("tasks array")
+        .iter()
+        .filter(|t| t["pid"] == pid)
+        .collect()
+}
+
+/// fd → readlink text, straight from /proc/PID/fd.
+pub fn proc_fds(pid: u32) -> BTreeMap<i32, String> {
+    let mut fds = BTreeMap::new();
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return fds;
+    };
+    for entry in dir.flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(target) = fs::read_link(entry.path()) {
+            fds.insert(fd, target.to_string_lossy().into_owned());
+        }
+    }
+    fds
+}
+
+/// fd → description as itersnap's JSON row shows it.
+pub fn snapshot_fds(row: &Value) -> BTreeMap<i32, String> {
+    row["files"]
+        .as_array()
+        .expect("files array")
+        .iter()
+        .map(|f| {
+            (
+                f["fd"].as_i64().unwrap() as i32,
+                f["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Fields of /proc/PID/stat after the comm: index 0 is the state.
+pub fn proc_stat(pid: u32) -> Option<(String, Vec<String>)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text[open + 1..close].to_string();
+    let rest = text[close + 2..]
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    Some((comm, rest))
+}
+
+pub fn proc_tids(pid: u32) -> Vec<u32> {
+    let mut tids: Vec<u32> = fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    tids.sort();
+    tids
+}
+
+/// Every process now in /proc, with its start time (to tell pid reuse apart).
+pub fn proc_processes() -> BTreeMap<u32, u64> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter_map(|pid| {
+            let (_, stat) = proc_stat(pid)?;
+            Some((pid, stat.get(19)?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A fresh comm (≤ 15 bytes) no other test or process uses.
+pub fn unique_comm(tag: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = format!("is{tag}{}x{n}", std::process::id());
+    name[..name.len().min(15)].to_string()
+}
+
+/// A running fixture; dropping it ends the process.
+pub struct Fixture {
+    pub pid: u32,
+    pub comm: String,
+    pub dir: PathBuf,
+    child: Child,
+    /// Kept open so the fixture never writes to a closed pipe.
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Fixture {
+    /// Starts the fixture and waits until it holds all its files and threads.
+    pub fn start(tag: &str) -> Fixture {
+        let comm = unique_comm(tag);
+        let dir = std::env::temp_dir().join(format!("itersnap-{comm}"));
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["fixture_process", "--exact", "--nocapture", "--quiet"])
+            .env("ITERSNAP_FIXTURE", &comm)
+            .env("ITERSNAP_FIXTURE_DIR", &dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting the fixture");
+        // libtest prints its own lines first; the fixture's is "ready".
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while line.trim() != "ready" {
+            line.clear();
+            let n = stdout.read_line(&mut line).unwrap();
+            assert!(n > 0, "fixture exited before it was ready");
+        }
+        Fixture {
+            pid: child.id(),
+            comm,
+            dir,
+            child,
+            _stdout: stdout,
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Number of threads the fixture starts besides the test harness's own.
+pub const FIXTURE_THREADS: usize = 3;
+
+/// The body of the fixture process: opens a known set of files, starts
+/// threads, names itself, says "ready" and waits for stdin to close.
+pub fn run_fixture_if_asked() {
+    let Ok(comm) = std::env::var("ITERSNAP_FIXTURE") else {
+        return;
+    };
+    let dir = PathBuf::from(std::env::var("ITERSNAP_FIXTURE_DIR").unwrap());
+    fs::create_dir_all(&dir).unwrap();
+    hold_files(&dir);
+    for _ in 0..FIXTURE_THREADS {
+        std::thread::spawn(|| loop {
+            std::thread::park();
+        });
+    }
+    // /proc/self is the thread-group leader: this names the process, not
+    // just this (test harness) thread.
+    fs::write("/proc/self/comm", &comm).unwrap();
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    let _ = fs::remove_dir_all(&dir);
+    std::process::exit(0);
+}
+
+/// Keeps an fd open for the life of the process.
+fn keep(fd: impl IntoRawFd) {
+    let _ = fd.into_raw_fd();
+}
+
+fn check(ret: i32, what: &str) -> i32 {
+    assert!(ret >= 0, "{what}: {}", std::io::Error::last_os_error());
+    ret
+}
+
+fn hold_files(dir: &Path) {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let mut regular = fs::File::create(dir.join("regular file.txt")).unwrap();
+    regular.write_all(b"itersnap fixture\n").unwrap();
+    keep(regular);
+    // Files on other mounts: procfs and the tmpfs on /dev/shm.
+    keep(fs::File::open("/proc/self/status").unwrap());
+    let shm = PathBuf::from(format!("/dev/shm/itersnap-{}", std::process::id()));
+    keep(fs::File::create(&shm).unwrap());
+    let _ = fs::remove_file(&shm); // also a deleted file on another mount
+    let deleted = dir.join("deleted.txt");
+    keep(fs::File::create(&deleted).unwrap());
+    fs::remove_file(&deleted).unwrap();
+    fs::create_dir_all(dir.join("sub/deeper")).unwrap();
+    keep(fs::File::open(dir.join("sub/deeper")).unwrap());
+    keep(fs::File::open("/").unwrap());
+    keep(fs::File::open("/proc/self/ns/net").unwrap());
+
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    keep(tcp);
+    keep(UnixListener::bind(dir.join("listener.sock")).unwrap());
+    let (a, b) = UnixStream::pair().unwrap();
+    keep(a);
+    keep(b);
+    keep(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+
+    // SAFETY: plain syscalls on fds this process owns; results checked.
+    unsafe {
+        let mut pipe = [0; 2];
+        check(libc::pipe(pipe.as_mut_ptr()), "pipe");
+        check(libc::eventfd(0, libc::EFD_CLOEXEC), "eventfd");
+        check(libc::epoll_create1(libc::EPOLL_CLOEXEC), "epoll");
+        check(
+            libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC),
+            "timerfd",
+        );
+        check(libc::inotify_init1(libc::IN_CLOEXEC), "inotify");
+        let name = c"itersnap-memfd";
+        check(
+            libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC),
+            "memfd",
+        );
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) as i32;
+        check(pidfd, "pidfd_open");
+        // A high fd, beyond the first word of the open-fds bitmap.
+        check(libc::dup2(pipe[0], 300), "dup2");
+    }
+}
