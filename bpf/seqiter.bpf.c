@@ -52,7 +52,7 @@ int dump_file(struct bpf_iter__task_file *ctx)
 	if (!buf)
 		return 0;
 
-	size = fill_file(f, tgid, ctx->fd, &buf->file);
+	size = fill_file(f, BPF_CORE_READ(t, files, fdt), tgid, ctx->fd, &buf->file);
 	if (size <= sizeof(buf->file))
 		bpf_seq_write(seq, &buf->file, size);
 	return 0;

@@ -238,8 +238,25 @@ static __always_inline void fill_path(struct file *f, struct file_rec *r)
 		r->path_flags |= PATH_TRUNCATED;
 }
 
-/* Fill a file record; returns its size (header plus used path bytes, 8-aligned). */
-static __always_inline __u32 fill_file(struct file *f, __u32 tgid, int fd, struct file_rec *r)
+#define O_CLOEXEC_FLAG 02000000
+
+/* Is close-on-exec set for fd? It lives in the fd table, not in f_flags. */
+static __always_inline bool fd_cloexec(struct fdtable *fdt, int fd)
+{
+	unsigned long *bits = BPF_CORE_READ(fdt, close_on_exec);
+	unsigned long word = 0;
+
+	if (fd < 0 || bpf_probe_read_kernel(&word, sizeof(word), bits + fd / 64))
+		return false;
+	return word & (1UL << (fd % 64));
+}
+
+/*
+ * Fill a file record; returns its size (header plus used path bytes,
+ * 8-aligned). f_flags gets O_CLOEXEC from the fd table, as /proc/PID/fdinfo.
+ */
+static __always_inline __u32 fill_file(struct file *f, struct fdtable *fdt, __u32 tgid, int fd,
+				       struct file_rec *r)
 {
 	struct inode *inode = BPF_CORE_READ(f, f_inode);
 	__u32 size;
@@ -247,6 +264,8 @@ static __always_inline __u32 fill_file(struct file *f, __u32 tgid, int fd, struc
 	r->pid = tgid;
 	r->fd = fd;
 	r->f_flags = BPF_CORE_READ(f, f_flags);
+	if (fd_cloexec(fdt, fd))
+		r->f_flags |= O_CLOEXEC_FLAG;
 	r->f_mode = BPF_CORE_READ(f, f_mode);
 	r->i_mode = BPF_CORE_READ(inode, i_mode);
 	r->magic = BPF_CORE_READ(inode, i_sb, s_magic);

@@ -20,7 +20,7 @@ pub struct Cli {
     pub comm: Option<Comm>,
 
     /// Only the process with this PID (thread-group id)
-    #[arg(short, long, value_parser = parse_pid)]
+    #[arg(short, long, value_parser = parse_pid, allow_hyphen_values = true)]
     pub pid: Option<u32>,
 
     /// One row per thread instead of per process (like `ps -L`)

@@ -75,6 +75,19 @@ fn fixture_files_equal_readlink() {
             "a_inode"
         };
         assert_eq!(kind, expected_kind, "{path}");
+        // flags (with O_CLOEXEC from the fd table), pos and ino as fdinfo has them.
+        let fdinfo = fs::read_to_string(format!("/proc/{}/fdinfo/{fd}", fx.pid)).unwrap();
+        let field = |name: &str| {
+            fdinfo
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+        };
+        assert_eq!(f["flags"].as_str(), field("flags:").as_deref(), "{path}");
+        assert_eq!(f["pos"].to_string(), field("pos:").unwrap(), "{path}");
+        if let Some(ino) = field("ino:") {
+            assert_eq!(f["ino"].to_string(), ino, "{path}");
+        }
         if path.ends_with("/regular file.txt") {
             assert_eq!(kind, "REG");
             assert_eq!(f["access"], "w");

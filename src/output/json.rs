@@ -66,7 +66,9 @@ struct FileJson {
     #[serde(rename = "type")]
     kind: &'static str,
     access: String,
-    flags: u32,
+    /// Octal, exactly as /proc/PID/fdinfo's `flags:` line.
+    flags: String,
+    flag_names: Vec<String>,
     mode: u32,
     dev: String,
     ino: u64,
@@ -97,7 +99,8 @@ fn file_json(f: &FileEntry) -> FileJson {
         path: text(&f.desc),
         kind: f.kind,
         access: f.access().to_string(),
-        flags: f.f_flags,
+        flags: format!("0{:o}", f.f_flags),
+        flag_names: super::open_flag_names(f.f_flags),
         mode: f.i_mode,
         dev: dev_string(f.dev),
         ino: f.ino,

@@ -88,3 +88,100 @@ mod tests {
         assert_eq!(printable(b"a\nb\xffc\\"), "a\\x0ab\\xffc\\\\");
     }
 }
+
+/// The kernel's O_* bits, in /proc/PID/fdinfo's `flags` encoding. Not libc's:
+/// glibc defines O_LARGEFILE as 0 on 64-bit targets, the kernel does not.
+/// (name, lsof `+fg` abbreviation, bits); composite flags come first.
+#[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
+const OPEN_FLAGS: &[(&str, &str, u32)] = &[
+    ("O_TMPFILE", "TMPF", 0o20_200_000),
+    ("O_SYNC", "SYN", 0o4_010_000),
+    ("O_APPEND", "AP", 0o2_000),
+    ("O_NONBLOCK", "NB", 0o4_000),
+    ("O_DSYNC", "DSYN", 0o10_000),
+    ("O_ASYNC", "ASYN", 0o20_000),
+    ("O_DIRECT", "DIRECT", 0o40_000),
+    ("O_LARGEFILE", "", 0o100_000),
+    ("O_DIRECTORY", "DIR", 0o200_000),
+    ("O_NOFOLLOW", "NOFL", 0o400_000),
+    ("O_NOATIME", "NOATM", 0o1_000_000),
+    ("O_CLOEXEC", "CX", 0o2_000_000),
+    ("O_PATH", "PATH", 0o10_000_000),
+];
+#[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
+const OPEN_FLAGS: &[(&str, &str, u32)] = &[
+    ("O_TMPFILE", "TMPF", 0o20_040_000),
+    ("O_SYNC", "SYN", 0o4_010_000),
+    ("O_APPEND", "AP", 0o2_000),
+    ("O_NONBLOCK", "NB", 0o4_000),
+    ("O_DSYNC", "DSYN", 0o10_000),
+    ("O_ASYNC", "ASYN", 0o20_000),
+    ("O_DIRECTORY", "DIR", 0o40_000),
+    ("O_NOFOLLOW", "NOFL", 0o100_000),
+    ("O_DIRECT", "DIRECT", 0o200_000),
+    ("O_LARGEFILE", "", 0o400_000),
+    ("O_NOATIME", "NOATM", 0o1_000_000),
+    ("O_CLOEXEC", "CX", 0o2_000_000),
+    ("O_PATH", "PATH", 0o10_000_000),
+];
+
+/// Names of the flags set in `f_flags`, access mode first ("O_RDWR", ...);
+/// bits without a name are given in octal.
+pub fn open_flag_names(f_flags: u32) -> Vec<String> {
+    let access = match f_flags & 0o3 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        _ => "O_RDWR",
+    };
+    let mut names = vec![access.to_string()];
+    let mut rest = f_flags & !0o3;
+    for &(name, _, bits) in OPEN_FLAGS {
+        if rest & bits == bits {
+            names.push(name.to_string());
+            rest &= !bits;
+        }
+    }
+    if rest != 0 {
+        names.push(format!("0{rest:o}"));
+    }
+    names
+}
+
+/// lsof `+fg` style: "CX,NB"; the access mode is in the FD column already and
+/// O_LARGEFILE (always set on 64-bit) is left out.
+pub fn open_flags_short(f_flags: u32) -> String {
+    let mut rest = f_flags & !0o3;
+    let mut out = Vec::new();
+    for &(_, short, bits) in OPEN_FLAGS {
+        if rest & bits == bits {
+            if !short.is_empty() {
+                out.push(short);
+            }
+            rest &= !bits;
+        }
+    }
+    if out.is_empty() {
+        "-".to_string()
+    } else {
+        out.join(",")
+    }
+}
+
+#[cfg(test)]
+mod flag_tests {
+    use super::*;
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn names_fdinfo_flags() {
+        // fdinfo "flags: 02104002" of an O_RDWR|O_NONBLOCK|O_CLOEXEC file.
+        assert_eq!(
+            open_flag_names(0o2104002),
+            ["O_RDWR", "O_NONBLOCK", "O_LARGEFILE", "O_CLOEXEC"]
+        );
+        assert_eq!(open_flags_short(0o2104002), "NB,CX");
+        assert_eq!(open_flags_short(0o100000), "-");
+        assert_eq!(open_flag_names(0o4010001), ["O_WRONLY", "O_SYNC"]);
+        assert_eq!(open_flag_names(0o40000000), ["O_RDONLY", "040000000"]);
+    }
+}

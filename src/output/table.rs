@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use super::{printable, rfc3339};
+use super::{open_flags_short, printable, rfc3339};
 use crate::snapshot::{Snapshot, TaskRow};
 
 pub fn header_line(snap: &Snapshot) -> String {
@@ -88,17 +88,25 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, threads: bool) -> io::Result<()
         )?;
     }
     let indent = if threads { 16 } else { 8 };
+    if snap.rows.iter().any(|t| !t.files.is_empty()) {
+        writeln!(
+            w,
+            "{:indent$}{:>6} {:<7} {:<8} DESCRIPTION",
+            "", "FD", "TYPE", "FLAGS"
+        )?;
+    }
     for t in &snap.rows {
         writeln!(w, "{}", task_line(t, threads))?;
         for f in &t.files {
             let mark = if f.truncated { " [truncated]" } else { "" };
             writeln!(
                 w,
-                "{:indent$}{:>5}{} {:<7} {}{}",
+                "{:indent$}{:>5}{} {:<7} {:<8} {}{}",
                 "",
                 f.fd,
                 f.access(),
                 f.kind,
+                open_flags_short(f.f_flags),
                 printable(&f.desc),
                 mark
             )?;

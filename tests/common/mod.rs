@@ -8,7 +8,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::IntoRawFd;
@@ -275,4 +275,33 @@ fn hold_files(dir: &Path) {
         // A high fd, beyond the first word of the open-fds bitmap.
         check(libc::dup2(pipe[0], 300), "dup2");
     }
+}
+
+/// Names of every BPF program itersnap loads (BPF keeps 15 bytes of a name).
+pub const OUR_PROGRAMS: &[&str] = &["dump_task", "dump_file"];
+
+/// itersnap's BPF programs that no process holds open: left behind (pinned or
+/// leaked). A program in use by a running itersnap is held through its fds.
+pub fn orphaned_programs() -> Vec<u32> {
+    let mut held = BTreeSet::new();
+    for proc_dir in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(fds) = fs::read_dir(proc_dir.path().join("fdinfo")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(info) = fs::read_to_string(fd.path()) else {
+                continue;
+            };
+            for line in info.lines() {
+                if let Some(id) = line.strip_prefix("prog_id:") {
+                    held.extend(id.trim().parse::<u32>());
+                }
+            }
+        }
+    }
+    libbpf_rs::query::ProgInfoIter::default()
+        .filter(|p| OUR_PROGRAMS.iter().any(|n| p.name.to_str() == Some(n)))
+        .map(|p| p.id)
+        .filter(|id| !held.contains(id))
+        .collect()
 }
