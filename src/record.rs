@@ -319,6 +319,35 @@ mod tests {
         }
     }
 
+    /// Arbitrary bytes never panic and never yield a record larger than its input.
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..20_000 {
+            let len = (next() % 600) as usize;
+            let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Often give it a plausible header so decoding goes deep.
+            if round % 2 == 0 && len >= 8 {
+                buf[0] = (1 + next() % 3) as u8;
+                buf[1] = 0;
+                let size = ((next() % (len as u64 + 16)) & !7) as u16;
+                buf[2..4].copy_from_slice(&size.to_ne_bytes());
+            }
+            let (recs, _) = decode_all(&buf);
+            for rec in recs {
+                if let Record::File(f) = rec {
+                    assert!(f.path.len() <= len);
+                }
+            }
+        }
+    }
+
     #[test]
     fn skips_unknown_kinds() {
         let mut b = vec![0u8; 16];

@@ -209,6 +209,11 @@ pub fn describe(rec: &FileRec) -> Vec<u8> {
         };
     }
     let mut out = Vec::with_capacity(rec.path.len() + 10);
+    // A truncated path lacks its leading components: say so instead of
+    // passing a suffix off as an absolute path.
+    if rec.path_flags & (PATH_TRUNCATED | PATH_FAULT) != 0 {
+        out.extend_from_slice(b"...");
+    }
     let components: Vec<&[u8]> = rec
         .path
         .split(|&b| b == 0)
@@ -394,6 +399,7 @@ mod tests {
     fn paths_read_like_readlink() {
         assert_eq!(describe(&file(b"f\0tmp\0", 0, 0)), b"/tmp/f");
         assert_eq!(describe(&file(b"", 0, 0)), b"/");
+        assert_eq!(describe(&file(b"f\0d9\0", PATH_TRUNCATED, 0)), b".../d9/f");
         assert_eq!(
             describe(&file(b"x\0", PATH_DELETED, 0)),
             b"/x (deleted)".to_vec()

@@ -289,3 +289,36 @@ fn closed_stdout_ends_quietly() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+/// A path deeper than the walk's bound is marked truncated and keeps its tail.
+#[test]
+fn deep_paths_are_marked_truncated() {
+    let top = std::env::temp_dir().join(unique_comm("deep"));
+    let deep = top.join(["d"; 80].join("/"));
+    fs::create_dir_all(&deep).unwrap();
+    // This test process holds the file open; the snapshot looks at it.
+    let file = fs::File::create(deep.join("leaf")).unwrap();
+    let me = std::process::id();
+    let snap = snapshot(&["--pid", &me.to_string()]);
+    let row = rows_of(&snap, me)[0];
+    let real = fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&file)
+    ))
+    .unwrap()
+    .to_string_lossy()
+    .into_owned();
+    let entry = row["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("/d/leaf"))
+        .expect("the deep file is listed");
+    assert_eq!(entry["truncated"], true);
+    let shown = entry["path"].as_str().unwrap();
+    let tail = shown.strip_prefix("...").expect("marked as a partial path");
+    assert!(real.ends_with(tail), "{shown} is a tail of {real}");
+    assert!(snap["counts"]["truncated"].as_u64().unwrap() >= 1);
+    drop(file);
+    fs::remove_dir_all(top).unwrap();
+}
