@@ -43,30 +43,21 @@ fn cpu_time(ns: u64) -> String {
 fn task_line(t: &TaskRow, threads: bool) -> String {
     let comm = printable(&t.comm);
     let comm = if t.kthread { format!("[{comm}]") } else { comm };
-    if threads {
-        format!(
-            "{:>7} {:>7} {:>7} {:>6} {} {:>4} {:>9} {}",
-            t.pid,
-            t.tid,
-            t.ppid,
-            t.euid,
-            t.state,
-            t.threads,
-            cpu_time(t.cpu_ns()),
-            comm
-        )
+    let tid = if threads {
+        format!(" {:>7}", t.tid)
     } else {
-        format!(
-            "{:>7} {:>7} {:>6} {} {:>4} {:>9} {}",
-            t.pid,
-            t.ppid,
-            t.euid,
-            t.state,
-            t.threads,
-            cpu_time(t.cpu_ns()),
-            comm
-        )
-    }
+        String::new()
+    };
+    format!(
+        "{:>7}{tid} {:>7} {:>6} {} {:>4} {:>9} {}",
+        t.pid,
+        t.ppid,
+        t.euid,
+        t.state,
+        t.threads,
+        cpu_time(t.cpu_ns()),
+        comm
+    )
 }
 
 pub fn write(w: &mut dyn Write, snap: &Snapshot, threads: bool) -> io::Result<()> {
@@ -74,19 +65,12 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, threads: bool) -> io::Result<()
     if !snap.complete() {
         writeln!(w, "INCOMPLETE: {}", snap.problems.join("; "))?;
     }
-    if threads {
-        writeln!(
-            w,
-            "{:>7} {:>7} {:>7} {:>6} S NLWP      TIME COMMAND",
-            "PID", "TID", "PPID", "UID"
-        )?;
-    } else {
-        writeln!(
-            w,
-            "{:>7} {:>7} {:>6} S NLWP      TIME COMMAND",
-            "PID", "PPID", "UID"
-        )?;
-    }
+    let tid = if threads { "     TID" } else { "" };
+    writeln!(
+        w,
+        "{:>7}{tid} {:>7} {:>6} S NLWP      TIME COMMAND",
+        "PID", "PPID", "UID"
+    )?;
     let indent = if threads { 16 } else { 8 };
     if snap.rows.iter().any(|t| !t.files.is_empty()) {
         writeln!(
