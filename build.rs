@@ -7,7 +7,10 @@ use libbpf_cargo::SkeletonBuilder;
 
 /// (source, skeleton module name). Each object is loaded on its own, so an old
 /// kernel never has to load programs it cannot verify.
-const OBJECTS: &[(&str, &str)] = &[("bpf/seqiter.bpf.c", "seqiter")];
+const OBJECTS: &[(&str, &str)] = &[
+    ("bpf/seqiter.bpf.c", "seqiter"),
+    ("bpf/opencoded.bpf.c", "opencoded"),
+];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
@@ -22,5 +25,6 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=bpf/itersnap.h");
     println!("cargo:rerun-if-changed=bpf/walk.bpf.h");
+    println!("cargo:rerun-if-changed=bpf/trigger.bpf.h");
     println!("cargo:rerun-if-changed=bpf/vmlinux.h");
 }

@@ -12,7 +12,7 @@
 #ifndef ITERSNAP_H
 #define ITERSNAP_H
 
-#define ITERSNAP_ABI 1
+#define ITERSNAP_ABI 2
 
 #define COMM_LEN 16
 /* Longest single path component the kernel allows (NAME_MAX) + NUL. */
@@ -28,6 +28,18 @@ enum rec_kind {
 	REC_TASK = 1,
 	REC_FILE = 2,
 	REC_STACK = 3,
+	REC_BEGIN = 4,	/* first record of a snapshot: what triggered it */
+	REC_END = 5,	/* last record: what the walk emitted */
+};
+
+/* What fired a snapshot (struct begin_rec.trigger). */
+enum trigger_kind {
+	TRIGGER_ONESHOT = 1,
+	TRIGGER_SIGNAL = 2,
+	TRIGGER_SYSCALL = 3,
+	TRIGGER_TRACEPOINT = 4,
+	TRIGGER_UPROBE = 5,
+	TRIGGER_TIMER = 6,
 };
 
 struct rec_hdr {
@@ -98,10 +110,59 @@ struct stack_rec {
 	__u64 ips[STACK_MAX_DEPTH];
 };
 
+/*
+ * Sent when a trigger fires. The open-coded backend follows it with the
+ * walk's records and an end_rec; the seq backend's trigger programs send only
+ * this, and user space then reads the seq iterators.
+ */
+struct begin_rec {
+	struct rec_hdr hdr;
+	__u32 trigger;		/* enum trigger_kind */
+	__s32 arg;		/* signal number, syscall number */
+	__u32 pid;		/* current task at the event (signal sender, caller): tgid */
+	__u32 tid;
+	__u32 target_pid;	/* signal target: tgid */
+	__u32 target_tid;
+	__u32 cpu;
+	__u32 _pad;
+	__u64 ktime_ns;		/* bpf_ktime_get_ns() at the event */
+	__u64 skipped_gap;	/* triggers skipped so far: within --min-gap */
+	__u64 skipped_busy;	/* ...: a walk was still running */
+	char comm[COMM_LEN];
+	char target_comm[COMM_LEN];
+};
+
+struct end_rec {
+	struct rec_hdr hdr;
+	__u32 tasks;		/* records emitted by the walk, by kind */
+	__u32 files;
+	__u32 stacks;
+	__u32 truncated_fds;	/* fd tables larger than the scan bound */
+	__u64 ktime_ns;		/* end of the walk */
+	__u64 emitted;		/* records emitted before this one, begin_rec included */
+	__u64 dropped;		/* of those, lost because the ring buffer was full */
+};
+
+/*
+ * Per-snapshot counters kept in the BPF object's .bss, in a ring of slots
+ * indexed by seq % STATS_SLOTS, so that user space can account for a
+ * snapshot even when its end_rec was lost.
+ */
+#define STATS_SLOTS 16
+
+struct snap_stats {
+	__u32 seq;
+	__u32 done;		/* walk finished (end_rec emitted or dropped) */
+	__u64 emitted;		/* every record of the snapshot, end_rec included */
+	__u64 dropped;
+	__u64 walk_ns;
+};
+
 /* Filters and options fixed before load (.rodata of every program). */
 #define FILTER_COMM_ON (1 << 0)
 #define FILTER_PID_ON (1 << 1)
 #define OPT_THREADS (1 << 2)  /* stacks for every thread, not just leaders */
 #define OPT_STACKS (1 << 3)
+#define OPT_FILES (1 << 4)
 
 #endif /* ITERSNAP_H */

@@ -3,10 +3,23 @@
  * The seq backend: iter/task and iter/task_file programs that run the shared
  * walk (walk.bpf.h) once per thread and once per open file, writing binary
  * records to the iterator's seq_file. Works on every kernel from 5.8 on.
+ *
+ * Its trigger programs (trigger.bpf.h) only report the event through the
+ * ring buffer; user space then reads the iterators, so such a snapshot shows
+ * the state just *after* the event.
  */
-#include "walk.bpf.h"
+#include "trigger.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
+
+static __always_inline void seq_emit(struct seq_file *seq, void *rec, __u64 size)
+{
+	/* Keep the bound check on the very register passed to the helper. */
+	barrier_var(size);
+	if (size == 0 || size > sizeof(union scratch))
+		return;
+	bpf_seq_write(seq, rec, size);
+}
 
 SEC("iter/task")
 int dump_task(struct bpf_iter__task *ctx)
@@ -23,13 +36,9 @@ int dump_task(struct bpf_iter__task *ctx)
 		return 0;
 
 	fill_task(t, &buf->task);
-	bpf_seq_write(seq, &buf->task, sizeof(buf->task));
-
-	if (want_stack(t)) {
-		size = fill_stack(t, &buf->stack);
-		if (size && size <= sizeof(buf->stack))
-			bpf_seq_write(seq, &buf->stack, size);
-	}
+	seq_emit(seq, &buf->task, sizeof(buf->task));
+	if (want_stack(t))
+		seq_emit(seq, &buf->stack, fill_stack(t, &buf->stack));
 	return 0;
 }
 
@@ -48,12 +57,27 @@ int dump_file(struct bpf_iter__task_file *ctx)
 	tgid = BPF_CORE_READ(t, tgid);
 	if (BPF_CORE_READ(t, pid) != tgid || !task_selected(t))
 		return 0;
+	/* fill_file() takes plain addresses: read the pointer as a number. */
+	size = fill_file((__u64)BPF_CORE_READ(ctx, file), (__u64)BPF_CORE_READ(t, files, fdt), tgid,
+			 ctx->fd);
 	buf = scratch_buf();
-	if (!buf)
-		return 0;
-
-	size = fill_file(f, BPF_CORE_READ(t, files, fdt), tgid, ctx->fd, &buf->file);
-	if (size <= sizeof(buf->file))
-		bpf_seq_write(seq, &buf->file, size);
+	if (buf)
+		seq_emit(seq, &buf->file, size);
 	return 0;
+}
+
+/* Report the event; busy stays set until user space has read the iterators. */
+static __always_inline void on_trigger(struct begin_rec *b)
+{
+	struct snap_stats *st = &stats[b->hdr.seq & (STATS_SLOTS - 1)];
+
+	st->seq = b->hdr.seq;
+	st->emitted = 1;
+	st->dropped = 0;
+	st->done = 0;
+	if (bpf_ringbuf_output(&events, b, sizeof(*b), BPF_RB_FORCE_WAKEUP)) {
+		st->dropped = 1;
+		st->done = 1;
+		busy = 0;
+	}
 }

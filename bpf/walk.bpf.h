@@ -38,6 +38,8 @@ union scratch {
 	struct task_rec task;
 	struct file_rec file;
 	struct stack_rec stack;
+	struct begin_rec begin;
+	struct end_rec end;
 };
 
 struct {
@@ -252,14 +254,26 @@ static __always_inline bool fd_cloexec(struct fdtable *fdt, int fd)
 }
 
 /*
- * Fill a file record; returns its size (header plus used path bytes,
- * 8-aligned). f_flags gets O_CLOEXEC from the fd table, as /proc/PID/fdinfo.
+ * Fill the CPU's scratch file record; returns its size (header plus used path
+ * bytes, 8-aligned), 0 on failure. f_flags gets O_CLOEXEC from the fd table,
+ * as /proc/PID/fdinfo shows it.
+ *
+ * A global function: the verifier checks it once, on its own, instead of at
+ * every call site inside the nested fd and task loops. Its pointers come as
+ * plain numbers because it only ever reads them through probe reads.
  */
-static __always_inline __u32 fill_file(struct file *f, struct fdtable *fdt, __u32 tgid, int fd,
-				       struct file_rec *r)
+__noinline __u32 fill_file(__u64 file_addr, __u64 fdt_addr, __u32 tgid, int fd)
 {
+	struct file *f = (struct file *)file_addr;
+	struct fdtable *fdt = (struct fdtable *)fdt_addr;
 	struct inode *inode = BPF_CORE_READ(f, f_inode);
+	union scratch *buf = scratch_buf();
+	struct file_rec *r;
 	__u32 size;
+
+	if (!buf)
+		return 0;
+	r = &buf->file;
 
 	r->pid = tgid;
 	r->fd = fd;

@@ -1,19 +1,29 @@
 //! Command line: clap definitions and validation of every value a user types.
 
-use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgGroup, Parser, ValueEnum};
+
+use crate::{signals, syscalls};
 
 pub const EXAMPLES: &str = "\
 Examples:
-  sudo itersnap                      every process, its open files
-  sudo itersnap bash                 only processes named exactly `bash`
-  sudo itersnap --pid 1234 --threads one process, a row per thread
-  sudo itersnap --stacks --no-files  kernel stacks of every process
-  sudo itersnap -o json | jq .       JSON Lines, one object per snapshot";
+  sudo itersnap                          every process, its open files
+  sudo itersnap bash                     only processes named exactly `bash`
+  sudo itersnap --pid 1234 --threads     one process, a row per thread
+  sudo itersnap --stacks --no-files      kernel stacks of every process
+  sudo itersnap -o json | jq .           JSON Lines, one object per snapshot
+  sudo itersnap --on-signal SIGUSR1 bash a snapshot of bash whenever a SIGUSR1 is sent
+  sudo itersnap --on-syscall execve --count 5
+  sudo itersnap --on-tracepoint sched:sched_process_exit --caller-comm make
+  sudo itersnap --on-uprobe /usr/bin/bash:readline --caller-pid 1234";
 
 /// Snapshots of every task (identity, state, open files, kernel stack),
 /// taken inside the kernel with BPF iterators.
 #[derive(Debug, Parser)]
 #[command(name = "itersnap", version, after_help = EXAMPLES)]
+#[command(group(ArgGroup::new("trigger").args(["on_signal", "on_syscall", "on_tracepoint", "on_uprobe"])))]
 pub struct Cli {
     /// Only processes whose name is exactly COMM (like `pgrep -x`), at most 15 bytes
     #[arg(value_parser = parse_comm)]
@@ -42,6 +52,176 @@ pub struct Cli {
     /// Show libbpf's log (verifier output) and backend choices on stderr
     #[arg(short, long)]
     pub verbose: bool,
+
+    /// Take a snapshot whenever signal SIG is generated (name or number: SIGUSR1, USR1, 10)
+    #[arg(long, value_name = "SIG", value_parser = signals::parse, help_heading = "Triggers")]
+    pub on_signal: Option<i32>,
+
+    /// With --on-signal: only signals sent to this process
+    #[arg(long, value_name = "PID", value_parser = parse_pid, requires = "on_signal", help_heading = "Triggers")]
+    pub signal_target: Option<u32>,
+
+    /// With --on-signal: only signals sent to processes named exactly COMM
+    #[arg(long, value_name = "COMM", value_parser = parse_comm, requires = "on_signal", help_heading = "Triggers")]
+    pub signal_target_comm: Option<Comm>,
+
+    /// Take a snapshot when syscall NAME is entered (e.g. execve, openat)
+    #[arg(long, value_name = "NAME", value_parser = parse_syscall, help_heading = "Triggers")]
+    pub on_syscall: Option<Syscall>,
+
+    /// Take a snapshot at kernel tracepoint CATEGORY:NAME (e.g. sched:sched_process_exit)
+    #[arg(long, value_name = "CATEGORY:NAME", value_parser = parse_tracepoint, help_heading = "Triggers")]
+    pub on_tracepoint: Option<Tracepoint>,
+
+    /// Take a snapshot when a program calls a function (e.g. /usr/bin/bash:readline)
+    #[arg(long, value_name = "PATH:SYMBOL", value_parser = parse_uprobe, help_heading = "Triggers")]
+    pub on_uprobe: Option<Uprobe>,
+
+    /// Only events in this process (signal sender, syscall caller, ...)
+    #[arg(long, value_name = "PID", value_parser = parse_pid, requires = "trigger", help_heading = "Triggers")]
+    pub caller_pid: Option<u32>,
+
+    /// Only events in processes named exactly COMM
+    #[arg(long, value_name = "COMM", value_parser = parse_comm, requires = "trigger", help_heading = "Triggers")]
+    pub caller_comm: Option<Comm>,
+
+    /// Stop after N snapshots
+    #[arg(short = 'c', long, value_name = "N", value_parser = parse_count, help_heading = "Triggers")]
+    pub count: Option<u64>,
+
+    /// Least time between two snapshots, enforced in the kernel (e.g. 100ms, 1s, 0)
+    #[arg(long, value_name = "DURATION", value_parser = parse_gap, default_value = "100ms", help_heading = "Triggers")]
+    pub min_gap: Duration,
+
+    /// Which kernel mechanism takes the snapshot
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+
+    /// Ring buffer size (e.g. 64M); default: sized from the system's tasks and files
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub ringbuf_size: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// open-coded where the kernel has bpf_iter_task_new (6.7+), else seq
+    Auto,
+    /// the trigger program walks all tasks inside the event
+    OpenCoded,
+    /// seq iterators read from user space (5.8+), right after the event
+    Seq,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Syscall {
+    pub name: String,
+    pub nr: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracepoint {
+    pub category: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uprobe {
+    pub path: PathBuf,
+    pub symbol: String,
+}
+
+pub fn parse_syscall(s: &str) -> Result<Syscall, String> {
+    let name = s.strip_prefix("sys_").unwrap_or(s);
+    syscalls::SYSCALLS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(n, nr)| Syscall {
+            name: n.to_string(),
+            nr,
+        })
+        .ok_or_else(|| format!("unknown syscall '{s}' on {}", std::env::consts::ARCH))
+}
+
+fn is_ident(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+pub fn parse_tracepoint(s: &str) -> Result<Tracepoint, String> {
+    match s.split_once(':') {
+        Some((category, name)) if is_ident(category) && is_ident(name) => Ok(Tracepoint {
+            category: category.into(),
+            name: name.into(),
+        }),
+        _ => Err("expected CATEGORY:NAME, e.g. sched:sched_process_exit".into()),
+    }
+}
+
+pub fn parse_uprobe(s: &str) -> Result<Uprobe, String> {
+    match s.rsplit_once(':') {
+        Some((path, symbol)) if !path.is_empty() && !symbol.is_empty() => Ok(Uprobe {
+            path: path.into(),
+            symbol: symbol.into(),
+        }),
+        _ => Err("expected PATH:SYMBOL, e.g. /usr/bin/bash:readline".into()),
+    }
+}
+
+pub fn parse_count(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("the count must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("the count must be a positive number".into()),
+    }
+}
+
+/// `500us`, `100ms`, `1s`, `2m`, `1h`, `1.5s`; a bare `0` means none.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration '{s}': use a number and a unit, like 100ms, 1s or 2m");
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(bad)?;
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(bad()),
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || secs > 86_400.0 * 365.0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_gap(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+/// `4096`, `64K`, `16M`, `1G`: a power of two of at least one page is used.
+pub fn parse_size(s: &str) -> Result<u32, String> {
+    let bad = || format!("invalid size '{s}': use bytes or K/M/G, like 64M");
+    let upper = s.to_ascii_uppercase();
+    let trimmed = upper.trim_end_matches('B').trim_end_matches('I');
+    let (number, shift) = match trimmed.chars().last() {
+        Some('K') => (&trimmed[..trimmed.len() - 1], 10),
+        Some('M') => (&trimmed[..trimmed.len() - 1], 20),
+        Some('G') => (&trimmed[..trimmed.len() - 1], 30),
+        _ => (trimmed, 0),
+    };
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let bytes = n.checked_shl(shift).filter(|&b| b > 0).ok_or_else(bad)?;
+    if bytes > 1 << 30 {
+        return Err(format!("ring buffer size '{s}' is over the 1G limit"));
+    }
+    Ok(bytes as u32)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -89,6 +269,51 @@ mod tests {
         assert!(parse_comm("exactly15bytes!").is_ok());
         assert!(parse_comm("sixteen-bytes-xx").is_err());
         assert!(parse_comm("").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "-1s", "1xs", "ms", "1", "1..2s", "99999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_counts() {
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("16M"), Ok(16 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        for bad in ["0", "x", "2G", "-1M"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert!(parse_count("0").is_err());
+        assert_eq!(parse_count("3"), Ok(3));
+    }
+
+    #[test]
+    fn trigger_specs() {
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(parse_syscall("execve").unwrap().nr, 59);
+        assert!(parse_syscall("getpid").is_ok());
+        assert!(parse_syscall("no_such_call").is_err());
+        assert_eq!(
+            parse_tracepoint("sched:sched_process_exit").unwrap().name,
+            "sched_process_exit"
+        );
+        assert!(parse_tracepoint("sched_process_exit").is_err());
+        assert!(parse_tracepoint("a:b:c").is_err());
+        let u = parse_uprobe("/usr/bin/bash:readline").unwrap();
+        assert_eq!(
+            (u.path.to_str(), u.symbol.as_str()),
+            (Some("/usr/bin/bash"), "readline")
+        );
+        assert!(parse_uprobe("readline").is_err());
     }
 
     #[test]

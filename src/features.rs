@@ -69,3 +69,74 @@ pub fn require_runnable() -> Result<()> {
     }
     Ok(())
 }
+
+/// The kernel's own BTF, asked about functions and types by name.
+pub struct KernelBtf {
+    btf: libbpf_rs::btf::Btf<'static>,
+}
+
+impl KernelBtf {
+    pub fn load() -> Result<Self> {
+        let btf = libbpf_rs::btf::Btf::from_path(VMLINUX_BTF)
+            .map_err(|e| anyhow::anyhow!("reading {VMLINUX_BTF}: {e}"))?;
+        Ok(KernelBtf { btf })
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.btf
+            .type_by_name::<libbpf_rs::btf::BtfType<'_>>(name)
+            .is_some()
+    }
+}
+
+/// Why the open-coded backend cannot run here, if it cannot.
+pub fn open_coded_unsupported(btf: &KernelBtf) -> Option<String> {
+    for kfunc in ["bpf_iter_task_new", "bpf_iter_num_new", "bpf_rcu_read_lock"] {
+        if !btf.has(kfunc) {
+            return Some(format!(
+                "the kernel has no {kfunc} kfunc (open-coded task iterators need Linux 6.7 or later)"
+            ));
+        }
+    }
+    None
+}
+
+const TRACEFS_ROOTS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+/// Checks that CATEGORY:NAME is a tracepoint of this kernel: tracefs knows
+/// both parts; without tracefs, the kernel's BTF knows the name.
+pub fn check_tracepoint(btf: &KernelBtf, category: &str, name: &str) -> Result<()> {
+    for root in TRACEFS_ROOTS {
+        let events = Path::new(root).join("events");
+        if events.is_dir() {
+            if events.join(category).join(name).is_dir() {
+                return Ok(());
+            }
+            if !events.join(category).is_dir() {
+                bail!("unknown tracepoint category '{category}' (see {root}/events)");
+            }
+            bail!("unknown tracepoint '{category}:{name}' (see {root}/events/{category})");
+        }
+    }
+    if btf.has(&format!("btf_trace_{name}")) {
+        return Ok(());
+    }
+    bail!("unknown tracepoint '{category}:{name}': the kernel's BTF has no btf_trace_{name}")
+}
+
+/// Checks that PATH is an ELF file that defines SYMBOL.
+pub fn check_uprobe(path: &Path, symbol: &str) -> Result<()> {
+    use object::{Object, ObjectSymbol};
+    let data =
+        fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let file = object::File::parse(&*data)
+        .map_err(|_| anyhow::anyhow!("{} is not an ELF file", path.display()))?;
+    let defined = file
+        .symbols()
+        .chain(file.dynamic_symbols())
+        .any(|s| s.is_definition() && s.name() == Ok(symbol));
+    if !defined {
+        bail!("{} has no function '{symbol}'", path.display());
+    }
+    Ok(())
+}

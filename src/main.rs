@@ -10,24 +10,25 @@ mod features;
 mod ksyms;
 mod output;
 mod record;
+mod run;
+mod signals;
 mod snapshot;
+mod syscalls;
 
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
 use clap::Parser;
 
-use backend::{seq::SeqBackend, Backend, WalkOptions};
 use cli::Cli;
-use snapshot::{Trigger, WalkInfo};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    match run(&cli) {
+    configure_libbpf_log(cli.verbose);
+    match run::run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
@@ -75,58 +76,4 @@ fn configure_libbpf_log(verbose: bool) {
     } else {
         libbpf_rs::set_print(None);
     }
-}
-
-fn run(cli: &Cli) -> Result<()> {
-    configure_libbpf_log(cli.verbose);
-    features::require_runnable()?;
-
-    let opts = WalkOptions {
-        comm: cli.comm.as_ref().map(|c| c.0.clone()),
-        pid: cli.pid,
-        threads: cli.threads,
-        files: !cli.no_files,
-        stacks: cli.stacks,
-    };
-    let ksyms = if cli.stacks {
-        Some(ksyms::Ksyms::load()?)
-    } else {
-        None
-    };
-    let mut backend = SeqBackend::new(&opts)?;
-    if cli.verbose {
-        eprintln!("itersnap: backend {}", backend.name());
-    }
-
-    let printer = output::Printer {
-        format: cli.output,
-        threads: cli.threads,
-    };
-    let stdout = io::stdout();
-    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-
-    let seq = 1;
-    let walk = backend.walk(seq)?;
-    let (records, decode_error) = record::decode_all(&walk.records);
-    let info = WalkInfo {
-        seq,
-        trigger: Trigger::OneShot,
-        backend: backend.name(),
-        wall_time: walk.wall_time,
-        ktime_ns: walk.ktime_ns,
-        walk_ns: walk.walk_ns,
-        dropped: walk.dropped,
-    };
-    let snap = snapshot::assemble(
-        info,
-        records,
-        decode_error.map(|e| e.to_string()),
-        cli.threads,
-        ksyms.as_ref(),
-    );
-    printer
-        .write(&mut out, &snap)
-        .context("writing the snapshot")?;
-    out.flush().context("writing the snapshot")?;
-    Ok(())
 }

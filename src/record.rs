@@ -11,6 +11,8 @@ use std::fmt;
 pub const REC_TASK: u16 = 1;
 pub const REC_FILE: u16 = 2;
 pub const REC_STACK: u16 = 3;
+pub const REC_BEGIN: u16 = 4;
+pub const REC_END: u16 = 5;
 
 pub const HDR_SIZE: usize = 8;
 pub const TASK_SIZE: usize = 120;
@@ -19,6 +21,8 @@ pub const PATH_BUF: usize = 4096;
 pub const STACK_HDR_SIZE: usize = 16;
 pub const STACK_MAX_DEPTH: usize = 64;
 pub const COMM_LEN: usize = 16;
+pub const BEGIN_SIZE: usize = 96;
+pub const END_SIZE: usize = 48;
 
 pub const PATH_DNAME: u16 = 1 << 0;
 pub const PATH_DELETED: u16 = 1 << 1;
@@ -74,11 +78,56 @@ pub struct StackRec {
     pub ips: Vec<u64>,
 }
 
+/// A trigger fired: the first record of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeginRec {
+    pub seq: u32,
+    pub trigger: u32,
+    pub arg: i32,
+    pub pid: u32,
+    pub tid: u32,
+    pub target_pid: u32,
+    pub target_tid: u32,
+    pub cpu: u32,
+    pub ktime_ns: u64,
+    pub skipped_gap: u64,
+    pub skipped_busy: u64,
+    pub comm: Vec<u8>,
+    pub target_comm: Vec<u8>,
+}
+
+/// The last record of an open-coded snapshot: what the walk emitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndRec {
+    pub seq: u32,
+    pub tasks: u32,
+    pub files: u32,
+    pub stacks: u32,
+    pub truncated_fds: u32,
+    pub ktime_ns: u64,
+    pub emitted: u64,
+    pub dropped: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     Task(TaskRec),
     File(FileRec),
     Stack(StackRec),
+    Begin(BeginRec),
+    End(EndRec),
+}
+
+impl Record {
+    pub fn seq(&self) -> u32 {
+        match self {
+            Record::Task(r) => r.seq,
+            Record::File(r) => r.seq,
+            Record::Stack(r) => r.seq,
+            Record::Begin(r) => r.seq,
+            Record::End(r) => r.seq,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,6 +267,41 @@ pub fn decode_one(buf: &[u8], offset: usize) -> Result<(Option<Record>, usize), 
                 ips: (0..nr).map(|i| f.u64(STACK_HDR_SIZE + i * 8)).collect(),
             })
         }
+        REC_BEGIN => {
+            if size < BEGIN_SIZE {
+                return Err(err("begin record too short"));
+            }
+            Record::Begin(BeginRec {
+                seq,
+                trigger: f.u32(8),
+                arg: f.u32(12) as i32,
+                pid: f.u32(16),
+                tid: f.u32(20),
+                target_pid: f.u32(24),
+                target_tid: f.u32(28),
+                cpu: f.u32(32),
+                ktime_ns: f.u64(40),
+                skipped_gap: f.u64(48),
+                skipped_busy: f.u64(56),
+                comm: c_bytes(f.slice(64, COMM_LEN)),
+                target_comm: c_bytes(f.slice(80, COMM_LEN)),
+            })
+        }
+        REC_END => {
+            if size < END_SIZE {
+                return Err(err("end record too short"));
+            }
+            Record::End(EndRec {
+                seq,
+                tasks: f.u32(8),
+                files: f.u32(12),
+                stacks: f.u32(16),
+                truncated_fds: f.u32(20),
+                ktime_ns: f.u64(24),
+                emitted: f.u64(32),
+                dropped: f.u64(40),
+            })
+        }
         _ => return Ok((None, size)),
     };
     Ok((Some(rec), size))
@@ -265,6 +349,17 @@ mod tests {
         assert_eq!(offset_of!(types::file_rec, path), FILE_HDR_SIZE);
         assert_eq!(size_of::<types::file_rec>(), FILE_HDR_SIZE + PATH_BUF);
         assert_eq!(offset_of!(types::stack_rec, ips), STACK_HDR_SIZE);
+        assert_eq!(size_of::<types::begin_rec>(), BEGIN_SIZE);
+        assert_eq!(offset_of!(types::begin_rec, trigger), 8);
+        assert_eq!(offset_of!(types::begin_rec, cpu), 32);
+        assert_eq!(offset_of!(types::begin_rec, ktime_ns), 40);
+        assert_eq!(offset_of!(types::begin_rec, skipped_busy), 56);
+        assert_eq!(offset_of!(types::begin_rec, comm), 64);
+        assert_eq!(offset_of!(types::begin_rec, target_comm), 80);
+        assert_eq!(size_of::<types::end_rec>(), END_SIZE);
+        assert_eq!(offset_of!(types::end_rec, truncated_fds), 20);
+        assert_eq!(offset_of!(types::end_rec, ktime_ns), 24);
+        assert_eq!(offset_of!(types::end_rec, dropped), 40);
         assert_eq!(
             size_of::<types::stack_rec>(),
             STACK_HDR_SIZE + 8 * STACK_MAX_DEPTH
@@ -334,7 +429,7 @@ mod tests {
             let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             // Often give it a plausible header so decoding goes deep.
             if round % 2 == 0 && len >= 8 {
-                buf[0] = (1 + next() % 3) as u8;
+                buf[0] = (1 + next() % 5) as u8;
                 buf[1] = 0;
                 let size = ((next() % (len as u64 + 16)) & !7) as u16;
                 buf[2..4].copy_from_slice(&size.to_ne_bytes());

@@ -5,26 +5,131 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::backend::{RawSnapshot, TriggerSpec};
 use crate::ksyms::Ksyms;
 use crate::record::{
-    FileRec, Record, StackRec, TaskRec, PATH_DELETED, PATH_DNAME, PATH_FAULT, PATH_TRUNCATED,
+    BeginRec, FileRec, Record, StackRec, TaskRec, PATH_DELETED, PATH_DNAME, PATH_FAULT,
+    PATH_TRUNCATED,
 };
+
+/// A task involved in the event: the signal's sender or target, the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Vec<u8>,
+}
+
+impl Actor {
+    fn describe(&self) -> String {
+        format!("{} ({})", self.pid, crate::output::printable(&self.comm))
+    }
+}
 
 /// What made the snapshot happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
     OneShot,
+    Signal {
+        signal: i32,
+        sender: Actor,
+        target: Actor,
+    },
+    Syscall {
+        name: String,
+        nr: i32,
+        caller: Actor,
+    },
+    Tracepoint {
+        name: String,
+        caller: Actor,
+    },
+    Uprobe {
+        target: String,
+        caller: Actor,
+    },
+    /// The trigger's own record was lost (ring buffer full).
+    Unknown,
 }
 
 impl Trigger {
+    /// Names from the user's trigger spec, the rest from the kernel's begin_rec.
+    pub fn from_event(spec: &TriggerSpec, begin: Option<&BeginRec>) -> Trigger {
+        let Some(b) = begin else {
+            return if spec.is_oneshot() {
+                Trigger::OneShot
+            } else {
+                Trigger::Unknown
+            };
+        };
+        let caller = Actor {
+            pid: b.pid,
+            tid: b.tid,
+            comm: b.comm.clone(),
+        };
+        match spec {
+            TriggerSpec::OneShot => Trigger::OneShot,
+            TriggerSpec::Signal { .. } => Trigger::Signal {
+                signal: b.arg,
+                sender: caller,
+                target: Actor {
+                    pid: b.target_pid,
+                    tid: b.target_tid,
+                    comm: b.target_comm.clone(),
+                },
+            },
+            TriggerSpec::Syscall { name, nr } => Trigger::Syscall {
+                name: name.clone(),
+                nr: *nr,
+                caller,
+            },
+            TriggerSpec::Tracepoint { category, name } => Trigger::Tracepoint {
+                name: format!("{category}:{name}"),
+                caller,
+            },
+            TriggerSpec::Uprobe { path, symbol } => Trigger::Uprobe {
+                target: format!("{}:{symbol}", path.display()),
+                caller,
+            },
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Trigger::OneShot => "one-shot".to_string(),
+            Trigger::Signal {
+                signal,
+                sender,
+                target,
+            } => format!(
+                "{} from {} to {}",
+                crate::signals::name(*signal),
+                sender.describe(),
+                target.describe()
+            ),
+            Trigger::Syscall { name, caller, .. } => {
+                format!("syscall {name} by {}", caller.describe())
+            }
+            Trigger::Tracepoint { name, caller } => {
+                format!("tracepoint {name} in {}", caller.describe())
+            }
+            Trigger::Uprobe { target, caller } => {
+                format!("uprobe {target} in {}", caller.describe())
+            }
+            Trigger::Unknown => "a trigger whose record was lost".to_string(),
         }
     }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Trigger::OneShot => "oneshot",
+            Trigger::Signal { .. } => "signal",
+            Trigger::Syscall { .. } => "syscall",
+            Trigger::Tracepoint { .. } => "tracepoint",
+            Trigger::Uprobe { .. } => "uprobe",
+            Trigger::Unknown => "unknown",
         }
     }
 }
@@ -35,13 +140,18 @@ pub struct WalkInfo {
     pub seq: u32,
     pub trigger: Trigger,
     pub backend: &'static str,
+    /// Taken by reading iterators after the event (seq backend), not inside it.
+    pub after_event: bool,
+    /// CPU the trigger fired on, when there was a trigger.
+    pub cpu: Option<u32>,
     /// Wall-clock time at the start of the walk.
     pub wall_time: SystemTime,
     /// CLOCK_MONOTONIC (the kernel's ktime) at the start of the walk, ns.
     pub ktime_ns: u64,
     pub walk_ns: u64,
-    /// Records the kernel could not deliver (ring buffer full).
-    pub dropped: u64,
+    /// Triggers the in-kernel guards skipped since the previous snapshot.
+    pub skipped_gap: u64,
+    pub skipped_busy: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -60,14 +170,26 @@ pub struct Counts {
     pub threads: usize,
     pub files: usize,
     pub stacks: usize,
+    /// Task, file and stack records received.
+    pub records: usize,
     pub dropped: u64,
     pub truncated: usize,
 }
 
 impl Snapshot {
     pub fn complete(&self) -> bool {
-        self.problems.is_empty() && self.counts.dropped == 0
+        self.problems.is_empty()
     }
+}
+
+/// What assembly needs besides the records.
+pub struct Context<'a> {
+    pub backend: &'static str,
+    pub spec: &'a TriggerSpec,
+    pub per_thread: bool,
+    pub ksyms: Option<&'a Ksyms>,
+    /// CLOCK_REALTIME minus CLOCK_MONOTONIC, to date kernel timestamps.
+    pub wall_offset_ns: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,28 +359,39 @@ struct Process {
     threads: Vec<TaskRec>,
 }
 
-/// Builds the snapshot from a backend's records.
-pub fn assemble(
-    info: WalkInfo,
-    records: Vec<Record>,
-    decode_error: Option<String>,
-    per_thread: bool,
-    ksyms: Option<&Ksyms>,
-) -> Snapshot {
+/// Builds the snapshot from a backend's records. `skipped` is what the
+/// trigger guards skipped since the previous snapshot: (min-gap, busy).
+pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64)) -> Snapshot {
+    let per_thread = ctx.per_thread;
+    let ksyms = ctx.ksyms;
+    let info = WalkInfo {
+        seq: raw.seq,
+        trigger: Trigger::from_event(ctx.spec, raw.begin.as_ref()),
+        backend: ctx.backend,
+        after_event: raw.after_event,
+        cpu: raw.begin.as_ref().map(|b| b.cpu),
+        wall_time: UNIX_EPOCH + Duration::from_nanos(raw.ktime_ns + ctx.wall_offset_ns),
+        ktime_ns: raw.ktime_ns,
+        walk_ns: raw.walk_ns,
+        skipped_gap: skipped.0,
+        skipped_busy: skipped.1,
+    };
     let mut procs: BTreeMap<u32, Process> = BTreeMap::new();
     let mut files: BTreeMap<u32, Vec<FileRec>> = BTreeMap::new();
     let mut stacks: BTreeMap<u32, StackRec> = BTreeMap::new();
     let mut counts = Counts {
-        dropped: info.dropped,
+        dropped: raw.dropped,
+        records: raw.records.len(),
         ..Counts::default()
     };
-    for rec in records {
+    for rec in raw.records {
         match rec {
             Record::Task(t) => procs.entry(t.tgid).or_default().threads.push(t),
             Record::File(f) => files.entry(f.pid).or_default().push(f),
             Record::Stack(s) => {
                 stacks.insert(s.pid, s);
             }
+            Record::Begin(_) | Record::End(_) => {}
         }
     }
 
@@ -359,11 +492,25 @@ pub fn assemble(
     }
 
     let mut problems = Vec::new();
-    if let Some(e) = decode_error {
+    if let Some(e) = raw.decode_error {
         problems.push(e);
     }
     if counts.dropped > 0 {
-        problems.push(format!("{} records dropped", counts.dropped));
+        problems.push(format!(
+            "{} records dropped: the ring buffer was full (see --ringbuf-size)",
+            counts.dropped
+        ));
+    }
+    if raw.begin.is_none() && !ctx.spec.is_oneshot() {
+        problems.push("the trigger's record was lost".into());
+    }
+    match &raw.end {
+        Some(end) if end.truncated_fds > 0 => problems.push(format!(
+            "{} fd tables were larger than the scan limit: their highest fds are missing",
+            end.truncated_fds
+        )),
+        None if ctx.backend == "open-coded" => problems.push("the end record was lost".into()),
+        _ => {}
     }
     Snapshot {
         info,

@@ -17,8 +17,15 @@ fn fixture_process() {
 
 #[test]
 fn fixture_files_equal_readlink() {
+    for backend in BACKENDS {
+        fixture_files_equal_readlink_with(backend);
+    }
+}
+
+fn fixture_files_equal_readlink_with(backend: &str) {
     let fx = Fixture::start("f");
-    let snap = snapshot(&[&fx.comm]);
+    let snap = snapshot(&["--backend", backend, &fx.comm]);
+    assert_eq!(snap["backend"], backend);
     let tasks = snap["tasks"].as_array().unwrap();
     assert_eq!(
         tasks.len(),
@@ -141,8 +148,14 @@ fn fixture_identity_matches_proc() {
 
 #[test]
 fn threads_get_a_row_each() {
+    for backend in BACKENDS {
+        threads_get_a_row_each_with(backend);
+    }
+}
+
+fn threads_get_a_row_each_with(backend: &str) {
     let fx = Fixture::start("t");
-    let snap = snapshot(&["--threads", &fx.comm]);
+    let snap = snapshot(&["--backend", backend, "--threads", &fx.comm]);
     let rows = rows_of(&snap, fx.pid);
     let tids: Vec<u32> = rows
         .iter()
@@ -162,8 +175,14 @@ fn threads_get_a_row_each() {
 
 #[test]
 fn stacks_match_proc_stack() {
+    for backend in BACKENDS {
+        stacks_match_proc_stack_with(backend);
+    }
+}
+
+fn stacks_match_proc_stack_with(backend: &str) {
     let fx = Fixture::start("k");
-    let snap = snapshot(&["--stacks", "--no-files", &fx.comm]);
+    let snap = snapshot(&["--backend", backend, "--stacks", "--no-files", &fx.comm]);
     let row = rows_of(&snap, fx.pid)[0];
     let ours: Vec<String> = row["stack"]
         .as_array()
@@ -192,7 +211,7 @@ fn table_output_names_the_fixture_files() {
     let header = lines.next().unwrap();
     assert!(header.starts_with("snapshot 1 at "), "{header}");
     assert!(
-        header.contains("one-shot (seq backend), 1 processes"),
+        header.contains("one-shot (open-coded backend), 1 processes"),
         "{header}"
     );
     assert!(text.contains(&format!(" {}\n", fx.comm)));
@@ -204,8 +223,14 @@ fn table_output_names_the_fixture_files() {
 /// it, with the identity /proc gives; and every process it shows existed.
 #[test]
 fn all_tasks_agree_with_proc() {
+    for backend in BACKENDS {
+        all_tasks_agree_with_proc_with(backend);
+    }
+}
+
+fn all_tasks_agree_with_proc_with(backend: &str) {
     let before = proc_processes();
-    let snap = snapshot(&[]);
+    let snap = snapshot(&["--backend", backend]);
     let after = proc_processes();
     let rows = snap["tasks"].as_array().unwrap();
     let shown: BTreeSet<u32> = rows
@@ -255,6 +280,12 @@ fn all_tasks_agree_with_proc() {
 /// Files of every stable process agree with /proc/PID/fd.
 #[test]
 fn all_files_agree_with_proc() {
+    for backend in BACKENDS {
+        all_files_agree_with_proc_with(backend);
+    }
+}
+
+fn all_files_agree_with_proc_with(backend: &str) {
     // Not PID 1 (invisible to BPF here), nor this test, whose fds change as it reads.
     let me = std::process::id();
     let pids: Vec<u32> = proc_processes()
@@ -262,7 +293,7 @@ fn all_files_agree_with_proc() {
         .filter(|&p| p != 1 && p != me)
         .collect();
     let before: Vec<_> = pids.iter().map(|&p| (p, proc_fds(p))).collect();
-    let snap = snapshot(&[]);
+    let snap = snapshot(&["--backend", backend]);
     let mut compared = 0;
     for (pid, fds) in before {
         if proc_fds(pid) != fds {

@@ -1,25 +1,36 @@
 //! The seq backend: `iter/task` and `iter/task_file` programs read through
 //! iterator fds (bpf_iter_create) from user space. Kernels 5.8 and later.
+//! With a trigger, the trigger program only reports the event through the
+//! ring buffer and the iterators are read right after it: such a snapshot
+//! shows the state just *after* the event.
 
 use std::io::Read;
 use std::mem::MaybeUninit;
-use std::time::SystemTime;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Iter, Link, OpenObject};
 
-use super::{cfg_flags, monotonic_ns, Backend, Walk, WalkOptions};
+use super::attach::{
+    attach_trigger, configure_rodata, read_skipped, select_trigger_program, TriggerPrograms,
+};
+use super::events::EventStream;
+use super::{monotonic_ns, ringbuf_bytes, Backend, RawSnapshot, TriggerOptions, WalkOptions};
 use crate::bpf::seqiter::{SeqiterSkel, SeqiterSkelBuilder};
+use crate::record::{self, Record};
 
 pub struct SeqBackend {
     skel: SeqiterSkel<'static>,
     task_link: Link,
     file_link: Option<Link>,
+    _trigger: Option<Link>,
+    events: EventStream,
+    oneshot_pending: bool,
 }
 
 impl SeqBackend {
-    pub fn new(opts: &WalkOptions) -> Result<Self> {
+    pub fn new(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Self> {
         // The skeleton borrows its object storage for its whole life; one
         // small allocation per run, freed at exit.
         let storage: &'static mut MaybeUninit<OpenObject> =
@@ -27,21 +38,23 @@ impl SeqBackend {
         let mut open = SeqiterSkelBuilder::default()
             .open(storage)
             .context("opening the seq-iterator BPF object")?;
-        let rodata = open
-            .maps
-            .rodata_data
-            .as_deref_mut()
-            .context("BPF object has no .rodata")?;
-        rodata.cfg_flags = cfg_flags(opts);
-        rodata.cfg_pid = opts.pid.unwrap_or(0);
-        if let Some(comm) = &opts.comm {
-            for (dst, &src) in rodata.cfg_comm.iter_mut().zip(comm.iter()) {
-                *dst = src as i8;
-            }
-        }
-        if !opts.files {
+        configure_rodata!(
+            open.maps
+                .rodata_data
+                .as_deref_mut()
+                .context("BPF object has no .rodata")?,
+            walk,
+            trig
+        );
+        select_trigger_program!(open.progs, &trig.spec);
+        if !walk.files {
             open.progs.dump_file.set_autoload(false);
         }
+        // Only begin records travel through it: a few pages are plenty.
+        open.maps
+            .events
+            .set_max_entries(ringbuf_bytes(64 * 1024))
+            .context("sizing the ring buffer")?;
         let skel = open
             .load()
             .context("loading the seq-iterator BPF programs (--verbose shows the verifier log)")?;
@@ -50,7 +63,7 @@ impl SeqBackend {
             .dump_task
             .attach()
             .context("attaching iter/task")?;
-        let file_link = if opts.files {
+        let file_link = if walk.files {
             Some(
                 skel.progs
                     .dump_file
@@ -60,11 +73,55 @@ impl SeqBackend {
         } else {
             None
         };
+        let trigger = attach_trigger(
+            TriggerPrograms {
+                on_signal: &skel.progs.on_signal,
+                on_syscall: &skel.progs.on_syscall,
+                on_tracepoint: &skel.progs.on_tracepoint,
+                on_uprobe: &skel.progs.on_uprobe,
+            },
+            trig,
+        )?;
+        let events = EventStream::new(&skel.maps.events)?;
         Ok(SeqBackend {
             skel,
             task_link,
             file_link,
+            _trigger: trigger,
+            events,
+            oneshot_pending: trig.spec.is_oneshot(),
         })
+    }
+
+    /// Reads both iterators once: the walk, stamped with `seq`.
+    fn walk(&mut self, seq: u32) -> Result<RawSnapshot> {
+        if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
+            bss.snapshot_seq = seq;
+        }
+        let start = monotonic_ns();
+        let mut bytes = Vec::with_capacity(1 << 20);
+        read_iter(&self.task_link, "task", &mut bytes)?;
+        if let Some(link) = &self.file_link {
+            read_iter(link, "task_file", &mut bytes)?;
+        }
+        let walk_ns = monotonic_ns() - start;
+        let (records, error) = record::decode_all(&bytes);
+        Ok(RawSnapshot {
+            seq,
+            records,
+            decode_error: error.map(|e| e.to_string()),
+            ktime_ns: start,
+            walk_ns,
+            ..RawSnapshot::default()
+        })
+    }
+
+    /// Lets the trigger program fire again (single flight across user space).
+    fn release(&mut self) {
+        if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
+            // SAFETY: a plain integer in the mmapped .bss that BPF also writes.
+            unsafe { std::ptr::write_volatile(&mut bss.busy, 0) };
+        }
     }
 }
 
@@ -81,24 +138,31 @@ impl Backend for SeqBackend {
         "seq"
     }
 
-    fn walk(&mut self, seq: u32) -> Result<Walk> {
-        if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
-            bss.snapshot_seq = seq;
+    fn poll(&mut self, timeout: Duration) -> Result<Vec<RawSnapshot>> {
+        if self.oneshot_pending {
+            self.oneshot_pending = false;
+            return Ok(vec![self.walk(1)?]);
         }
-        let wall_time = SystemTime::now();
-        let start = monotonic_ns();
-        let mut records = Vec::with_capacity(1 << 20);
-        read_iter(&self.task_link, "task", &mut records)?;
-        if let Some(link) = &self.file_link {
-            read_iter(link, "task_file", &mut records)?;
+        let bytes = self.events.poll(timeout)?;
+        let (records, error) = record::decode_all(&bytes);
+        let mut done = Vec::new();
+        for rec in records {
+            if let Record::Begin(begin) = rec {
+                let walked = self.walk(begin.seq);
+                self.release();
+                let mut snap = walked?;
+                snap.after_event = true;
+                snap.begin = Some(begin);
+                done.push(snap);
+            }
         }
-        let walk_ns = monotonic_ns() - start;
-        Ok(Walk {
-            records,
-            wall_time,
-            ktime_ns: start,
-            walk_ns,
-            dropped: 0,
-        })
+        if let (Some(e), Some(last)) = (error, done.last_mut()) {
+            last.decode_error = Some(e.to_string());
+        }
+        Ok(done)
+    }
+
+    fn skipped(&self) -> (u64, u64) {
+        read_skipped!(self.skel.maps.bss_data.as_deref())
     }
 }

@@ -4,18 +4,21 @@
 use std::io::{self, Write};
 
 use serde::Serialize;
+use serde_json::{json, Value};
 
 use super::rfc3339;
-use crate::snapshot::{FileEntry, Snapshot, TaskRow};
+use crate::snapshot::{Actor, FileEntry, Snapshot, TaskRow, Trigger};
 
 #[derive(Serialize)]
 struct SnapshotJson<'a> {
     seq: u32,
     time: String,
     ktime_ns: u64,
-    trigger: TriggerJson,
+    trigger: Value,
     backend: &'a str,
+    after_event: bool,
     walk_ns: u64,
+    skipped: SkippedJson,
     complete: bool,
     problems: &'a [String],
     counts: CountsJson,
@@ -23,10 +26,9 @@ struct SnapshotJson<'a> {
 }
 
 #[derive(Serialize)]
-struct TriggerJson {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    description: String,
+struct SkippedJson {
+    min_gap: u64,
+    busy: u64,
 }
 
 #[derive(Serialize)]
@@ -35,6 +37,7 @@ struct CountsJson {
     threads: usize,
     files: usize,
     stacks: usize,
+    records: usize,
     dropped: u64,
     truncated: usize,
 }
@@ -82,6 +85,42 @@ struct FrameJson<'a> {
     addr: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     symbol: Option<&'a str>,
+}
+
+fn actor(a: &Actor) -> Value {
+    json!({ "pid": a.pid, "tid": a.tid, "comm": text(&a.comm) })
+}
+
+/// `type` and `description` always; the event's details by type.
+fn trigger_json(t: &Trigger, cpu: Option<u32>) -> Value {
+    let mut v = json!({ "type": t.kind(), "description": t.describe() });
+    let details = match t {
+        Trigger::Signal {
+            signal,
+            sender,
+            target,
+        } => json!({
+            "signal": crate::signals::name(*signal),
+            "signal_number": signal,
+            "sender": actor(sender),
+            "target": actor(target),
+        }),
+        Trigger::Syscall { name, nr, caller } => {
+            json!({ "syscall": name, "syscall_number": nr, "caller": actor(caller) })
+        }
+        Trigger::Tracepoint { name, caller } => {
+            json!({ "tracepoint": name, "caller": actor(caller) })
+        }
+        Trigger::Uprobe { target, caller } => json!({ "uprobe": target, "caller": actor(caller) }),
+        Trigger::OneShot | Trigger::Unknown => json!({}),
+    };
+    if let (Value::Object(map), Value::Object(extra)) = (&mut v, details) {
+        map.extend(extra);
+        if let Some(cpu) = cpu {
+            map.insert("cpu".into(), cpu.into());
+        }
+    }
+    v
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -143,12 +182,14 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot) -> io::Result<()> {
         seq: snap.info.seq,
         time: rfc3339(snap.info.wall_time),
         ktime_ns: snap.info.ktime_ns,
-        trigger: TriggerJson {
-            kind: snap.info.trigger.kind(),
-            description: snap.info.trigger.describe(),
-        },
+        trigger: trigger_json(&snap.info.trigger, snap.info.cpu),
         backend: snap.info.backend,
+        after_event: snap.info.after_event,
         walk_ns: snap.info.walk_ns,
+        skipped: SkippedJson {
+            min_gap: snap.info.skipped_gap,
+            busy: snap.info.skipped_busy,
+        },
         complete: snap.complete(),
         problems: &snap.problems,
         counts: CountsJson {
@@ -156,6 +197,7 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot) -> io::Result<()> {
             threads: c.threads,
             files: c.files,
             stacks: c.stacks,
+            records: c.records,
             dropped: c.dropped,
             truncated: c.truncated,
         },

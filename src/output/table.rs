@@ -9,8 +9,13 @@ use crate::snapshot::{Snapshot, TaskRow};
 pub fn header_line(snap: &Snapshot) -> String {
     let info = &snap.info;
     let c = &snap.counts;
+    let when = if info.after_event {
+        ", after the event"
+    } else {
+        ""
+    };
     let mut line = format!(
-        "snapshot {} at {}: {} ({} backend), {} processes, {} threads, {} files",
+        "snapshot {} at {}: {} ({} backend{when}), {} processes, {} threads, {} files",
         info.seq,
         rfc3339(info.wall_time),
         info.trigger.describe(),
@@ -25,6 +30,13 @@ pub fn header_line(snap: &Snapshot) -> String {
     line.push_str(&format!(", walk {:.2} ms", info.walk_ns as f64 / 1e6));
     if c.truncated > 0 {
         line.push_str(&format!(", {} paths truncated", c.truncated));
+    }
+    let skipped = info.skipped_gap + info.skipped_busy;
+    if skipped > 0 {
+        line.push_str(&format!(
+            ", {skipped} triggers skipped since the last ({} within --min-gap, {} during a walk)",
+            info.skipped_gap, info.skipped_busy
+        ));
     }
     line
 }

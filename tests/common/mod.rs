@@ -20,6 +20,9 @@ use serde_json::Value;
 
 pub const ITERSNAP: &str = env!("CARGO_BIN_EXE_itersnap");
 
+/// Both backends; tests that check snapshots against /proc run each.
+pub const BACKENDS: [&str; 2] = ["seq", "open-coded"];
+
 /// Runs itersnap with `args`.
 pub fn itersnap(args: &[&str]) -> Output {
     Command::new(ITERSNAP)
@@ -278,7 +281,15 @@ fn hold_files(dir: &Path) {
 }
 
 /// Names of every BPF program itersnap loads (BPF keeps 15 bytes of a name).
-pub const OUR_PROGRAMS: &[&str] = &["dump_task", "dump_file"];
+pub const OUR_PROGRAMS: &[&str] = &[
+    "dump_task",
+    "dump_file",
+    "snapshot_once",
+    "on_signal",
+    "on_syscall",
+    "on_tracepoint",
+    "on_uprobe",
+];
 
 /// itersnap's BPF programs that no process holds open: left behind (pinned or
 /// leaked). A program in use by a running itersnap is held through its fds.

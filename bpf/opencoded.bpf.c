@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The open-coded backend (kernels with bpf_iter_task_new, 6.7+): the trigger
+ * program itself walks every task with bpf_for_each(task) and every fd table
+ * with bpf_for, inside the event's own context, and writes the shared walk's
+ * records (walk.bpf.h) to the ring buffer: begin_rec, records, end_rec.
+ */
+#define HAVE_BPF_ATOMICS 1
+#include "trigger.bpf.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+extern int bpf_iter_task_new(struct bpf_iter_task *it, struct task_struct *task,
+			     unsigned int flags) __weak __ksym;
+extern struct task_struct *bpf_iter_task_next(struct bpf_iter_task *it) __weak __ksym;
+extern void bpf_iter_task_destroy(struct bpf_iter_task *it) __weak __ksym;
+extern void bpf_rcu_read_lock(void) __weak __ksym;
+extern void bpf_rcu_read_unlock(void) __weak __ksym;
+
+/* Words of the open-fds bitmap scanned per process: 262,144 fds. */
+#define FD_WORDS_MAX 4096
+
+/* Counters of the walk in progress (single flight: one walk at a time). */
+struct walk_state {
+	__u64 emitted;
+	__u64 dropped;
+	__u32 tasks;
+	__u32 files;
+	__u32 stacks;
+	__u32 truncated_fds;
+};
+struct walk_state ws = {};
+
+/* Index of the lowest set bit: BPF has no count-trailing-zeros instruction. */
+const volatile __u8 debruijn64[64] = {
+	0,  1,  2,  53, 3,  7,  54, 27, 4,  38, 41, 8,  34, 55, 48, 28,
+	62, 5,  39, 46, 44, 42, 22, 9,  24, 35, 59, 56, 49, 18, 29, 11,
+	63, 52, 6,  26, 37, 40, 33, 47, 61, 45, 43, 21, 23, 58, 17, 10,
+	51, 25, 36, 32, 60, 20, 57, 16, 50, 31, 19, 15, 30, 14, 13, 12,
+};
+#define DEBRUIJN_MULT 0x022fdd63cc95386dULL
+
+static __always_inline void emit(void *rec, __u32 size, __u64 flags)
+{
+	/* Keep the bound check on the very register passed to the helper. */
+	barrier_var(size);
+	if (size > sizeof(union scratch))
+		return;
+	ws.emitted++;
+	if (bpf_ringbuf_output(&events, rec, size, flags))
+		ws.dropped++;
+}
+
+static __always_inline void walk_files(struct task_struct *t, union scratch *buf)
+{
+	struct files_struct *files = BPF_CORE_READ(t, files);
+	struct fdtable *fdt;
+	unsigned long *open_fds;
+	struct file **fd_array;
+	__u32 words, tgid;
+	int w;
+
+	if (!files)
+		return;
+	fdt = BPF_CORE_READ(files, fdt);
+	open_fds = BPF_CORE_READ(fdt, open_fds);
+	fd_array = BPF_CORE_READ(fdt, fd);
+	words = (BPF_CORE_READ(fdt, max_fds) + 63) / 64;
+	if (words > FD_WORDS_MAX) {
+		words = FD_WORDS_MAX;
+		ws.truncated_fds++;
+	}
+	tgid = BPF_CORE_READ(t, tgid);
+
+	bpf_for(w, 0, words) {
+		unsigned long word = 0;
+		int i;
+
+		bpf_probe_read_kernel(&word, sizeof(word), open_fds + w);
+		bpf_for(i, 0, 64) {
+			struct file *f = NULL;
+			__u64 low;
+			__u32 size;
+			int fd;
+
+			if (!word)
+				break;
+			low = word & -word;
+			word &= word - 1;
+			fd = w * 64 + debruijn64[(low * DEBRUIJN_MULT) >> 58];
+			bpf_probe_read_kernel(&f, sizeof(f), fd_array + fd);
+			if (!f)
+				continue;
+			size = fill_file((__u64)f, (__u64)fdt, tgid, fd);
+			if (size) {
+				emit(&buf->file, size, BPF_RB_NO_WAKEUP);
+				ws.files++;
+			}
+		}
+	}
+}
+
+static __always_inline void walk_tasks(union scratch *buf)
+{
+	struct task_struct *t;
+
+	bpf_for_each(task, t, NULL, BPF_TASK_ITER_ALL_THREADS) {
+		__u32 pid = BPF_CORE_READ(t, pid);
+		__u32 size;
+
+		/* The idle task (swapper) is not a process: /proc and iter/task skip it. */
+		if (pid == 0 || !task_selected(t))
+			continue;
+		fill_task(t, &buf->task);
+		emit(&buf->task, sizeof(buf->task), BPF_RB_NO_WAKEUP);
+		ws.tasks++;
+		if (want_stack(t)) {
+			size = fill_stack(t, &buf->stack);
+			if (size && size <= sizeof(buf->stack)) {
+				emit(&buf->stack, size, BPF_RB_NO_WAKEUP);
+				ws.stacks++;
+			}
+		}
+		if ((cfg_flags & OPT_FILES) && pid == BPF_CORE_READ(t, tgid))
+			walk_files(t, buf);
+	}
+}
+
+/* The snapshot itself: begin_rec, every record, end_rec, then the stats slot. */
+static __always_inline void on_trigger(struct begin_rec *b)
+{
+	union scratch *buf = (union scratch *)b;
+	__u32 seq = b->hdr.seq;
+	struct snap_stats *st = &stats[seq & (STATS_SLOTS - 1)];
+	__u64 start = b->ktime_ns;
+	__u64 end;
+
+	__builtin_memset(&ws, 0, sizeof(ws));
+	emit(b, sizeof(*b), BPF_RB_NO_WAKEUP);
+	walk_tasks(buf);
+
+	end = bpf_ktime_get_ns();
+	set_hdr(&buf->end.hdr, REC_END, sizeof(buf->end));
+	buf->end.tasks = ws.tasks;
+	buf->end.files = ws.files;
+	buf->end.stacks = ws.stacks;
+	buf->end.truncated_fds = ws.truncated_fds;
+	buf->end.ktime_ns = end;
+	buf->end.emitted = ws.emitted;
+	buf->end.dropped = ws.dropped;
+	emit(&buf->end, sizeof(buf->end), BPF_RB_FORCE_WAKEUP);
+
+	st->seq = seq;
+	st->emitted = ws.emitted;
+	st->dropped = ws.dropped;
+	st->walk_ns = end - start;
+	st->done = 1;
+	busy = 0;
+}
+
+/* One-shot: run once by user space with BPF_PROG_TEST_RUN. Sleepable, so the
+ * task iterator needs an explicit RCU read-side section. */
+SEC("syscall")
+int snapshot_once(void *ctx)
+{
+	bpf_rcu_read_lock();
+	fire(TRIGGER_ONESHOT, 0, NULL);
+	bpf_rcu_read_unlock();
+	return 0;
+}

@@ -1,0 +1,127 @@
+//! What both BPF objects share on the user-space side: their `.rodata`
+//! configuration, which trigger program loads, and how it is attached.
+//! The two skeletons have distinct Rust types with the same field and
+//! program names (both come from bpf/walk.bpf.h and bpf/trigger.bpf.h), so
+//! the field-by-field parts are macros and the rest plain functions.
+
+use anyhow::{Context, Result};
+use libbpf_rs::{Link, ProgramMut, UprobeOpts};
+
+use super::{TriggerOptions, TriggerSpec};
+
+/// Fills a skeleton's `.rodata` from the walk and trigger options.
+macro_rules! configure_rodata {
+    ($rodata:expr, $walk:expr, $trig:expr) => {{
+        let rodata = $rodata;
+        let walk: &$crate::backend::WalkOptions = $walk;
+        let trig: &$crate::backend::TriggerOptions = $trig;
+        rodata.cfg_flags = $crate::backend::cfg_flags(walk);
+        rodata.cfg_pid = walk.pid.unwrap_or(0);
+        rodata.cfg_comm = $crate::backend::c_comm(walk.comm.as_deref().unwrap_or(&[]));
+        rodata.cfg_trigger_flags = $crate::backend::trigger_flags(trig);
+        rodata.cfg_trigger_arg = $crate::backend::trigger_arg(&trig.spec);
+        rodata.cfg_caller_pid = trig.caller_pid.unwrap_or(0);
+        rodata.cfg_caller_comm =
+            $crate::backend::c_comm(trig.caller_comm.as_deref().unwrap_or(&[]));
+        if let $crate::backend::TriggerSpec::Signal {
+            target_pid,
+            target_comm,
+            ..
+        } = &trig.spec
+        {
+            rodata.cfg_target_pid = target_pid.unwrap_or(0);
+            rodata.cfg_target_comm = $crate::backend::c_comm(target_comm.as_deref().unwrap_or(&[]));
+        }
+        rodata.cfg_min_gap_ns = trig.min_gap.as_nanos().min(u64::MAX as u128) as u64;
+        rodata.cfg_max_snapshots = trig.count.unwrap_or(0);
+    }};
+}
+pub(crate) use configure_rodata;
+
+/// Loads only the trigger program the spec needs (none for a one-shot).
+macro_rules! select_trigger_program {
+    ($progs:expr, $spec:expr) => {{
+        let progs = &mut $progs;
+        let which = $crate::backend::attach::program_for($spec);
+        progs.on_signal.set_autoload(which == Some("on_signal"));
+        progs.on_syscall.set_autoload(which == Some("on_syscall"));
+        progs
+            .on_tracepoint
+            .set_autoload(which == Some("on_tracepoint"));
+        progs.on_uprobe.set_autoload(which == Some("on_uprobe"));
+    }};
+}
+pub(crate) use select_trigger_program;
+
+/// Reads the trigger guards' counters from a loaded skeleton's `.bss`
+/// (written by the kernel concurrently, hence volatile).
+macro_rules! read_skipped {
+    ($bss:expr) => {{
+        match $bss {
+            // SAFETY: the fields are plain integers in the mmapped .bss,
+            // valid for the skeleton's life; volatile because BPF writes them.
+            Some(bss) => unsafe {
+                (
+                    std::ptr::read_volatile(&bss.skipped_gap),
+                    std::ptr::read_volatile(&bss.skipped_busy),
+                )
+            },
+            None => (0, 0),
+        }
+    }};
+}
+pub(crate) use read_skipped;
+
+/// The trigger program's name in bpf/trigger.bpf.h.
+pub fn program_for(spec: &TriggerSpec) -> Option<&'static str> {
+    match spec {
+        TriggerSpec::OneShot => None,
+        TriggerSpec::Signal { .. } => Some("on_signal"),
+        TriggerSpec::Syscall { .. } => Some("on_syscall"),
+        TriggerSpec::Tracepoint { .. } => Some("on_tracepoint"),
+        TriggerSpec::Uprobe { .. } => Some("on_uprobe"),
+    }
+}
+
+/// The trigger programs of a loaded skeleton.
+pub struct TriggerPrograms<'a, 'obj> {
+    pub on_signal: &'a ProgramMut<'obj>,
+    pub on_syscall: &'a ProgramMut<'obj>,
+    pub on_tracepoint: &'a ProgramMut<'obj>,
+    pub on_uprobe: &'a ProgramMut<'obj>,
+}
+
+/// Attaches the trigger the user asked for; None for a one-shot.
+pub fn attach_trigger(
+    progs: TriggerPrograms<'_, '_>,
+    trig: &TriggerOptions,
+) -> Result<Option<Link>> {
+    let link = match &trig.spec {
+        TriggerSpec::OneShot => return Ok(None),
+        TriggerSpec::Signal { .. } => progs
+            .on_signal
+            .attach()
+            .context("attaching to tracepoint signal:signal_generate")?,
+        TriggerSpec::Syscall { .. } => progs
+            .on_syscall
+            .attach()
+            .context("attaching to tracepoint raw_syscalls:sys_enter")?,
+        TriggerSpec::Tracepoint { category, name } => progs
+            .on_tracepoint
+            .attach_raw_tracepoint(name)
+            .with_context(|| format!("attaching to tracepoint {category}:{name}"))?,
+        TriggerSpec::Uprobe { path, symbol } => {
+            // The kernel filters by pid for us when --caller-pid is given.
+            let pid = trig.caller_pid.map_or(-1, |p| p as i32);
+            let opts = UprobeOpts {
+                func_name: Some(symbol.clone()),
+                ..UprobeOpts::default()
+            };
+            progs
+                .on_uprobe
+                .attach_uprobe_with_opts(pid, path, 0, opts)
+                .with_context(|| format!("attaching a uprobe to {}:{symbol}", path.display()))?
+        }
+    };
+    Ok(Some(link))
+}

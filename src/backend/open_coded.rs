@@ -1,0 +1,189 @@
+//! The open-coded backend (kernels with bpf_iter_task_new, 6.7+): the trigger
+//! program walks every task inside the event and streams begin_rec, the
+//! records and end_rec through the ring buffer. A one-shot runs the
+//! `SEC("syscall")` program once with BPF_PROG_TEST_RUN.
+
+use std::collections::BTreeMap;
+use std::mem::MaybeUninit;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, OpenObject, ProgramInput};
+
+use super::attach::{
+    attach_trigger, configure_rodata, read_skipped, select_trigger_program, TriggerPrograms,
+};
+use super::events::EventStream;
+use super::{ringbuf_bytes, Backend, RawSnapshot, TriggerOptions, WalkOptions};
+use crate::bpf::opencoded::{OpencodedSkel, OpencodedSkelBuilder};
+use crate::record::{self, Record};
+
+const STATS_SLOTS: u32 = 16;
+
+pub struct OpenCodedBackend {
+    skel: OpencodedSkel<'static>,
+    _trigger: Option<Link>,
+    events: EventStream,
+    oneshot_pending: bool,
+    /// Snapshots whose end_rec has not arrived yet, by seq.
+    pending: BTreeMap<u32, RawSnapshot>,
+}
+
+impl OpenCodedBackend {
+    pub fn new(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Self> {
+        // The skeleton borrows its object storage for its whole life; one
+        // small allocation per run, freed at exit.
+        let storage: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = OpencodedSkelBuilder::default()
+            .open(storage)
+            .context("opening the open-coded BPF object")?;
+        configure_rodata!(
+            open.maps
+                .rodata_data
+                .as_deref_mut()
+                .context("BPF object has no .rodata")?,
+            walk,
+            trig
+        );
+        select_trigger_program!(open.progs, &trig.spec);
+        open.progs
+            .snapshot_once
+            .set_autoload(trig.spec.is_oneshot());
+        open.maps
+            .events
+            .set_max_entries(ringbuf_bytes(trig.ringbuf_size))
+            .context("sizing the ring buffer")?;
+        let skel = open
+            .load()
+            .context("loading the open-coded BPF programs (--verbose shows the verifier log)")?;
+        let trigger = attach_trigger(
+            TriggerPrograms {
+                on_signal: &skel.progs.on_signal,
+                on_syscall: &skel.progs.on_syscall,
+                on_tracepoint: &skel.progs.on_tracepoint,
+                on_uprobe: &skel.progs.on_uprobe,
+            },
+            trig,
+        )?;
+        let events = EventStream::new(&skel.maps.events)?;
+        Ok(OpenCodedBackend {
+            skel,
+            _trigger: trigger,
+            events,
+            oneshot_pending: trig.spec.is_oneshot(),
+            pending: BTreeMap::new(),
+        })
+    }
+
+    fn run_oneshot(&mut self) -> Result<()> {
+        self.skel
+            .progs
+            .snapshot_once
+            .test_run(ProgramInput::default())
+            .context("running the one-shot snapshot program")?;
+        Ok(())
+    }
+
+    /// (done, emitted, dropped, walk_ns) of a snapshot's stats slot, if the
+    /// slot still belongs to `seq`.
+    fn slot(&self, seq: u32) -> Option<(bool, u64, u64, u64)> {
+        let bss = self.skel.maps.bss_data.as_deref()?;
+        let st = &bss.stats[(seq % STATS_SLOTS) as usize];
+        // SAFETY: plain integers in the mmapped .bss, written by BPF
+        // concurrently: read each one once, volatile.
+        unsafe {
+            if std::ptr::read_volatile(&st.seq) != seq {
+                return None;
+            }
+            Some((
+                std::ptr::read_volatile(&st.done) != 0,
+                std::ptr::read_volatile(&st.emitted),
+                std::ptr::read_volatile(&st.dropped),
+                std::ptr::read_volatile(&st.walk_ns),
+            ))
+        }
+    }
+
+    /// Routes decoded records to their snapshots; returns the completed ones.
+    fn route(&mut self, bytes: &[u8], done: &mut Vec<RawSnapshot>) {
+        let (records, error) = record::decode_all(bytes);
+        for rec in records {
+            let seq = rec.seq();
+            let snap = self.pending.entry(seq).or_insert_with(|| RawSnapshot {
+                seq,
+                ..RawSnapshot::default()
+            });
+            match rec {
+                Record::Begin(b) => {
+                    snap.ktime_ns = b.ktime_ns;
+                    snap.begin = Some(b);
+                }
+                Record::End(e) => {
+                    snap.walk_ns = e.ktime_ns.saturating_sub(snap.ktime_ns);
+                    snap.dropped = e.dropped;
+                    snap.end = Some(e);
+                    if let Some(s) = self.pending.remove(&seq) {
+                        done.push(s);
+                    }
+                }
+                other => snap.records.push(other),
+            }
+        }
+        if let Some(e) = error {
+            // A malformed record spoils the rest of this batch: charge it to
+            // the newest snapshot in flight, which it most likely belonged to.
+            if let Some((_, snap)) = self.pending.iter_mut().next_back() {
+                snap.decode_error = Some(e.to_string());
+            }
+        }
+    }
+}
+
+impl Backend for OpenCodedBackend {
+    fn name(&self) -> &'static str {
+        "open-coded"
+    }
+
+    fn poll(&mut self, timeout: Duration) -> Result<Vec<RawSnapshot>> {
+        let bytes = if self.oneshot_pending {
+            self.oneshot_pending = false;
+            self.run_oneshot()?;
+            self.events.consume()?
+        } else {
+            self.events.poll(timeout)?
+        };
+        let mut done = Vec::new();
+        self.route(&bytes, &mut done);
+
+        // Snapshots whose walk finished but whose end_rec never came: it was
+        // dropped. The stats slot has the authoritative counts.
+        let finished: Vec<u32> = self
+            .pending
+            .keys()
+            .copied()
+            .filter(|&seq| self.slot(seq).is_some_and(|s| s.0))
+            .collect();
+        if !finished.is_empty() {
+            // Anything committed before `done` was set is visible now.
+            let late = self.events.consume()?;
+            self.route(&late, &mut done);
+            for seq in finished {
+                if let (Some(mut snap), Some((_, _, dropped, walk_ns))) =
+                    (self.pending.remove(&seq), self.slot(seq))
+                {
+                    snap.dropped = dropped;
+                    snap.walk_ns = walk_ns;
+                    done.push(snap);
+                }
+            }
+        }
+        done.sort_by_key(|s| s.seq);
+        Ok(done)
+    }
+
+    fn skipped(&self) -> (u64, u64) {
+        read_skipped!(self.skel.maps.bss_data.as_deref())
+    }
+}

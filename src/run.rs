@@ -1,0 +1,197 @@
+//! One run of itersnap: check the kernel, arm the backend, and turn every
+//! snapshot it delivers into output until the count is reached or the user
+//! stops it (Ctrl-C, SIGTERM, SIGHUP, a closed stdout).
+
+use std::io::{self, BufWriter, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::backend::{self, TriggerOptions, TriggerSpec, WalkOptions};
+use crate::cli::Cli;
+use crate::features::{self, KernelBtf};
+use crate::ksyms::Ksyms;
+use crate::output::Printer;
+use crate::snapshot;
+
+/// How long one wait for events lasts before the stop flag is looked at.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+fn trigger_spec(cli: &Cli) -> TriggerSpec {
+    if let Some(signal) = cli.on_signal {
+        TriggerSpec::Signal {
+            signal,
+            target_pid: cli.signal_target,
+            target_comm: cli.signal_target_comm.as_ref().map(|c| c.0.clone()),
+        }
+    } else if let Some(s) = &cli.on_syscall {
+        TriggerSpec::Syscall {
+            name: s.name.clone(),
+            nr: s.nr,
+        }
+    } else if let Some(t) = &cli.on_tracepoint {
+        TriggerSpec::Tracepoint {
+            category: t.category.clone(),
+            name: t.name.clone(),
+        }
+    } else if let Some(u) = &cli.on_uprobe {
+        TriggerSpec::Uprobe {
+            path: u.path.clone(),
+            symbol: u.symbol.clone(),
+        }
+    } else {
+        TriggerSpec::OneShot
+    }
+}
+
+pub fn run(cli: &Cli) -> Result<()> {
+    features::require_runnable()?;
+    let btf = KernelBtf::load()?;
+
+    let walk = WalkOptions {
+        comm: cli.comm.as_ref().map(|c| c.0.clone()),
+        pid: cli.pid,
+        threads: cli.threads,
+        files: !cli.no_files,
+        stacks: cli.stacks,
+    };
+    let spec = trigger_spec(cli);
+    match &spec {
+        TriggerSpec::Tracepoint { category, name } => {
+            features::check_tracepoint(&btf, category, name)?
+        }
+        TriggerSpec::Uprobe { path, symbol } => features::check_uprobe(path, symbol)?,
+        _ => {}
+    }
+    let trig = TriggerOptions {
+        count: if spec.is_oneshot() {
+            Some(1)
+        } else {
+            cli.count
+        },
+        spec,
+        caller_pid: cli.caller_pid,
+        caller_comm: cli.caller_comm.as_ref().map(|c| c.0.clone()),
+        min_gap: cli.min_gap,
+        ringbuf_size: cli
+            .ringbuf_size
+            .unwrap_or_else(|| backend::default_ringbuf_size(&walk)),
+    };
+    let ksyms = if cli.stacks {
+        Some(Ksyms::load()?)
+    } else {
+        None
+    };
+
+    // Ctrl-C, SIGTERM and SIGHUP end the loop; everything is released on return.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("installing the signal handler")?;
+
+    let (mut backend, reason) = backend::open(cli.backend, &walk, &trig, &btf)?;
+    if cli.verbose {
+        eprintln!("itersnap: backend {} ({reason})", backend.name());
+    }
+    let oneshot = trig.spec.is_oneshot();
+    if !oneshot {
+        eprintln!(
+            "itersnap: armed: {}, {} backend; Ctrl-C to stop",
+            describe_spec(&trig),
+            backend.name()
+        );
+    }
+
+    let printer = Printer {
+        format: cli.output,
+        threads: cli.threads,
+    };
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let ctx = snapshot::Context {
+        backend: backend.name(),
+        spec: &trig.spec,
+        per_thread: cli.threads,
+        ksyms: ksyms.as_ref(),
+        wall_offset_ns: backend::realtime_ns().saturating_sub(backend::monotonic_ns()),
+    };
+
+    let mut taken = 0u64;
+    let mut dropped = 0u64;
+    let mut skipped_seen = (0u64, 0u64);
+    let wanted = trig.count.unwrap_or(u64::MAX);
+    let result = (|| -> Result<()> {
+        while taken < wanted && !stop.load(Ordering::SeqCst) {
+            for raw in backend.poll(POLL_INTERVAL)? {
+                let skipped_now = raw
+                    .begin
+                    .as_ref()
+                    .map_or(skipped_seen, |b| (b.skipped_gap, b.skipped_busy));
+                let delta = (
+                    skipped_now.0.saturating_sub(skipped_seen.0),
+                    skipped_now.1.saturating_sub(skipped_seen.1),
+                );
+                skipped_seen = skipped_seen.max(skipped_now);
+                let snap = snapshot::assemble(raw, &ctx, delta);
+                dropped += snap.counts.dropped;
+                printer
+                    .write(&mut out, &snap)
+                    .context("writing a snapshot")?;
+                out.flush().context("writing a snapshot")?;
+                taken += 1;
+                if taken >= wanted {
+                    break;
+                }
+            }
+            if oneshot && taken == 0 {
+                anyhow::bail!("the kernel walk produced no snapshot");
+            }
+        }
+        Ok(())
+    })();
+
+    if !oneshot {
+        let (gap, busy) = backend.skipped();
+        eprintln!(
+            "itersnap: {taken} snapshots, {} triggers skipped ({gap} within --min-gap, {busy} during a walk), {dropped} records dropped",
+            gap + busy
+        );
+    }
+    result
+}
+
+fn describe_spec(trig: &TriggerOptions) -> String {
+    let mut s = match &trig.spec {
+        TriggerSpec::OneShot => "one-shot".to_string(),
+        TriggerSpec::Signal {
+            signal,
+            target_pid,
+            target_comm,
+        } => {
+            let mut s = format!("on {}", crate::signals::name(*signal));
+            if let Some(p) = target_pid {
+                s.push_str(&format!(" sent to {p}"));
+            }
+            if let Some(c) = target_comm {
+                s.push_str(&format!(" sent to {}", crate::output::printable(c)));
+            }
+            s
+        }
+        TriggerSpec::Syscall { name, .. } => format!("on syscall {name}"),
+        TriggerSpec::Tracepoint { category, name } => format!("on tracepoint {category}:{name}"),
+        TriggerSpec::Uprobe { path, symbol } => format!("on uprobe {}:{symbol}", path.display()),
+    };
+    if let Some(p) = trig.caller_pid {
+        s.push_str(&format!(" in {p}"));
+    }
+    if let Some(c) = &trig.caller_comm {
+        s.push_str(&format!(" in {}", crate::output::printable(c)));
+    }
+    if let Some(n) = trig.count {
+        s.push_str(&format!(", {n} snapshots"));
+    }
+    s.push_str(&format!(", min gap {:?}", trig.min_gap));
+    s
+}
