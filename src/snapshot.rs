@@ -172,6 +172,9 @@ pub struct Counts {
     pub stacks: usize,
     /// Task, file and stack records received.
     pub records: usize,
+    /// Records the kernel emitted for this snapshot, begin and end records
+    /// included (received + dropped, when both ends arrived).
+    pub emitted: u64,
     pub dropped: u64,
     pub truncated: usize,
 }
@@ -382,6 +385,11 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64)) -> Sna
     let mut counts = Counts {
         dropped: raw.dropped,
         records: raw.records.len(),
+        emitted: raw.emitted.unwrap_or(
+            raw.records.len() as u64
+                + u64::from(raw.begin.is_some())
+                + u64::from(raw.end.is_some()),
+        ),
         ..Counts::default()
     };
     for rec in raw.records {

@@ -86,6 +86,8 @@ pub struct RawSnapshot {
     pub walk_ns: u64,
     /// Records lost because the ring buffer was full.
     pub dropped: u64,
+    /// Records the kernel emitted, begin and end included, when it says.
+    pub emitted: Option<u64>,
     /// Taken after the event (seq backend), not inside it.
     pub after_event: bool,
 }

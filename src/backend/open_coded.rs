@@ -123,6 +123,7 @@ impl OpenCodedBackend {
                 Record::End(e) => {
                     snap.walk_ns = e.ktime_ns.saturating_sub(snap.ktime_ns);
                     snap.dropped = e.dropped;
+                    snap.emitted = Some(e.emitted + 1);
                     snap.end = Some(e);
                     if let Some(s) = self.pending.remove(&seq) {
                         done.push(s);
@@ -170,10 +171,11 @@ impl Backend for OpenCodedBackend {
             let late = self.events.consume()?;
             self.route(&late, &mut done);
             for seq in finished {
-                if let (Some(mut snap), Some((_, _, dropped, walk_ns))) =
+                if let (Some(mut snap), Some((_, emitted, dropped, walk_ns))) =
                     (self.pending.remove(&seq), self.slot(seq))
                 {
                     snap.dropped = dropped;
+                    snap.emitted = Some(emitted);
                     snap.walk_ns = walk_ns;
                     done.push(snap);
                 }

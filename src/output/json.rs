@@ -38,6 +38,7 @@ struct CountsJson {
     files: usize,
     stacks: usize,
     records: usize,
+    emitted: u64,
     dropped: u64,
     truncated: usize,
 }
@@ -198,6 +199,7 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot) -> io::Result<()> {
             files: c.files,
             stacks: c.stacks,
             records: c.records,
+            emitted: c.emitted,
             dropped: c.dropped,
             truncated: c.truncated,
         },

@@ -156,12 +156,29 @@ pub struct Fixture {
 impl Fixture {
     /// Starts the fixture and waits until it holds all its files and threads.
     pub fn start(tag: &str) -> Fixture {
+        Self::start_with(tag, None, 0)
+    }
+
+    /// A fixture that, once told `go()`, opens `moment.txt`, causes `event`
+    /// (see `cause_event`), closes the file and exits at once.
+    pub fn start_event(tag: &str, event: &str) -> Fixture {
+        Self::start_with(tag, Some(event), 0)
+    }
+
+    /// An event fixture that also holds `extra_fds` more fds (dups of /dev/null).
+    pub fn start_event_with_fds(tag: &str, event: &str, extra_fds: usize) -> Fixture {
+        Self::start_with(tag, Some(event), extra_fds)
+    }
+
+    fn start_with(tag: &str, event: Option<&str>, extra_fds: usize) -> Fixture {
         let comm = unique_comm(tag);
         let dir = std::env::temp_dir().join(format!("itersnap-{comm}"));
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["fixture_process", "--exact", "--nocapture", "--quiet"])
             .env("ITERSNAP_FIXTURE", &comm)
             .env("ITERSNAP_FIXTURE_DIR", &dir)
+            .env("ITERSNAP_FIXTURE_EVENT", event.unwrap_or(""))
+            .env("ITERSNAP_FIXTURE_EXTRA_FDS", extra_fds.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -185,6 +202,21 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// Tells an event fixture to act; it exits right after.
+    pub fn go(&mut self) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for the fixture to exit.
+    pub fn wait(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Fixture {
     fn drop(&mut self) {
         drop(self.child.stdin.take());
@@ -204,7 +236,15 @@ pub fn run_fixture_if_asked() {
     };
     let dir = PathBuf::from(std::env::var("ITERSNAP_FIXTURE_DIR").unwrap());
     fs::create_dir_all(&dir).unwrap();
+    let event = std::env::var("ITERSNAP_FIXTURE_EVENT").unwrap_or_default();
     hold_files(&dir);
+    let extra: usize = std::env::var("ITERSNAP_FIXTURE_EXTRA_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    for _ in 0..extra {
+        keep(fs::File::open("/dev/null").unwrap());
+    }
     for _ in 0..FIXTURE_THREADS {
         std::thread::spawn(|| loop {
             std::thread::park();
@@ -215,10 +255,62 @@ pub fn run_fixture_if_asked() {
     fs::write("/proc/self/comm", &comm).unwrap();
     println!("ready");
     std::io::stdout().flush().unwrap();
+    if !event.is_empty() {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).unwrap();
+        let moment = fs::File::create(dir.join("moment.txt")).unwrap();
+        cause_event(&event);
+        drop(moment);
+        let _ = fs::remove_dir_all(&dir);
+        std::process::exit(0);
+    }
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
     let _ = fs::remove_dir_all(&dir);
     std::process::exit(0);
+}
+
+/// A function for `--on-uprobe TEST_BINARY:itersnap_fixture_probe`.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn itersnap_fixture_probe() -> u64 {
+    std::hint::black_box(42)
+}
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// The event an event fixture causes while `moment.txt` is open.
+fn cause_event(event: &str) {
+    // SAFETY: plain syscalls; the handler does nothing.
+    unsafe {
+        match event {
+            "signal" => {
+                libc::signal(
+                    libc::SIGUSR1,
+                    ignore_signal as *const () as libc::sighandler_t,
+                );
+                libc::kill(libc::getpid(), libc::SIGUSR1);
+            }
+            "syscall" => {
+                libc::getppid();
+            }
+            "tracepoint" => {
+                // task:task_rename, for this thread only.
+                libc::prctl(libc::PR_SET_NAME, c"itersnap-moved".as_ptr());
+            }
+            "uprobe" => {
+                itersnap_fixture_probe();
+            }
+            // A hot syscall for one second: the rate-limit test.
+            "spin" => {
+                let end = std::time::Instant::now() + std::time::Duration::from_secs(1);
+                while std::time::Instant::now() < end {
+                    libc::getpid();
+                }
+            }
+            other => panic!("unknown fixture event {other}"),
+        }
+    }
 }
 
 /// Keeps an fd open for the life of the process.
@@ -292,8 +384,23 @@ pub const OUR_PROGRAMS: &[&str] = &[
 ];
 
 /// itersnap's BPF programs that no process holds open: left behind (pinned or
-/// leaked). A program in use by a running itersnap is held through its fds.
+/// leaked). A program in use by a running itersnap is held through its fds;
+/// one that a concurrent test's itersnap is loading or tearing down may be
+/// unheld for an instant, so only what stays orphaned across samples counts.
 pub fn orphaned_programs() -> Vec<u32> {
+    let mut orphans = orphaned_now();
+    for _ in 0..3 {
+        if orphans.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let again = orphaned_now();
+        orphans.retain(|id| again.contains(id));
+    }
+    orphans
+}
+
+fn orphaned_now() -> Vec<u32> {
     let mut held = BTreeSet::new();
     for proc_dir in fs::read_dir("/proc").unwrap().flatten() {
         let Ok(fds) = fs::read_dir(proc_dir.path().join("fdinfo")) else {
@@ -314,5 +421,93 @@ pub fn orphaned_programs() -> Vec<u32> {
         .filter(|p| OUR_PROGRAMS.iter().any(|n| p.name.to_str() == Some(n)))
         .map(|p| p.id)
         .filter(|id| !held.contains(id))
+        .collect()
+}
+
+/// A running itersnap with a trigger armed; its stdout is collected.
+pub struct Armed {
+    child: Child,
+    stdout: Option<std::thread::JoinHandle<String>>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Armed {
+    /// Starts itersnap and returns once it says the trigger is armed.
+    pub fn start(args: &[&str]) -> Armed {
+        let mut child = Command::new(ITERSNAP)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running itersnap");
+        let mut out = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        loop {
+            let mut line = String::new();
+            if err.read_line(&mut line).unwrap() == 0 {
+                let status = child.wait().unwrap();
+                panic!("itersnap {args:?} exited ({status}) before arming: {first}");
+            }
+            first.push_str(&line);
+            if line.starts_with("itersnap: armed:") {
+                break;
+            }
+        }
+        let stderr = std::thread::spawn(move || {
+            let mut s = first;
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        Armed {
+            child,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Waits (at most 30 s) for itersnap to end by itself; returns
+    /// (exit code, stdout, stderr).
+    pub fn finish(mut self) -> (Option<i32>, String, String) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                break self.child.wait().unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let out = self.stdout.take().unwrap().join().unwrap();
+        let err = self.stderr.take().unwrap().join().unwrap();
+        (status.code(), out, err)
+    }
+
+    /// Sends a signal (SIGINT, SIGTERM, ...) and waits for the end.
+    pub fn stop(self, signal: i32) -> (Option<i32>, String, String) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        self.finish()
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// JSON Lines → objects.
+pub fn parse_lines(out: &str) -> Vec<Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
         .collect()
 }

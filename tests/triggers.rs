@@ -1,0 +1,292 @@
+//! Snapshots at the moment of an event: each trigger, narrowed to its own
+//! fixture so that parallel tests never fire it.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use serde_json::Value;
+
+/// Re-executed by `Fixture::start`; passes trivially in a normal run.
+#[test]
+fn fixture_process() {
+    run_fixture_if_asked();
+}
+
+/// Arms itersnap with `trigger_args` for an event fixture, lets the fixture
+/// open moment.txt, cause the event, close the file and exit; returns the
+/// one snapshot taken.
+fn snapshot_at_event(
+    event: &str,
+    trigger_args: &dyn Fn(&Fixture) -> Vec<String>,
+) -> (Fixture, Value) {
+    let mut fx = Fixture::start_event(&event[..1], event);
+    let mut args: Vec<String> = ["-o", "json", "--count", "1"].map(String::from).to_vec();
+    args.extend(trigger_args(&fx));
+    args.push(fx.comm.clone());
+    let armed = Armed::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    fx.go();
+    fx.wait();
+    let (code, out, err) = armed.finish();
+    assert_eq!(code, Some(0), "itersnap failed: {err}");
+    let snaps = parse_lines(&out);
+    assert_eq!(snaps.len(), 1, "one snapshot: {out}");
+    (fx, snaps.into_iter().next().unwrap())
+}
+
+fn assert_holds_moment_file(fx: &Fixture, snap: &Value) {
+    let rows = rows_of(snap, fx.pid);
+    assert_eq!(rows.len(), 1, "the fixture is in the snapshot: {snap}");
+    let paths: Vec<&str> = rows[0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    let expected = fx.dir.join("moment.txt");
+    assert!(
+        paths.contains(&expected.to_str().unwrap()),
+        "the file open at the moment of the event is listed: {paths:?}"
+    );
+    assert_eq!(snap["backend"], "open-coded");
+    assert_eq!(snap["after_event"], false);
+    assert_eq!(snap["complete"], true, "{}", snap["problems"]);
+}
+
+#[test]
+fn on_signal_sees_the_moment() {
+    let (fx, snap) = snapshot_at_event("signal", &|fx| {
+        vec![
+            "--on-signal".into(),
+            "SIGUSR1".into(),
+            "--signal-target".into(),
+            fx.pid.to_string(),
+        ]
+    });
+    assert_holds_moment_file(&fx, &snap);
+    let t = &snap["trigger"];
+    assert_eq!(t["type"], "signal");
+    assert_eq!(t["signal"], "SIGUSR1");
+    assert_eq!(t["signal_number"], 10);
+    assert_eq!(t["sender"]["pid"], fx.pid);
+    assert_eq!(t["target"]["pid"], fx.pid);
+    assert_eq!(t["sender"]["comm"], t["sender"]["comm"]);
+    let desc = t["description"].as_str().unwrap();
+    assert!(
+        desc.starts_with(&format!("SIGUSR1 from {} (", fx.pid)),
+        "{desc}"
+    );
+}
+
+#[test]
+fn on_signal_by_target_comm() {
+    let (fx, snap) = snapshot_at_event("signal", &|fx| {
+        vec![
+            "--on-signal".into(),
+            "10".into(),
+            "--signal-target-comm".into(),
+            fx.comm.clone(),
+        ]
+    });
+    assert_holds_moment_file(&fx, &snap);
+    assert_eq!(snap["trigger"]["target"]["comm"], fx.comm.as_str());
+}
+
+#[test]
+fn on_syscall_sees_the_moment() {
+    let (fx, snap) = snapshot_at_event("syscall", &|fx| {
+        vec![
+            "--on-syscall".into(),
+            "getppid".into(),
+            "--caller-pid".into(),
+            fx.pid.to_string(),
+        ]
+    });
+    assert_holds_moment_file(&fx, &snap);
+    let t = &snap["trigger"];
+    assert_eq!(t["type"], "syscall");
+    assert_eq!(t["syscall"], "getppid");
+    assert_eq!(t["caller"]["pid"], fx.pid);
+}
+
+#[test]
+fn on_tracepoint_sees_the_moment() {
+    let (fx, snap) = snapshot_at_event("tracepoint", &|fx| {
+        vec![
+            "--on-tracepoint".into(),
+            "task:task_rename".into(),
+            "--caller-pid".into(),
+            fx.pid.to_string(),
+        ]
+    });
+    assert_holds_moment_file(&fx, &snap);
+    assert_eq!(snap["trigger"]["tracepoint"], "task:task_rename");
+    assert_eq!(snap["trigger"]["caller"]["pid"], fx.pid);
+}
+
+#[test]
+fn on_uprobe_sees_the_moment() {
+    let exe = std::env::current_exe().unwrap();
+    let target = format!("{}:itersnap_fixture_probe", exe.display());
+    let (fx, snap) = snapshot_at_event("uprobe", &|fx| {
+        vec![
+            "--on-uprobe".into(),
+            target.clone(),
+            "--caller-pid".into(),
+            fx.pid.to_string(),
+        ]
+    });
+    assert_holds_moment_file(&fx, &snap);
+    assert_eq!(snap["trigger"]["uprobe"], target.as_str());
+    assert_eq!(snap["trigger"]["caller"]["pid"], fx.pid);
+}
+
+/// The seq backend takes the snapshot after the event, and says so.
+#[test]
+fn seq_backend_marks_snapshots_after_the_event() {
+    let (fx, snap) = snapshot_at_event("signal", &|fx| {
+        vec![
+            "--backend".into(),
+            "seq".into(),
+            "--on-signal".into(),
+            "USR1".into(),
+            "--signal-target".into(),
+            fx.pid.to_string(),
+        ]
+    });
+    assert_eq!(snap["backend"], "seq");
+    assert_eq!(snap["after_event"], true);
+    assert_eq!(snap["trigger"]["sender"]["pid"], fx.pid);
+}
+
+/// Every field of every row the same, whichever backend took the snapshot.
+#[test]
+fn backends_agree_on_a_quiescent_fixture() {
+    let fx = Fixture::start("a");
+    let take = |backend: &str| -> Vec<Value> {
+        let snap = snapshot(&["--backend", backend, "--threads", "--stacks", &fx.comm]);
+        assert_eq!(snap["backend"], backend);
+        snap["tasks"].as_array().unwrap().clone()
+    };
+    let by_tid = |rows: Vec<Value>| -> BTreeMap<u64, Value> {
+        rows.into_iter()
+            .map(|r| (r["tid"].as_u64().unwrap(), r))
+            .collect()
+    };
+    let open_coded = by_tid(take("open-coded"));
+    let seq = by_tid(take("seq"));
+    assert_eq!(open_coded.len(), proc_tids(fx.pid).len());
+    assert_eq!(open_coded, seq);
+}
+
+/// A ring buffer too small for the snapshot: reported incomplete with the
+/// exact number of records lost, and the next trigger still works.
+#[test]
+fn ring_buffer_overflow_is_counted_exactly() {
+    let mut fx = Fixture::start_event_with_fds("v", "spin", 400);
+    let pid = fx.pid.to_string();
+    let armed = Armed::start(&[
+        "-o",
+        "json",
+        "--ringbuf-size",
+        "4K",
+        "--min-gap",
+        "300ms",
+        "--count",
+        "2",
+        "--on-syscall",
+        "getpid",
+        "--caller-pid",
+        &pid,
+        &fx.comm,
+    ]);
+    // Ground truth while the fixture is still quiescent; it then opens
+    // moment.txt, one more fd, for the time it spins.
+    let threads = proc_tids(fx.pid).len() as u64;
+    let fds = proc_fds(fx.pid).len() as u64 + 1;
+    fx.go();
+    let (code, out, err) = armed.finish();
+    fx.wait();
+    assert_eq!(code, Some(0), "{err}");
+    let snaps = parse_lines(&out);
+    assert_eq!(
+        snaps.len(),
+        2,
+        "itersnap keeps working after an overflow: {err}"
+    );
+    for snap in &snaps {
+        let c = &snap["counts"];
+        let dropped = c["dropped"].as_u64().unwrap();
+        assert!(dropped > 0, "a 4K ring cannot hold {fds} file records");
+        assert_eq!(snap["complete"], false);
+        let problems = snap["problems"].to_string();
+        assert!(
+            problems.contains(&format!("{dropped} records dropped")),
+            "{problems}"
+        );
+        // begin + one record per thread and per fd + end, all accounted for.
+        let begin = u64::from(snap["trigger"]["type"] != "unknown");
+        let end = u64::from(!problems.contains("end record lost"));
+        assert_eq!(c["emitted"].as_u64().unwrap(), 2 + threads + fds);
+        assert_eq!(
+            c["records"].as_u64().unwrap() + begin + end + dropped,
+            2 + threads + fds,
+            "{c}"
+        );
+    }
+    assert!(err.contains("records dropped"), "{err}");
+}
+
+/// A hot syscall for one second with --min-gap 100ms: about ten snapshots,
+/// the rest skipped in the kernel and reported.
+#[test]
+fn min_gap_limits_the_rate() {
+    let mut fx = Fixture::start_event("r", "spin");
+    let pid = fx.pid.to_string();
+    let armed = Armed::start(&[
+        "-o",
+        "json",
+        "--no-files",
+        "--min-gap",
+        "100ms",
+        "--on-syscall",
+        "getpid",
+        "--caller-pid",
+        &pid,
+        &fx.comm,
+    ]);
+    fx.go();
+    fx.wait();
+    let (code, out, err) = armed.stop(libc::SIGINT);
+    assert_eq!(code, Some(0), "Ctrl-C ends a run cleanly: {err}");
+    let snaps = parse_lines(&out);
+    assert!(
+        (7..=13).contains(&snaps.len()),
+        "about 10 snapshots in 1 s, got {}",
+        snaps.len()
+    );
+    let skipped: u64 = snaps
+        .iter()
+        .map(|s| s["skipped"]["min_gap"].as_u64().unwrap())
+        .sum();
+    assert!(
+        skipped > 100,
+        "the spinning fixture makes many more calls: {skipped}"
+    );
+    // Kernel timestamps at least the gap apart.
+    let times: Vec<u64> = snaps
+        .iter()
+        .map(|s| s["ktime_ns"].as_u64().unwrap())
+        .collect();
+    for pair in times.windows(2) {
+        assert!(pair[1] - pair[0] >= 100_000_000, "{times:?}");
+    }
+    let summary = err.lines().last().unwrap();
+    assert!(
+        summary.contains(&format!("{} snapshots", snaps.len())),
+        "{summary}"
+    );
+    assert!(summary.contains("within --min-gap"), "{summary}");
+    assert_eq!(orphaned_programs(), Vec::<u32>::new());
+}
