@@ -86,11 +86,11 @@ pub struct Cli {
     pub caller_comm: Option<Comm>,
 
     /// Stop after N snapshots
-    #[arg(short = 'c', long, value_name = "N", value_parser = parse_count, help_heading = "Triggers")]
+    #[arg(short = 'c', long, value_name = "N", value_parser = parse_count, allow_hyphen_values = true, help_heading = "Triggers")]
     pub count: Option<u64>,
 
     /// Least time between two snapshots, enforced in the kernel (e.g. 100ms, 1s, 0)
-    #[arg(long, value_name = "DURATION", value_parser = parse_gap, default_value = "100ms", help_heading = "Triggers")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_gap, default_value = "100ms", allow_hyphen_values = true, help_heading = "Triggers")]
     pub min_gap: Duration,
 
     /// Which kernel mechanism takes the snapshot

@@ -104,7 +104,8 @@ pub fn open_coded_unsupported(btf: &KernelBtf) -> Option<String> {
 const TRACEFS_ROOTS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 /// Checks that CATEGORY:NAME is a tracepoint of this kernel: tracefs knows
-/// both parts; without tracefs, the kernel's BTF knows the name.
+/// both parts; without tracefs, the kernel's BTF knows the name (a raw
+/// tracepoint attaches by name alone, so the category is then unchecked).
 pub fn check_tracepoint(btf: &KernelBtf, category: &str, name: &str) -> Result<()> {
     for root in TRACEFS_ROOTS {
         let events = Path::new(root).join("events");
@@ -122,6 +123,20 @@ pub fn check_tracepoint(btf: &KernelBtf, category: &str, name: &str) -> Result<(
         return Ok(());
     }
     bail!("unknown tracepoint '{category}:{name}': the kernel's BTF has no btf_trace_{name}")
+}
+
+/// A bare program name (`bash`) is looked up in $PATH, as a shell would.
+pub fn resolve_program(path: &Path) -> std::path::PathBuf {
+    if path.components().count() > 1 || path.is_absolute() {
+        return path.to_path_buf();
+    }
+    std::env::var_os("PATH")
+        .and_then(|dirs| {
+            std::env::split_paths(&dirs)
+                .map(|d| d.join(path))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| path.to_path_buf())
 }
 
 /// Checks that PATH is an ELF file that defines SYMBOL.

@@ -42,8 +42,11 @@ impl Ksyms {
         Ksyms { syms }
     }
 
-    /// `None` when the address is below every known symbol.
+    /// `None` when no symbol plausibly holds the address: below every
+    /// symbol, or so far past the nearest one (JIT-compiled BPF code, when
+    /// bpf_jit_kallsyms is off) that no kernel function is that long.
     pub fn describe(&self, addr: u64) -> Option<String> {
+        const MAX_FUNCTION: u64 = 1 << 20;
         let i = self.syms.partition_point(|s| s.0 <= addr).checked_sub(1)?;
         let (start, name, module) = &self.syms[i];
         let size = self
@@ -51,6 +54,9 @@ impl Ksyms {
             .get(i + 1)
             .map_or(0, |next| next.0.saturating_sub(*start));
         let off = addr - start;
+        if off > MAX_FUNCTION {
+            return None;
+        }
         Some(match module {
             Some(m) => format!("{name}+{off:#x}/{size:#x} [{m}]"),
             None => format!("{name}+{off:#x}/{size:#x}"),
@@ -79,5 +85,6 @@ mod tests {
             Some("mod_fn+0x4/0x0 [kvm]")
         );
         assert_eq!(k.describe(0x10), None);
+        assert_eq!(k.describe(0xffffffff90000000), None);
     }
 }

@@ -57,7 +57,10 @@ pub fn run(cli: &Cli) -> Result<()> {
         files: !cli.no_files,
         stacks: cli.stacks,
     };
-    let spec = trigger_spec(cli);
+    let mut spec = trigger_spec(cli);
+    if let TriggerSpec::Uprobe { path, .. } = &mut spec {
+        *path = features::resolve_program(path);
+    }
     match &spec {
         TriggerSpec::Tracepoint { category, name } => {
             features::check_tracepoint(&btf, category, name)?
@@ -155,11 +158,34 @@ pub fn run(cli: &Cli) -> Result<()> {
     if !oneshot {
         let (gap, busy) = backend.skipped();
         eprintln!(
-            "itersnap: {taken} snapshots, {} triggers skipped ({gap} within --min-gap, {busy} during a walk), {dropped} records dropped",
-            gap + busy
+            "itersnap: {}, {} skipped ({gap} within --min-gap, {busy} during a walk), {}",
+            plural(taken, "snapshot"),
+            plural(gap + busy, "trigger"),
+            plural(dropped, "record") + " dropped"
         );
     }
     result
+}
+
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// 0, 250us, 100ms, 1.5s, 2m
+pub fn human_duration(d: Duration) -> String {
+    let ns = d.as_nanos();
+    match ns {
+        0 => "0".into(),
+        n if n % 60_000_000_000 == 0 => format!("{}m", n / 60_000_000_000),
+        n if n >= 1_000_000_000 => format!("{}s", d.as_secs_f64()),
+        n if n >= 1_000_000 => format!("{}ms", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{}us", n as f64 / 1e3),
+        n => format!("{n}ns"),
+    }
 }
 
 fn describe_spec(trig: &TriggerOptions) -> String {
@@ -190,8 +216,8 @@ fn describe_spec(trig: &TriggerOptions) -> String {
         s.push_str(&format!(" in {}", crate::output::printable(c)));
     }
     if let Some(n) = trig.count {
-        s.push_str(&format!(", {n} snapshots"));
+        s.push_str(&format!(", {}", plural(n, "snapshot")));
     }
-    s.push_str(&format!(", min gap {:?}", trig.min_gap));
+    s.push_str(&format!(", min gap {}", human_duration(trig.min_gap)));
     s
 }

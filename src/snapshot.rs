@@ -357,6 +357,42 @@ pub fn describe(rec: &FileRec) -> Vec<u8> {
     out
 }
 
+/// Functions through which a BPF program reaches bpf_get_task_stack().
+const BPF_MACHINERY: &[&str] = &[
+    "__bpf_get_stack",
+    "__bpf_get_task_stack",
+    "bpf_get_task_stack",
+    "bpf_prog_",
+    "bpf_trace_run",
+    "__bpf_trace_",
+    "__traceiter_",
+    "trace_call_bpf",
+    "bpf_dispatcher",
+    "__uprobe_perf_func",
+    "uprobe_dispatcher",
+    "uprobe_prog_run",
+    "bpf_prog_test_run",
+    "bpf_overflow_handler",
+];
+
+/// The stack of the task a trigger fired in was captured from inside the
+/// BPF program: drop those leading frames (and the program's own JIT code,
+/// which has no symbol) so it starts where the event happened, like
+/// /proc/PID/stack would.
+fn trim_bpf_frames(frames: Vec<Frame>) -> Vec<Frame> {
+    let is_machinery = |f: &Frame| match &f.symbol {
+        Some(s) => BPF_MACHINERY.iter().any(|m| s.starts_with(m)),
+        None => true,
+    };
+    if !frames.first().is_some_and(is_machinery) {
+        return frames;
+    }
+    let Some(last) = frames.iter().rposition(is_machinery) else {
+        return frames;
+    };
+    frames.into_iter().skip(last + 1).collect()
+}
+
 #[derive(Default)]
 struct Process {
     threads: Vec<TaskRec>,
@@ -445,13 +481,15 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64)) -> Sna
         let mut stack_of = |pid: u32| {
             stacks.remove(&pid).map(|s| {
                 counts.stacks += 1;
-                s.ips
+                let frames: Vec<Frame> = s
+                    .ips
                     .iter()
                     .map(|&addr| Frame {
                         addr,
                         symbol: ksyms.and_then(|k| k.describe(addr)),
                     })
-                    .collect::<Vec<_>>()
+                    .collect();
+                trim_bpf_frames(frames)
             })
         };
 
@@ -571,6 +609,29 @@ mod tests {
             describe(&file(b"net\0", PATH_DNAME, NSFS_MAGIC)),
             b"net:[42]"
         );
+    }
+
+    #[test]
+    fn bpf_frames_are_trimmed() {
+        let f = |s: Option<&str>| Frame {
+            addr: 1,
+            symbol: s.map(String::from),
+        };
+        let frames = vec![
+            f(Some("__bpf_get_stack+0x48b/0x4d0")),
+            f(None),
+            f(Some("bpf_trace_run2+0xf2/0x1b0")),
+            f(Some("__traceiter_sched_process_exit+0x30/0x50")),
+            f(Some("do_exit+0x450/0xab0")),
+            f(Some("do_group_exit+0x29/0xb0")),
+        ];
+        let kept: Vec<_> = trim_bpf_frames(frames)
+            .into_iter()
+            .map(|f| f.symbol.unwrap())
+            .collect();
+        assert_eq!(kept, ["do_exit+0x450/0xab0", "do_group_exit+0x29/0xb0"]);
+        let plain = vec![f(Some("do_nanosleep+0x1/0x2")), f(None)];
+        assert_eq!(trim_bpf_frames(plain.clone()), plain);
     }
 
     #[test]

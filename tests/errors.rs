@@ -106,3 +106,106 @@ fn nothing_left_loaded_after_a_snapshot() {
     assert!(!rows_of(&snap, fx.pid).is_empty());
     assert_eq!(orphaned_programs(), Vec::<u32>::new());
 }
+
+#[test]
+fn bad_trigger_values() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--on-signal", "SIGFOO"], "unknown signal 'SIGFOO'"),
+        (&["--on-signal", "99"], "unknown signal '99'"),
+        (
+            &["--on-syscall", "frobnicate"],
+            "unknown syscall 'frobnicate'",
+        ),
+        (
+            &["--on-signal", "USR1", "--count", "0"],
+            "the count must be at least 1",
+        ),
+        (
+            &["--on-signal", "USR1", "--min-gap", "1xs"],
+            "invalid duration '1xs'",
+        ),
+        (
+            &["--on-signal", "USR1", "--min-gap", "-1s"],
+            "invalid duration '-1s'",
+        ),
+        (
+            &["--on-signal", "USR1", "--ringbuf-size", "lots"],
+            "invalid size 'lots'",
+        ),
+        (
+            &["--on-tracepoint", "sched_process_exit"],
+            "expected CATEGORY:NAME",
+        ),
+        (&["--on-uprobe", "readline"], "expected PATH:SYMBOL"),
+        (&["--signal-target", "5"], "--on-signal"),
+        (&["--caller-pid", "5"], "required"),
+        (
+            &["--on-signal", "USR1", "--on-syscall", "read"],
+            "cannot be used with",
+        ),
+        (&["--backend", "bpftrace"], "invalid value 'bpftrace'"),
+    ];
+    for (args, expect) in cases {
+        let out = itersnap(args);
+        assert_one_line_error(&out, expect);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn triggers_that_do_not_exist_here() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--on-tracepoint", "sched:no_such_event"],
+            "unknown tracepoint 'sched:no_such_event'",
+        ),
+        (
+            &["--on-uprobe", "/no/such/binary:main"],
+            "cannot read /no/such/binary",
+        ),
+        (
+            &["--on-uprobe", "/etc/passwd:main"],
+            "/etc/passwd is not an ELF file",
+        ),
+        (
+            &["--on-uprobe", "/bin/sh:no_such_function_here"],
+            "/bin/sh has no function 'no_such_function_here'",
+        ),
+    ];
+    for (args, expect) in cases {
+        let out = itersnap(args);
+        assert_one_line_error(&out, expect);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+    }
+}
+
+/// Categories can only be checked where tracefs is mounted (names always
+/// are, through the kernel's BTF).
+#[test]
+fn unknown_tracepoint_category_where_tracefs_is_mounted() {
+    if !std::path::Path::new("/sys/kernel/tracing/events").is_dir() {
+        eprintln!("tracefs is not mounted here: nothing to check");
+        return;
+    }
+    let out = itersnap(&["--on-tracepoint", "nocategory:sched_switch"]);
+    assert_one_line_error(&out, "unknown tracepoint category 'nocategory'");
+}
+
+/// SIGINT, SIGTERM and SIGHUP end an armed itersnap with status 0, a summary,
+/// and nothing left in the kernel.
+#[test]
+fn signals_stop_an_armed_run_cleanly() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        let comm = unique_comm("s");
+        let armed = Armed::start(&["--on-signal", "USR2", "--signal-target-comm", &comm]);
+        let (code, out, err) = armed.stop(signal);
+        assert_eq!(code, Some(0), "signal {signal}: {err}");
+        assert!(out.is_empty());
+        assert!(
+            err.contains("itersnap: 0 snapshots, 0 triggers skipped"),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"));
+        assert_eq!(orphaned_programs(), Vec::<u32>::new());
+    }
+}
