@@ -29,7 +29,8 @@ impl EventStream {
         Ok(EventStream { ring, received })
     }
 
-    /// Waits up to `timeout` for records; returns every byte received.
+    /// Waits up to `timeout` for a wake-up; returns every byte received,
+    /// including records committed without one (BPF_RB_NO_WAKEUP).
     pub fn poll(&self, timeout: Duration) -> Result<Vec<u8>> {
         let ret = self.ring.poll_raw(timeout);
         // Interrupted by a signal (Ctrl-C): not an error, the caller decides.
@@ -39,7 +40,7 @@ impl EventStream {
                 std::io::Error::from_raw_os_error(-ret)
             );
         }
-        Ok(self.take())
+        self.consume()
     }
 
     /// Takes whatever is in the ring buffer now, without waiting.

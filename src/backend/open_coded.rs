@@ -28,6 +28,8 @@ pub struct OpenCodedBackend {
     oneshot_pending: bool,
     /// Snapshots whose end_rec has not arrived yet, by seq.
     pending: BTreeMap<u32, RawSnapshot>,
+    /// The highest seq handed out so far.
+    delivered: u32,
 }
 
 impl OpenCodedBackend {
@@ -74,6 +76,7 @@ impl OpenCodedBackend {
             events,
             oneshot_pending: trig.spec.is_oneshot(),
             pending: BTreeMap::new(),
+            delivered: 0,
         })
     }
 
@@ -84,6 +87,16 @@ impl OpenCodedBackend {
             .test_run(ProgramInput::default())
             .context("running the one-shot snapshot program")?;
         Ok(())
+    }
+
+    /// The kernel's last snapshot number.
+    fn kernel_seq(&self) -> u32 {
+        self.skel
+            .maps
+            .bss_data
+            .as_deref()
+            // SAFETY: a plain integer in the mmapped .bss that BPF writes.
+            .map_or(0, |bss| unsafe { std::ptr::read_volatile(&bss.seq_next) })
     }
 
     /// (done, emitted, dropped, walk_ns) of a snapshot's stats slot, if the
@@ -159,7 +172,26 @@ impl Backend for OpenCodedBackend {
         self.route(&bytes, &mut done);
 
         // Snapshots whose walk finished but whose end_rec never came: it was
-        // dropped. The stats slot has the authoritative counts.
+        // dropped. The stats slot has the authoritative counts. A snapshot
+        // whose every record was lost is known only from the kernel's seq.
+        let kernel_seq = self.kernel_seq();
+        let first_unseen = self
+            .delivered
+            .max(done.iter().map(|s| s.seq).max().unwrap_or(0))
+            + 1;
+        for seq in first_unseen..=kernel_seq {
+            if !self.pending.contains_key(&seq) && !done.iter().any(|s| s.seq == seq) {
+                if self.slot(seq).is_some_and(|s| s.0) {
+                    self.pending.insert(
+                        seq,
+                        RawSnapshot {
+                            seq,
+                            ..RawSnapshot::default()
+                        },
+                    );
+                }
+            }
+        }
         let finished: Vec<u32> = self
             .pending
             .keys()
@@ -182,6 +214,9 @@ impl Backend for OpenCodedBackend {
             }
         }
         done.sort_by_key(|s| s.seq);
+        if let Some(last) = done.last() {
+            self.delivered = self.delivered.max(last.seq);
+        }
         Ok(done)
     }
 
