@@ -180,16 +180,17 @@ impl Backend for OpenCodedBackend {
             .max(done.iter().map(|s| s.seq).max().unwrap_or(0))
             + 1;
         for seq in first_unseen..=kernel_seq {
-            if !self.pending.contains_key(&seq) && !done.iter().any(|s| s.seq == seq) {
-                if self.slot(seq).is_some_and(|s| s.0) {
-                    self.pending.insert(
+            if !self.pending.contains_key(&seq)
+                && !done.iter().any(|s| s.seq == seq)
+                && self.slot(seq).is_some_and(|s| s.0)
+            {
+                self.pending.insert(
+                    seq,
+                    RawSnapshot {
                         seq,
-                        RawSnapshot {
-                            seq,
-                            ..RawSnapshot::default()
-                        },
-                    );
-                }
+                        ..RawSnapshot::default()
+                    },
+                );
             }
         }
         let finished: Vec<u32> = self
