@@ -193,4 +193,11 @@ int on_uprobe(struct pt_regs *ctx)
 	return fire(TRIGGER_UPROBE, 0, NULL);
 }
 
+/* Periodic sampling: a software clock perf event on one CPU (--interval). */
+SEC("perf_event")
+int on_timer(struct bpf_perf_event_data *ctx)
+{
+	return fire(TRIGGER_TIMER, 0, NULL);
+}
+
 #endif /* TRIGGER_BPF_H */

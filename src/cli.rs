@@ -23,7 +23,7 @@ Examples:
 /// taken inside the kernel with BPF iterators.
 #[derive(Debug, Parser)]
 #[command(name = "itersnap", version, after_help = EXAMPLES)]
-#[command(group(ArgGroup::new("trigger").args(["on_signal", "on_syscall", "on_tracepoint", "on_uprobe"])))]
+#[command(group(ArgGroup::new("trigger").args(["on_signal", "on_syscall", "on_tracepoint", "on_uprobe", "interval"])))]
 pub struct Cli {
     /// Only processes whose name is exactly COMM (like `pgrep -x`), at most 15 bytes
     #[arg(value_parser = parse_comm)]
@@ -77,6 +77,18 @@ pub struct Cli {
     #[arg(long, value_name = "PATH:SYMBOL", value_parser = parse_uprobe, help_heading = "Triggers")]
     pub on_uprobe: Option<Uprobe>,
 
+    /// Take a snapshot every DURATION (e.g. 500ms, 1s, 2m; at least 10ms)
+    #[arg(short = 'i', long, value_name = "DURATION", value_parser = parse_interval, allow_hyphen_values = true, help_heading = "Triggers")]
+    pub interval: Option<Duration>,
+
+    /// After the first snapshot, show only what changed since the previous one
+    #[arg(long, help_heading = "Output")]
+    pub diff: bool,
+
+    /// With --diff: order of the CPU-time table
+    #[arg(long, value_enum, default_value_t = SortKey::Cpu, requires = "diff", help_heading = "Output")]
+    pub sort: SortKey,
+
     /// Only events in this process (signal sender, syscall caller, ...)
     #[arg(long, value_name = "PID", value_parser = parse_pid, requires = "trigger", help_heading = "Triggers")]
     pub caller_pid: Option<u32>,
@@ -89,9 +101,9 @@ pub struct Cli {
     #[arg(short = 'c', long, value_name = "N", value_parser = parse_count, allow_hyphen_values = true, help_heading = "Triggers")]
     pub count: Option<u64>,
 
-    /// Least time between two snapshots, enforced in the kernel (e.g. 100ms, 1s, 0)
-    #[arg(long, value_name = "DURATION", value_parser = parse_gap, default_value = "100ms", allow_hyphen_values = true, help_heading = "Triggers")]
-    pub min_gap: Duration,
+    /// Least time between two snapshots, enforced in the kernel (default 100ms; 0 with --interval)
+    #[arg(long, value_name = "DURATION", value_parser = parse_gap, allow_hyphen_values = true, help_heading = "Triggers")]
+    pub min_gap: Option<Duration>,
 
     /// Which kernel mechanism takes the snapshot
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
@@ -100,6 +112,16 @@ pub struct Cli {
     /// Ring buffer size (e.g. 64M); default: sized from the system's tasks and files
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub ringbuf_size: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SortKey {
+    /// most CPU time gained first
+    Cpu,
+    /// by process id
+    Pid,
+    /// most open files first
+    Files,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -205,6 +227,17 @@ fn parse_gap(s: &str) -> Result<Duration, String> {
     parse_duration(s)
 }
 
+/// Below this a walk of a busy machine would not finish before the next tick.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < MIN_INTERVAL {
+        return Err(format!("the interval must be at least 10ms, not '{s}'"));
+    }
+    Ok(d)
+}
+
 /// `4096`, `64K`, `16M`, `1G`: a power of two of at least one page is used.
 pub fn parse_size(s: &str) -> Result<u32, String> {
     let bad = || format!("invalid size '{s}': use bytes or K/M/G, like 64M");
@@ -280,6 +313,14 @@ mod tests {
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         for bad in ["", "-1s", "1xs", "ms", "1", "1..2s", "99999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("200ms"), Ok(Duration::from_millis(200)));
+        for bad in ["0", "-1s", "1xs", "5ms", "1"] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
         }
     }
 

@@ -6,6 +6,7 @@
 mod backend;
 mod bpf;
 mod cli;
+mod diff;
 mod features;
 mod ksyms;
 mod output;

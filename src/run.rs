@@ -11,10 +11,13 @@ use anyhow::{Context, Result};
 
 use crate::backend::{self, TriggerOptions, TriggerSpec, WalkOptions};
 use crate::cli::Cli;
+use crate::diff;
 use crate::features::{self, KernelBtf};
 use crate::ksyms::Ksyms;
 use crate::output::Printer;
 use crate::snapshot;
+
+const DEFAULT_MIN_GAP: Duration = Duration::from_millis(100);
 
 /// How long one wait for events lasts before the stop flag is looked at.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -41,6 +44,8 @@ fn trigger_spec(cli: &Cli) -> TriggerSpec {
             path: u.path.clone(),
             symbol: u.symbol.clone(),
         }
+    } else if let Some(period) = cli.interval {
+        TriggerSpec::Interval { period }
     } else {
         TriggerSpec::OneShot
     }
@@ -68,16 +73,22 @@ pub fn run(cli: &Cli) -> Result<()> {
         TriggerSpec::Uprobe { path, symbol } => features::check_uprobe(path, symbol)?,
         _ => {}
     }
+    // An interval is its own rate; event triggers get a gap that keeps a hot
+    // syscall from walking every task thousands of times a second.
+    let min_gap = cli.min_gap.unwrap_or(match spec {
+        TriggerSpec::Interval { .. } => Duration::ZERO,
+        _ => DEFAULT_MIN_GAP,
+    });
     let trig = TriggerOptions {
         count: if spec.is_oneshot() {
             Some(1)
         } else {
             cli.count
         },
+        min_gap,
         spec,
         caller_pid: cli.caller_pid,
         caller_comm: cli.caller_comm.as_ref().map(|c| c.0.clone()),
-        min_gap: cli.min_gap,
         ringbuf_size: cli
             .ringbuf_size
             .unwrap_or_else(|| backend::default_ringbuf_size(&walk)),
@@ -102,7 +113,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     if !oneshot {
         eprintln!(
             "itersnap: armed: {}, {} backend; Ctrl-C to stop",
-            describe_spec(&trig),
+            describe_spec(&trig, backend.name()),
             backend.name()
         );
     }
@@ -124,6 +135,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     let mut taken = 0u64;
     let mut dropped = 0u64;
     let mut skipped_seen = (0u64, 0u64);
+    let mut previous: Option<snapshot::Snapshot> = None;
     let wanted = trig.count.unwrap_or(u64::MAX);
     let result = (|| -> Result<()> {
         while taken < wanted && !stop.load(Ordering::SeqCst) {
@@ -139,9 +151,17 @@ pub fn run(cli: &Cli) -> Result<()> {
                 skipped_seen = skipped_seen.max(skipped_now);
                 let snap = snapshot::assemble(raw, &ctx, delta);
                 dropped += snap.counts.dropped;
-                printer
-                    .write(&mut out, &snap)
-                    .context("writing a snapshot")?;
+                match &previous {
+                    Some(prev) if cli.diff => {
+                        let d = diff::diff(prev, &snap, cli.sort);
+                        printer.write_diff(&mut out, &snap, &d)
+                    }
+                    _ => printer.write(&mut out, &snap),
+                }
+                .context("writing a snapshot")?;
+                if cli.diff {
+                    previous = Some(snap);
+                }
                 out.flush().context("writing a snapshot")?;
                 taken += 1;
                 if taken >= wanted {
@@ -188,7 +208,7 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
-fn describe_spec(trig: &TriggerOptions) -> String {
+fn describe_spec(trig: &TriggerOptions, backend: &str) -> String {
     let mut s = match &trig.spec {
         TriggerSpec::OneShot => "one-shot".to_string(),
         TriggerSpec::Signal {
@@ -208,6 +228,15 @@ fn describe_spec(trig: &TriggerOptions) -> String {
         TriggerSpec::Syscall { name, .. } => format!("on syscall {name}"),
         TriggerSpec::Tracepoint { category, name } => format!("on tracepoint {category}:{name}"),
         TriggerSpec::Uprobe { path, symbol } => format!("on uprobe {}:{symbol}", path.display()),
+        TriggerSpec::Interval { period } => format!(
+            "every {} ({})",
+            human_duration(*period),
+            if backend == "open-coded" {
+                "a perf_event program on a CPU-clock event, CPU 0"
+            } else {
+                "a user-space timer"
+            }
+        ),
     };
     if let Some(p) = trig.caller_pid {
         s.push_str(&format!(" in {p}"));

@@ -50,6 +50,10 @@ pub enum Trigger {
         target: String,
         caller: Actor,
     },
+    /// A tick of --interval.
+    Timer {
+        period: Duration,
+    },
     /// The trigger's own record was lost (ring buffer full).
     Unknown,
 }
@@ -93,6 +97,7 @@ impl Trigger {
                 target: format!("{}:{symbol}", path.display()),
                 caller,
             },
+            TriggerSpec::Interval { period } => Trigger::Timer { period: *period },
         }
     }
 
@@ -118,6 +123,9 @@ impl Trigger {
             Trigger::Uprobe { target, caller } => {
                 format!("uprobe {target} in {}", caller.describe())
             }
+            Trigger::Timer { period } => {
+                format!("every {}", crate::run::human_duration(*period))
+            }
             Trigger::Unknown => "a trigger whose record was lost".to_string(),
         }
     }
@@ -129,6 +137,7 @@ impl Trigger {
             Trigger::Syscall { .. } => "syscall",
             Trigger::Tracepoint { .. } => "tracepoint",
             Trigger::Uprobe { .. } => "uprobe",
+            Trigger::Timer { .. } => "interval",
             Trigger::Unknown => "unknown",
         }
     }

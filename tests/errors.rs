@@ -144,6 +144,18 @@ fn bad_trigger_values() {
             "cannot be used with",
         ),
         (&["--backend", "bpftrace"], "invalid value 'bpftrace'"),
+        (
+            &["--interval", "0"],
+            "the interval must be at least 10ms, not '0'",
+        ),
+        (&["--interval", "5ms"], "the interval must be at least 10ms"),
+        (&["--interval", "-1s"], "invalid duration '-1s'"),
+        (&["--interval", "1xs"], "invalid duration '1xs'"),
+        (&["--sort", "cpu"], "--diff"),
+        (
+            &["--interval", "1s", "--on-signal", "USR1"],
+            "cannot be used with",
+        ),
     ];
     for (args, expect) in cases {
         let out = itersnap(args);

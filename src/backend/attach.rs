@@ -4,6 +4,8 @@
 //! program names (both come from bpf/walk.bpf.h and bpf/trigger.bpf.h), so
 //! the field-by-field parts are macros and the rest plain functions.
 
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+
 use anyhow::{Context, Result};
 use libbpf_rs::{Link, ProgramMut, UprobeOpts};
 
@@ -49,6 +51,7 @@ macro_rules! select_trigger_program {
             .on_tracepoint
             .set_autoload(which == Some("on_tracepoint"));
         progs.on_uprobe.set_autoload(which == Some("on_uprobe"));
+        progs.on_timer.set_autoload(which == Some("on_timer"));
     }};
 }
 pub(crate) use select_trigger_program;
@@ -80,6 +83,7 @@ pub fn program_for(spec: &TriggerSpec) -> Option<&'static str> {
         TriggerSpec::Syscall { .. } => Some("on_syscall"),
         TriggerSpec::Tracepoint { .. } => Some("on_tracepoint"),
         TriggerSpec::Uprobe { .. } => Some("on_uprobe"),
+        TriggerSpec::Interval { .. } => Some("on_timer"),
     }
 }
 
@@ -89,15 +93,61 @@ pub struct TriggerPrograms<'a, 'obj> {
     pub on_syscall: &'a ProgramMut<'obj>,
     pub on_tracepoint: &'a ProgramMut<'obj>,
     pub on_uprobe: &'a ProgramMut<'obj>,
+    pub on_timer: &'a ProgramMut<'obj>,
+}
+
+/// An attached trigger: detached when dropped.
+pub struct AttachedTrigger {
+    _link: Link,
+}
+
+/// A software CPU-clock perf event on CPU 0 that overflows every `period`:
+/// its BPF program runs from the timer interrupt, whatever that CPU does.
+fn open_clock_event(period: std::time::Duration) -> Result<OwnedFd> {
+    use libbpf_rs::libbpf_sys as sys;
+    // SAFETY: perf_event_attr is plain data; zero is its documented default.
+    let mut attr: sys::perf_event_attr = unsafe { std::mem::zeroed() };
+    attr.type_ = sys::PERF_TYPE_SOFTWARE;
+    attr.size = std::mem::size_of::<sys::perf_event_attr>() as u32;
+    attr.config = sys::PERF_COUNT_SW_CPU_CLOCK as u64;
+    // For the CPU clock, the sample period is in nanoseconds.
+    attr.__bindgen_anon_1.sample_period = period.as_nanos().clamp(1, u64::MAX as u128) as u64;
+    // SAFETY: the attr outlives the call; pid -1 + cpu 0 = all tasks on CPU 0.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &attr as *const sys::perf_event_attr,
+            -1,
+            0,
+            -1,
+            sys::PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        let err = std::io::Error::last_os_error();
+        anyhow::bail!("opening a CPU-clock perf event: {err}");
+    }
+    // SAFETY: the kernel just gave us this fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Attaches the trigger the user asked for; None for a one-shot.
 pub fn attach_trigger(
     progs: TriggerPrograms<'_, '_>,
     trig: &TriggerOptions,
-) -> Result<Option<Link>> {
+) -> Result<Option<AttachedTrigger>> {
     let link = match &trig.spec {
         TriggerSpec::OneShot => return Ok(None),
+        TriggerSpec::Interval { period } => {
+            let fd = open_clock_event(*period)?;
+            let link = progs
+                .on_timer
+                .attach_perf_event(fd.as_raw_fd())
+                .context("attaching to a CPU-clock perf event")?;
+            // The link now owns the perf event and closes it when dropped.
+            let _ = fd.into_raw_fd();
+            link
+        }
         TriggerSpec::Signal { .. } => progs
             .on_signal
             .attach()
@@ -123,5 +173,5 @@ pub fn attach_trigger(
                 .with_context(|| format!("attaching a uprobe to {}:{symbol}", path.display()))?
         }
     };
-    Ok(Some(link))
+    Ok(Some(AttachedTrigger { _link: link }))
 }

@@ -49,6 +49,11 @@ pub enum TriggerSpec {
         path: PathBuf,
         symbol: String,
     },
+    /// Periodic sampling: a perf-event program (open-coded), a user-space
+    /// timer (seq).
+    Interval {
+        period: Duration,
+    },
 }
 
 impl TriggerSpec {

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, OpenObject, ProgramInput};
+use libbpf_rs::{OpenObject, ProgramInput};
 
 use super::attach::{
-    attach_trigger, configure_rodata, read_skipped, select_trigger_program, TriggerPrograms,
+    attach_trigger, configure_rodata, read_skipped, select_trigger_program, AttachedTrigger,
+    TriggerPrograms,
 };
 use super::events::EventStream;
 use super::{ringbuf_bytes, Backend, RawSnapshot, TriggerOptions, WalkOptions};
@@ -23,7 +24,7 @@ const STATS_SLOTS: u32 = 16;
 
 pub struct OpenCodedBackend {
     skel: OpencodedSkel<'static>,
-    _trigger: Option<Link>,
+    _trigger: Option<AttachedTrigger>,
     events: EventStream,
     oneshot_pending: bool,
     /// Snapshots whose end_rec has not arrived yet, by seq.
@@ -66,6 +67,7 @@ impl OpenCodedBackend {
                 on_syscall: &skel.progs.on_syscall,
                 on_tracepoint: &skel.progs.on_tracepoint,
                 on_uprobe: &skel.progs.on_uprobe,
+                on_timer: &skel.progs.on_timer,
             },
             trig,
         )?;

@@ -6,27 +6,35 @@
 
 use std::io::Read;
 use std::mem::MaybeUninit;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Iter, Link, OpenObject};
 
 use super::attach::{
-    attach_trigger, configure_rodata, read_skipped, select_trigger_program, TriggerPrograms,
+    attach_trigger, configure_rodata, read_skipped, select_trigger_program, AttachedTrigger,
+    TriggerPrograms,
 };
 use super::events::EventStream;
-use super::{monotonic_ns, ringbuf_bytes, Backend, RawSnapshot, TriggerOptions, WalkOptions};
+use super::{
+    monotonic_ns, ringbuf_bytes, Backend, RawSnapshot, TriggerOptions, TriggerSpec, WalkOptions,
+};
 use crate::bpf::seqiter::{SeqiterSkel, SeqiterSkelBuilder};
-use crate::record::{self, Record};
+use crate::record::{self, BeginRec, Record};
+
+/// enum trigger_kind in bpf/itersnap.h.
+const TRIGGER_TIMER: u32 = 6;
 
 pub struct SeqBackend {
     skel: SeqiterSkel<'static>,
     task_link: Link,
     file_link: Option<Link>,
-    _trigger: Option<Link>,
+    _trigger: Option<AttachedTrigger>,
     events: EventStream,
     oneshot_pending: bool,
+    /// --interval: a user-space timer (period, next tick, snapshots taken).
+    timer: Option<(Duration, Instant, u32)>,
 }
 
 impl SeqBackend {
@@ -47,6 +55,14 @@ impl SeqBackend {
             trig
         );
         select_trigger_program!(open.progs, &trig.spec);
+        // Old kernels get a user-space timer instead of a perf-event program.
+        let timer = match trig.spec {
+            TriggerSpec::Interval { period } => {
+                open.progs.on_timer.set_autoload(false);
+                Some((period, Instant::now(), 0))
+            }
+            _ => None,
+        };
         if !walk.files {
             open.progs.dump_file.set_autoload(false);
         }
@@ -73,15 +89,20 @@ impl SeqBackend {
         } else {
             None
         };
-        let trigger = attach_trigger(
-            TriggerPrograms {
-                on_signal: &skel.progs.on_signal,
-                on_syscall: &skel.progs.on_syscall,
-                on_tracepoint: &skel.progs.on_tracepoint,
-                on_uprobe: &skel.progs.on_uprobe,
-            },
-            trig,
-        )?;
+        let trigger = if timer.is_some() {
+            None
+        } else {
+            attach_trigger(
+                TriggerPrograms {
+                    on_signal: &skel.progs.on_signal,
+                    on_syscall: &skel.progs.on_syscall,
+                    on_tracepoint: &skel.progs.on_tracepoint,
+                    on_uprobe: &skel.progs.on_uprobe,
+                    on_timer: &skel.progs.on_timer,
+                },
+                trig,
+            )?
+        };
         let events = EventStream::new(&skel.maps.events)?;
         Ok(SeqBackend {
             skel,
@@ -90,7 +111,47 @@ impl SeqBackend {
             _trigger: trigger,
             events,
             oneshot_pending: trig.spec.is_oneshot(),
+            timer,
         })
+    }
+
+    /// The user-space timer: waits for the next tick (at most `timeout`),
+    /// then walks. Ticks missed while a walk ran are skipped, as the
+    /// kernel's single-flight guard would.
+    fn tick(&mut self, timeout: Duration) -> Result<Vec<RawSnapshot>> {
+        let Some((period, next, taken)) = self.timer else {
+            return Ok(Vec::new());
+        };
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep((next - now).min(timeout));
+            if Instant::now() < next {
+                return Ok(Vec::new());
+            }
+        }
+        let tick_time = Instant::now();
+        let seq = taken + 1;
+        let mut snap = self.walk(seq)?;
+        snap.begin = Some(BeginRec {
+            seq,
+            trigger: TRIGGER_TIMER,
+            arg: 0,
+            pid: std::process::id(),
+            tid: std::process::id(),
+            target_pid: 0,
+            target_tid: 0,
+            // SAFETY: sched_getcpu has no preconditions.
+            cpu: unsafe { libc::sched_getcpu() }.max(0) as u32,
+            ktime_ns: snap.ktime_ns,
+            skipped_gap: 0,
+            skipped_busy: 0,
+            comm: b"itersnap".to_vec(),
+            target_comm: Vec::new(),
+        });
+        // The next tick is a period after this one, unless the walk took longer.
+        let next = (tick_time + period).max(Instant::now());
+        self.timer = Some((period, next, seq));
+        Ok(vec![snap])
     }
 
     /// Reads both iterators once: the walk, stamped with `seq`.
@@ -142,6 +203,9 @@ impl Backend for SeqBackend {
         if self.oneshot_pending {
             self.oneshot_pending = false;
             return Ok(vec![self.walk(1)?]);
+        }
+        if self.timer.is_some() {
+            return self.tick(timeout);
         }
         let bytes = self.events.poll(timeout)?;
         let (records, error) = record::decode_all(&bytes);

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::rfc3339;
+use crate::diff::{Diff, FileChange, TaskRef};
 use crate::snapshot::{Actor, FileEntry, Snapshot, TaskRow, Trigger};
 
 #[derive(Serialize)]
@@ -22,7 +23,11 @@ struct SnapshotJson<'a> {
     complete: bool,
     problems: &'a [String],
     counts: CountsJson,
-    tasks: Vec<TaskJson<'a>>,
+    /// The full task list, except in --diff mode after the first snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tasks: Option<Vec<TaskJson<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diff: Option<Value>,
 }
 
 #[derive(Serialize)]
@@ -113,6 +118,7 @@ fn trigger_json(t: &Trigger, cpu: Option<u32>) -> Value {
             json!({ "tracepoint": name, "caller": actor(caller) })
         }
         Trigger::Uprobe { target, caller } => json!({ "uprobe": target, "caller": actor(caller) }),
+        Trigger::Timer { period } => json!({ "interval_ns": period.as_nanos() as u64 }),
         Trigger::OneShot | Trigger::Unknown => json!({}),
     };
     if let (Value::Object(map), Value::Object(extra)) = (&mut v, details) {
@@ -177,7 +183,49 @@ fn task_json(t: &TaskRow) -> TaskJson<'_> {
     }
 }
 
-pub fn write(w: &mut dyn Write, snap: &Snapshot) -> io::Result<()> {
+fn task_ref(t: &TaskRef) -> Value {
+    json!({ "pid": t.pid, "tid": t.tid, "ppid": t.ppid, "comm": text(&t.comm) })
+}
+
+fn diff_json(d: &Diff) -> Value {
+    let file_change = |c: &FileChange| {
+        let mut v = task_ref(&c.task);
+        if let Value::Object(map) = &mut v {
+            map.insert(
+                "file".into(),
+                serde_json::to_value(file_json(&c.file)).unwrap_or_default(),
+            );
+        }
+        v
+    };
+    json!({
+        "from_seq": d.from_seq,
+        "interval_ns": d.interval_ns,
+        "appeared": d.appeared.iter().map(task_ref).collect::<Vec<_>>(),
+        "exited": d.exited.iter().map(task_ref).collect::<Vec<_>>(),
+        "state_changes": d.state_changes.iter().map(|c| {
+            let mut v = task_ref(&c.task);
+            if let Value::Object(map) = &mut v {
+                map.insert("from".into(), c.from.to_string().into());
+                map.insert("to".into(), c.to.to_string().into());
+            }
+            v
+        }).collect::<Vec<_>>(),
+        "files_opened": d.files_opened.iter().map(file_change).collect::<Vec<_>>(),
+        "files_closed": d.files_closed.iter().map(file_change).collect::<Vec<_>>(),
+        "cpu": d.cpu.iter().map(|c| {
+            let mut v = task_ref(&c.task);
+            if let Value::Object(map) = &mut v {
+                map.insert("cpu_ns".into(), c.cpu_ns.into());
+                map.insert("percent".into(), ((c.percent * 10.0).round() / 10.0).into());
+                map.insert("files".into(), c.files.into());
+            }
+            v
+        }).collect::<Vec<_>>(),
+    })
+}
+
+pub fn write(w: &mut dyn Write, snap: &Snapshot, diff: Option<&Diff>) -> io::Result<()> {
     let c = &snap.counts;
     let obj = SnapshotJson {
         seq: snap.info.seq,
@@ -203,7 +251,10 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot) -> io::Result<()> {
             dropped: c.dropped,
             truncated: c.truncated,
         },
-        tasks: snap.rows.iter().map(task_json).collect(),
+        tasks: diff
+            .is_none()
+            .then(|| snap.rows.iter().map(task_json).collect()),
+        diff: diff.map(diff_json),
     };
     serde_json::to_writer(&mut *w, &obj)?;
     writeln!(w)

@@ -7,6 +7,7 @@ use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cli::OutputFormat;
+use crate::diff::Diff;
 use crate::snapshot::Snapshot;
 
 pub struct Printer {
@@ -18,7 +19,15 @@ impl Printer {
     pub fn write(&self, w: &mut dyn Write, snap: &Snapshot) -> io::Result<()> {
         match self.format {
             OutputFormat::Table => table::write(w, snap, self.threads),
-            OutputFormat::Json => json::write(w, snap),
+            OutputFormat::Json => json::write(w, snap, None),
+        }
+    }
+
+    /// A snapshot shown as what changed since the previous one (`--diff`).
+    pub fn write_diff(&self, w: &mut dyn Write, snap: &Snapshot, diff: &Diff) -> io::Result<()> {
+        match self.format {
+            OutputFormat::Table => table::write_diff(w, snap, diff, self.threads),
+            OutputFormat::Json => json::write(w, snap, Some(diff)),
         }
     }
 }

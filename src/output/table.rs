@@ -4,7 +4,8 @@
 use std::io::{self, Write};
 
 use super::{open_flags_short, printable, rfc3339};
-use crate::snapshot::{Snapshot, TaskRow};
+use crate::diff::{Diff, TaskRef};
+use crate::snapshot::{FileEntry, Snapshot, TaskRow};
 
 pub fn header_line(snap: &Snapshot) -> String {
     let info = &snap.info;
@@ -70,6 +71,93 @@ fn task_line(t: &TaskRow, threads: bool) -> String {
         cpu_time(t.cpu_ns()),
         comm
     )
+}
+
+/// "1234 (bash)", or "1234/1240 (worker)" for a thread with --threads.
+fn who(t: &TaskRef, threads: bool) -> String {
+    if threads && t.tid != t.pid {
+        format!("{}/{} ({})", t.pid, t.tid, printable(&t.comm))
+    } else {
+        format!("{} ({})", t.pid, printable(&t.comm))
+    }
+}
+
+fn file_text(f: &FileEntry) -> String {
+    format!(
+        "fd {}{} {} {}",
+        f.fd,
+        f.access(),
+        f.kind,
+        printable(&f.desc)
+    )
+}
+
+/// Changes since the previous snapshot, one line each, then the CPU table.
+pub fn write_diff(w: &mut dyn Write, snap: &Snapshot, d: &Diff, threads: bool) -> io::Result<()> {
+    writeln!(
+        w,
+        "{}; changes since snapshot {} ({:.1} ms before):",
+        header_line(snap),
+        d.from_seq,
+        d.interval_ns as f64 / 1e6
+    )?;
+    if !snap.complete() {
+        writeln!(w, "INCOMPLETE: {}", snap.problems.join("; "))?;
+    }
+    if d.is_empty() {
+        writeln!(w, "  no changes")?;
+    }
+    for t in &d.appeared {
+        writeln!(w, "+ {} appeared, parent {}", who(t, threads), t.ppid)?;
+    }
+    for t in &d.exited {
+        writeln!(w, "- {} exited", who(t, threads))?;
+    }
+    for c in &d.state_changes {
+        writeln!(
+            w,
+            "~ {} state {} -> {}",
+            who(&c.task, threads),
+            c.from,
+            c.to
+        )?;
+    }
+    for c in &d.files_opened {
+        writeln!(
+            w,
+            "+ {} opened {}",
+            who(&c.task, threads),
+            file_text(&c.file)
+        )?;
+    }
+    for c in &d.files_closed {
+        writeln!(
+            w,
+            "- {} closed {}",
+            who(&c.task, threads),
+            file_text(&c.file)
+        )?;
+    }
+    if !d.cpu.is_empty() {
+        writeln!(
+            w,
+            "{:>7} {:>7} {:>6}  {:>9} {:>5} COMMAND",
+            "PID", "TID", "CPU%", "TIME+", "FILES"
+        )?;
+        for c in &d.cpu {
+            writeln!(
+                w,
+                "{:>7} {:>7} {:>6.1}  {:>9} {:>5} {}",
+                c.task.pid,
+                c.task.tid,
+                c.percent,
+                cpu_time(c.cpu_ns),
+                c.files,
+                printable(&c.task.comm)
+            )?;
+        }
+    }
+    Ok(())
 }
 
 pub fn write(w: &mut dyn Write, snap: &Snapshot, threads: bool) -> io::Result<()> {

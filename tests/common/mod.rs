@@ -203,6 +203,13 @@ impl Fixture {
 }
 
 impl Fixture {
+    /// The next line the fixture prints after "ready".
+    pub fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        self._stdout.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    }
+
     /// Tells an event fixture to act; it exits right after.
     pub fn go(&mut self) {
         let stdin = self.child.stdin.as_mut().unwrap();
@@ -261,7 +268,8 @@ pub fn run_fixture_if_asked() {
         let moment = fs::File::create(dir.join("moment.txt")).unwrap();
         cause_event(&event);
         drop(moment);
-        let _ = fs::remove_dir_all(&dir);
+        // The directory goes with the Fixture on the test's side: removing it
+        // here would turn the open directory fds into "(deleted)" changes.
         std::process::exit(0);
     }
     let mut sink = Vec::new();
@@ -300,6 +308,36 @@ fn cause_event(event: &str) {
             }
             "uprobe" => {
                 itersnap_fixture_probe();
+            }
+            // The --diff test: open a file, fork a child, close the file, let
+            // the child exit; each step two 300 ms ticks after the last.
+            "diff" => {
+                let step = || std::thread::sleep(std::time::Duration::from_millis(600));
+                let dir = std::env::var("ITERSNAP_FIXTURE_DIR").unwrap();
+                let file = fs::File::create(format!("{dir}/diff-file.txt")).unwrap();
+                step();
+                // The child inherits this (harness) thread's name; it takes
+                // the fixture's so that the COMM filter shows it.
+                let comm =
+                    std::ffi::CString::new(std::env::var("ITERSNAP_FIXTURE").unwrap()).unwrap();
+                let child = libc::fork();
+                if child == 0 {
+                    // Only async-signal-safe calls in the child of a threaded process.
+                    libc::prctl(libc::PR_SET_NAME, comm.as_ptr());
+                    let ts = libc::timespec {
+                        tv_sec: 1,
+                        tv_nsec: 200_000_000,
+                    };
+                    libc::nanosleep(&ts, std::ptr::null_mut());
+                    libc::_exit(0);
+                }
+                println!("child {child}");
+                std::io::stdout().flush().unwrap();
+                step();
+                drop(file);
+                step();
+                libc::waitpid(child, std::ptr::null_mut(), 0);
+                step();
             }
             // A hot syscall for one second: the rate-limit test.
             "spin" => {
