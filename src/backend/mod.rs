@@ -175,17 +175,30 @@ pub(crate) fn c_comm(bytes: &[u8]) -> [i8; 16] {
 }
 
 /// A ring buffer big enough for a full snapshot of this system, with room to
-/// spare: records per thread and per open file, from /proc/loadavg (threads)
-/// and /proc/sys/fs/file-nr (open files), rounded up to a power of two.
+/// spare: records per thread (/proc/loadavg) and per open fd, rounded up to a
+/// power of two. Open fds are estimated from the kernel's open file count
+/// (/proc/sys/fs/file-nr), but at least 32 per process: forked processes
+/// share their struct files, so that count can be far below the fds.
 pub fn default_ringbuf_size(walk: &WalkOptions) -> u32 {
     let threads: u64 = fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|s| s.split_whitespace().nth(3)?.split('/').nth(1)?.parse().ok())
         .unwrap_or(10_000);
-    let files: u64 = fs::read_to_string("/proc/sys/fs/file-nr")
+    let processes = fs::read_dir("/proc").map_or(threads, |d| {
+        d.flatten()
+            .filter(|e| {
+                e.file_name()
+                    .as_encoded_bytes()
+                    .first()
+                    .is_some_and(u8::is_ascii_digit)
+            })
+            .count() as u64
+    });
+    let open_files: u64 = fs::read_to_string("/proc/sys/fs/file-nr")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(100_000);
+    let files = open_files.max(processes * 32);
     // Ring-buffer records carry an 8-byte header; paths average well under 128 bytes.
     let per_thread =
         8 + crate::record::TASK_SIZE as u64 + if walk.stacks { 8 + 16 + 8 * 20 } else { 0 };

@@ -51,12 +51,16 @@ impl OpenCodedBackend {
             trig
         );
         select_trigger_program!(open.progs, &trig.spec);
+        let ring_bytes = ringbuf_bytes(trig.ringbuf_size);
+        if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+            rodata.cfg_ringbuf_bytes = u64::from(ring_bytes);
+        }
         open.progs
             .snapshot_once
             .set_autoload(trig.spec.is_oneshot());
         open.maps
             .events
-            .set_max_entries(ringbuf_bytes(trig.ringbuf_size))
+            .set_max_entries(ring_bytes)
             .context("sizing the ring buffer")?;
         let skel = open
             .load()
@@ -126,6 +130,7 @@ impl OpenCodedBackend {
         let (records, error) = record::decode_all(bytes);
         for rec in records {
             let seq = rec.seq();
+            let slot_walk_ns = self.slot(seq).map_or(0, |s| s.3);
             let snap = self.pending.entry(seq).or_insert_with(|| RawSnapshot {
                 seq,
                 ..RawSnapshot::default()
@@ -136,7 +141,14 @@ impl OpenCodedBackend {
                     snap.begin = Some(b);
                 }
                 Record::End(e) => {
-                    snap.walk_ns = e.ktime_ns.saturating_sub(snap.ktime_ns);
+                    snap.walk_ns = match (&snap.begin, slot_walk_ns) {
+                        (Some(_), _) => e.ktime_ns.saturating_sub(snap.ktime_ns),
+                        // Without its begin record, the start is in the slot.
+                        (None, walk_ns) => {
+                            snap.ktime_ns = e.ktime_ns.saturating_sub(walk_ns);
+                            walk_ns
+                        }
+                    };
                     snap.dropped = e.dropped;
                     snap.emitted = Some(e.emitted + 1);
                     snap.end = Some(e);
@@ -212,6 +224,9 @@ impl Backend for OpenCodedBackend {
                     snap.dropped = dropped;
                     snap.emitted = Some(emitted);
                     snap.walk_ns = walk_ns;
+                    if snap.begin.is_none() {
+                        snap.ktime_ns = 0;
+                    }
                     done.push(snap);
                 }
             }
