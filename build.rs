@@ -16,8 +16,11 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
     for (src, name) in OBJECTS {
         let skel = out.join(format!("{name}.skel.rs"));
+        // The object is also kept for `itersnap check`, which reads the
+        // helpers, kfuncs and program types it uses (src/objinfo.rs).
         SkeletonBuilder::new()
             .source(src)
+            .obj(out.join(format!("{name}.bpf.o")))
             .clang_args(["-Wall", "-Wno-unused-function", "-Ibpf"])
             .build_and_generate(&skel)
             .unwrap_or_else(|e| panic!("building {src}: {e:#}"));

@@ -40,10 +40,6 @@ const volatile __u8 debruijn64[64] = {
 };
 #define DEBRUIJN_MULT 0x022fdd63cc95386dULL
 
-/* Ring-buffer bytes (set by user space with the map size): past half full,
- * records wake the reader so it drains while the walk goes on. */
-const volatile __u64 cfg_ringbuf_bytes = 0;
-
 static __always_inline void emit(void *rec, __u32 size, __u64 flags)
 {
 	/* Keep the bound check on the very register passed to the helper. */
@@ -51,7 +47,8 @@ static __always_inline void emit(void *rec, __u32 size, __u64 flags)
 	if (size > sizeof(union scratch))
 		return;
 	/* Wake-ups cost; most records go without one, but every 64th asks
-	 * whether the reader is needed before the buffer fills. */
+	 * whether the buffer is past half full: then the reader drains it
+	 * while the walk goes on. */
 	if (flags == BPF_RB_NO_WAKEUP && (ws.emitted & 63) == 63 &&
 	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > cfg_ringbuf_bytes / 2)
 		flags = BPF_RB_FORCE_WAKEUP;

@@ -28,6 +28,7 @@ const volatile __u32 cfg_target_pid = 0;
 const volatile char cfg_target_comm[COMM_LEN] = {};
 const volatile __u64 cfg_min_gap_ns = 0;
 const volatile __u64 cfg_max_snapshots = 0;	/* 0: no limit */
+const volatile __u64 cfg_ringbuf_bytes = 0;	/* size of the events map */
 
 /* Guard state; user space reads the counters (and, for seq, clears busy). */
 __u64 busy = 0;
@@ -76,8 +77,9 @@ static __always_inline bool caller_selected(void)
 
 /*
  * The in-kernel guards. --count: stop quietly once enough snapshots were
- * taken. Single flight: a walk never starts while another runs. --min-gap:
- * at most one snapshot per gap. Skips are counted, never silent.
+ * taken. Single flight: a walk never starts while another runs, nor while
+ * user space has yet to read half a ring buffer of earlier records.
+ * --min-gap: at most one snapshot per gap. Skips are counted, never silent.
  * Kernels with BPF atomics (5.12+, so every open-coded one) get exact
  * compare-and-swap; older ones a plain check that user space backs up.
  */
@@ -100,6 +102,14 @@ static __always_inline bool gate_open(__u64 now)
 	if (last_ns && cfg_min_gap_ns && now - last_ns < cfg_min_gap_ns) {
 		busy = 0;
 		__sync_fetch_and_add(&skipped_gap, 1);
+		return false;
+	}
+	/* The reader is behind: a walk now would only drop records. Wait
+	 * until it has drained the previous snapshot (counted as busy). */
+	if (cfg_ringbuf_bytes &&
+	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > cfg_ringbuf_bytes / 2) {
+		busy = 0;
+		__sync_fetch_and_add(&skipped_busy, 1);
 		return false;
 	}
 	last_ns = now;

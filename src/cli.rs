@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgGroup, Parser, ValueEnum};
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 
 use crate::{signals, syscalls};
 
@@ -22,9 +22,12 @@ Examples:
 /// Snapshots of every task (identity, state, open files, kernel stack),
 /// taken inside the kernel with BPF iterators.
 #[derive(Debug, Parser)]
-#[command(name = "itersnap", version, after_help = EXAMPLES)]
+#[command(name = "itersnap", version, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
 #[command(group(ArgGroup::new("trigger").args(["on_signal", "on_syscall", "on_tracepoint", "on_uprobe", "interval"])))]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Only processes whose name is exactly COMM (like `pgrep -x`), at most 15 bytes
     #[arg(value_parser = parse_comm)]
     pub comm: Option<Comm>,
@@ -46,7 +49,7 @@ pub struct Cli {
     pub stacks: bool,
 
     /// Output format
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table, global = true)]
     pub output: OutputFormat,
 
     /// Show libbpf's log (verifier output) and backend choices on stderr
@@ -112,6 +115,12 @@ pub struct Cli {
     /// Ring buffer size (e.g. 64M); default: sized from the system's tasks and files
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub ringbuf_size: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Report what this kernel supports and which backend each mode would use
+    Check,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

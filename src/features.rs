@@ -61,6 +61,11 @@ pub fn require_runnable() -> Result<()> {
             "this kernel has no BTF ({VMLINUX_BTF} is missing): itersnap needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
         );
     }
+    require_privilege()
+}
+
+/// CAP_BPF with CAP_PERFMON (5.8+), or CAP_SYS_ADMIN.
+pub fn require_privilege() -> Result<()> {
     let caps = effective_caps().unwrap_or(0);
     let bpf_ok =
         has_cap(caps, CAP_SYS_ADMIN) || (has_cap(caps, CAP_BPF) && has_cap(caps, CAP_PERFMON));
@@ -87,18 +92,30 @@ impl KernelBtf {
             .type_by_name::<libbpf_rs::btf::BtfType<'_>>(name)
             .is_some()
     }
+
+    /// (name, value) of every member of the C enum `name`.
+    pub fn enum_values(&self, name: &str) -> Vec<(String, i64)> {
+        self.btf
+            .type_by_name::<libbpf_rs::btf::types::Enum<'_>>(name)
+            .map(|e| {
+                e.iter()
+                    .filter_map(|m| Some((m.name?.to_str()?.to_string(), m.value)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
-/// Why the open-coded backend cannot run here, if it cannot.
+/// Why the open-coded backend cannot run here, if it cannot: a kfunc that
+/// its BPF object calls (read from the object itself) is not in the kernel.
 pub fn open_coded_unsupported(btf: &KernelBtf) -> Option<String> {
-    for kfunc in ["bpf_iter_task_new", "bpf_iter_num_new", "bpf_rcu_read_lock"] {
-        if !btf.has(kfunc) {
-            return Some(format!(
-                "the kernel has no {kfunc} kfunc (open-coded task iterators need Linux 6.7 or later)"
-            ));
-        }
-    }
-    None
+    let object = crate::objinfo::all()
+        .into_iter()
+        .find(|o| o.name == "opencoded")?;
+    let missing = object.kfuncs.iter().find(|k| !btf.has(k))?;
+    Some(format!(
+        "the kernel has no {missing} kfunc (open-coded task iterators need Linux 6.7 or later)"
+    ))
 }
 
 const TRACEFS_ROOTS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];

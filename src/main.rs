@@ -5,10 +5,12 @@
 
 mod backend;
 mod bpf;
+mod check;
 mod cli;
 mod diff;
 mod features;
 mod ksyms;
+mod objinfo;
 mod output;
 mod record;
 mod run;
@@ -29,6 +31,9 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     configure_libbpf_log(cli.verbose);
+    if cli.command == Some(cli::Command::Check) {
+        return check(&cli);
+    }
     match run::run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -36,6 +41,25 @@ fn main() -> ExitCode {
             eprintln!("itersnap: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `itersnap check`: the report, and an exit status that says whether
+/// itersnap can run here at all.
+fn check(cli: &Cli) -> ExitCode {
+    let report = check::build();
+    let mut out = io::stdout().lock();
+    let written = match cli.output {
+        cli::OutputFormat::Table => check::write_table(&mut out, &report),
+        cli::OutputFormat::Json => check::write_json(&mut out, &report),
+    };
+    match written {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            eprintln!("itersnap: error: writing the report: {e}");
+            ExitCode::FAILURE
+        }
+        _ if report.can_run => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
     }
 }
 

@@ -36,6 +36,7 @@ macro_rules! configure_rodata {
         }
         rodata.cfg_min_gap_ns = trig.min_gap.as_nanos().min(u64::MAX as u128) as u64;
         rodata.cfg_max_snapshots = trig.count.unwrap_or(0);
+        rodata.cfg_ringbuf_bytes = u64::from($crate::backend::ringbuf_bytes(trig.ringbuf_size));
     }};
 }
 pub(crate) use configure_rodata;

@@ -52,9 +52,6 @@ impl OpenCodedBackend {
         );
         select_trigger_program!(open.progs, &trig.spec);
         let ring_bytes = ringbuf_bytes(trig.ringbuf_size);
-        if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-            rodata.cfg_ringbuf_bytes = u64::from(ring_bytes);
-        }
         open.progs
             .snapshot_once
             .set_autoload(trig.spec.is_oneshot());

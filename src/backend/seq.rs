@@ -23,6 +23,9 @@ use super::{
 use crate::bpf::seqiter::{SeqiterSkel, SeqiterSkelBuilder};
 use crate::record::{self, BeginRec, Record};
 
+/// The seq backend's ring buffer only carries begin records.
+pub const SEQ_RINGBUF_BYTES: u32 = 64 * 1024;
+
 /// enum trigger_kind in bpf/itersnap.h.
 const TRIGGER_TIMER: u32 = 6;
 
@@ -54,6 +57,9 @@ impl SeqBackend {
             walk,
             trig
         );
+        if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+            rodata.cfg_ringbuf_bytes = u64::from(ringbuf_bytes(SEQ_RINGBUF_BYTES));
+        }
         select_trigger_program!(open.progs, &trig.spec);
         // Old kernels get a user-space timer instead of a perf-event program.
         let timer = match trig.spec {
@@ -69,7 +75,7 @@ impl SeqBackend {
         // Only begin records travel through it: a few pages are plenty.
         open.maps
             .events
-            .set_max_entries(ringbuf_bytes(64 * 1024))
+            .set_max_entries(ringbuf_bytes(SEQ_RINGBUF_BYTES))
             .context("sizing the ring buffer")?;
         let skel = open
             .load()

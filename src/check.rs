@@ -1,0 +1,371 @@
+//! `itersnap check`: what this kernel supports, asked of the kernel itself
+//! (BTF look-ups, libbpf's trial loads), for exactly the helpers, kfuncs,
+//! program types and iterator targets that itersnap's embedded BPF objects
+//! use (src/objinfo.rs); and which backend `auto` picks for each mode, and why.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Write};
+
+use libbpf_rs::libbpf_sys as sys;
+use serde_json::json;
+
+use crate::features::{self, KernelBtf};
+use crate::objinfo;
+
+/// One answer: what, whether, and how we know.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub group: &'static str,
+    pub name: String,
+    pub ok: bool,
+    pub source: String,
+}
+
+/// The backend `auto` would use for one mode of itersnap.
+#[derive(Debug, Clone)]
+pub struct ModeChoice {
+    pub mode: &'static str,
+    pub backend: Option<&'static str>,
+    pub why: String,
+}
+
+pub struct Report {
+    pub kernel: String,
+    pub probes: Vec<Probe>,
+    pub modes: Vec<ModeChoice>,
+    pub can_run: bool,
+}
+
+/// libbpf's trial load of a minimal program of this type (its log silenced
+/// with the rest of libbpf's output).
+fn prog_type_loads(prog_type: sys::bpf_prog_type) -> Option<bool> {
+    // SAFETY: a plain probe; libbpf allocates and frees everything itself.
+    match unsafe { sys::libbpf_probe_bpf_prog_type(prog_type, std::ptr::null()) } {
+        1 => Some(true),
+        0 => Some(false),
+        _ => None, // libbpf cannot probe this type
+    }
+}
+
+fn map_type_works(map_type: sys::bpf_map_type) -> bool {
+    // SAFETY: as above.
+    unsafe { sys::libbpf_probe_bpf_map_type(map_type, std::ptr::null()) == 1 }
+}
+
+fn helper_loads(prog_type: sys::bpf_prog_type, helper: u32) -> Option<bool> {
+    // SAFETY: as above.
+    match unsafe { sys::libbpf_probe_bpf_helper(prog_type, helper, std::ptr::null()) } {
+        1 => Some(true),
+        0 => Some(false),
+        _ => None,
+    }
+}
+
+/// The program type libbpf gives a SEC() name, for the types itersnap uses.
+fn section_prog_type(section: &str) -> Option<(sys::bpf_prog_type, &'static str)> {
+    let prefix = section.split('/').next().unwrap_or(section);
+    Some(match prefix {
+        "iter" | "tp_btf" => (sys::BPF_PROG_TYPE_TRACING, "tracing"),
+        "raw_tp" => (sys::BPF_PROG_TYPE_RAW_TRACEPOINT, "raw_tracepoint"),
+        "perf_event" => (sys::BPF_PROG_TYPE_PERF_EVENT, "perf_event"),
+        "uprobe" | "kprobe" => (sys::BPF_PROG_TYPE_KPROBE, "kprobe (uprobe)"),
+        "syscall" => (sys::BPF_PROG_TYPE_SYSCALL, "syscall"),
+        _ => return None,
+    })
+}
+
+/// Helper numbers → names, from the running kernel's own enum bpf_func_id.
+fn helper_names(btf: &KernelBtf) -> BTreeMap<u32, String> {
+    btf.enum_values("bpf_func_id")
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let name = name.strip_prefix("BPF_FUNC_")?.to_string();
+            Some((u32::try_from(value).ok()?, format!("bpf_{name}")))
+        })
+        .collect()
+}
+
+pub fn build() -> Report {
+    let release = features::kernel_release().unwrap_or_else(|| "unknown".into());
+    let mut probes = Vec::new();
+    let mut add = |group, name: String, ok, source: String| {
+        probes.push(Probe {
+            group,
+            name,
+            ok,
+            source,
+        })
+    };
+
+    let version = features::kernel_version();
+    let version_ok = version.is_some_and(|v| v >= (5, 8));
+    add(
+        "kernel",
+        format!("Linux {release}"),
+        version_ok,
+        "uname(2); itersnap needs 5.8 or later".into(),
+    );
+    let btf = KernelBtf::load().ok();
+    add(
+        "kernel",
+        "BTF".into(),
+        btf.is_some(),
+        format!("{} parsed", features::VMLINUX_BTF),
+    );
+    let privileged = features::require_privilege().is_ok();
+    add(
+        "kernel",
+        "privilege to load BPF".into(),
+        privileged,
+        "CapEff of this process: CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN".into(),
+    );
+    let ringbuf = privileged && map_type_works(sys::BPF_MAP_TYPE_RINGBUF);
+    add(
+        "maps",
+        "ring buffer".into(),
+        ringbuf,
+        "libbpf trial map create (5.8+)".into(),
+    );
+
+    let objects = objinfo::all();
+    let has = |name: &str| btf.as_ref().is_some_and(|b| b.has(name));
+
+    // Program types and attach points of every program we ship.
+    let mut types_seen = BTreeSet::new();
+    let mut prog_ok: BTreeMap<String, bool> = BTreeMap::new();
+    for obj in &objects {
+        for p in &obj.programs {
+            let Some((ty, ty_name)) = section_prog_type(&p.section) else {
+                continue;
+            };
+            if types_seen.insert(ty_name) {
+                // A tracing program cannot load without a BTF attach target,
+                // so libbpf's generic trial load says no: the attach points
+                // and iterator targets below are the real test.
+                let probed = if ty == sys::BPF_PROG_TYPE_TRACING {
+                    None
+                } else {
+                    privileged.then(|| prog_type_loads(ty)).flatten()
+                };
+                let (ok, source) = match probed {
+                    Some(ok) => (ok, "libbpf trial load".to_string()),
+                    None => (
+                        btf.is_some(),
+                        "kernel BTF present (tracing programs load against it)".to_string(),
+                    ),
+                };
+                add("program types", ty_name.to_string(), ok, source);
+                prog_ok.insert(ty_name.to_string(), ok);
+            }
+        }
+    }
+    let mut attach_ok: BTreeMap<String, bool> = BTreeMap::new();
+    for obj in &objects {
+        for p in &obj.programs {
+            if let Some(target) = p.section.strip_prefix("tp_btf/") {
+                if attach_ok.contains_key(&p.section) {
+                    continue;
+                }
+                let ok = has(&format!("btf_trace_{target}"));
+                add(
+                    "attach points",
+                    format!("tracepoint {target} (tp_btf)"),
+                    ok,
+                    format!("BTF typedef btf_trace_{target}"),
+                );
+                attach_ok.insert(p.section.clone(), ok);
+            }
+            if let Some(target) = p.section.strip_prefix("iter/") {
+                if attach_ok.contains_key(&p.section) {
+                    continue;
+                }
+                let ok = has(&format!("bpf_iter__{target}"));
+                add(
+                    "iterator targets",
+                    format!("iter/{target}"),
+                    ok,
+                    format!("BTF struct bpf_iter__{target}"),
+                );
+                attach_ok.insert(p.section.clone(), ok);
+            }
+        }
+    }
+    let vma = has("bpf_iter__task_vma");
+    add(
+        "iterator targets",
+        "iter/task_vma (not used yet)".into(),
+        vma,
+        "BTF struct bpf_iter__task_vma".into(),
+    );
+
+    // Kfuncs: the open-coded backend's whole requirement.
+    let mut kfuncs_ok: BTreeMap<&'static str, bool> = BTreeMap::new();
+    for obj in &objects {
+        let mut all = true;
+        for k in &obj.kfuncs {
+            let ok = has(k);
+            all &= ok;
+            add(
+                "kfuncs",
+                format!("{k} ({})", obj.name),
+                ok,
+                "BTF function".into(),
+            );
+        }
+        kfuncs_ok.insert(obj.name, all);
+    }
+
+    // Helpers, by the kernel's own numbering.
+    let names = btf.as_ref().map(helper_names).unwrap_or_default();
+    let mut helpers: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
+    for obj in &objects {
+        for p in &obj.programs {
+            for &h in &p.helpers {
+                helpers.entry(h).or_default().insert(p.section.clone());
+            }
+        }
+    }
+    for (id, users) in &helpers {
+        let name = names
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| format!("helper #{id}"));
+        let mut ok = names.contains_key(id);
+        let mut source = "BTF enum bpf_func_id".to_string();
+        // Where libbpf can trial-load the program type, ask for real.
+        for section in users {
+            if let Some((ty, ty_name)) = section_prog_type(section) {
+                if let Some(loads) = privileged.then(|| helper_loads(ty, *id)).flatten() {
+                    ok &= loads;
+                    source = format!("libbpf trial load in a {ty_name} program");
+                }
+            }
+        }
+        add("helpers", name, ok, source);
+    }
+
+    let base_ok = version_ok && btf.is_some() && privileged;
+    let seq_ok = base_ok
+        && ringbuf
+        && attach_ok.get("iter/task").copied().unwrap_or(false)
+        && attach_ok.get("iter/task_file").copied().unwrap_or(false);
+    let open_coded_ok = base_ok && ringbuf && kfuncs_ok.get("opencoded").copied().unwrap_or(false);
+    let open_coded_why = btf
+        .as_ref()
+        .and_then(features::open_coded_unsupported)
+        .unwrap_or_else(|| "a kfunc it needs is missing (see kfuncs)".into());
+    let ty = |t: &str| prog_ok.get(t).copied().unwrap_or(false);
+    let at = |s: &str| attach_ok.get(s).copied().unwrap_or(false);
+    let modes_needs: [(&'static str, bool, &str); 6] = [
+        ("one-shot", ty("syscall"), "a syscall program"),
+        (
+            "--on-signal",
+            ty("tracing") && at("tp_btf/signal_generate"),
+            "tp_btf/signal_generate",
+        ),
+        (
+            "--on-syscall",
+            ty("tracing") && at("tp_btf/sys_enter"),
+            "tp_btf/sys_enter",
+        ),
+        ("--on-tracepoint", ty("raw_tracepoint"), "raw_tp programs"),
+        ("--on-uprobe", ty("kprobe (uprobe)"), "uprobe programs"),
+        ("--interval", ty("perf_event"), "perf_event programs"),
+    ];
+    let modes = modes_needs
+        .iter()
+        .map(|&(mode, trigger_ok, what)| {
+            // The seq backend's one-shot reads iterators directly, and its
+            // --interval is a user-space timer: neither needs a trigger program.
+            let seq_needs_trigger = !matches!(mode, "one-shot" | "--interval");
+            if open_coded_ok && trigger_ok {
+                ModeChoice {
+                    mode,
+                    backend: Some("open-coded"),
+                    why: format!("open-coded task iterators and {what} are available"),
+                }
+            } else if seq_ok && (trigger_ok || !seq_needs_trigger) {
+                ModeChoice {
+                    mode,
+                    backend: Some("seq"),
+                    why: if open_coded_ok {
+                        format!("{what} unavailable: seq iterators instead")
+                    } else {
+                        format!("open-coded: {open_coded_why}")
+                    },
+                }
+            } else {
+                ModeChoice {
+                    mode,
+                    backend: None,
+                    why: if !base_ok {
+                        "itersnap cannot run here (see kernel)".into()
+                    } else if !seq_ok {
+                        "the seq iterators or the ring buffer are missing".into()
+                    } else {
+                        format!("{what} unavailable")
+                    },
+                }
+            }
+        })
+        .collect::<Vec<_>>();
+    let can_run = modes[0].backend.is_some();
+    Report {
+        kernel: release,
+        probes,
+        modes,
+        can_run,
+    }
+}
+
+pub fn write_table(w: &mut dyn Write, r: &Report) -> io::Result<()> {
+    writeln!(w, "itersnap check: Linux {}", r.kernel)?;
+    let mut group = "";
+    for p in &r.probes {
+        if p.group != group {
+            group = p.group;
+            writeln!(w, "\n{group}:")?;
+        }
+        writeln!(
+            w,
+            "  {:<3} {:<44} {}",
+            if p.ok { "yes" } else { "NO" },
+            p.name,
+            p.source
+        )?;
+    }
+    writeln!(w, "\nbackend chosen by --backend auto:")?;
+    for m in &r.modes {
+        writeln!(
+            w,
+            "  {:<16} {:<11} {}",
+            m.mode,
+            m.backend.unwrap_or("none"),
+            m.why
+        )?;
+    }
+    writeln!(
+        w,
+        "\n{}",
+        if r.can_run {
+            "itersnap can run here."
+        } else {
+            "itersnap cannot run here."
+        }
+    )
+}
+
+pub fn write_json(w: &mut dyn Write, r: &Report) -> io::Result<()> {
+    let v = json!({
+        "kernel": r.kernel,
+        "can_run": r.can_run,
+        "features": r.probes.iter().map(|p| json!({
+            "group": p.group, "name": p.name, "available": p.ok, "source": p.source,
+        })).collect::<Vec<_>>(),
+        "modes": r.modes.iter().map(|m| json!({
+            "mode": m.mode, "backend": m.backend, "why": m.why,
+        })).collect::<Vec<_>>(),
+    });
+    serde_json::to_writer(&mut *w, &v)?;
+    writeln!(w)
+}
