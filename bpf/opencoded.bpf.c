@@ -174,3 +174,12 @@ int snapshot_once(void *ctx)
 	bpf_rcu_read_unlock();
 	return 0;
 }
+
+/* Run once by user space at start: triggers fire in other tasks' contexts,
+ * so itersnap's root is learnt here, in its own. */
+SEC("syscall")
+int learn_reader_root(void *ctx)
+{
+	learn_root((struct task_struct *)bpf_get_current_task());
+	return 0;
+}

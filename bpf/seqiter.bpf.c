@@ -29,6 +29,9 @@ int dump_task(struct bpf_iter__task *ctx)
 	union scratch *buf;
 	__u32 size;
 
+	/* Iterators run in the reader's context: itersnap's own root. */
+	if (!root_dentry)
+		learn_root((struct task_struct *)bpf_get_current_task());
 	if (!t || !task_selected(t))
 		return 0;
 	buf = scratch_buf();
@@ -51,6 +54,8 @@ int dump_file(struct bpf_iter__task_file *ctx)
 	union scratch *buf;
 	__u32 size, tgid;
 
+	if (!root_dentry)
+		learn_root((struct task_struct *)bpf_get_current_task());
 	if (!t || !f)
 		return 0;
 	/* /proc/PID/fd is the leader's table; threads that unshared theirs are skipped. */

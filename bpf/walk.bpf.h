@@ -33,6 +33,20 @@ const volatile char cfg_comm[COMM_LEN] = {};
 /* Sequence number stamped on every record; user space sets it per snapshot. */
 __u32 snapshot_seq = 0;
 
+/*
+ * The reader's root (itersnap's fs->root, learnt in its own context): a path
+ * walk stops there, as d_path() stops at the root of the process that reads
+ * /proc/PID/fd. Inside a chroot or container this is not the mount tree's.
+ */
+__u64 root_dentry = 0;
+__u64 root_mnt = 0;
+
+static __always_inline void learn_root(struct task_struct *reader)
+{
+	root_dentry = (__u64)BPF_CORE_READ(reader, fs, root.dentry);
+	root_mnt = (__u64)BPF_CORE_READ(reader, fs, root.mnt);
+}
+
 /* One record under construction per CPU: records are too big for the stack. */
 union scratch {
 	struct task_rec task;
@@ -210,6 +224,10 @@ static __always_inline void fill_path(struct file *f, struct file_rec *r)
 		__u32 off;
 		long n;
 
+		if ((__u64)d == root_dentry && (__u64)vfsmnt == root_mnt) {
+			reached_root = true;
+			break;
+		}
 		if (d == mnt_root || d == parent) {
 			struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
 

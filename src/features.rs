@@ -112,7 +112,12 @@ pub fn open_coded_unsupported(btf: &KernelBtf) -> Option<String> {
     let object = crate::objinfo::all()
         .into_iter()
         .find(|o| o.name == "opencoded")?;
-    let missing = object.kfuncs.iter().find(|k| !btf.has(k))?;
+    // Name the iterator itself first: it is what the kernel version decides.
+    let missing = object
+        .kfuncs
+        .iter()
+        .filter(|k| !btf.has(k))
+        .min_by_key(|k| (k.as_str() != "bpf_iter_task_new", k.as_str()))?;
     Some(format!(
         "the kernel has no {missing} kfunc (open-coded task iterators need Linux 6.7 or later)"
     ))

@@ -72,6 +72,11 @@ impl OpenCodedBackend {
             },
             trig,
         )?;
+        // Paths end at itersnap's own root, as readlink's do: learn it here.
+        skel.progs
+            .learn_reader_root
+            .test_run(ProgramInput::default())
+            .context("running the root-learning program")?;
         let events = EventStream::new(&skel.maps.events)?;
         Ok(OpenCodedBackend {
             skel,

@@ -415,6 +415,7 @@ pub const OUR_PROGRAMS: &[&str] = &[
     "dump_task",
     "dump_file",
     "snapshot_once",
+    "learn_reader_ro",
     "on_signal",
     "on_syscall",
     "on_tracepoint",
