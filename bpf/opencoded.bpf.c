@@ -183,3 +183,53 @@ int learn_reader_root(void *ctx)
 	learn_root((struct task_struct *)bpf_get_current_task());
 	return 0;
 }
+
+/*
+ * The kernel's own limit, for scripts/bench: the same task and fd-bitmap
+ * loops as the snapshot, counting instead of building records.
+ */
+struct bare_walk_result {
+	__u64 tasks;
+	__u64 files;
+	__u64 ns;
+};
+struct bare_walk_result bare = {};
+
+SEC("syscall")
+int bare_walk(void *ctx)
+{
+	struct task_struct *t;
+	__u64 start = bpf_ktime_get_ns();
+
+	bare.tasks = 0;
+	bare.files = 0;
+	bpf_rcu_read_lock();
+	bpf_for_each(task, t, NULL, BPF_TASK_ITER_ALL_THREADS) {
+		struct files_struct *files;
+		struct fdtable *fdt;
+		unsigned long *open_fds;
+		__u32 words;
+		int w;
+
+		bare.tasks++;
+		if (BPF_CORE_READ(t, pid) != BPF_CORE_READ(t, tgid))
+			continue;
+		files = BPF_CORE_READ(t, files);
+		if (!files)
+			continue;
+		fdt = BPF_CORE_READ(files, fdt);
+		open_fds = BPF_CORE_READ(fdt, open_fds);
+		words = (BPF_CORE_READ(fdt, max_fds) + 63) / 64;
+		if (words > FD_WORDS_MAX)
+			words = FD_WORDS_MAX;
+		bpf_for(w, 0, words) {
+			unsigned long word = 0;
+
+			bpf_probe_read_kernel(&word, sizeof(word), open_fds + w);
+			bare.files += __builtin_popcountll(word);
+		}
+	}
+	bpf_rcu_read_unlock();
+	bare.ns = bpf_ktime_get_ns() - start;
+	return 0;
+}

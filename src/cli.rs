@@ -121,6 +121,9 @@ pub struct Cli {
 pub enum Command {
     /// Report what this kernel supports and which backend each mode would use
     Check,
+    /// For scripts/bench: time the task and fd loops alone, without records
+    #[command(hide = true)]
+    BareWalk,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -31,8 +31,10 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     configure_libbpf_log(cli.verbose);
-    if cli.command == Some(cli::Command::Check) {
-        return check(&cli);
+    match cli.command {
+        Some(cli::Command::Check) => return check(&cli),
+        Some(cli::Command::BareWalk) => return bare_walk(),
+        None => {}
     }
     match run::run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -60,6 +62,21 @@ fn check(cli: &Cli) -> ExitCode {
         }
         _ if report.can_run => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
+    }
+}
+
+/// The hidden `bare-walk` command: one JSON line for scripts/bench.
+fn bare_walk() -> ExitCode {
+    let result = features::require_runnable().and_then(|()| backend::open_coded::bare_walk());
+    match result {
+        Ok((tasks, files, ns)) => {
+            println!("{{\"tasks\":{tasks},\"files\":{files},\"walk_ns\":{ns}}}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("itersnap: error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -135,6 +135,9 @@ pub fn run(cli: &Cli) -> Result<()> {
     let mut taken = 0u64;
     let mut dropped = 0u64;
     let mut skipped_seen = (0u64, 0u64);
+    let mut missed_seen = 0u64;
+    let mut last_tick: Option<u64> = None;
+    let mut missed_total = 0u64;
     let mut previous: Option<snapshot::Snapshot> = None;
     let wanted = trig.count.unwrap_or(u64::MAX);
     let result = (|| -> Result<()> {
@@ -149,7 +152,24 @@ pub fn run(cli: &Cli) -> Result<()> {
                     skipped_now.1.saturating_sub(skipped_seen.1),
                 );
                 skipped_seen = skipped_seen.max(skipped_now);
-                let snap = snapshot::assemble(raw, &ctx, delta);
+                let missed_now = backend.missed();
+                let mut missed = missed_now.saturating_sub(missed_seen);
+                missed_seen = missed_now;
+                // A timer tick that never ran (the kernel refuses to nest
+                // BPF programs of some kinds on a CPU) shows as a longer gap.
+                if let (TriggerSpec::Interval { period }, Some(last), Some(b)) =
+                    (&trig.spec, last_tick, raw.begin.as_ref())
+                {
+                    let periods = (b.ktime_ns.saturating_sub(last) as f64
+                        / period.as_nanos() as f64)
+                        .round() as u64;
+                    missed = missed.max(periods.saturating_sub(1));
+                }
+                if let Some(b) = raw.begin.as_ref() {
+                    last_tick = Some(b.ktime_ns);
+                }
+                missed_total += missed;
+                let snap = snapshot::assemble(raw, &ctx, (delta.0, delta.1, missed));
                 dropped += snap.counts.dropped;
                 match &previous {
                     Some(prev) if cli.diff => {
@@ -177,8 +197,14 @@ pub fn run(cli: &Cli) -> Result<()> {
 
     if !oneshot {
         let (gap, busy) = backend.skipped();
+        let missed = missed_total.max(backend.missed());
+        let missed = if missed > 0 {
+            format!(", {} missed by the kernel", plural(missed, "event"))
+        } else {
+            String::new()
+        };
         eprintln!(
-            "itersnap: {}, {} skipped ({gap} within --min-gap, {busy} during a walk), {}",
+            "itersnap: {}, {} skipped ({gap} within --min-gap, {busy} during a walk){missed}, {}",
             plural(taken, "snapshot"),
             plural(gap + busy, "trigger"),
             plural(dropped, "record") + " dropped"

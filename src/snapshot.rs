@@ -161,6 +161,9 @@ pub struct WalkInfo {
     /// Triggers the in-kernel guards skipped since the previous snapshot.
     pub skipped_gap: u64,
     pub skipped_busy: u64,
+    /// Events the kernel did not run the trigger for since the previous
+    /// snapshot (another BPF program was running on that CPU).
+    pub missed: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -408,8 +411,9 @@ struct Process {
 }
 
 /// Builds the snapshot from a backend's records. `skipped` is what the
-/// trigger guards skipped since the previous snapshot: (min-gap, busy).
-pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64)) -> Snapshot {
+/// trigger guards skipped since the previous snapshot: (min-gap, busy), and
+/// the events the kernel missed.
+pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -> Snapshot {
     let per_thread = ctx.per_thread;
     let ksyms = ctx.ksyms;
     let info = WalkInfo {
@@ -423,6 +427,7 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64)) -> Sna
         walk_ns: raw.walk_ns,
         skipped_gap: skipped.0,
         skipped_busy: skipped.1,
+        missed: skipped.2,
     };
     let mut procs: BTreeMap<u32, Process> = BTreeMap::new();
     let mut files: BTreeMap<u32, Vec<FileRec>> = BTreeMap::new();

@@ -4,7 +4,7 @@
 //! program names (both come from bpf/walk.bpf.h and bpf/trigger.bpf.h), so
 //! the field-by-field parts are macros and the rest plain functions.
 
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 
 use anyhow::{Context, Result};
 use libbpf_rs::{Link, ProgramMut, UprobeOpts};
@@ -100,6 +100,26 @@ pub struct TriggerPrograms<'a, 'obj> {
 /// An attached trigger: detached when dropped.
 pub struct AttachedTrigger {
     _link: Link,
+    /// The trigger program's fd (owned by the skeleton, which outlives this).
+    prog_fd: i32,
+}
+
+impl AttachedTrigger {
+    /// Times the kernel did not run the trigger program because another
+    /// BPF program was running on that CPU (bpf_prog_info.recursion_misses):
+    /// events lost before any guard could count them.
+    pub fn missed(&self) -> u64 {
+        use libbpf_rs::libbpf_sys as sys;
+        let mut info = sys::bpf_prog_info::default();
+        let mut len = std::mem::size_of::<sys::bpf_prog_info>() as u32;
+        // SAFETY: info and len describe a valid, writable bpf_prog_info.
+        let ret = unsafe { sys::bpf_prog_get_info_by_fd(self.prog_fd, &mut info, &mut len) };
+        if ret == 0 {
+            info.recursion_misses
+        } else {
+            0
+        }
+    }
 }
 
 /// A software CPU-clock perf event on CPU 0 that overflows every `period`:
@@ -137,6 +157,14 @@ pub fn attach_trigger(
     progs: TriggerPrograms<'_, '_>,
     trig: &TriggerOptions,
 ) -> Result<Option<AttachedTrigger>> {
+    let prog_fd = match &trig.spec {
+        TriggerSpec::OneShot => return Ok(None),
+        TriggerSpec::Interval { .. } => progs.on_timer.as_fd().as_raw_fd(),
+        TriggerSpec::Signal { .. } => progs.on_signal.as_fd().as_raw_fd(),
+        TriggerSpec::Syscall { .. } => progs.on_syscall.as_fd().as_raw_fd(),
+        TriggerSpec::Tracepoint { .. } => progs.on_tracepoint.as_fd().as_raw_fd(),
+        TriggerSpec::Uprobe { .. } => progs.on_uprobe.as_fd().as_raw_fd(),
+    };
     let link = match &trig.spec {
         TriggerSpec::OneShot => return Ok(None),
         TriggerSpec::Interval { period } => {
@@ -174,5 +202,8 @@ pub fn attach_trigger(
                 .with_context(|| format!("attaching a uprobe to {}:{symbol}", path.display()))?
         }
     };
-    Ok(Some(AttachedTrigger { _link: link }))
+    Ok(Some(AttachedTrigger {
+        _link: link,
+        prog_fd,
+    }))
 }

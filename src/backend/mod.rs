@@ -103,6 +103,9 @@ pub trait Backend {
     fn poll(&mut self, timeout: Duration) -> Result<Vec<RawSnapshot>>;
     /// Triggers the in-kernel guards skipped so far: (within --min-gap, walk busy).
     fn skipped(&self) -> (u64, u64);
+    /// Events the kernel did not run the trigger program for (another BPF
+    /// program was running on that CPU), so far.
+    fn missed(&self) -> u64;
 }
 
 /// Flags shared with the BPF programs' `cfg_flags` (bpf/itersnap.h).

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -21,6 +22,22 @@ use crate::bpf::opencoded::{OpencodedSkel, OpencodedSkelBuilder};
 use crate::record::{self, Record};
 
 const STATS_SLOTS: u32 = 16;
+
+/// BPF_PROG_TEST_RUN of a `SEC("syscall")` program, by fd (so that it can
+/// run on another thread than the one holding the skeleton).
+fn test_run(prog_fd: i32) -> std::io::Result<()> {
+    let mut opts = libbpf_rs::libbpf_sys::bpf_test_run_opts {
+        sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_test_run_opts>() as _,
+        ..Default::default()
+    };
+    // SAFETY: opts is a valid, sized bpf_test_run_opts with no buffers; the
+    // fd stays open: the skeleton outlives the thread (it is joined).
+    let ret = unsafe { libbpf_rs::libbpf_sys::bpf_prog_test_run_opts(prog_fd, &mut opts) };
+    if ret < 0 {
+        return Err(std::io::Error::from_raw_os_error(-ret));
+    }
+    Ok(())
+}
 
 pub struct OpenCodedBackend {
     skel: OpencodedSkel<'static>,
@@ -55,6 +72,7 @@ impl OpenCodedBackend {
         open.progs
             .snapshot_once
             .set_autoload(trig.spec.is_oneshot());
+        open.progs.bare_walk.set_autoload(false);
         open.maps
             .events
             .set_max_entries(ring_bytes)
@@ -88,12 +106,22 @@ impl OpenCodedBackend {
         })
     }
 
-    fn run_oneshot(&mut self) -> Result<()> {
-        self.skel
-            .progs
-            .snapshot_once
-            .test_run(ProgramInput::default())
+    /// Runs the one-shot program on another thread while this one drains
+    /// the ring buffer: decoding overlaps the walk, and the buffer need not
+    /// hold the whole snapshot at once.
+    fn run_oneshot(&mut self, done: &mut Vec<RawSnapshot>) -> Result<()> {
+        let fd = self.skel.progs.snapshot_once.as_fd().as_raw_fd();
+        let runner = std::thread::spawn(move || test_run(fd));
+        while !runner.is_finished() {
+            let bytes = self.events.poll(Duration::from_millis(1))?;
+            self.route(&bytes, done);
+        }
+        runner
+            .join()
+            .map_err(|_| anyhow::anyhow!("the one-shot snapshot thread panicked"))?
             .context("running the one-shot snapshot program")?;
+        let bytes = self.events.consume()?;
+        self.route(&bytes, done);
         Ok(())
     }
 
@@ -177,15 +205,14 @@ impl Backend for OpenCodedBackend {
     }
 
     fn poll(&mut self, timeout: Duration) -> Result<Vec<RawSnapshot>> {
-        let bytes = if self.oneshot_pending {
-            self.oneshot_pending = false;
-            self.run_oneshot()?;
-            self.events.consume()?
-        } else {
-            self.events.poll(timeout)?
-        };
         let mut done = Vec::new();
-        self.route(&bytes, &mut done);
+        if self.oneshot_pending {
+            self.oneshot_pending = false;
+            self.run_oneshot(&mut done)?;
+        } else {
+            let bytes = self.events.poll(timeout)?;
+            self.route(&bytes, &mut done);
+        }
 
         // Snapshots whose walk finished but whose end_rec never came: it was
         // dropped. The stats slot has the authoritative counts. A snapshot
@@ -243,4 +270,28 @@ impl Backend for OpenCodedBackend {
     fn skipped(&self) -> (u64, u64) {
         read_skipped!(self.skel.maps.bss_data.as_deref())
     }
+
+    fn missed(&self) -> u64 {
+        self._trigger.as_ref().map_or(0, AttachedTrigger::missed)
+    }
+}
+
+/// The bare walk (scripts/bench): (tasks, fds, ns) of the same loops as a
+/// snapshot, counting only. The kernel's own limit, to compare against.
+pub fn bare_walk() -> Result<(u64, u64, u64)> {
+    let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
+    let mut open = OpencodedSkelBuilder::default()
+        .open(storage)
+        .context("opening the open-coded BPF object")?;
+    open.progs.on_signal.set_autoload(false);
+    open.progs.on_syscall.set_autoload(false);
+    open.progs.on_tracepoint.set_autoload(false);
+    open.progs.on_uprobe.set_autoload(false);
+    open.progs.on_timer.set_autoload(false);
+    open.progs.snapshot_once.set_autoload(false);
+    open.progs.learn_reader_root.set_autoload(false);
+    let skel = open.load().context("loading the bare-walk program")?;
+    test_run(skel.progs.bare_walk.as_fd().as_raw_fd()).context("running the bare walk")?;
+    let bss = skel.maps.bss_data.as_deref().context("no .bss")?;
+    Ok((bss.bare.tasks, bss.bare.files, bss.bare.ns))
 }

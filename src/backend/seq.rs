@@ -166,11 +166,25 @@ impl SeqBackend {
             bss.snapshot_seq = seq;
         }
         let start = monotonic_ns();
+        // Tasks and files are two iterators: read them at once, one per CPU.
         let mut bytes = Vec::with_capacity(1 << 20);
-        read_iter(&self.task_link, "task", &mut bytes)?;
-        if let Some(link) = &self.file_link {
-            read_iter(link, "task_file", &mut bytes)?;
-        }
+        let files = std::thread::scope(|scope| -> Result<Vec<u8>> {
+            let files = self.file_link.as_ref().map(|link| {
+                scope.spawn(move || -> Result<Vec<u8>> {
+                    let mut out = Vec::with_capacity(1 << 20);
+                    read_iter(link, "task_file", &mut out)?;
+                    Ok(out)
+                })
+            });
+            read_iter(&self.task_link, "task", &mut bytes)?;
+            match files {
+                Some(handle) => handle
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the file iterator thread panicked"))?,
+                None => Ok(Vec::new()),
+            }
+        })?;
+        bytes.extend_from_slice(&files);
         let walk_ns = monotonic_ns() - start;
         let (records, error) = record::decode_all(&bytes);
         Ok(RawSnapshot {
@@ -234,5 +248,9 @@ impl Backend for SeqBackend {
 
     fn skipped(&self) -> (u64, u64) {
         read_skipped!(self.skel.maps.bss_data.as_deref())
+    }
+
+    fn missed(&self) -> u64 {
+        self._trigger.as_ref().map_or(0, AttachedTrigger::missed)
     }
 }

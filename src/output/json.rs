@@ -34,6 +34,7 @@ struct SnapshotJson<'a> {
 struct SkippedJson {
     min_gap: u64,
     busy: u64,
+    missed: u64,
 }
 
 #[derive(Serialize)]
@@ -238,6 +239,7 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, diff: Option<&Diff>) -> io::Res
         skipped: SkippedJson {
             min_gap: snap.info.skipped_gap,
             busy: snap.info.skipped_busy,
+            missed: snap.info.missed,
         },
         complete: snap.complete(),
         problems: &snap.problems,

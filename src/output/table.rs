@@ -39,6 +39,12 @@ pub fn header_line(snap: &Snapshot) -> String {
             info.skipped_gap, info.skipped_busy
         ));
     }
+    if info.missed > 0 {
+        line.push_str(&format!(
+            ", {} events missed by the kernel (another BPF program was running)",
+            info.missed
+        ));
+    }
     line
 }
 
