@@ -178,12 +178,69 @@ static __always_inline __u32 fill_stack(struct task_struct *t, struct stack_rec 
 	return r->hdr.size;
 }
 
+/* Where a path walk is: one step per dentry or mount crossed. */
+struct path_walk {
+	struct file_rec *r;
+	struct dentry *d;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	__u32 done; /* reached the root (or failed: see r->path_flags) */
+};
+
+/*
+ * One step up from w->d: append its name, or cross to the parent mount, or
+ * stop at the reader's root or the mount tree's. Returns 1 to stop. The
+ * write position lives in the record (memory, not registers) so that the
+ * verifier sees one state per step instead of one per branch taken.
+ */
+static long path_step(__u32 i, void *arg)
+{
+	/* Copied out first: CO-RE relocates kernel types, not this local one. */
+	struct path_walk *w = arg;
+	struct file_rec *r = w->r;
+	struct dentry *d = w->d;
+	struct vfsmount *vfsmnt = w->vfsmnt;
+	struct mount *mnt = w->mnt;
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	__u32 off;
+	long n;
+
+	if ((__u64)d == root_dentry && (__u64)vfsmnt == root_mnt) {
+		w->done = 1;
+		return 1;
+	}
+	if (d == mnt_root || d == parent) {
+		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+
+		/* Root of the mount tree, or a disconnected dentry. */
+		if (d != mnt_root || up == mnt || !up) {
+			w->done = 1;
+			return 1;
+		}
+		w->d = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = up;
+		w->vfsmnt = (struct vfsmount *)__builtin_preserve_access_index(&up->mnt);
+		return 0;
+	}
+	off = r->path_len;
+	if (off > PATH_BUF - NAME_BUF)
+		return 1;
+	n = bpf_probe_read_kernel_str(&r->path[off], NAME_BUF, BPF_CORE_READ(d, d_name.name));
+	if (n <= 0 || n > NAME_BUF) {
+		r->path_flags |= PATH_FAULT;
+		w->done = 1;
+		return 1;
+	}
+	r->path_len = off + n;
+	w->d = parent;
+	return 0;
+}
+
 /*
  * Path of an open file as d_path() would print it, built from dentries and
  * mounts: components leaf first, NUL-terminated, crossing mount points up to
- * the root of the mount tree. The walk position lives in the record (memory,
- * not registers) so that the verifier sees one state per iteration instead
- * of one per branch taken, which keeps verification linear on old kernels.
+ * the reader's root (or the root of the mount tree).
  */
 static __always_inline void fill_path(struct file *f, struct file_rec *r)
 {
@@ -191,7 +248,6 @@ static __always_inline void fill_path(struct file *f, struct file_rec *r)
 	struct vfsmount *vfsmnt = BPF_CORE_READ(f, f_path.mnt);
 	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
 	const struct dentry_operations *d_op = BPF_CORE_READ(d, d_op);
-	bool reached_root = false;
 
 	r->path_len = 0;
 	r->path_flags = 0;
@@ -218,43 +274,23 @@ static __always_inline void fill_path(struct file *f, struct file_rec *r)
 	if (!BPF_CORE_READ(d, d_hash.pprev) && BPF_CORE_READ(d, d_parent) != d)
 		r->path_flags |= PATH_DELETED;
 
-	for (int i = 0; i < PATH_MAX_DEPTH; i++) {
-		struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
-		struct dentry *parent = BPF_CORE_READ(d, d_parent);
-		__u32 off;
-		long n;
-
-		if ((__u64)d == root_dentry && (__u64)vfsmnt == root_mnt) {
-			reached_root = true;
-			break;
-		}
-		if (d == mnt_root || d == parent) {
-			struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
-
-			/* Root of the mount tree, or a disconnected dentry. */
-			if (d != mnt_root || up == mnt || !up) {
-				reached_root = true;
+	struct path_walk w = {
+		.r = r,
+		.d = d,
+		.vfsmnt = vfsmnt,
+		.mnt = mnt,
+	};
+	/* bpf_loop (5.17+) has its step verified once; older kernels verify
+	 * the same step at each of the loop's iterations. The test is constant
+	 * at load time, so the verifier never sees the other branch. */
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_loop)) {
+		bpf_loop(PATH_MAX_DEPTH, path_step, &w, 0);
+	} else {
+		for (int i = 0; i < PATH_MAX_DEPTH; i++)
+			if (path_step(i, &w))
 				break;
-			}
-			d = BPF_CORE_READ(mnt, mnt_mountpoint);
-			mnt = up;
-			vfsmnt = (struct vfsmount *)__builtin_preserve_access_index(&up->mnt);
-			continue;
-		}
-
-		off = r->path_len;
-		if (off > PATH_BUF - NAME_BUF)
-			break;
-		n = bpf_probe_read_kernel_str(&r->path[off], NAME_BUF,
-					      BPF_CORE_READ(d, d_name.name));
-		if (n <= 0 || n > NAME_BUF) {
-			r->path_flags |= PATH_FAULT;
-			return;
-		}
-		r->path_len = off + n;
-		d = parent;
 	}
-	if (!reached_root)
+	if (!w.done)
 		r->path_flags |= PATH_TRUNCATED;
 }
 

@@ -252,7 +252,7 @@ pub fn build() -> Report {
     let open_coded_ok = base_ok && ringbuf && kfuncs_ok.get("opencoded").copied().unwrap_or(false);
     let open_coded_why = btf
         .as_ref()
-        .and_then(features::open_coded_unsupported)
+        .and_then(|b| features::open_coded_unsupported(b))
         .unwrap_or_else(|| "a kfunc it needs is missing (see kfuncs)".into());
     let ty = |t: &str| prog_ok.get(t).copied().unwrap_or(false);
     let at = |s: &str| attach_ok.get(s).copied().unwrap_or(false);

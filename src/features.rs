@@ -106,9 +106,58 @@ impl KernelBtf {
     }
 }
 
+/// The names in the kernel's BTF, without parsing its types: enough to learn
+/// whether a kfunc or a tracepoint exists, at a fraction of a full parse's
+/// cost (which libbpf pays anyway when it loads the programs).
+pub struct BtfNames {
+    strings: Vec<u8>,
+}
+
+impl BtfNames {
+    pub fn load() -> Result<Self> {
+        let data =
+            fs::read(VMLINUX_BTF).map_err(|e| anyhow::anyhow!("reading {VMLINUX_BTF}: {e}"))?;
+        let u32_at = |at: usize| -> Option<u32> {
+            Some(u32::from_ne_bytes(data.get(at..at + 4)?.try_into().ok()?))
+        };
+        let magic = data.get(0..2).map(|m| u16::from_ne_bytes([m[0], m[1]]));
+        let range = (|| {
+            let hdr_len = u32_at(4)? as usize;
+            let str_off = u32_at(16)? as usize;
+            let str_len = u32_at(20)? as usize;
+            let start = hdr_len.checked_add(str_off)?;
+            Some(start..start.checked_add(str_len)?)
+        })();
+        match (magic, range) {
+            (Some(0xeb9f), Some(r)) if r.end <= data.len() => Ok(BtfNames {
+                strings: data[r].to_vec(),
+            }),
+            _ => bail!("{VMLINUX_BTF} is not BTF this itersnap can read"),
+        }
+    }
+}
+
+/// Answers "does the kernel's BTF know this name?"
+pub trait HasName {
+    fn has(&self, name: &str) -> bool;
+}
+
+impl HasName for BtfNames {
+    fn has(&self, name: &str) -> bool {
+        let needle = [b"\0", name.as_bytes(), b"\0"].concat();
+        memchr::memmem::find(&self.strings, &needle).is_some()
+    }
+}
+
+impl HasName for KernelBtf {
+    fn has(&self, name: &str) -> bool {
+        KernelBtf::has(self, name)
+    }
+}
+
 /// Why the open-coded backend cannot run here, if it cannot: a kfunc that
 /// its BPF object calls (read from the object itself) is not in the kernel.
-pub fn open_coded_unsupported(btf: &KernelBtf) -> Option<String> {
+pub fn open_coded_unsupported(btf: &dyn HasName) -> Option<String> {
     let object = crate::objinfo::all()
         .into_iter()
         .find(|o| o.name == "opencoded")?;
@@ -128,7 +177,7 @@ const TRACEFS_ROOTS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/traci
 /// Checks that CATEGORY:NAME is a tracepoint of this kernel: tracefs knows
 /// both parts; without tracefs, the kernel's BTF knows the name (a raw
 /// tracepoint attaches by name alone, so the category is then unchecked).
-pub fn check_tracepoint(btf: &KernelBtf, category: &str, name: &str) -> Result<()> {
+pub fn check_tracepoint(btf: &dyn HasName, category: &str, name: &str) -> Result<()> {
     for root in TRACEFS_ROOTS {
         let events = Path::new(root).join("events");
         if events.is_dir() {

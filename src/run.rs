@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use crate::backend::{self, TriggerOptions, TriggerSpec, WalkOptions};
 use crate::cli::Cli;
 use crate::diff;
-use crate::features::{self, KernelBtf};
+use crate::features::{self, BtfNames};
 use crate::ksyms::Ksyms;
 use crate::output::Printer;
 use crate::snapshot;
@@ -53,7 +53,7 @@ fn trigger_spec(cli: &Cli) -> TriggerSpec {
 
 pub fn run(cli: &Cli) -> Result<()> {
     features::require_runnable()?;
-    let btf = KernelBtf::load()?;
+    let btf = BtfNames::load()?;
 
     let walk = WalkOptions {
         comm: cli.comm.as_ref().map(|c| c.0.clone()),

@@ -246,7 +246,7 @@ pub fn open(
     choice: crate::cli::BackendChoice,
     walk: &WalkOptions,
     trig: &TriggerOptions,
-    btf: &crate::features::KernelBtf,
+    btf: &dyn crate::features::HasName,
 ) -> Result<(Box<dyn Backend>, String)> {
     use crate::cli::BackendChoice;
     let unsupported = crate::features::open_coded_unsupported(btf);

@@ -77,6 +77,9 @@ impl OpenCodedBackend {
             .events
             .set_max_entries(ring_bytes)
             .context("sizing the ring buffer")?;
+        if std::env::var_os("ITERSNAP_VSTATS").is_some() {
+            open.progs.snapshot_once.set_log_level(4);
+        }
         let skel = open
             .load()
             .context("loading the open-coded BPF programs (--verbose shows the verifier log)")?;
