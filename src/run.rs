@@ -79,6 +79,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         TriggerSpec::Interval { .. } => Duration::ZERO,
         _ => DEFAULT_MIN_GAP,
     });
+    let spec_is_oneshot = spec.is_oneshot();
     let trig = TriggerOptions {
         count: if spec.is_oneshot() {
             Some(1)
@@ -91,7 +92,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         caller_comm: cli.caller_comm.as_ref().map(|c| c.0.clone()),
         ringbuf_size: cli
             .ringbuf_size
-            .unwrap_or_else(|| backend::default_ringbuf_size(&walk)),
+            .unwrap_or_else(|| backend::default_ringbuf_size(&walk, spec_is_oneshot)),
     };
     let ksyms = if cli.stacks {
         Some(Ksyms::load()?)
@@ -163,7 +164,8 @@ pub fn run(cli: &Cli) -> Result<()> {
                     let periods = (b.ktime_ns.saturating_sub(last) as f64
                         / period.as_nanos() as f64)
                         .round() as u64;
-                    missed = missed.max(periods.saturating_sub(1));
+                    // Ticks the guards skipped are counted already.
+                    missed = missed.max(periods.saturating_sub(1 + delta.0 + delta.1));
                 }
                 if let Some(b) = raw.begin.as_ref() {
                     last_tick = Some(b.ktime_ns);

@@ -177,12 +177,29 @@ pub(crate) fn c_comm(bytes: &[u8]) -> [i8; 16] {
     out
 }
 
-/// A ring buffer big enough for a full snapshot of this system, with room to
-/// spare: records per thread (/proc/loadavg) and per open fd, rounded up to a
-/// power of two. Open fds are estimated from the kernel's open file count
-/// (/proc/sys/fs/file-nr), but at least 32 per process: forked processes
-/// share their struct files, so that count can be far below the fds.
-pub fn default_ringbuf_size(walk: &WalkOptions) -> u32 {
+/// The default ring buffer: big enough for a full snapshot of this system,
+/// with room to spare: records per thread (/proc/loadavg) and per open fd,
+/// rounded up to a power of two. Open fds are estimated from the kernel's
+/// open file count (/proc/sys/fs/file-nr), but at least 32 per process:
+/// forked processes share their struct files, so that count can be far
+/// below the fds.
+///
+/// Capped where a reader on another CPU drains it during the walk (records
+/// past half a buffer wake it): a big buffer is not free — setting up 64 MiB
+/// costs ~100 ms, more than a walk of 5,000 processes.
+pub fn default_ringbuf_size(walk: &WalkOptions, oneshot: bool) -> u32 {
+    let whole = whole_snapshot_ringbuf_size(walk);
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    let cap: u32 = match (cpus > 1, oneshot) {
+        (false, _) => return whole,
+        (true, true) => 8 << 20,
+        (true, false) => 16 << 20,
+    };
+    whole.min(cap)
+}
+
+fn whole_snapshot_ringbuf_size(walk: &WalkOptions) -> u32 {
     let threads: u64 = fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|s| s.split_whitespace().nth(3)?.split('/').nth(1)?.parse().ok())
