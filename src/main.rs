@@ -1,29 +1,13 @@
-//! itersnap: snapshots of every task taken inside the kernel with BPF iterators.
-//!
-//! Data flows one way: arguments (cli) → kernel features (features) → backend
-//! (backend) → kernel walk → records (record) → snapshot (snapshot) → output.
-
-mod backend;
-mod bpf;
-mod check;
-mod cli;
-mod diff;
-mod features;
-mod ksyms;
-mod objinfo;
-mod output;
-mod record;
-mod run;
-mod signals;
-mod snapshot;
-mod syscalls;
+//! The itersnap command: parses the command line and hands over to the
+//! library (src/lib.rs), turning errors into one line and an exit status.
 
 use std::io;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::Cli;
+use itersnap::cli::{self, Cli};
+use itersnap::{backend, check, features, run};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

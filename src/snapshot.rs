@@ -228,7 +228,7 @@ pub struct TaskRow {
 
 impl TaskRow {
     pub fn cpu_ns(&self) -> u64 {
-        self.utime_ns + self.stime_ns
+        self.utime_ns.saturating_add(self.stime_ns)
     }
 }
 
@@ -422,7 +422,12 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
         backend: ctx.backend,
         after_event: raw.after_event,
         cpu: raw.begin.as_ref().map(|b| b.cpu),
-        wall_time: UNIX_EPOCH + Duration::from_nanos(raw.ktime_ns + ctx.wall_offset_ns),
+        // Kernel timestamps are untrusted: no overflow, whatever they say.
+        wall_time: UNIX_EPOCH
+            .checked_add(Duration::from_nanos(
+                raw.ktime_ns.saturating_add(ctx.wall_offset_ns),
+            ))
+            .unwrap_or(UNIX_EPOCH),
         ktime_ns: raw.ktime_ns,
         walk_ns: raw.walk_ns,
         skipped_gap: skipped.0,
@@ -537,11 +542,13 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
             }
         } else {
             // Thread-group totals as /proc/PID/stat: live threads plus the dead.
-            let sum = |f: fn(&TaskRec) -> u64| proc.threads.iter().map(f).sum::<u64>();
+            // Saturating: the counters come from the kernel, untrusted.
+            let sum =
+                |f: fn(&TaskRec) -> u64| proc.threads.iter().map(f).fold(0u64, u64::saturating_add);
             let (u, s) = cputime_adjust(
-                sum(|t| t.utime_ns) + leader.dead_utime_ns,
-                sum(|t| t.stime_ns) + leader.dead_stime_ns,
-                sum(|t| t.runtime_ns) + leader.dead_runtime_ns,
+                sum(|t| t.utime_ns).saturating_add(leader.dead_utime_ns),
+                sum(|t| t.stime_ns).saturating_add(leader.dead_stime_ns),
+                sum(|t| t.runtime_ns).saturating_add(leader.dead_runtime_ns),
             );
             let mut r = row(&leader, u, s);
             r.tid = tgid;
