@@ -70,9 +70,39 @@ pub fn require_privilege() -> Result<()> {
     let bpf_ok =
         has_cap(caps, CAP_SYS_ADMIN) || (has_cap(caps, CAP_BPF) && has_cap(caps, CAP_PERFMON));
     if !bpf_ok {
-        bail!("permission denied: itersnap needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN); run it with sudo");
+        let sysctl = match unprivileged_bpf_disabled() {
+            Some(n) if n > 0 => {
+                format!(" (kernel.unprivileged_bpf_disabled={n} also refuses BPF to other users)")
+            }
+            _ => String::new(),
+        };
+        bail!("permission denied: itersnap needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN); run it with sudo{sysctl}");
     }
     Ok(())
+}
+
+fn unprivileged_bpf_disabled() -> Option<u32> {
+    fs::read_to_string("/proc/sys/kernel/unprivileged_bpf_disabled")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Why a privileged load can still be refused: kernel lockdown forbids
+/// reading kernel memory from BPF (`integrity` may, `confidentiality` does).
+pub fn explain_refusal() -> Option<String> {
+    let lockdown = fs::read_to_string("/sys/kernel/security/lockdown").ok()?;
+    let mode = lockdown
+        .split_whitespace()
+        .find(|w| w.starts_with('['))?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_string();
+    (mode != "none").then(|| {
+        format!(
+            "the kernel is locked down ({mode}), which forbids the BPF helpers that read kernel memory"
+        )
+    })
 }
 
 /// The kernel's own BTF, asked about functions and types by name.

@@ -106,7 +106,8 @@ pub fn run(cli: &Cli) -> Result<()> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("installing the signal handler")?;
 
-    let (mut backend, reason) = backend::open(cli.backend, &walk, &trig, &btf)?;
+    let (mut backend, reason) =
+        backend::open(cli.backend, &walk, &trig, &btf).map_err(explain_refusal)?;
     if cli.verbose {
         eprintln!("itersnap: backend {} ({reason})", backend.name());
     }
@@ -117,6 +118,12 @@ pub fn run(cli: &Cli) -> Result<()> {
             describe_spec(&trig, backend.name()),
             backend.name()
         );
+    }
+
+    // A test hook (tests/errors.rs): a panic once everything is loaded and
+    // attached must still leave nothing behind in the kernel.
+    if std::env::var_os("ITERSNAP_TEST_PANIC").is_some() {
+        panic!("ITERSNAP_TEST_PANIC is set");
     }
 
     let printer = Printer {
@@ -213,6 +220,20 @@ pub fn run(cli: &Cli) -> Result<()> {
         );
     }
     result
+}
+
+/// A load refused with EPERM although itersnap has its capabilities: say
+/// why when the system tells (kernel lockdown).
+fn explain_refusal(e: anyhow::Error) -> anyhow::Error {
+    let refused = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+            || c.to_string().contains("Operation not permitted")
+    });
+    match features::explain_refusal() {
+        Some(why) if refused => e.context(why),
+        _ => e,
+    }
 }
 
 fn plural(n: u64, what: &str) -> String {

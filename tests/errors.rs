@@ -221,3 +221,51 @@ fn signals_stop_an_armed_run_cleanly() {
         assert_eq!(orphaned_programs(), Vec::<u32>::new());
     }
 }
+
+/// Output to a closed pipe ends an armed itersnap quietly: no error, no
+/// panic, exit status 0, nothing left loaded.
+#[test]
+fn closed_stdout_ends_an_armed_run() {
+    let out = Command::new("bash")
+        .args(["-c", &format!(
+            "set -o pipefail; {ITERSNAP} --interval 100ms --no-files | head -1 >/dev/null; echo \"status $?\""
+        )])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stdout.trim(), "status 0", "{stderr}");
+    assert!(
+        !stderr.contains("error") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    assert_eq!(orphaned_programs(), Vec::<u32>::new());
+}
+
+/// Even a panic with programs loaded and a trigger attached leaves nothing:
+/// itersnap pins nothing, so the kernel frees all with its file descriptors.
+#[test]
+fn a_panic_leaves_nothing_loaded() {
+    for backend in BACKENDS {
+        let out = Command::new(ITERSNAP)
+            .args([
+                "--backend",
+                backend,
+                "--on-signal",
+                "USR2",
+                "--signal-target-comm",
+                "nobody-here",
+            ])
+            .env("ITERSNAP_TEST_PANIC", "1")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(101), "{backend}: a Rust panic");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("ITERSNAP_TEST_PANIC"));
+        assert_eq!(orphaned_programs(), Vec::<u32>::new(), "{backend}");
+        assert!(std::fs::read_dir("/sys/fs/bpf")
+            .map(|d| d
+                .flatten()
+                .all(|e| !e.file_name().to_string_lossy().contains("itersnap")))
+            .unwrap_or(true));
+    }
+}

@@ -353,3 +353,61 @@ fn deep_paths_are_marked_truncated() {
     drop(file);
     fs::remove_dir_all(top).unwrap();
 }
+
+/// Task names and paths are bytes: newlines, invalid UTF-8, 255-byte names.
+/// The table escapes them (one line per row, \xNN), JSON stays valid.
+#[test]
+fn odd_bytes_print_safely() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    // This test process takes a name with a newline and a byte that is not
+    // UTF-8 (only a process can rename itself), and opens the odd files.
+    let me = std::process::id().to_string();
+    let old_comm = fs::read(format!("/proc/{me}/comm")).unwrap();
+    let odd_comm: &[u8] = b"od\nd\xffname";
+    fs::write("/proc/self/comm", odd_comm).unwrap();
+    // Files with such names, and one with a 255-byte component, opened by us.
+    // tmpfs takes any byte but NUL and slash in a name (some disk filesystems
+    // refuse invalid UTF-8).
+    let dir = std::path::Path::new("/dev/shm").join(unique_comm("odd"));
+    fs::create_dir_all(&dir).unwrap();
+    let names: Vec<Vec<u8>> = vec![
+        b"new\nline".to_vec(),
+        b"bad\xfe\xffutf8".to_vec(),
+        vec![b'L'; 255],
+    ];
+    let files: Vec<fs::File> = names
+        .iter()
+        .map(|n| fs::File::create(dir.join(OsStr::from_bytes(n))).unwrap())
+        .collect();
+
+    let mine = snapshot(&["--pid", &me]);
+    assert_eq!(mine["tasks"][0]["comm"], "od\nd\u{fffd}name");
+    let paths: Vec<String> = mine["tasks"][0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    for n in &names {
+        let expected = format!("{}/{}", dir.display(), String::from_utf8_lossy(n));
+        assert!(paths.contains(&expected), "{expected:?} in {paths:?}");
+    }
+
+    let rows = itersnap(&["--pid", &me]);
+    let text = String::from_utf8(rows.stdout).expect("the table is valid UTF-8");
+    assert!(text.contains("od\\x0ad\\xffname"), "{text}");
+    assert!(text.contains("new\\x0aline"), "{text}");
+    assert!(text.contains("bad\\xfe\\xffutf8"), "{text}");
+    assert!(text.contains(&"L".repeat(255)));
+    // Every line is a header, a task or a file: no name broke a line.
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with("snapshot ") || l.starts_with(' ')),
+        "{text}"
+    );
+    drop(files);
+    fs::remove_dir_all(dir).unwrap();
+    fs::write("/proc/self/comm", old_comm.trim_ascii_end()).unwrap();
+}
