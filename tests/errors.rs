@@ -262,6 +262,7 @@ fn a_panic_leaves_nothing_loaded() {
         assert_eq!(out.status.code(), Some(101), "{backend}: a Rust panic");
         assert!(String::from_utf8_lossy(&out.stderr).contains("ITERSNAP_TEST_PANIC"));
         assert_eq!(orphaned_programs(), Vec::<u32>::new(), "{backend}");
+        assert_eq!(orphaned_maps(), Vec::<u32>::new(), "{backend}");
         assert!(std::fs::read_dir("/sys/fs/bpf")
             .map(|d| d
                 .flatten()

@@ -439,6 +439,65 @@ pub fn orphaned_programs() -> Vec<u32> {
     orphans
 }
 
+/// Names of itersnap's maps as the kernel shows them (15 bytes kept).
+const OUR_MAPS: &[&str] = &[
+    "scratch_map",
+    "events",
+    "seqiter_.rodata",
+    "seqiter_.bss",
+    "opencode.rodata",
+    "opencode.bss",
+];
+
+/// itersnap's maps that neither a process's fd nor a loaded program holds:
+/// left behind (a pin, a leak). Re-sampled like programs.
+pub fn orphaned_maps() -> Vec<u32> {
+    let mut orphans = orphaned_maps_now();
+    for _ in 0..3 {
+        if orphans.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let again = orphaned_maps_now();
+        orphans.retain(|id| again.contains(id));
+    }
+    orphans
+}
+
+fn orphaned_maps_now() -> Vec<u32> {
+    let mut held: BTreeSet<u32> = fdinfo_ids("map_id:");
+    let opts = libbpf_rs::query::ProgInfoQueryOptions::default().include_map_ids(true);
+    for prog in libbpf_rs::query::ProgInfoIter::with_query_opts(opts) {
+        held.extend(prog.map_ids);
+    }
+    libbpf_rs::query::MapInfoIter::default()
+        .filter(|m| OUR_MAPS.iter().any(|n| m.name.to_str() == Some(n)))
+        .map(|m| m.id)
+        .filter(|id| !held.contains(id))
+        .collect()
+}
+
+/// Every `<key> N` line of every process's fdinfo.
+fn fdinfo_ids(key: &str) -> BTreeSet<u32> {
+    let mut ids = BTreeSet::new();
+    for proc_dir in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(fds) = fs::read_dir(proc_dir.path().join("fdinfo")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(info) = fs::read_to_string(fd.path()) else {
+                continue;
+            };
+            for line in info.lines() {
+                if let Some(id) = line.strip_prefix(key) {
+                    ids.extend(id.trim().parse::<u32>());
+                }
+            }
+        }
+    }
+    ids
+}
+
 fn orphaned_now() -> Vec<u32> {
     let mut held = BTreeSet::new();
     for proc_dir in fs::read_dir("/proc").unwrap().flatten() {
