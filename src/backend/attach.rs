@@ -11,6 +11,30 @@ use libbpf_rs::{Link, ProgramMut, UprobeOpts};
 
 use super::{TriggerOptions, TriggerSpec};
 
+/// Opens a skeleton (`$builder` names its builder type) and fills its
+/// `.rodata` from the walk and trigger options. The skeleton borrows its
+/// object storage for its whole life: one small allocation per run, freed
+/// at exit.
+macro_rules! open_configured {
+    ($builder:ty, $what:expr, $walk:expr, $trig:expr) => {{
+        let storage: &'static mut std::mem::MaybeUninit<libbpf_rs::OpenObject> =
+            Box::leak(Box::new(std::mem::MaybeUninit::uninit()));
+        let mut open = <$builder>::default()
+            .open(storage)
+            .with_context(|| format!("opening the {} BPF object", $what))?;
+        $crate::backend::attach::configure_rodata!(
+            open.maps
+                .rodata_data
+                .as_deref_mut()
+                .context("BPF object has no .rodata")?,
+            $walk,
+            $trig
+        );
+        open
+    }};
+}
+pub(crate) use open_configured;
+
 /// Fills a skeleton's `.rodata` from the walk and trigger options.
 macro_rules! configure_rodata {
     ($rodata:expr, $walk:expr, $trig:expr) => {{

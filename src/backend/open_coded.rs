@@ -13,7 +13,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{OpenObject, ProgramInput};
 
 use super::attach::{
-    attach_trigger, configure_rodata, read_skipped, select_trigger_program, AttachedTrigger,
+    attach_trigger, open_configured, read_skipped, select_trigger_program, AttachedTrigger,
     TriggerPrograms,
 };
 use super::events::EventStream;
@@ -52,21 +52,7 @@ pub struct OpenCodedBackend {
 
 impl OpenCodedBackend {
     pub fn new(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Self> {
-        // The skeleton borrows its object storage for its whole life; one
-        // small allocation per run, freed at exit.
-        let storage: &'static mut MaybeUninit<OpenObject> =
-            Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = OpencodedSkelBuilder::default()
-            .open(storage)
-            .context("opening the open-coded BPF object")?;
-        configure_rodata!(
-            open.maps
-                .rodata_data
-                .as_deref_mut()
-                .context("BPF object has no .rodata")?,
-            walk,
-            trig
-        );
+        let mut open = open_configured!(OpencodedSkelBuilder, "open-coded", walk, trig);
         select_trigger_program!(open.progs, &trig.spec);
         let ring_bytes = ringbuf_bytes(trig.ringbuf_size);
         open.progs

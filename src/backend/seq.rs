@@ -5,15 +5,14 @@
 //! shows the state just *after* the event.
 
 use std::io::Read;
-use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Iter, Link, OpenObject};
+use libbpf_rs::{Iter, Link};
 
 use super::attach::{
-    attach_trigger, configure_rodata, read_skipped, select_trigger_program, AttachedTrigger,
+    attach_trigger, open_configured, read_skipped, select_trigger_program, AttachedTrigger,
     TriggerPrograms,
 };
 use super::events::EventStream;
@@ -42,21 +41,7 @@ pub struct SeqBackend {
 
 impl SeqBackend {
     pub fn new(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Self> {
-        // The skeleton borrows its object storage for its whole life; one
-        // small allocation per run, freed at exit.
-        let storage: &'static mut MaybeUninit<OpenObject> =
-            Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = SeqiterSkelBuilder::default()
-            .open(storage)
-            .context("opening the seq-iterator BPF object")?;
-        configure_rodata!(
-            open.maps
-                .rodata_data
-                .as_deref_mut()
-                .context("BPF object has no .rodata")?,
-            walk,
-            trig
-        );
+        let mut open = open_configured!(SeqiterSkelBuilder, "seq-iterator", walk, trig);
         if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
             rodata.cfg_ringbuf_bytes = u64::from(ringbuf_bytes(SEQ_RINGBUF_BYTES));
         }

@@ -420,6 +420,8 @@ pub const OUR_PROGRAMS: &[&str] = &[
     "on_syscall",
     "on_tracepoint",
     "on_uprobe",
+    "on_timer",
+    "bare_walk",
 ];
 
 /// itersnap's BPF programs that no process holds open: left behind (pinned or
@@ -427,13 +429,18 @@ pub const OUR_PROGRAMS: &[&str] = &[
 /// one that a concurrent test's itersnap is loading or tearing down may be
 /// unheld for an instant, so only what stays orphaned across samples counts.
 pub fn orphaned_programs() -> Vec<u32> {
-    let mut orphans = orphaned_now();
+    still_orphaned(orphaned_programs_now)
+}
+
+/// What `sample` finds orphaned every time over about a second.
+fn still_orphaned(sample: fn() -> Vec<u32>) -> Vec<u32> {
+    let mut orphans = sample();
     for _ in 0..3 {
         if orphans.is_empty() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let again = orphaned_now();
+        let again = sample();
         orphans.retain(|id| again.contains(id));
     }
     orphans
@@ -452,16 +459,7 @@ const OUR_MAPS: &[&str] = &[
 /// itersnap's maps that neither a process's fd nor a loaded program holds:
 /// left behind (a pin, a leak). Re-sampled like programs.
 pub fn orphaned_maps() -> Vec<u32> {
-    let mut orphans = orphaned_maps_now();
-    for _ in 0..3 {
-        if orphans.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let again = orphaned_maps_now();
-        orphans.retain(|id| again.contains(id));
-    }
-    orphans
+    still_orphaned(orphaned_maps_now)
 }
 
 fn orphaned_maps_now() -> Vec<u32> {
@@ -498,23 +496,8 @@ fn fdinfo_ids(key: &str) -> BTreeSet<u32> {
     ids
 }
 
-fn orphaned_now() -> Vec<u32> {
-    let mut held = BTreeSet::new();
-    for proc_dir in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(fds) = fs::read_dir(proc_dir.path().join("fdinfo")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            let Ok(info) = fs::read_to_string(fd.path()) else {
-                continue;
-            };
-            for line in info.lines() {
-                if let Some(id) = line.strip_prefix("prog_id:") {
-                    held.extend(id.trim().parse::<u32>());
-                }
-            }
-        }
-    }
+fn orphaned_programs_now() -> Vec<u32> {
+    let held = fdinfo_ids("prog_id:");
     libbpf_rs::query::ProgInfoIter::default()
         .filter(|p| OUR_PROGRAMS.iter().any(|n| p.name.to_str() == Some(n)))
         .map(|p| p.id)
