@@ -121,6 +121,14 @@ pub struct Cli {
 pub enum Command {
     /// Report what this kernel supports and which backend each mode would use
     Check,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout
+    #[command(hide = true)]
+    Man,
     /// For scripts/bench: time the task and fd loops alone, without records
     #[command(hide = true)]
     BareWalk,

@@ -18,6 +18,24 @@ fn main() -> ExitCode {
     match cli.command {
         Some(cli::Command::Check) => return check(&cli),
         Some(cli::Command::BareWalk) => return bare_walk(),
+        Some(cli::Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "itersnap", &mut io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Some(cli::Command::Man) => {
+            use clap::CommandFactory;
+            let man = clap_mangen::Man::new(Cli::command());
+            return match man.render(&mut io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("itersnap: error: writing the man page: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         None => {}
     }
     match run::run(&cli) {
