@@ -48,6 +48,10 @@ pub struct Cli {
     #[arg(short = 'k', long)]
     pub stacks: bool,
 
+    /// Show tasks under their parents, like `ps f` (table output)
+    #[arg(short = 't', long, help_heading = "Output")]
+    pub tree: bool,
+
     /// Output format
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table, global = true)]
     pub output: OutputFormat,

@@ -43,10 +43,12 @@ pub fn decode_assemble_render(bytes: &[u8]) {
     let printer_table = output::Printer {
         format: cli::OutputFormat::Table,
         threads: true,
+        tree: true,
     };
     let printer_json = output::Printer {
         format: cli::OutputFormat::Json,
         threads: false,
+        tree: false,
     };
     let mut previous = None;
     for (i, spec) in specs.iter().enumerate() {

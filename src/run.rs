@@ -129,6 +129,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     let printer = Printer {
         format: cli.output,
         threads: cli.threads,
+        tree: cli.tree,
     };
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());

@@ -7,6 +7,12 @@ use std::process::Command;
 
 use common::*;
 
+/// Re-executed by `Fixture::start`; passes trivially in a normal run.
+#[test]
+fn fixture_process() {
+    run_fixture_if_asked();
+}
+
 #[test]
 fn bash_completion_script_is_valid_bash() {
     let out = itersnap(&["completions", "bash"]);
@@ -62,4 +68,48 @@ fn help_carries_the_examples() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("Examples:"));
     assert!(text.contains("sudo itersnap --on-signal SIGUSR1 bash"));
+}
+
+/// --tree: a child and a grandchild nested under the fixture, as `ps f`.
+#[test]
+fn tree_nests_children_under_parents() {
+    let mut fx = Fixture::start_event("t", "tree");
+    fx.go();
+    let child: u64 = fx
+        .read_line()
+        .strip_prefix("child ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let snap = snapshot(&[&fx.comm]);
+    let rows = snap["tasks"].as_array().unwrap();
+    let grandchild = rows
+        .iter()
+        .find(|r| r["ppid"] == child)
+        .expect("the grandchild is in the snapshot")["pid"]
+        .as_u64()
+        .unwrap();
+    let out = itersnap(&["--tree", "--no-files", &fx.comm]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line_of = |pid: u64| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(&pid.to_string()))
+            .unwrap_or_else(|| panic!("{pid} in {text}"))
+            .to_string()
+    };
+    let comm = &fx.comm;
+    assert!(
+        line_of(u64::from(fx.pid)).ends_with(&format!(" {comm}")),
+        "{text}"
+    );
+    assert!(line_of(child).ends_with(&format!(" \\_ {comm}")), "{text}");
+    assert!(
+        line_of(grandchild).ends_with(&format!("     \\_ {comm}")),
+        "{text}"
+    );
+    // Parents come before their children.
+    let at = |pid: u64| text.find(&line_of(pid)).unwrap();
+    assert!(at(u64::from(fx.pid)) < at(child) && at(child) < at(grandchild));
+    fx.wait();
 }

@@ -13,12 +13,14 @@ use crate::snapshot::Snapshot;
 pub struct Printer {
     pub format: OutputFormat,
     pub threads: bool,
+    /// Tasks under their parents, like `ps f` (table only).
+    pub tree: bool,
 }
 
 impl Printer {
     pub fn write(&self, w: &mut dyn Write, snap: &Snapshot) -> io::Result<()> {
         match self.format {
-            OutputFormat::Table => table::write(w, snap, self.threads),
+            OutputFormat::Table => table::write(w, snap, self.threads, self.tree),
             OutputFormat::Json => json::write(w, snap, None),
         }
     }
@@ -26,7 +28,7 @@ impl Printer {
     /// A snapshot shown as what changed since the previous one (`--diff`).
     pub fn write_diff(&self, w: &mut dyn Write, snap: &Snapshot, diff: &Diff) -> io::Result<()> {
         match self.format {
-            OutputFormat::Table => table::write_diff(w, snap, diff, self.threads),
+            OutputFormat::Table => table::write_diff(w, snap, diff, self.threads, self.tree),
             OutputFormat::Json => json::write(w, snap, Some(diff)),
         }
     }

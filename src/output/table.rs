@@ -59,9 +59,14 @@ fn cpu_time(ns: u64) -> String {
     )
 }
 
-fn task_line(t: &TaskRow, threads: bool) -> String {
+/// A task row; `branch` goes before the command, as `ps f` draws its tree.
+fn task_line_in_tree(t: &TaskRow, threads: bool, branch: &str) -> String {
     let comm = printable(&t.comm);
-    let comm = if t.kthread { format!("[{comm}]") } else { comm };
+    let comm = if t.kthread {
+        format!("{branch}[{comm}]")
+    } else {
+        format!("{branch}{comm}")
+    };
     let tid = if threads {
         format!(" {:>7}", t.tid)
     } else {
@@ -98,8 +103,112 @@ fn file_text(f: &FileEntry) -> String {
     )
 }
 
+/// With --tree: the changed tasks in their place in the process tree (with
+/// their ancestors for context), marked `+` appeared, `-` exited, `~` state
+/// changed, their opened (`+`) and closed (`-`) files beneath them.
+fn write_diff_tree(w: &mut dyn Write, snap: &Snapshot, d: &Diff, threads: bool) -> io::Result<()> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut marks: BTreeMap<(u32, u32), char> = BTreeMap::new();
+    let mut notes: BTreeMap<(u32, u32), Vec<String>> = BTreeMap::new();
+    for t in &d.appeared {
+        marks.insert((t.pid, t.tid), '+');
+    }
+    for c in &d.state_changes {
+        marks.entry((c.task.pid, c.task.tid)).or_insert('~');
+        notes
+            .entry((c.task.pid, c.task.tid))
+            .or_default()
+            .push(format!("~ state {} -> {}", c.from, c.to));
+    }
+    for (sign, list) in [('+', &d.files_opened), ('-', &d.files_closed)] {
+        for c in list {
+            marks.entry((c.task.pid, c.task.tid)).or_insert(' ');
+            notes
+                .entry((c.task.pid, c.task.tid))
+                .or_default()
+                .push(format!("{sign} {}", file_text(&c.file)));
+        }
+    }
+    // Current rows that changed, exited ones rebuilt from the diff, and the
+    // ancestors of both, so that each change sits where it happened.
+    let by_pid: BTreeMap<u32, &TaskRow> = snap
+        .rows
+        .iter()
+        .filter(|r| r.tid == r.pid)
+        .map(|r| (r.pid, r))
+        .collect();
+    let mut rows: Vec<TaskRow> = Vec::new();
+    let mut wanted: BTreeSet<(u32, u32)> = marks.keys().copied().collect();
+    let mut frontier: Vec<u32> = snap
+        .rows
+        .iter()
+        .filter(|r| marks.contains_key(&(r.pid, r.tid)))
+        .map(|r| r.ppid)
+        .chain(d.exited.iter().map(|t| t.ppid))
+        .collect();
+    while let Some(pid) = frontier.pop() {
+        if let Some(r) = by_pid.get(&pid) {
+            if wanted.insert((r.pid, r.tid)) {
+                frontier.push(r.ppid);
+            }
+        }
+    }
+    rows.extend(
+        snap.rows
+            .iter()
+            .filter(|r| wanted.contains(&(r.pid, r.tid)))
+            .cloned(),
+    );
+    for t in &d.exited {
+        marks.insert((t.pid, t.tid), '-');
+        rows.push(TaskRow {
+            pid: t.pid,
+            tid: t.tid,
+            ppid: t.ppid,
+            comm: t.comm.clone(),
+            state: 'X',
+            uid: 0,
+            euid: 0,
+            gid: 0,
+            threads: 0,
+            utime_ns: 0,
+            stime_ns: 0,
+            start_ns: 0,
+            kthread: false,
+            files: Vec::new(),
+            stack: None,
+        });
+    }
+    for (i, depth) in tree_order(&rows) {
+        let r = &rows[i];
+        let mark = marks.get(&(r.pid, r.tid)).copied().unwrap_or(' ');
+        let who = if threads && r.tid != r.pid {
+            format!("{}/{}", r.pid, r.tid)
+        } else {
+            r.pid.to_string()
+        };
+        writeln!(
+            w,
+            "{mark} {:>7} {}{}",
+            who,
+            branch(depth),
+            printable(&r.comm)
+        )?;
+        for note in notes.get(&(r.pid, r.tid)).into_iter().flatten() {
+            writeln!(w, "{:width$}{note}", "", width = 12 + 2 * depth)?;
+        }
+    }
+    Ok(())
+}
+
 /// Changes since the previous snapshot, one line each, then the CPU table.
-pub fn write_diff(w: &mut dyn Write, snap: &Snapshot, d: &Diff, threads: bool) -> io::Result<()> {
+pub fn write_diff(
+    w: &mut dyn Write,
+    snap: &Snapshot,
+    d: &Diff,
+    threads: bool,
+    tree: bool,
+) -> io::Result<()> {
     writeln!(
         w,
         "{}; changes since snapshot {} ({:.1} ms before):",
@@ -113,6 +222,15 @@ pub fn write_diff(w: &mut dyn Write, snap: &Snapshot, d: &Diff, threads: bool) -
     if d.is_empty() {
         writeln!(w, "  no changes")?;
     }
+    if tree {
+        write_diff_tree(w, snap, d, threads)?;
+    } else {
+        write_change_lines(w, d, threads)?;
+    }
+    write_cpu_table(w, d)
+}
+
+fn write_change_lines(w: &mut dyn Write, d: &Diff, threads: bool) -> io::Result<()> {
     for t in &d.appeared {
         writeln!(w, "+ {} appeared, parent {}", who(t, threads), t.ppid)?;
     }
@@ -144,6 +262,10 @@ pub fn write_diff(w: &mut dyn Write, snap: &Snapshot, d: &Diff, threads: bool) -
             file_text(&c.file)
         )?;
     }
+    Ok(())
+}
+
+fn write_cpu_table(w: &mut dyn Write, d: &Diff) -> io::Result<()> {
     if !d.cpu.is_empty() {
         writeln!(
             w,
@@ -166,7 +288,7 @@ pub fn write_diff(w: &mut dyn Write, snap: &Snapshot, d: &Diff, threads: bool) -
     Ok(())
 }
 
-pub fn write(w: &mut dyn Write, snap: &Snapshot, threads: bool) -> io::Result<()> {
+pub fn write(w: &mut dyn Write, snap: &Snapshot, threads: bool, tree: bool) -> io::Result<()> {
     writeln!(w, "{}", header_line(snap))?;
     if !snap.complete() {
         writeln!(w, "INCOMPLETE: {}", snap.problems.join("; "))?;
@@ -185,8 +307,16 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, threads: bool) -> io::Result<()
             "", "FD", "TYPE", "FLAGS"
         )?;
     }
-    for t in &snap.rows {
-        writeln!(w, "{}", task_line(t, threads))?;
+    let order: Vec<(usize, usize)> = if tree {
+        tree_order(&snap.rows)
+    } else {
+        (0..snap.rows.len()).map(|i| (i, 0)).collect()
+    };
+    for (i, depth) in order {
+        let t = &snap.rows[i];
+        writeln!(w, "{}", task_line_in_tree(t, threads, &branch(depth)))?;
+        // Under a task, its files and stack, indented with it.
+        let indent = indent + 2 * depth;
         for f in &t.files {
             let mark = if f.truncated { " [truncated]" } else { "" };
             writeln!(
@@ -211,4 +341,66 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, threads: bool) -> io::Result<()
         }
     }
     Ok(())
+}
+
+/// `ps f`'s tree art: nothing at the top, then "\_ " indented per level.
+fn branch(depth: usize) -> String {
+    if depth == 0 {
+        String::new()
+    } else {
+        format!("{}\\_ ", "    ".repeat(depth - 1))
+    }
+}
+
+/// Rows in tree order, with their depth: each process under its parent
+/// (sorted by pid), a process's other threads right after it; a process
+/// whose parent is not in the snapshot is a root.
+pub fn tree_order(rows: &[TaskRow]) -> Vec<(usize, usize)> {
+    use std::collections::{BTreeMap, BTreeSet};
+    // The row that stands for each process: its leader, else its first row.
+    let mut proc_row: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut threads_of: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        if r.tid == r.pid || !proc_row.contains_key(&r.pid) {
+            if let Some(prev) = proc_row.insert(r.pid, i) {
+                threads_of.entry(r.pid).or_default().push(prev);
+            }
+        } else {
+            threads_of.entry(r.pid).or_default().push(i);
+        }
+    }
+    let mut children: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+    let mut roots = BTreeSet::new();
+    for (&pid, &i) in &proc_row {
+        let ppid = rows[i].ppid;
+        if ppid != pid && proc_row.contains_key(&ppid) {
+            children.entry(ppid).or_default().insert(pid);
+        } else {
+            roots.insert(pid);
+        }
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    let mut seen = BTreeSet::new();
+    // Depth-first, with an explicit stack (process trees can be deep).
+    let mut stack: Vec<(u32, usize)> = roots.iter().rev().map(|&p| (p, 0)).collect();
+    while let Some((pid, depth)) = stack.pop() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        out.push((proc_row[&pid], depth));
+        for &t in threads_of.get(&pid).into_iter().flatten() {
+            out.push((t, depth));
+        }
+        for &child in children.get(&pid).into_iter().flatten().rev() {
+            stack.push((child, depth + 1));
+        }
+    }
+    // A parent loop (pid reuse between reads) would leave rows out: add them.
+    for (&pid, &i) in &proc_row {
+        if !seen.contains(&pid) {
+            out.push((i, 0));
+            out.extend(threads_of.get(&pid).into_iter().flatten().map(|&t| (t, 0)));
+        }
+    }
+    out
 }

@@ -339,6 +339,28 @@ fn cause_event(event: &str) {
                 libc::waitpid(child, std::ptr::null_mut(), 0);
                 step();
             }
+            // The --tree test: a child and a grandchild, named like the
+            // fixture, alive for two seconds.
+            "tree" => {
+                let comm =
+                    std::ffi::CString::new(std::env::var("ITERSNAP_FIXTURE").unwrap()).unwrap();
+                let child = libc::fork();
+                if child == 0 {
+                    libc::prctl(libc::PR_SET_NAME, comm.as_ptr());
+                    if libc::fork() == 0 {
+                        libc::prctl(libc::PR_SET_NAME, comm.as_ptr());
+                    }
+                    let ts = libc::timespec {
+                        tv_sec: 2,
+                        tv_nsec: 0,
+                    };
+                    libc::nanosleep(&ts, std::ptr::null_mut());
+                    libc::_exit(0);
+                }
+                println!("child {child}");
+                std::io::stdout().flush().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(2500));
+            }
             // A hot syscall for one second: the rate-limit test.
             "spin" => {
                 let end = std::time::Instant::now() + std::time::Duration::from_secs(1);
