@@ -52,6 +52,10 @@ pub struct Cli {
     #[arg(short = 't', long, help_heading = "Output")]
     pub tree: bool,
 
+    /// Task columns of the table, like `ps -o`: pid,tid,ppid,uid,ruid,gid,state,nlwp,time,start,comm
+    #[arg(long, value_name = "LIST", value_parser = parse_columns, help_heading = "Output")]
+    pub columns: Option<Columns>,
+
     /// Output format
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table, global = true)]
     pub output: OutputFormat,
@@ -210,6 +214,33 @@ pub fn parse_uprobe(s: &str) -> Result<Uprobe, String> {
         }),
         _ => Err("expected PATH:SYMBOL, e.g. /usr/bin/bash:readline".into()),
     }
+}
+
+/// A list of table columns (a newtype so clap sees one value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Columns(pub Vec<crate::output::Column>);
+
+/// `pid,comm` or `pid comm`: column names as `ps -o` takes them.
+pub fn parse_columns(s: &str) -> Result<Columns, String> {
+    use crate::output::Column;
+    let cols = s
+        .split([',', ' '])
+        .filter(|c| !c.is_empty())
+        .map(|name| {
+            Column::NAMES
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|&(_, c)| c)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = Column::NAMES.iter().map(|(n, _)| *n).collect();
+                    format!("unknown column '{name}' (known: {})", known.join(", "))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if cols.is_empty() {
+        return Err("no columns given".into());
+    }
+    Ok(Columns(cols))
 }
 
 pub fn parse_count(s: &str) -> Result<u64, String> {

@@ -44,11 +44,19 @@ pub fn decode_assemble_render(bytes: &[u8]) {
         format: cli::OutputFormat::Table,
         threads: true,
         tree: true,
+        columns: Some(vec![
+            output::Column::Start,
+            output::Column::Comm,
+            output::Column::State,
+        ]),
+        color: true,
     };
     let printer_json = output::Printer {
         format: cli::OutputFormat::Json,
         threads: false,
         tree: false,
+        columns: None,
+        color: false,
     };
     let mut previous = None;
     for (i, spec) in specs.iter().enumerate() {

@@ -130,6 +130,8 @@ pub fn run(cli: &Cli) -> Result<()> {
         format: cli.output,
         threads: cli.threads,
         tree: cli.tree,
+        columns: cli.columns.as_ref().map(|c| c.0.clone()),
+        color: crate::output::want_color(),
     };
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());

@@ -113,3 +113,44 @@ fn tree_nests_children_under_parents() {
     assert!(at(u64::from(fx.pid)) < at(child) && at(child) < at(grandchild));
     fx.wait();
 }
+
+/// Runs itersnap on a pseudo-terminal (util-linux `script`), as a user would.
+fn on_a_terminal(args: &str, env: &[(&str, &str)]) -> String {
+    let out = Command::new("script")
+        .args(["-qc", &format!("{ITERSNAP} {args}"), "/dev/null"])
+        .envs(env.iter().copied())
+        .output()
+        .expect("script (util-linux)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Colour only on a terminal, never with NO_COLOR, never in a pipe.
+#[test]
+fn colour_on_terminals_only() {
+    // itersnap's own walking thread is running: a green R.
+    let args = "--threads --no-files itersnap";
+    assert!(on_a_terminal(args, &[]).contains("\u{1b}[32mR\u{1b}[0m"));
+    assert!(!on_a_terminal(args, &[("NO_COLOR", "1")]).contains('\u{1b}'));
+    let piped = itersnap(&["--threads", "--no-files", "itersnap"]);
+    assert!(!String::from_utf8_lossy(&piped.stdout).contains('\u{1b}'));
+}
+
+#[test]
+fn columns_pick_what_is_shown() {
+    let fx = Fixture::start("c");
+    let out = itersnap(&["--columns", "pid,comm", "--no-files", &fx.comm]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["PID", "COMMAND"]
+    );
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        [fx.pid.to_string().as_str(), fx.comm.as_str()]
+    );
+    assert_eq!(lines.len(), 3);
+    let bad = itersnap(&["--columns", "pid,rss"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown column 'rss'"));
+}

@@ -15,12 +15,123 @@ pub struct Printer {
     pub threads: bool,
     /// Tasks under their parents, like `ps f` (table only).
     pub tree: bool,
+    /// The table's task columns (`--columns`); None for the default set.
+    pub columns: Option<Vec<Column>>,
+    /// ANSI colour in the table: only on a terminal, never with NO_COLOR.
+    pub color: bool,
+}
+
+/// A task column of the table, named as `ps -o` names it where it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    Pid,
+    Tid,
+    Ppid,
+    Uid,
+    Euid,
+    Gid,
+    State,
+    Nlwp,
+    Time,
+    Start,
+    Comm,
+}
+
+impl Column {
+    pub const NAMES: &'static [(&'static str, Column)] = &[
+        ("pid", Column::Pid),
+        ("tid", Column::Tid),
+        ("lwp", Column::Tid),
+        ("ppid", Column::Ppid),
+        ("uid", Column::Euid),
+        ("euid", Column::Euid),
+        ("ruid", Column::Uid),
+        ("gid", Column::Gid),
+        ("state", Column::State),
+        ("s", Column::State),
+        ("stat", Column::State),
+        ("nlwp", Column::Nlwp),
+        ("thcount", Column::Nlwp),
+        ("time", Column::Time),
+        ("start", Column::Start),
+        ("stime", Column::Start),
+        ("comm", Column::Comm),
+        ("command", Column::Comm),
+        ("cmd", Column::Comm),
+    ];
+
+    /// The default table: ps-like, with TID when there is a row per thread.
+    pub fn defaults(threads: bool) -> Vec<Column> {
+        let mut cols = vec![Column::Pid];
+        if threads {
+            cols.push(Column::Tid);
+        }
+        cols.extend([
+            Column::Ppid,
+            Column::Euid,
+            Column::State,
+            Column::Nlwp,
+            Column::Time,
+            Column::Comm,
+        ]);
+        cols
+    }
+
+    /// Header text and width (right-aligned; COMMAND is last and free).
+    pub fn header(self) -> (&'static str, usize) {
+        match self {
+            Column::Pid => ("PID", 7),
+            Column::Tid => ("TID", 7),
+            Column::Ppid => ("PPID", 7),
+            Column::Uid => ("RUID", 6),
+            Column::Euid => ("UID", 6),
+            Column::Gid => ("GID", 6),
+            Column::State => ("S", 1),
+            Column::Nlwp => ("NLWP", 4),
+            Column::Time => ("TIME", 9),
+            Column::Start => ("START", 8),
+            Column::Comm => ("COMMAND", 0),
+        }
+    }
+}
+
+/// ANSI colours for the table, or nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Paint(pub bool);
+
+impl Paint {
+    pub fn paint(self, code: &str, text: &str) -> String {
+        if self.0 && !code.is_empty() {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// ps state letters: running green, uninterruptible red, stopped or
+    /// traced yellow, zombie or dead magenta.
+    pub fn state(self, state: char) -> String {
+        let code = match state {
+            'R' => "32",
+            'D' => "1;31",
+            'T' | 't' => "33",
+            'Z' | 'X' => "35",
+            _ => "",
+        };
+        self.paint(code, &state.to_string())
+    }
+}
+
+/// Colour on a terminal, unless NO_COLOR is set (no-color.org).
+pub fn want_color() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && io::stdout().is_terminal()
 }
 
 impl Printer {
     pub fn write(&self, w: &mut dyn Write, snap: &Snapshot) -> io::Result<()> {
         match self.format {
-            OutputFormat::Table => table::write(w, snap, self.threads, self.tree),
+            OutputFormat::Table => table::write(w, snap, self),
             OutputFormat::Json => json::write(w, snap, None),
         }
     }
@@ -28,7 +139,7 @@ impl Printer {
     /// A snapshot shown as what changed since the previous one (`--diff`).
     pub fn write_diff(&self, w: &mut dyn Write, snap: &Snapshot, diff: &Diff) -> io::Result<()> {
         match self.format {
-            OutputFormat::Table => table::write_diff(w, snap, diff, self.threads, self.tree),
+            OutputFormat::Table => table::write_diff(w, snap, diff, self),
             OutputFormat::Json => json::write(w, snap, Some(diff)),
         }
     }

@@ -3,7 +3,9 @@
 
 use std::io::{self, Write};
 
-use super::{open_flags_short, printable, rfc3339};
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::{open_flags_short, printable, rfc3339, Column, Paint, Printer};
 use crate::diff::{Diff, TaskRef};
 use crate::snapshot::{FileEntry, Snapshot, TaskRow};
 
@@ -59,29 +61,71 @@ fn cpu_time(ns: u64) -> String {
     )
 }
 
-/// A task row; `branch` goes before the command, as `ps f` draws its tree.
-fn task_line_in_tree(t: &TaskRow, threads: bool, branch: &str) -> String {
-    let comm = printable(&t.comm);
-    let comm = if t.kthread {
-        format!("{branch}[{comm}]")
-    } else {
-        format!("{branch}{comm}")
-    };
-    let tid = if threads {
-        format!(" {:>7}", t.tid)
-    } else {
-        String::new()
-    };
+/// A task row in the chosen columns; `branch` goes before the command, as
+/// `ps f` draws its tree.
+fn task_line(t: &TaskRow, cols: &[Column], snap: &Snapshot, branch: &str, paint: Paint) -> String {
+    let mut line = String::new();
+    for (i, &col) in cols.iter().enumerate() {
+        let (_, width) = col.header();
+        let cell = match col {
+            Column::Pid => t.pid.to_string(),
+            Column::Tid => t.tid.to_string(),
+            Column::Ppid => t.ppid.to_string(),
+            Column::Uid => t.uid.to_string(),
+            Column::Euid => t.euid.to_string(),
+            Column::Gid => t.gid.to_string(),
+            Column::State => paint.state(t.state),
+            Column::Nlwp => t.threads.to_string(),
+            Column::Time => cpu_time(t.cpu_ns()),
+            Column::Start => start_time(t, snap),
+            Column::Comm => {
+                let comm = printable(&t.comm);
+                if t.kthread {
+                    format!("{branch}[{comm}]")
+                } else {
+                    format!("{branch}{comm}")
+                }
+            }
+        };
+        if i > 0 {
+            line.push(' ');
+        }
+        if col == Column::Comm {
+            line.push_str(&cell);
+        } else if col == Column::State {
+            line.push_str(&cell); // one letter, maybe wrapped in colour codes
+        } else {
+            line.push_str(&format!("{cell:>width$}"));
+        }
+    }
+    line
+}
+
+/// Wall-clock start time (UTC, HH:MM:SS): the snapshot's clock pair dates
+/// the task's start on the monotonic clock.
+fn start_time(t: &TaskRow, snap: &Snapshot) -> String {
+    let ago = Duration::from_nanos(snap.info.ktime_ns.saturating_sub(t.start_ns));
+    let started = snap.info.wall_time.checked_sub(ago).unwrap_or(UNIX_EPOCH);
+    let secs = started
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     format!(
-        "{:>7}{tid} {:>7} {:>6} {} {:>4} {:>9} {}",
-        t.pid,
-        t.ppid,
-        t.euid,
-        t.state,
-        t.threads,
-        cpu_time(t.cpu_ns()),
-        comm
+        "{:02}:{:02}:{:02}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60
     )
+}
+
+fn header_row(cols: &[Column]) -> String {
+    cols.iter()
+        .map(|&c| {
+            let (name, width) = c.header();
+            format!("{name:>width$}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// "1234 (bash)", or "1234/1240 (worker)" for a thread with --threads.
@@ -202,13 +246,8 @@ fn write_diff_tree(w: &mut dyn Write, snap: &Snapshot, d: &Diff, threads: bool) 
 }
 
 /// Changes since the previous snapshot, one line each, then the CPU table.
-pub fn write_diff(
-    w: &mut dyn Write,
-    snap: &Snapshot,
-    d: &Diff,
-    threads: bool,
-    tree: bool,
-) -> io::Result<()> {
+pub fn write_diff(w: &mut dyn Write, snap: &Snapshot, d: &Diff, p: &Printer) -> io::Result<()> {
+    let (threads, tree, paint) = (p.threads, p.tree, Paint(p.color));
     writeln!(
         w,
         "{}; changes since snapshot {} ({:.1} ms before):",
@@ -217,7 +256,11 @@ pub fn write_diff(
         d.interval_ns as f64 / 1e6
     )?;
     if !snap.complete() {
-        writeln!(w, "INCOMPLETE: {}", snap.problems.join("; "))?;
+        writeln!(
+            w,
+            "{}",
+            paint.paint("1;31", &format!("INCOMPLETE: {}", snap.problems.join("; ")))
+        )?;
     }
     if d.is_empty() {
         writeln!(w, "  no changes")?;
@@ -288,17 +331,21 @@ fn write_cpu_table(w: &mut dyn Write, d: &Diff) -> io::Result<()> {
     Ok(())
 }
 
-pub fn write(w: &mut dyn Write, snap: &Snapshot, threads: bool, tree: bool) -> io::Result<()> {
+pub fn write(w: &mut dyn Write, snap: &Snapshot, p: &Printer) -> io::Result<()> {
+    let (threads, tree, paint) = (p.threads, p.tree, Paint(p.color));
     writeln!(w, "{}", header_line(snap))?;
     if !snap.complete() {
-        writeln!(w, "INCOMPLETE: {}", snap.problems.join("; "))?;
+        writeln!(
+            w,
+            "{}",
+            paint.paint("1;31", &format!("INCOMPLETE: {}", snap.problems.join("; ")))
+        )?;
     }
-    let tid = if threads { "     TID" } else { "" };
-    writeln!(
-        w,
-        "{:>7}{tid} {:>7} {:>6} S NLWP      TIME COMMAND",
-        "PID", "PPID", "UID"
-    )?;
+    let cols = p
+        .columns
+        .clone()
+        .unwrap_or_else(|| Column::defaults(threads));
+    writeln!(w, "{}", header_row(&cols))?;
     let indent = if threads { 16 } else { 8 };
     if snap.rows.iter().any(|t| !t.files.is_empty()) {
         writeln!(
@@ -314,7 +361,7 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, threads: bool, tree: bool) -> i
     };
     for (i, depth) in order {
         let t = &snap.rows[i];
-        writeln!(w, "{}", task_line_in_tree(t, threads, &branch(depth)))?;
+        writeln!(w, "{}", task_line(t, &cols, snap, &branch(depth), paint))?;
         // Under a task, its files and stack, indented with it.
         let indent = indent + 2 * depth;
         for f in &t.files {
