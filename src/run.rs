@@ -149,6 +149,8 @@ pub fn run(cli: &Cli) -> Result<()> {
     let mut missed_seen = 0u64;
     let mut last_tick: Option<u64> = None;
     let mut missed_total = 0u64;
+    let mut last_snapshot: Option<std::time::Instant> = None;
+    let mut status = StatusLine::new();
     let mut previous: Option<snapshot::Snapshot> = None;
     let wanted = trig.count.unwrap_or(u64::MAX);
     let result = (|| -> Result<()> {
@@ -183,6 +185,7 @@ pub fn run(cli: &Cli) -> Result<()> {
                 missed_total += missed;
                 let snap = snapshot::assemble(raw, &ctx, (delta.0, delta.1, missed));
                 dropped += snap.counts.dropped;
+                status.clear();
                 match &previous {
                     Some(prev) if cli.diff => {
                         let d = diff::diff(prev, &snap, cli.sort);
@@ -196,6 +199,7 @@ pub fn run(cli: &Cli) -> Result<()> {
                 }
                 out.flush().context("writing a snapshot")?;
                 taken += 1;
+                last_snapshot = Some(std::time::Instant::now());
                 if taken >= wanted {
                     break;
                 }
@@ -203,9 +207,22 @@ pub fn run(cli: &Cli) -> Result<()> {
             if oneshot && taken == 0 {
                 anyhow::bail!("the kernel walk produced no snapshot");
             }
+            if !oneshot {
+                let (gap, busy) = backend.skipped();
+                status.show(&format!(
+                    "itersnap: {}, {} skipped, {} dropped, {}",
+                    plural(taken, "snapshot"),
+                    plural(gap + busy, "trigger"),
+                    plural(dropped, "record"),
+                    last_snapshot.map_or("waiting for the first".to_string(), |t| {
+                        format!("last {:.1} s ago", t.elapsed().as_secs_f64())
+                    })
+                ));
+            }
         }
         Ok(())
     })();
+    status.clear();
 
     if !oneshot {
         let (gap, busy) = backend.skipped();
@@ -223,6 +240,44 @@ pub fn run(cli: &Cli) -> Result<()> {
         );
     }
     result
+}
+
+/// The live status line on stderr while a trigger is armed, on a terminal
+/// only; erased before each snapshot is written and at the end.
+struct StatusLine {
+    on: bool,
+    shown: bool,
+    last_draw: Option<std::time::Instant>,
+}
+
+impl StatusLine {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        StatusLine {
+            on: io::stderr().is_terminal(),
+            shown: false,
+            last_draw: None,
+        }
+    }
+
+    fn show(&mut self, text: &str) {
+        let due = self
+            .last_draw
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(200));
+        if self.on && due {
+            eprint!("\r\x1b[K{text}");
+            self.shown = true;
+            self.last_draw = Some(std::time::Instant::now());
+        }
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+            self.shown = false;
+            self.last_draw = None;
+        }
+    }
 }
 
 /// A load refused with EPERM although itersnap has its capabilities: say

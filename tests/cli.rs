@@ -154,3 +154,30 @@ fn columns_pick_what_is_shown() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown column 'rss'"));
 }
+
+/// While a trigger is armed, a status line on a terminal's stderr; none in a
+/// pipe (every other test reads stderr through one).
+#[test]
+fn status_line_on_terminals_only() {
+    let comm = unique_comm("st");
+    let args = format!("--on-signal USR2 --signal-target-comm {comm}");
+    let out = Command::new("script")
+        .args([
+            "-qc",
+            &format!("timeout -s INT 1 {ITERSNAP} {args}"),
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("\r\u{1b}[Kitersnap: 0 snapshots, 0 triggers skipped, 0 records dropped, waiting for the first"),
+        "{text:?}"
+    );
+    let piped = Command::new("timeout")
+        .args(["-s", "INT", "1", ITERSNAP])
+        .args(args.split(' '))
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains('\u{1b}'));
+}
