@@ -6,6 +6,7 @@
  * records (walk.bpf.h) to the ring buffer: begin_rec, records, end_rec.
  */
 #define HAVE_BPF_ATOMICS 1
+#define WALK_USE_BPF_LOOP 1
 #include "trigger.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";

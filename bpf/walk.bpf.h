@@ -280,16 +280,19 @@ static __always_inline void fill_path(struct file *f, struct file_rec *r)
 		.vfsmnt = vfsmnt,
 		.mnt = mnt,
 	};
-	/* bpf_loop (5.17+) has its step verified once; older kernels verify
-	 * the same step at each of the loop's iterations. The test is constant
-	 * at load time, so the verifier never sees the other branch. */
-	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_loop)) {
-		bpf_loop(PATH_MAX_DEPTH, path_step, &w, 0);
-	} else {
-		for (int i = 0; i < PATH_MAX_DEPTH; i++)
-			if (path_step(i, &w))
-				break;
-	}
+	/*
+	 * bpf_loop (5.17+) verifies the step once; a bounded loop verifies it at
+	 * each iteration. The choice is made at compile time, not with a CO-RE
+	 * check: a kernel without bpf_loop (5.10) refuses the callback reference
+	 * even in dead code. The open-coded object (6.7+) asks for bpf_loop.
+	 */
+#ifdef WALK_USE_BPF_LOOP
+	bpf_loop(PATH_MAX_DEPTH, path_step, &w, 0);
+#else
+	for (int i = 0; i < PATH_MAX_DEPTH; i++)
+		if (path_step(i, &w))
+			break;
+#endif
 	if (!w.done)
 		r->path_flags |= PATH_TRUNCATED;
 }
