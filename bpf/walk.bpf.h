@@ -78,6 +78,31 @@ static __always_inline union scratch *scratch_buf(void)
 	return bpf_map_lookup_elem(&scratch_map, &zero);
 }
 
+/* A per-CPU copy of one kernel structure (struct file, struct inode). */
+#define COPY_BYTES 1024
+struct struct_copy {
+	char data[COPY_BYTES];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct struct_copy);
+} copy_map SEC(".maps");
+
+static __always_inline struct struct_copy *copy_buf(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&copy_map, &zero);
+}
+
+/* Field `field` of a `type` copied to `buf`, at its offset in this kernel. */
+#define COPIED(buf, type, field)                                                  \
+	(*(typeof(((type *)0)->field) *)((void *)(buf) +                        \
+					  bpf_core_field_offset(type, field)))
+
 /* Older kernels name the state field `state` (renamed __state in 5.14). */
 struct task_struct___pre514 {
 	long state;
@@ -184,6 +209,7 @@ struct path_walk {
 	struct dentry *d;
 	struct vfsmount *vfsmnt;
 	struct mount *mnt;
+	struct dentry *mnt_root; /* vfsmnt->mnt_root, read once per mount */
 	__u32 done; /* reached the root (or failed: see r->path_flags) */
 };
 
@@ -201,10 +227,22 @@ static long path_step(__u32 i, void *arg)
 	struct dentry *d = w->d;
 	struct vfsmount *vfsmnt = w->vfsmnt;
 	struct mount *mnt = w->mnt;
-	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
-	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	struct dentry *mnt_root = w->mnt_root;
+	struct struct_copy *c = copy_buf();
+	struct dentry *parent;
+	const unsigned char *name;
 	__u32 off;
 	long n;
+
+	/* The dentry whole, for its parent and name: one read, not two. */
+	if (!c || bpf_core_type_size(struct dentry) > COPY_BYTES ||
+	    bpf_probe_read_kernel(c->data, bpf_core_type_size(struct dentry), d)) {
+		parent = BPF_CORE_READ(d, d_parent);
+		name = BPF_CORE_READ(d, d_name.name);
+	} else {
+		parent = COPIED(c->data, struct dentry, d_parent);
+		name = COPIED(c->data, struct dentry, d_name.name);
+	}
 
 	if ((__u64)d == root_dentry && (__u64)vfsmnt == root_mnt) {
 		w->done = 1;
@@ -220,13 +258,15 @@ static long path_step(__u32 i, void *arg)
 		}
 		w->d = BPF_CORE_READ(mnt, mnt_mountpoint);
 		w->mnt = up;
-		w->vfsmnt = (struct vfsmount *)__builtin_preserve_access_index(&up->mnt);
+		vfsmnt = (struct vfsmount *)__builtin_preserve_access_index(&up->mnt);
+		w->vfsmnt = vfsmnt;
+		w->mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 		return 0;
 	}
 	off = r->path_len;
 	if (off > PATH_BUF - NAME_BUF)
 		return 1;
-	n = bpf_probe_read_kernel_str(&r->path[off], NAME_BUF, BPF_CORE_READ(d, d_name.name));
+	n = bpf_probe_read_kernel_str(&r->path[off], NAME_BUF, name);
 	if (n <= 0 || n > NAME_BUF) {
 		r->path_flags |= PATH_FAULT;
 		w->done = 1;
@@ -242,10 +282,9 @@ static long path_step(__u32 i, void *arg)
  * mounts: components leaf first, NUL-terminated, crossing mount points up to
  * the reader's root (or the root of the mount tree).
  */
-static __always_inline void fill_path(struct file *f, struct file_rec *r)
+static __always_inline void fill_path(struct dentry *d, struct vfsmount *vfsmnt, void *i_private,
+				      struct file_rec *r)
 {
-	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
-	struct vfsmount *vfsmnt = BPF_CORE_READ(f, f_path.mnt);
 	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
 	const struct dentry_operations *d_op = BPF_CORE_READ(d, d_op);
 
@@ -257,7 +296,7 @@ static __always_inline void fill_path(struct file *f, struct file_rec *r)
 		long n;
 
 		if (r->magic == NSFS_MAGIC) {
-			struct ns_common *ns = BPF_CORE_READ(f, f_inode, i_private);
+			struct ns_common *ns = i_private;
 
 			name = BPF_CORE_READ(ns, ops, name);
 		}
@@ -279,6 +318,7 @@ static __always_inline void fill_path(struct file *f, struct file_rec *r)
 		.d = d,
 		.vfsmnt = vfsmnt,
 		.mnt = mnt,
+		.mnt_root = BPF_CORE_READ(vfsmnt, mnt_root),
 	};
 	/*
 	 * bpf_loop (5.17+) verifies the step once; a bounded loop verifies it at
@@ -323,28 +363,61 @@ __noinline __u32 fill_file(__u64 file_addr, __u64 fdt_addr, __u32 tgid, int fd)
 {
 	struct file *f = (struct file *)file_addr;
 	struct fdtable *fdt = (struct fdtable *)fdt_addr;
-	struct inode *inode = BPF_CORE_READ(f, f_inode);
 	union scratch *buf = scratch_buf();
+	struct struct_copy *c = copy_buf();
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct inode *inode;
+	struct super_block *sb;
+	void *i_private;
 	struct file_rec *r;
 	__u32 size;
 
-	if (!buf)
+	if (!buf || !c)
 		return 0;
 	r = &buf->file;
-
 	r->pid = tgid;
 	r->fd = fd;
-	r->f_flags = BPF_CORE_READ(f, f_flags);
+	/*
+	 * One probe read per structure instead of one per field: the file and
+	 * its inode are copied whole (their sizes and the fields' offsets are
+	 * CO-RE constants for the running kernel), then read locally.
+	 */
+	if (bpf_core_type_size(struct file) <= COPY_BYTES &&
+	    bpf_core_type_size(struct inode) <= COPY_BYTES) {
+		if (bpf_probe_read_kernel(c->data, bpf_core_type_size(struct file), f))
+			return 0;
+		r->f_flags = COPIED(c->data, struct file, f_flags);
+		r->f_mode = COPIED(c->data, struct file, f_mode);
+		r->pos = COPIED(c->data, struct file, f_pos);
+		inode = COPIED(c->data, struct file, f_inode);
+		dentry = COPIED(c->data, struct file, f_path.dentry);
+		vfsmnt = COPIED(c->data, struct file, f_path.mnt);
+		if (bpf_probe_read_kernel(c->data, bpf_core_type_size(struct inode), inode))
+			return 0;
+		r->i_mode = COPIED(c->data, struct inode, i_mode);
+		r->ino = COPIED(c->data, struct inode, i_ino);
+		r->size = COPIED(c->data, struct inode, i_size);
+		sb = COPIED(c->data, struct inode, i_sb);
+		i_private = COPIED(c->data, struct inode, i_private);
+	} else {
+		r->f_flags = BPF_CORE_READ(f, f_flags);
+		r->f_mode = BPF_CORE_READ(f, f_mode);
+		r->pos = BPF_CORE_READ(f, f_pos);
+		inode = BPF_CORE_READ(f, f_inode);
+		dentry = BPF_CORE_READ(f, f_path.dentry);
+		vfsmnt = BPF_CORE_READ(f, f_path.mnt);
+		r->i_mode = BPF_CORE_READ(inode, i_mode);
+		r->ino = BPF_CORE_READ(inode, i_ino);
+		r->size = BPF_CORE_READ(inode, i_size);
+		sb = BPF_CORE_READ(inode, i_sb);
+		i_private = BPF_CORE_READ(inode, i_private);
+	}
 	if (fd_cloexec(fdt, fd))
 		r->f_flags |= O_CLOEXEC_FLAG;
-	r->f_mode = BPF_CORE_READ(f, f_mode);
-	r->i_mode = BPF_CORE_READ(inode, i_mode);
-	r->magic = BPF_CORE_READ(inode, i_sb, s_magic);
-	r->dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	r->ino = BPF_CORE_READ(inode, i_ino);
-	r->pos = BPF_CORE_READ(f, f_pos);
-	r->size = BPF_CORE_READ(inode, i_size);
-	fill_path(f, r);
+	r->magic = BPF_CORE_READ(sb, s_magic);
+	r->dev = BPF_CORE_READ(sb, s_dev);
+	fill_path(dentry, vfsmnt, i_private, r);
 
 	size = offsetof(struct file_rec, path) + ((r->path_len + 7) & ~7);
 	if (size > sizeof(*r))
