@@ -98,19 +98,26 @@ pub fn decode_assemble_render(bytes: &[u8]) {
     }
 }
 
+/// A small deterministic random source (xorshift64) for the tests that
+/// throw arbitrary bytes at the decoder.
+#[cfg(test)]
+pub(crate) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// A quick, always-on stand-in for the fuzzer: random and mutated
     /// record streams through the whole user-space path.
     #[test]
     fn random_streams_never_panic() {
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = super::xorshift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..3_000 {
             let len = (next() % 1_200) as usize;
             let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();

@@ -112,6 +112,20 @@ pub fn program_for(spec: &TriggerSpec) -> Option<&'static str> {
     }
 }
 
+/// The trigger programs of a loaded skeleton (both skeletons name them alike).
+macro_rules! trigger_programs {
+    ($skel:expr) => {
+        $crate::backend::attach::TriggerPrograms {
+            on_signal: &$skel.progs.on_signal,
+            on_syscall: &$skel.progs.on_syscall,
+            on_tracepoint: &$skel.progs.on_tracepoint,
+            on_uprobe: &$skel.progs.on_uprobe,
+            on_timer: &$skel.progs.on_timer,
+        }
+    };
+}
+pub(crate) use trigger_programs;
+
 /// The trigger programs of a loaded skeleton.
 pub struct TriggerPrograms<'a, 'obj> {
     pub on_signal: &'a ProgramMut<'obj>,

@@ -13,8 +13,8 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{OpenObject, ProgramInput};
 
 use super::attach::{
-    attach_trigger, open_configured, read_skipped, select_trigger_program, AttachedTrigger,
-    TriggerPrograms,
+    attach_trigger, open_configured, read_skipped, select_trigger_program, trigger_programs,
+    AttachedTrigger,
 };
 use super::events::EventStream;
 use super::{ringbuf_bytes, Backend, RawSnapshot, TriggerOptions, WalkOptions};
@@ -69,16 +69,7 @@ impl OpenCodedBackend {
         let skel = open
             .load()
             .context("loading the open-coded BPF programs (--verbose shows the verifier log)")?;
-        let trigger = attach_trigger(
-            TriggerPrograms {
-                on_signal: &skel.progs.on_signal,
-                on_syscall: &skel.progs.on_syscall,
-                on_tracepoint: &skel.progs.on_tracepoint,
-                on_uprobe: &skel.progs.on_uprobe,
-                on_timer: &skel.progs.on_timer,
-            },
-            trig,
-        )?;
+        let trigger = attach_trigger(trigger_programs!(skel), trig)?;
         // Paths end at itersnap's own root, as readlink's do: learn it here.
         skel.progs
             .learn_reader_root

@@ -12,8 +12,8 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Iter, Link};
 
 use super::attach::{
-    attach_trigger, open_configured, read_skipped, select_trigger_program, AttachedTrigger,
-    TriggerPrograms,
+    attach_trigger, open_configured, read_skipped, select_trigger_program, trigger_programs,
+    AttachedTrigger,
 };
 use super::events::EventStream;
 use super::{
@@ -83,16 +83,7 @@ impl SeqBackend {
         let trigger = if timer.is_some() {
             None
         } else {
-            attach_trigger(
-                TriggerPrograms {
-                    on_signal: &skel.progs.on_signal,
-                    on_syscall: &skel.progs.on_syscall,
-                    on_tracepoint: &skel.progs.on_tracepoint,
-                    on_uprobe: &skel.progs.on_uprobe,
-                    on_timer: &skel.progs.on_timer,
-                },
-                trig,
-            )?
+            attach_trigger(trigger_programs!(skel), trig)?
         };
         let events = EventStream::new(&skel.maps.events)?;
         Ok(SeqBackend {
