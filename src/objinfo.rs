@@ -65,18 +65,12 @@ pub fn read(name: &'static str, bytes: &[u8]) -> ObjectInfo {
             .map(|insn| u32::from_le_bytes([insn[4], insn[5], insn[6], insn[7]]))
             .filter(|&id| id != 0)
             .collect();
-        if section_name == ".text" {
-            // Global functions (fill_file): their helpers count for every program.
-            info.programs.push(ProgramInfo {
-                section: ".text".into(),
-                helpers,
-            });
-        } else {
-            info.programs.push(ProgramInfo {
-                section: section_name.to_string(),
-                helpers,
-            });
-        }
+        // ".text" holds the global functions (fill_file): its helpers are
+        // reported with the rest, under that name.
+        info.programs.push(ProgramInfo {
+            section: section_name.to_string(),
+            helpers,
+        });
     }
     for sym in file.symbols() {
         if sym.is_undefined() {

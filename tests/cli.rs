@@ -75,12 +75,7 @@ fn help_carries_the_examples() {
 fn tree_nests_children_under_parents() {
     let mut fx = Fixture::start_event("t", "tree");
     fx.go();
-    let child: u64 = fx
-        .read_line()
-        .strip_prefix("child ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let child = fx.child_pid();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let snap = snapshot(&[&fx.comm]);
     let rows = snap["tasks"].as_array().unwrap();

@@ -106,12 +106,7 @@ fn diff_shows_exactly_what_changed() {
         // Let the first (whole) snapshot be taken before anything changes.
         std::thread::sleep(std::time::Duration::from_millis(350));
         fx.go();
-        let child: u64 = fx
-            .read_line()
-            .strip_prefix("child ")
-            .unwrap()
-            .parse()
-            .unwrap();
+        let child = fx.child_pid();
         fx.wait();
         std::thread::sleep(std::time::Duration::from_millis(400));
         let (code, out, err) = armed.stop(libc::SIGINT);

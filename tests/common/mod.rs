@@ -210,6 +210,15 @@ impl Fixture {
         line.trim().to_string()
     }
 
+    /// The pid an event fixture reports on its "child PID" line.
+    pub fn child_pid(&mut self) -> u64 {
+        let line = self.read_line();
+        let pid = line
+            .strip_prefix("child ")
+            .unwrap_or_else(|| panic!("not a child line: {line}"));
+        pid.parse().unwrap()
+    }
+
     /// Tells an event fixture to act; it exits right after.
     pub fn go(&mut self) {
         let stdin = self.child.stdin.as_mut().unwrap();
@@ -287,6 +296,26 @@ pub extern "C" fn itersnap_fixture_probe() -> u64 {
 
 extern "C" fn ignore_signal(_: libc::c_int) {}
 
+/// Forks a child named like the fixture (the COMM filter shows it; otherwise
+/// it would inherit this harness thread's name) that lives `lifetime`, with
+/// a grandchild of the same name if asked; prints "child PID" and returns it.
+/// Only async-signal-safe calls in the child of a threaded process.
+unsafe fn fork_named(lifetime: libc::timespec, grandchild: bool) -> libc::pid_t {
+    let comm = std::ffi::CString::new(std::env::var("ITERSNAP_FIXTURE").unwrap()).unwrap();
+    let child = libc::fork();
+    if child == 0 {
+        libc::prctl(libc::PR_SET_NAME, comm.as_ptr());
+        if grandchild && libc::fork() == 0 {
+            libc::prctl(libc::PR_SET_NAME, comm.as_ptr());
+        }
+        libc::nanosleep(&lifetime, std::ptr::null_mut());
+        libc::_exit(0);
+    }
+    println!("child {child}");
+    std::io::stdout().flush().unwrap();
+    child
+}
+
 /// The event an event fixture causes while `moment.txt` is open.
 fn cause_event(event: &str) {
     // SAFETY: plain syscalls; the handler does nothing.
@@ -316,23 +345,13 @@ fn cause_event(event: &str) {
                 let dir = std::env::var("ITERSNAP_FIXTURE_DIR").unwrap();
                 let file = fs::File::create(format!("{dir}/diff-file.txt")).unwrap();
                 step();
-                // The child inherits this (harness) thread's name; it takes
-                // the fixture's so that the COMM filter shows it.
-                let comm =
-                    std::ffi::CString::new(std::env::var("ITERSNAP_FIXTURE").unwrap()).unwrap();
-                let child = libc::fork();
-                if child == 0 {
-                    // Only async-signal-safe calls in the child of a threaded process.
-                    libc::prctl(libc::PR_SET_NAME, comm.as_ptr());
-                    let ts = libc::timespec {
+                let child = fork_named(
+                    libc::timespec {
                         tv_sec: 1,
                         tv_nsec: 200_000_000,
-                    };
-                    libc::nanosleep(&ts, std::ptr::null_mut());
-                    libc::_exit(0);
-                }
-                println!("child {child}");
-                std::io::stdout().flush().unwrap();
+                    },
+                    false,
+                );
                 step();
                 drop(file);
                 step();
@@ -342,23 +361,13 @@ fn cause_event(event: &str) {
             // The --tree test: a child and a grandchild, named like the
             // fixture, alive for two seconds.
             "tree" => {
-                let comm =
-                    std::ffi::CString::new(std::env::var("ITERSNAP_FIXTURE").unwrap()).unwrap();
-                let child = libc::fork();
-                if child == 0 {
-                    libc::prctl(libc::PR_SET_NAME, comm.as_ptr());
-                    if libc::fork() == 0 {
-                        libc::prctl(libc::PR_SET_NAME, comm.as_ptr());
-                    }
-                    let ts = libc::timespec {
+                fork_named(
+                    libc::timespec {
                         tv_sec: 2,
                         tv_nsec: 0,
-                    };
-                    libc::nanosleep(&ts, std::ptr::null_mut());
-                    libc::_exit(0);
-                }
-                println!("child {child}");
-                std::io::stdout().flush().unwrap();
+                    },
+                    true,
+                );
                 std::thread::sleep(std::time::Duration::from_millis(2500));
             }
             // A hot syscall for one second: the rate-limit test.
