@@ -77,13 +77,15 @@ enum path_flags {
 	PATH_DELETED = 1 << 1,	 /* dentry unlinked: readlink appends " (deleted)" */
 	PATH_TRUNCATED = 1 << 2, /* depth or buffer bound hit: leading components missing */
 	PATH_FAULT = 1 << 3,	 /* a kernel read failed midway */
+	PATH_TEXT = 1 << 4,	 /* path[] is the final text, from the kernel's d_path() */
 };
 
 /*
  * One per open fd of a process. path[] holds path_len bytes: NUL-terminated
  * components from the leaf up to the root ("leaf\0dir\0...\0"). With
  * PATH_DNAME it holds one component: the dentry name (anon inodes) or, for
- * nsfs, the namespace type name.
+ * nsfs, the namespace type name. With PATH_TEXT it is what readlink shows,
+ * NUL-terminated, as the kernel's own d_path() wrote it.
  */
 struct file_rec {
 	struct rec_hdr hdr;
@@ -164,5 +166,6 @@ struct snap_stats {
 #define OPT_THREADS (1 << 2)  /* stacks for every thread, not just leaders */
 #define OPT_STACKS (1 << 3)
 #define OPT_FILES (1 << 4)
+#define OPT_D_PATH (1 << 5)   /* paths from bpf_d_path(): iterator programs, 5.10+ */
 
 #endif /* ITERSNAP_H */

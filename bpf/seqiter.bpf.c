@@ -66,8 +66,17 @@ int dump_file(struct bpf_iter__task_file *ctx)
 	size = fill_file((__u64)BPF_CORE_READ(ctx, file), (__u64)BPF_CORE_READ(t, files, fdt), tgid,
 			 ctx->fd);
 	buf = scratch_buf();
-	if (buf)
-		seq_emit(seq, &buf->file, size);
+	if (!buf || !size)
+		return 0;
+	/*
+	 * The kernel's own d_path(), as /proc/PID/fd uses it, when iterator
+	 * programs may call it: one helper call instead of a walk of probe
+	 * reads. User space reloads without OPT_D_PATH where it is refused.
+	 */
+	if (cfg_flags & OPT_D_PATH)
+		size = file_rec_set_text(&buf->file,
+					 bpf_d_path(&f->f_path, buf->file.path, sizeof(buf->file.path)));
+	seq_emit(seq, &buf->file, size);
 	return 0;
 }
 

@@ -98,6 +98,26 @@ static __always_inline struct struct_copy *copy_buf(void)
 	return bpf_map_lookup_elem(&copy_map, &zero);
 }
 
+/* Where `field` of `type` ends in this kernel's layout (a CO-RE constant). */
+#define FIELD_END(type, field) \
+	(bpf_core_field_offset(type, field) + bpf_core_field_size(type, field))
+#define MAX2(a, b) ((a) > (b) ? (a) : (b))
+
+/*
+ * The prefixes of struct file, inode and dentry that hold every field the
+ * walk reads: copied with one probe read each. Copying the whole structures
+ * cost more than the reads they saved (an inode is ~600 bytes; i_private,
+ * needed only for namespaces, sits at its end and is read on its own).
+ */
+#define FILE_SPAN                                                                  \
+	MAX2(MAX2(FIELD_END(struct file, f_flags), FIELD_END(struct file, f_mode)),  \
+	     MAX2(MAX2(FIELD_END(struct file, f_pos), FIELD_END(struct file, f_inode)), \
+		  FIELD_END(struct file, f_path)))
+#define INODE_SPAN                                                                   \
+	MAX2(MAX2(FIELD_END(struct inode, i_mode), FIELD_END(struct inode, i_ino)),    \
+	     MAX2(FIELD_END(struct inode, i_size), FIELD_END(struct inode, i_sb)))
+#define DENTRY_SPAN MAX2(FIELD_END(struct dentry, d_parent), FIELD_END(struct dentry, d_name))
+
 /* Field `field` of a `type` copied to `buf`, at its offset in this kernel. */
 #define COPIED(buf, type, field)                                                  \
 	(*(typeof(((type *)0)->field) *)((void *)(buf) +                        \
@@ -234,9 +254,8 @@ static long path_step(__u32 i, void *arg)
 	__u32 off;
 	long n;
 
-	/* The dentry whole, for its parent and name: one read, not two. */
-	if (!c || bpf_core_type_size(struct dentry) > COPY_BYTES ||
-	    bpf_probe_read_kernel(c->data, bpf_core_type_size(struct dentry), d)) {
+	/* The dentry's parent and name: one read, not two. */
+	if (!c || DENTRY_SPAN > COPY_BYTES || bpf_probe_read_kernel(c->data, DENTRY_SPAN, d)) {
 		parent = BPF_CORE_READ(d, d_parent);
 		name = BPF_CORE_READ(d, d_name.name);
 	} else {
@@ -282,8 +301,8 @@ static long path_step(__u32 i, void *arg)
  * mounts: components leaf first, NUL-terminated, crossing mount points up to
  * the reader's root (or the root of the mount tree).
  */
-static __always_inline void fill_path(struct dentry *d, struct vfsmount *vfsmnt, void *i_private,
-				      struct file_rec *r)
+static __always_inline void fill_path(struct dentry *d, struct vfsmount *vfsmnt,
+				      struct inode *inode, struct file_rec *r)
 {
 	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
 	const struct dentry_operations *d_op = BPF_CORE_READ(d, d_op);
@@ -296,7 +315,7 @@ static __always_inline void fill_path(struct dentry *d, struct vfsmount *vfsmnt,
 		long n;
 
 		if (r->magic == NSFS_MAGIC) {
-			struct ns_common *ns = i_private;
+			struct ns_common *ns = BPF_CORE_READ(inode, i_private);
 
 			name = BPF_CORE_READ(ns, ops, name);
 		}
@@ -337,6 +356,34 @@ static __always_inline void fill_path(struct dentry *d, struct vfsmount *vfsmnt,
 		r->path_flags |= PATH_TRUNCATED;
 }
 
+/* Seals a file record: header plus the used path bytes, 8-aligned. */
+static __always_inline __u32 file_rec_size(struct file_rec *r)
+{
+	__u32 size = offsetof(struct file_rec, path) + ((r->path_len + 7) & ~7);
+
+	if (size > sizeof(*r))
+		size = sizeof(*r);
+	set_hdr(&r->hdr, REC_FILE, size);
+	return size;
+}
+
+/*
+ * The path as bpf_d_path() returned it (len bytes with the NUL, or an
+ * error): the very text readlink shows, " (deleted)" and synthetic names
+ * included. Returns the record's new size.
+ */
+static __always_inline __u32 file_rec_set_text(struct file_rec *r, long len)
+{
+	if (len > 0 && len <= PATH_BUF) {
+		r->path_len = len;
+		r->path_flags = PATH_TEXT;
+	} else {
+		r->path_len = 0;
+		r->path_flags = PATH_FAULT;
+	}
+	return file_rec_size(r);
+}
+
 #define O_CLOEXEC_FLAG 02000000
 
 /* Is close-on-exec set for fd? It lives in the fd table, not in f_flags. */
@@ -369,7 +416,6 @@ __noinline __u32 fill_file(__u64 file_addr, __u64 fdt_addr, __u32 tgid, int fd)
 	struct vfsmount *vfsmnt;
 	struct inode *inode;
 	struct super_block *sb;
-	void *i_private;
 	struct file_rec *r;
 	__u32 size;
 
@@ -383,9 +429,8 @@ __noinline __u32 fill_file(__u64 file_addr, __u64 fdt_addr, __u32 tgid, int fd)
 	 * its inode are copied whole (their sizes and the fields' offsets are
 	 * CO-RE constants for the running kernel), then read locally.
 	 */
-	if (bpf_core_type_size(struct file) <= COPY_BYTES &&
-	    bpf_core_type_size(struct inode) <= COPY_BYTES) {
-		if (bpf_probe_read_kernel(c->data, bpf_core_type_size(struct file), f))
+	if (FILE_SPAN <= COPY_BYTES && INODE_SPAN <= COPY_BYTES) {
+		if (bpf_probe_read_kernel(c->data, FILE_SPAN, f))
 			return 0;
 		r->f_flags = COPIED(c->data, struct file, f_flags);
 		r->f_mode = COPIED(c->data, struct file, f_mode);
@@ -393,13 +438,12 @@ __noinline __u32 fill_file(__u64 file_addr, __u64 fdt_addr, __u32 tgid, int fd)
 		inode = COPIED(c->data, struct file, f_inode);
 		dentry = COPIED(c->data, struct file, f_path.dentry);
 		vfsmnt = COPIED(c->data, struct file, f_path.mnt);
-		if (bpf_probe_read_kernel(c->data, bpf_core_type_size(struct inode), inode))
+		if (bpf_probe_read_kernel(c->data, INODE_SPAN, inode))
 			return 0;
 		r->i_mode = COPIED(c->data, struct inode, i_mode);
 		r->ino = COPIED(c->data, struct inode, i_ino);
 		r->size = COPIED(c->data, struct inode, i_size);
 		sb = COPIED(c->data, struct inode, i_sb);
-		i_private = COPIED(c->data, struct inode, i_private);
 	} else {
 		r->f_flags = BPF_CORE_READ(f, f_flags);
 		r->f_mode = BPF_CORE_READ(f, f_mode);
@@ -411,19 +455,17 @@ __noinline __u32 fill_file(__u64 file_addr, __u64 fdt_addr, __u32 tgid, int fd)
 		r->ino = BPF_CORE_READ(inode, i_ino);
 		r->size = BPF_CORE_READ(inode, i_size);
 		sb = BPF_CORE_READ(inode, i_sb);
-		i_private = BPF_CORE_READ(inode, i_private);
 	}
 	if (fd_cloexec(fdt, fd))
 		r->f_flags |= O_CLOEXEC_FLAG;
 	r->magic = BPF_CORE_READ(sb, s_magic);
 	r->dev = BPF_CORE_READ(sb, s_dev);
-	fill_path(dentry, vfsmnt, i_private, r);
-
-	size = offsetof(struct file_rec, path) + ((r->path_len + 7) & ~7);
-	if (size > sizeof(*r))
-		size = sizeof(*r);
-	set_hdr(&r->hdr, REC_FILE, size);
-	return size;
+	/* With OPT_D_PATH the caller writes the path (file_rec_set_text()). */
+	r->path_len = 0;
+	r->path_flags = 0;
+	if (!(cfg_flags & OPT_D_PATH))
+		fill_path(dentry, vfsmnt, inode, r);
+	return file_rec_size(r);
 }
 
 #endif /* WALK_BPF_H */

@@ -144,26 +144,24 @@ pub struct BtfNames {
 }
 
 impl BtfNames {
+    /// Reads only the header and the string section (~40% of the file).
     pub fn load() -> Result<Self> {
-        let data =
-            fs::read(VMLINUX_BTF).map_err(|e| anyhow::anyhow!("reading {VMLINUX_BTF}: {e}"))?;
-        let u32_at = |at: usize| -> Option<u32> {
-            Some(u32::from_ne_bytes(data.get(at..at + 4)?.try_into().ok()?))
-        };
-        let magic = data.get(0..2).map(|m| u16::from_ne_bytes([m[0], m[1]]));
-        let range = (|| {
-            let hdr_len = u32_at(4)? as usize;
-            let str_off = u32_at(16)? as usize;
-            let str_len = u32_at(20)? as usize;
-            let start = hdr_len.checked_add(str_off)?;
-            Some(start..start.checked_add(str_len)?)
-        })();
-        match (magic, range) {
-            (Some(0xeb9f), Some(r)) if r.end <= data.len() => Ok(BtfNames {
-                strings: data[r].to_vec(),
-            }),
-            _ => bail!("{VMLINUX_BTF} is not BTF this itersnap can read"),
+        use std::os::unix::fs::FileExt;
+        let io = |e: std::io::Error| anyhow::anyhow!("reading {VMLINUX_BTF}: {e}");
+        let file = fs::File::open(VMLINUX_BTF).map_err(io)?;
+        let mut hdr = [0u8; 24];
+        file.read_exact_at(&mut hdr, 0).map_err(io)?;
+        let u32_at = |at: usize| u32::from_ne_bytes(hdr[at..at + 4].try_into().unwrap_or([0; 4]));
+        let magic = u16::from_ne_bytes([hdr[0], hdr[1]]);
+        let (hdr_len, str_off, str_len) = (u32_at(4), u32_at(16), u32_at(20));
+        let file_len = file.metadata().map_err(io)?.len();
+        let start = u64::from(hdr_len) + u64::from(str_off);
+        if magic != 0xeb9f || start + u64::from(str_len) > file_len {
+            bail!("{VMLINUX_BTF} is not BTF this itersnap can read");
         }
+        let mut strings = vec![0u8; str_len as usize];
+        file.read_exact_at(&mut strings, start).map_err(io)?;
+        Ok(BtfNames { strings })
     }
 }
 

@@ -28,6 +28,7 @@ pub const PATH_DNAME: u16 = 1 << 0;
 pub const PATH_DELETED: u16 = 1 << 1;
 pub const PATH_TRUNCATED: u16 = 1 << 2;
 pub const PATH_FAULT: u16 = 1 << 3;
+pub const PATH_TEXT: u16 = 1 << 4;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskRec {
@@ -324,6 +325,67 @@ pub fn decode_all(buf: &[u8]) -> (Vec<Record>, Option<DecodeError>) {
     (out, None)
 }
 
+/// Decodes a stream that arrives in pieces (an iterator's reads) through
+/// one fixed buffer: whole records are decoded at once, a record cut by a
+/// read waits for the rest. The stream never sits in memory whole.
+pub struct StreamDecoder {
+    buf: Vec<u8>,
+    filled: usize,
+    /// Stream offset of buf[0], for error messages.
+    base: usize,
+    records: Vec<Record>,
+    error: Option<DecodeError>,
+}
+
+impl StreamDecoder {
+    /// `capacity` must hold the largest record (u16 sizes: 64 KiB will do).
+    pub fn new(capacity: usize) -> Self {
+        StreamDecoder {
+            buf: vec![0; capacity.max(1 << 16)],
+            filled: 0,
+            base: 0,
+            records: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Where the next read goes.
+    pub fn spare(&mut self) -> &mut [u8] {
+        &mut self.buf[self.filled..]
+    }
+
+    /// `n` bytes were read into `spare()`: decode every whole record.
+    pub fn commit(&mut self, n: usize) {
+        self.filled = (self.filled + n).min(self.buf.len());
+        let mut at = 0;
+        while self.error.is_none() && self.filled - at >= HDR_SIZE {
+            let size = u16::from_ne_bytes([self.buf[at + 2], self.buf[at + 3]]) as usize;
+            if size >= HDR_SIZE && size > self.filled - at {
+                break; // cut by the read: the rest comes next
+            }
+            match decode_one(&self.buf[at..self.filled], self.base + at) {
+                Ok((rec, size)) => {
+                    self.records.extend(rec);
+                    at += size;
+                }
+                Err(e) => self.error = Some(e),
+            }
+        }
+        self.buf.copy_within(at..self.filled, 0);
+        self.filled -= at;
+        self.base += at;
+    }
+
+    /// The records, and the first error (a record cut by the end included).
+    pub fn finish(mut self) -> (Vec<Record>, Option<DecodeError>) {
+        if self.error.is_none() && self.filled > 0 {
+            let rest = &self.buf[..self.filled];
+            self.error = decode_one(rest, self.base).err();
+        }
+        (self.records, self.error)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,6 +496,44 @@ mod tests {
                     assert!(f.path.len() <= len);
                 }
             }
+        }
+    }
+
+    /// Fed in pieces of any size, the stream decoder gives what decode_all
+    /// gives for the whole: the same records, the same error at the same offset.
+    #[test]
+    fn stream_decoder_equals_decode_all() {
+        let mut next = crate::xorshift(0x9e37_79b9_7f4a_7c15);
+        for round in 0..300 {
+            let mut stream = Vec::new();
+            for i in 0..(next() % 40) {
+                let path = vec![b'a' + (i % 26) as u8; (next() % 3000) as usize];
+                stream.extend(file_record(
+                    &[&path[..], b"\0"].concat(),
+                    path.len() as u16 + 1,
+                ));
+            }
+            if round % 3 == 0 {
+                stream.extend([1u8, 0, 9, 0]); // a bad size, then the cut end
+            }
+            let (whole, whole_err) = decode_all(&stream);
+            let mut dec = StreamDecoder::new(1 << 16);
+            let mut at = 0;
+            while at < stream.len() {
+                let spare = dec.spare();
+                let n = ((next() % 9000) as usize + 1)
+                    .min(spare.len())
+                    .min(stream.len() - at);
+                if n == 0 {
+                    break;
+                }
+                spare[..n].copy_from_slice(&stream[at..at + n]);
+                dec.commit(n);
+                at += n;
+            }
+            let (recs, err) = dec.finish();
+            assert_eq!(recs, whole);
+            assert_eq!(err.map(|e| e.offset), whole_err.map(|e| e.offset));
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use crate::backend::{RawSnapshot, TriggerSpec};
 use crate::ksyms::Ksyms;
 use crate::record::{
-    BeginRec, FileRec, Record, StackRec, TaskRec, PATH_DELETED, PATH_DNAME, PATH_FAULT,
+    BeginRec, FileRec, Record, StackRec, TaskRec, PATH_DELETED, PATH_DNAME, PATH_FAULT, PATH_TEXT,
     PATH_TRUNCATED,
 };
 
@@ -332,6 +332,10 @@ pub fn file_kind(i_mode: u32, magic: u32) -> &'static str {
 /// filesystem's d_dname() convention for sockets, pipes, anon inodes, namespaces.
 pub fn describe(rec: &FileRec) -> Vec<u8> {
     let first = rec.path.split(|&b| b == 0).next().unwrap_or(&[]);
+    // The kernel's d_path() already wrote what readlink shows.
+    if rec.path_flags & PATH_TEXT != 0 {
+        return first.to_vec();
+    }
     if rec.path_flags & PATH_DNAME != 0 {
         let ino = rec.ino;
         return match rec.magic {
@@ -614,6 +618,10 @@ mod tests {
         assert_eq!(describe(&file(b"f\0tmp\0", 0, 0)), b"/tmp/f");
         assert_eq!(describe(&file(b"", 0, 0)), b"/");
         assert_eq!(describe(&file(b"f\0d9\0", PATH_TRUNCATED, 0)), b".../d9/f");
+        assert_eq!(
+            describe(&file(b"/tmp/x (deleted)\0", PATH_TEXT, 0)),
+            b"/tmp/x (deleted)"
+        );
         assert_eq!(
             describe(&file(b"x\0", PATH_DELETED, 0)),
             b"/x (deleted)".to_vec()

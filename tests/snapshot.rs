@@ -321,9 +321,10 @@ fn closed_stdout_ends_quietly() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
 
-/// A path deeper than the walk's bound is marked truncated and keeps its tail.
+/// A path deeper than the walk's bound is marked truncated and keeps its
+/// tail; through d_path() (the seq backend) it is whole.
 #[test]
-fn deep_paths_are_marked_truncated() {
+fn deep_paths_are_marked_truncated_or_whole() {
     let top = std::env::temp_dir().join(unique_comm("deep"));
     let deep = top.join(["d"; 80].join("/"));
     fs::create_dir_all(&deep).unwrap();
@@ -350,6 +351,17 @@ fn deep_paths_are_marked_truncated() {
     let tail = shown.strip_prefix("...").expect("marked as a partial path");
     assert!(real.ends_with(tail), "{shown} is a tail of {real}");
     assert!(snap["counts"]["truncated"].as_u64().unwrap() >= 1);
+    // The seq backend asks the kernel's d_path(), which has no depth bound.
+    let seq = snapshot(&["--pid", &me.to_string(), "--backend", "seq"]);
+    let whole = rows_of(&seq, me)[0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("/d/leaf"))
+        .expect("the deep file is listed by the seq backend")
+        .clone();
+    assert_eq!(whole["path"].as_str().unwrap(), real);
+    assert_eq!(whole["truncated"], false);
     drop(file);
     fs::remove_dir_all(top).unwrap();
 }

@@ -108,6 +108,9 @@ pub trait Backend {
     fn missed(&self) -> u64;
 }
 
+/// `cfg_flags` bit: paths from bpf_d_path() (iterator programs only).
+pub(crate) const OPT_D_PATH: u32 = 1 << 5;
+
 /// Flags shared with the BPF programs' `cfg_flags` (bpf/itersnap.h).
 pub(crate) fn cfg_flags(opts: &WalkOptions) -> u32 {
     const FILTER_COMM_ON: u32 = 1 << 0;
@@ -204,21 +207,13 @@ fn whole_snapshot_ringbuf_size(walk: &WalkOptions) -> u32 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(3)?.split('/').nth(1)?.parse().ok())
         .unwrap_or(10_000);
-    let processes = fs::read_dir("/proc").map_or(threads, |d| {
-        d.flatten()
-            .filter(|e| {
-                e.file_name()
-                    .as_encoded_bytes()
-                    .first()
-                    .is_some_and(u8::is_ascii_digit)
-            })
-            .count() as u64
-    });
     let open_files: u64 = fs::read_to_string("/proc/sys/fs/file-nr")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(100_000);
-    let files = open_files.max(processes * 32);
+    // Forked fds share one struct file, so file-nr can undercount fds: allow
+    // 32 per thread too (threads bound processes; no /proc readdir needed).
+    let files = open_files.max(threads * 32);
     // Ring-buffer records carry an 8-byte header; paths average well under 128 bytes.
     let per_thread =
         8 + crate::record::TASK_SIZE as u64 + if walk.stacks { 8 + 16 + 8 * 20 } else { 0 };

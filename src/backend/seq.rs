@@ -18,6 +18,7 @@ use super::attach::{
 use super::events::EventStream;
 use super::{
     monotonic_ns, ringbuf_bytes, Backend, RawSnapshot, TriggerOptions, TriggerSpec, WalkOptions,
+    OPT_D_PATH,
 };
 use crate::bpf::seqiter::{SeqiterSkel, SeqiterSkelBuilder};
 use crate::record::{self, BeginRec, Record};
@@ -41,9 +42,23 @@ pub struct SeqBackend {
 
 impl SeqBackend {
     pub fn new(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Self> {
+        // Paths come from the kernel's d_path() where iterator programs may
+        // call it; a kernel that refuses it gets the walk (bpf/walk.bpf.h).
+        if walk.files {
+            if let Ok(backend) = Self::load(walk, trig, true) {
+                return Ok(backend);
+            }
+        }
+        Self::load(walk, trig, false)
+    }
+
+    fn load(walk: &WalkOptions, trig: &TriggerOptions, d_path: bool) -> Result<Self> {
         let mut open = open_configured!(SeqiterSkelBuilder, "seq-iterator", walk, trig);
         if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
             rodata.cfg_ringbuf_bytes = u64::from(ringbuf_bytes(SEQ_RINGBUF_BYTES));
+            if d_path {
+                rodata.cfg_flags |= OPT_D_PATH;
+            }
         }
         select_trigger_program!(open.progs, &trig.spec);
         // Old kernels get a user-space timer instead of a perf-event program.
@@ -142,27 +157,26 @@ impl SeqBackend {
             bss.snapshot_seq = seq;
         }
         let start = monotonic_ns();
-        // Tasks and files are two iterators: read them at once, one per CPU.
-        let mut bytes = Vec::with_capacity(1 << 20);
-        let files = std::thread::scope(|scope| -> Result<Vec<u8>> {
-            let files = self.file_link.as_ref().map(|link| {
-                scope.spawn(move || -> Result<Vec<u8>> {
-                    let mut out = Vec::with_capacity(1 << 20);
-                    read_iter(link, "task_file", &mut out)?;
-                    Ok(out)
-                })
-            });
-            read_iter(&self.task_link, "task", &mut bytes)?;
-            match files {
+        // Tasks and files are two iterators: read them at once, one per CPU,
+        // each decoded as it is read.
+        let (tasks, files) = std::thread::scope(|scope| -> Result<_> {
+            let files = self
+                .file_link
+                .as_ref()
+                .map(|link| scope.spawn(move || read_iter(link, "task_file")));
+            let tasks = read_iter(&self.task_link, "task")?;
+            let files = match files {
                 Some(handle) => handle
                     .join()
-                    .map_err(|_| anyhow::anyhow!("the file iterator thread panicked"))?,
-                None => Ok(Vec::new()),
-            }
+                    .map_err(|_| anyhow::anyhow!("the file iterator thread panicked"))??,
+                None => (Vec::new(), None),
+            };
+            Ok((tasks, files))
         })?;
-        bytes.extend_from_slice(&files);
         let walk_ns = monotonic_ns() - start;
-        let (records, error) = record::decode_all(&bytes);
+        let (mut records, task_error) = tasks;
+        records.extend(files.0);
+        let error = task_error.or(files.1);
         Ok(RawSnapshot {
             seq,
             records,
@@ -182,12 +196,20 @@ impl SeqBackend {
     }
 }
 
-/// Reads one pass of an iterator: each read runs the program over more objects.
-fn read_iter(link: &Link, what: &str, out: &mut Vec<u8>) -> Result<()> {
+/// Reads one pass of an iterator (each read runs the program over more
+/// objects) and decodes it on the way, through one fixed buffer.
+fn read_iter(link: &Link, what: &str) -> Result<(Vec<Record>, Option<record::DecodeError>)> {
     let mut iter = Iter::new(link).with_context(|| format!("creating the {what} iterator"))?;
-    iter.read_to_end(out)
-        .with_context(|| format!("reading the {what} iterator"))?;
-    Ok(())
+    let mut decoder = record::StreamDecoder::new(256 << 10);
+    loop {
+        match iter.read(decoder.spare()) {
+            Ok(0) => break,
+            Ok(n) => decoder.commit(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).with_context(|| format!("reading the {what} iterator")),
+        }
+    }
+    Ok(decoder.finish())
 }
 
 impl Backend for SeqBackend {
