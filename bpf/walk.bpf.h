@@ -117,6 +117,10 @@ static __always_inline struct struct_copy *copy_buf(void)
 	MAX2(MAX2(FIELD_END(struct inode, i_mode), FIELD_END(struct inode, i_ino)),    \
 	     MAX2(FIELD_END(struct inode, i_size), FIELD_END(struct inode, i_sb)))
 #define DENTRY_SPAN MAX2(FIELD_END(struct dentry, d_parent), FIELD_END(struct dentry, d_name))
+/* The leaf dentry also gives its operations and hash link (d_dname, d_unlinked). */
+#define LEAF_SPAN \
+	MAX2(DENTRY_SPAN, MAX2(FIELD_END(struct dentry, d_op), FIELD_END(struct dentry, d_hash)))
+#define SB_SPAN MAX2(FIELD_END(struct super_block, s_magic), FIELD_END(struct super_block, s_dev))
 
 /* Field `field` of a `type` copied to `buf`, at its offset in this kernel. */
 #define COPIED(buf, type, field)                                                  \
@@ -305,13 +309,29 @@ static __always_inline void fill_path(struct dentry *d, struct vfsmount *vfsmnt,
 				      struct inode *inode, struct file_rec *r)
 {
 	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
-	const struct dentry_operations *d_op = BPF_CORE_READ(d, d_op);
+	struct struct_copy *c = copy_buf();
+	const struct dentry_operations *d_op;
+	const unsigned char *leaf_name;
+	struct dentry *parent;
+	void *hashed;
 
 	r->path_len = 0;
 	r->path_flags = 0;
 
+	if (c && LEAF_SPAN <= COPY_BYTES && !bpf_probe_read_kernel(c->data, LEAF_SPAN, d)) {
+		d_op = COPIED(c->data, struct dentry, d_op);
+		leaf_name = COPIED(c->data, struct dentry, d_name.name);
+		parent = COPIED(c->data, struct dentry, d_parent);
+		hashed = COPIED(c->data, struct dentry, d_hash.pprev);
+	} else {
+		d_op = BPF_CORE_READ(d, d_op);
+		leaf_name = BPF_CORE_READ(d, d_name.name);
+		parent = BPF_CORE_READ(d, d_parent);
+		hashed = BPF_CORE_READ(d, d_hash.pprev);
+	}
+
 	if (d_op && BPF_CORE_READ(d_op, d_dname)) {
-		const char *name = (const char *)BPF_CORE_READ(d, d_name.name);
+		const char *name = (const char *)leaf_name;
 		long n;
 
 		if (r->magic == NSFS_MAGIC) {
@@ -329,7 +349,7 @@ static __always_inline void fill_path(struct dentry *d, struct vfsmount *vfsmnt,
 	}
 
 	/* d_unlinked(): unhashed and not a root dentry. */
-	if (!BPF_CORE_READ(d, d_hash.pprev) && BPF_CORE_READ(d, d_parent) != d)
+	if (!hashed && parent != d)
 		r->path_flags |= PATH_DELETED;
 
 	struct path_walk w = {
@@ -458,8 +478,13 @@ __noinline __u32 fill_file(__u64 file_addr, __u64 fdt_addr, __u32 tgid, int fd)
 	}
 	if (fd_cloexec(fdt, fd))
 		r->f_flags |= O_CLOEXEC_FLAG;
-	r->magic = BPF_CORE_READ(sb, s_magic);
-	r->dev = BPF_CORE_READ(sb, s_dev);
+	if (SB_SPAN <= COPY_BYTES && !bpf_probe_read_kernel(c->data, SB_SPAN, sb)) {
+		r->magic = COPIED(c->data, struct super_block, s_magic);
+		r->dev = COPIED(c->data, struct super_block, s_dev);
+	} else {
+		r->magic = BPF_CORE_READ(sb, s_magic);
+		r->dev = BPF_CORE_READ(sb, s_dev);
+	}
 	/* With OPT_D_PATH the caller writes the path (file_rec_set_text()). */
 	r->path_len = 0;
 	r->path_flags = 0;

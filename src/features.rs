@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use anyhow::{bail, Result};
 
@@ -136,32 +137,59 @@ impl KernelBtf {
     }
 }
 
+/// The kernel's BTF, read once per process: mapped where the kernel allows
+/// it (6.16 and later), read otherwise (sysfs hands it out 4 KiB a read).
+pub fn vmlinux_btf() -> Result<&'static [u8]> {
+    static BTF: OnceLock<std::result::Result<&'static [u8], String>> = OnceLock::new();
+    BTF.get_or_init(|| {
+        let io = |e: std::io::Error| format!("reading {VMLINUX_BTF}: {e}");
+        let file = fs::File::open(VMLINUX_BTF).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len() as usize;
+        // SAFETY: a read-only private mapping of a file that never changes
+        // while the kernel runs; it is never unmapped, so the slice made
+        // from it lives as long as the process.
+        unsafe {
+            let at = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                0,
+            );
+            if at != libc::MAP_FAILED && len > 0 {
+                return Ok(std::slice::from_raw_parts(at as *const u8, len));
+            }
+        }
+        let bytes = fs::read(VMLINUX_BTF).map_err(io)?;
+        Ok(Vec::leak(bytes) as &'static [u8])
+    })
+    .clone()
+    .map_err(|e| anyhow::anyhow!(e))
+}
+
 /// The names in the kernel's BTF, without parsing its types: enough to learn
 /// whether a kfunc or a tracepoint exists, at a fraction of a full parse's
 /// cost (which libbpf pays anyway when it loads the programs).
 pub struct BtfNames {
-    strings: Vec<u8>,
+    strings: &'static [u8],
 }
 
 impl BtfNames {
-    /// Reads only the header and the string section (~40% of the file).
     pub fn load() -> Result<Self> {
-        use std::os::unix::fs::FileExt;
-        let io = |e: std::io::Error| anyhow::anyhow!("reading {VMLINUX_BTF}: {e}");
-        let file = fs::File::open(VMLINUX_BTF).map_err(io)?;
-        let mut hdr = [0u8; 24];
-        file.read_exact_at(&mut hdr, 0).map_err(io)?;
-        let u32_at = |at: usize| u32::from_ne_bytes(hdr[at..at + 4].try_into().unwrap_or([0; 4]));
-        let magic = u16::from_ne_bytes([hdr[0], hdr[1]]);
-        let (hdr_len, str_off, str_len) = (u32_at(4), u32_at(16), u32_at(20));
-        let file_len = file.metadata().map_err(io)?.len();
-        let start = u64::from(hdr_len) + u64::from(str_off);
-        if magic != 0xeb9f || start + u64::from(str_len) > file_len {
-            bail!("{VMLINUX_BTF} is not BTF this itersnap can read");
+        let data = vmlinux_btf()?;
+        let u32_at = |at: usize| -> Option<u32> {
+            Some(u32::from_ne_bytes(data.get(at..at + 4)?.try_into().ok()?))
+        };
+        let magic = data.get(0..2).map(|m| u16::from_ne_bytes([m[0], m[1]]));
+        let range = (|| {
+            let start = (u32_at(4)? as usize).checked_add(u32_at(16)? as usize)?;
+            Some(start..start.checked_add(u32_at(20)? as usize)?)
+        })();
+        match (magic, range) {
+            (Some(0xeb9f), Some(r)) if r.end <= data.len() => Ok(BtfNames { strings: &data[r] }),
+            _ => bail!("{VMLINUX_BTF} is not BTF this itersnap can read"),
         }
-        let mut strings = vec![0u8; str_len as usize];
-        file.read_exact_at(&mut strings, start).map_err(io)?;
-        Ok(BtfNames { strings })
     }
 }
 
@@ -173,7 +201,7 @@ pub trait HasName {
 impl HasName for BtfNames {
     fn has(&self, name: &str) -> bool {
         let needle = [b"\0", name.as_bytes(), b"\0"].concat();
-        memchr::memmem::find(&self.strings, &needle).is_some()
+        memchr::memmem::find(self.strings, &needle).is_some()
     }
 }
 

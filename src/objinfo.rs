@@ -84,6 +84,12 @@ pub fn read(name: &'static str, bytes: &[u8]) -> ObjectInfo {
     info
 }
 
+/// An object's own BTF (its `.BTF` section): the types its programs use.
+pub fn btf_section(bytes: &[u8]) -> Option<&[u8]> {
+    let file = object::File::parse(bytes).ok()?;
+    file.section_by_name(".BTF")?.data().ok()
+}
+
 pub fn all() -> Vec<ObjectInfo> {
     OBJECTS
         .iter()

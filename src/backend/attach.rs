@@ -12,16 +12,20 @@ use libbpf_rs::{Link, ProgramMut, UprobeOpts};
 use super::{TriggerOptions, TriggerSpec};
 
 /// Opens a skeleton (`$builder` names its builder type) and fills its
-/// `.rodata` from the walk and trigger options. The skeleton borrows its
+/// `.rodata` from the walk and trigger options (`$object`: its name in
+/// objinfo, for the reduced CO-RE BTF). The skeleton borrows its
 /// object storage for its whole life: one small allocation per run, freed
 /// at exit.
 macro_rules! open_configured {
-    ($builder:ty, $what:expr, $walk:expr, $trig:expr) => {{
+    ($builder:ty, $object:expr, $what:expr, $walk:expr, $trig:expr) => {{
         let storage: &'static mut std::mem::MaybeUninit<libbpf_rs::OpenObject> =
             Box::leak(Box::new(std::mem::MaybeUninit::uninit()));
-        let mut open = <$builder>::default()
-            .open(storage)
-            .with_context(|| format!("opening the {} BPF object", $what))?;
+        // CO-RE against the reduced kernel BTF where it could be built.
+        let mut open = match $crate::backend::core_btf::for_object($object) {
+            Some(core) => <$builder>::default().open_opts(core.open_opts(), storage),
+            None => <$builder>::default().open(storage),
+        }
+        .with_context(|| format!("opening the {} BPF object", $what))?;
         $crate::backend::attach::configure_rodata!(
             open.maps
                 .rodata_data

@@ -4,6 +4,7 @@
 //! (bpf/itersnap.h) as `RawSnapshot`s.
 
 pub mod attach;
+pub mod core_btf;
 pub mod events;
 pub mod open_coded;
 pub mod seq;

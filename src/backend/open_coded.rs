@@ -52,7 +52,8 @@ pub struct OpenCodedBackend {
 
 impl OpenCodedBackend {
     pub fn new(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Self> {
-        let mut open = open_configured!(OpencodedSkelBuilder, "open-coded", walk, trig);
+        let mut open =
+            open_configured!(OpencodedSkelBuilder, "opencoded", "open-coded", walk, trig);
         select_trigger_program!(open.progs, &trig.spec);
         let ring_bytes = ringbuf_bytes(trig.ringbuf_size);
         open.progs

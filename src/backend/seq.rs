@@ -53,7 +53,7 @@ impl SeqBackend {
     }
 
     fn load(walk: &WalkOptions, trig: &TriggerOptions, d_path: bool) -> Result<Self> {
-        let mut open = open_configured!(SeqiterSkelBuilder, "seq-iterator", walk, trig);
+        let mut open = open_configured!(SeqiterSkelBuilder, "seqiter", "seq-iterator", walk, trig);
         if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
             rodata.cfg_ringbuf_bytes = u64::from(ringbuf_bytes(SEQ_RINGBUF_BYTES));
             if d_path {
