@@ -58,17 +58,23 @@ static __always_inline void emit(void *rec, __u32 size, __u64 flags)
 		ws.dropped++;
 }
 
-static __always_inline void walk_files(struct task_struct *t, union scratch *buf)
+/*
+ * Every open file of one process. A global function, like fill_file(): the
+ * verifier checks its two nested loops once, on their own, instead of inside
+ * the task loop of every program that walks.
+ */
+__noinline int walk_files(__u64 files_addr, __u32 tgid)
 {
-	struct files_struct *files = BPF_CORE_READ(t, files);
+	struct files_struct *files = (struct files_struct *)files_addr;
+	union scratch *buf = scratch_buf();
 	struct fdtable *fdt;
 	unsigned long *open_fds;
 	struct file **fd_array;
-	__u32 words, tgid;
+	__u32 words;
 	int w;
 
-	if (!files)
-		return;
+	if (!files || !buf)
+		return 0;
 	fdt = BPF_CORE_READ(files, fdt);
 	open_fds = BPF_CORE_READ(fdt, open_fds);
 	fd_array = BPF_CORE_READ(fdt, fd);
@@ -77,7 +83,6 @@ static __always_inline void walk_files(struct task_struct *t, union scratch *buf
 		words = FD_WORDS_MAX;
 		ws.truncated_fds++;
 	}
-	tgid = BPF_CORE_READ(t, tgid);
 
 	bpf_for(w, 0, words) {
 		unsigned long word = 0;
@@ -105,6 +110,7 @@ static __always_inline void walk_files(struct task_struct *t, union scratch *buf
 			}
 		}
 	}
+	return 0;
 }
 
 static __always_inline void walk_tasks(union scratch *buf)
@@ -129,7 +135,7 @@ static __always_inline void walk_tasks(union scratch *buf)
 			}
 		}
 		if ((cfg_flags & OPT_FILES) && pid == BPF_CORE_READ(t, tgid))
-			walk_files(t, buf);
+			walk_files((__u64)BPF_CORE_READ(t, files), pid);
 	}
 }
 

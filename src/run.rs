@@ -109,7 +109,11 @@ pub fn run(cli: &Cli) -> Result<()> {
     let (mut backend, reason) =
         backend::open(cli.backend, &walk, &trig, &btf).map_err(explain_refusal)?;
     if cli.verbose {
-        eprintln!("itersnap: backend {} ({reason})", backend.name());
+        eprintln!(
+            "itersnap: backend {} ({reason}); paths {}",
+            backend.name(),
+            backend.paths()
+        );
     }
     let oneshot = trig.spec.is_oneshot();
     if !oneshot {

@@ -100,6 +100,10 @@ pub struct RawSnapshot {
 
 pub trait Backend {
     fn name(&self) -> &'static str;
+    /// Where file paths come from: the kernel's d_path() or the walk's own.
+    fn paths(&self) -> &'static str {
+        "built by the walk from dentries"
+    }
     /// Waits up to `timeout` for snapshots and returns those completed.
     fn poll(&mut self, timeout: Duration) -> Result<Vec<RawSnapshot>>;
     /// Triggers the in-kernel guards skipped so far: (within --min-gap, walk busy).

@@ -36,6 +36,8 @@ pub struct SeqBackend {
     _trigger: Option<AttachedTrigger>,
     events: EventStream,
     oneshot_pending: bool,
+    /// Paths come from bpf_d_path() (OPT_D_PATH was accepted).
+    d_path: bool,
     /// --interval: a user-space timer (period, next tick, snapshots taken).
     timer: Option<(Duration, Instant, u32)>,
 }
@@ -108,6 +110,7 @@ impl SeqBackend {
             _trigger: trigger,
             events,
             oneshot_pending: trig.spec.is_oneshot(),
+            d_path,
             timer,
         })
     }
@@ -215,6 +218,14 @@ fn read_iter(link: &Link, what: &str) -> Result<(Vec<Record>, Option<record::Dec
 impl Backend for SeqBackend {
     fn name(&self) -> &'static str {
         "seq"
+    }
+
+    fn paths(&self) -> &'static str {
+        if self.d_path {
+            "from the kernel's d_path()"
+        } else {
+            "built by the walk from dentries (this kernel refuses bpf_d_path in iterators)"
+        }
     }
 
     fn poll(&mut self, timeout: Duration) -> Result<Vec<RawSnapshot>> {
