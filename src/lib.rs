@@ -24,6 +24,18 @@ pub mod syscalls;
 /// (fuzz/fuzz_targets/records.rs): decode, assemble, diff, and render as a
 /// table and as JSON. Must never panic, whatever the bytes.
 pub fn decode_assemble_render(bytes: &[u8]) {
+    thread_local! {
+        // Made once: blazesym reads kallsyms from a file.
+        static KSYMS: Option<ksyms::Ksyms> = ksyms::Ksyms::from_text(
+            "ffffffff81000000 T _stext\nffffffff81000100 t f\nffffffffc0000000 t m\t[m]\n",
+            "m 4096 0 - Live 0xffffffffc0000000\n",
+        )
+        .ok();
+    }
+    KSYMS.with(|ksyms| render(bytes, ksyms.as_ref()));
+}
+
+fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>) {
     use backend::{RawSnapshot, TriggerSpec};
     use std::time::Duration;
 
@@ -39,7 +51,6 @@ pub fn decode_assemble_render(bytes: &[u8]) {
             period: Duration::from_millis(100),
         },
     ];
-    let ksyms = ksyms::Ksyms::parse("ffffffff81000000 T _stext\nffffffff81000100 t f\n");
     let printer_table = output::Printer {
         format: cli::OutputFormat::Table,
         threads: true,
@@ -82,7 +93,7 @@ pub fn decode_assemble_render(bytes: &[u8]) {
             backend: "open-coded",
             spec,
             per_thread: i % 2 == 0,
-            ksyms: Some(&ksyms),
+            ksyms,
             wall_offset_ns: u64::MAX / 2,
         };
         let snap = snapshot::assemble(raw, &ctx, (1, 2, 3));

@@ -35,6 +35,26 @@ fn bash_completion_script_is_valid_bash() {
     }
 }
 
+/// libelf and zlib are linked in (Cargo.toml: libbpf-rs's `static`), so
+/// the binary runs where neither library is installed.
+#[test]
+fn binary_links_no_libelf_or_zlib() {
+    let out = Command::new("ldd")
+        .arg(ITERSNAP)
+        .output()
+        .expect("running ldd");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let libs = String::from_utf8_lossy(&out.stdout);
+    assert!(libs.contains("libc.so"), "{libs}");
+    for lib in ["libelf", "libz.", "libbpf"] {
+        assert!(!libs.contains(lib), "{lib} is linked dynamically:\n{libs}");
+    }
+}
+
 #[test]
 fn man_page_renders() {
     let out = itersnap(&["man"]);

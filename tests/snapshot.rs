@@ -201,6 +201,110 @@ fn stacks_match_proc_stack_with(backend: &str) {
     assert!(row["files"].as_array().unwrap().is_empty(), "--no-files");
 }
 
+/// A `sleep` child, killed when dropped.
+struct Sleeper(std::process::Child);
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `function+0xoff/0xsize [module]`, as /proc/PID/stack prints a frame.
+fn is_frame(symbol: &str) -> bool {
+    let (func, rest) = symbol.split_once('+').unwrap_or(("", ""));
+    let (span, module) = match rest.split_once(' ') {
+        Some((span, module)) => (span, Some(module)),
+        None => (rest, None),
+    };
+    let hex = |h: &str| {
+        h.strip_prefix("0x")
+            .is_some_and(|d| u64::from_str_radix(d, 16).is_ok())
+    };
+    !func.is_empty()
+        && span.split_once('/').is_some_and(|(o, s)| hex(o) && hex(s))
+        && module.is_none_or(|m| m.len() > 2 && m.starts_with('[') && m.ends_with(']'))
+}
+
+#[test]
+fn sleep_stack_names_nanosleep() {
+    for backend in BACKENDS {
+        sleep_stack_names_nanosleep_with(backend);
+    }
+}
+
+fn sleep_stack_names_nanosleep_with(backend: &str) {
+    let sleeper = Sleeper(
+        std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .expect("spawning sleep"),
+    );
+    let pid = sleeper.0.id();
+    // Until it is asleep in the syscall: /proc/PID/stack names it.
+    let proc_stack = || {
+        fs::read_to_string(format!("/proc/{pid}/stack"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.trim_start_matches("[<0>] ").to_string())
+            .collect::<Vec<String>>()
+    };
+    let in_nanosleep =
+        |s: &str| s.starts_with("hrtimer_nanosleep+") || s.starts_with("do_nanosleep+");
+    let mut proc = proc_stack();
+    for _ in 0..500 {
+        if proc.iter().any(|f| in_nanosleep(f)) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        proc = proc_stack();
+    }
+    assert!(
+        proc.iter().any(|f| in_nanosleep(f)),
+        "sleep never slept: {proc:?}"
+    );
+
+    let pid_arg = pid.to_string();
+    let snap = snapshot(&[
+        "--backend",
+        backend,
+        "--stacks",
+        "--no-files",
+        "--pid",
+        &pid_arg,
+    ]);
+    let row = rows_of(&snap, pid)[0];
+    let ours: Vec<String> = row["stack"]
+        .as_array()
+        .expect("a stack")
+        .iter()
+        .map(|f| f["symbol"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(ours.iter().any(|f| in_nanosleep(f)), "{backend}: {ours:?}");
+    assert!(ours.iter().all(|f| is_frame(f)), "{backend}: {ours:?}");
+    // A sleeping task's stack stays put: the same frames the kernel shows.
+    assert_eq!(ours, proc, "{backend}");
+
+    // The table shows the same frames.
+    let out = itersnap(&[
+        "--backend",
+        backend,
+        "--stacks",
+        "--no-files",
+        "--pid",
+        &pid_arg,
+    ]);
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    for frame in &proc {
+        assert!(
+            table.contains(&format!("[<0>] {frame}")),
+            "{backend}: {table}"
+        );
+    }
+}
+
 #[test]
 fn table_output_names_the_fixture_files() {
     let fx = Fixture::start("o");
