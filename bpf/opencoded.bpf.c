@@ -171,14 +171,17 @@ static __always_inline void on_trigger(struct begin_rec *b)
 	busy = 0;
 }
 
-/* One-shot: run once by user space with BPF_PROG_TEST_RUN. Sleepable, so the
- * task iterator needs an explicit RCU read-side section. */
-SEC("syscall")
+/*
+ * One-shot: run once by user space with BPF_PROG_TEST_RUN. A raw_tp program
+ * (never attached), not a sleepable SEC("syscall") one: there
+ * bpf_get_task_stack is the sleepable variant, which kernels before 6.18
+ * refuse inside the RCU section that the task iterator needs. The test run
+ * of a raw_tp program holds rcu_read_lock itself.
+ */
+SEC("raw_tp")
 int snapshot_once(void *ctx)
 {
-	bpf_rcu_read_lock();
 	fire(TRIGGER_ONESHOT, 0, NULL);
-	bpf_rcu_read_unlock();
 	return 0;
 }
 

@@ -257,7 +257,11 @@ pub fn build() -> Report {
     let ty = |t: &str| prog_ok.get(t).copied().unwrap_or(false);
     let at = |s: &str| attach_ok.get(s).copied().unwrap_or(false);
     let modes_needs: [(&'static str, bool, &str); 6] = [
-        ("one-shot", ty("syscall"), "a syscall program"),
+        (
+            "one-shot",
+            ty("syscall") && ty("raw_tracepoint"),
+            "syscall and raw_tp programs",
+        ),
         (
             "--on-signal",
             ty("tracing") && at("tp_btf/signal_generate"),

@@ -1,7 +1,7 @@
 //! The open-coded backend (kernels with bpf_iter_task_new, 6.7+): the trigger
 //! program walks every task inside the event and streams begin_rec, the
 //! records and end_rec through the ring buffer. A one-shot runs the
-//! `SEC("syscall")` program once with BPF_PROG_TEST_RUN.
+//! never-attached `SEC("raw_tp")` program once with BPF_PROG_TEST_RUN.
 
 use std::collections::BTreeMap;
 use std::mem::MaybeUninit;
@@ -23,7 +23,7 @@ use crate::record::{self, Record};
 
 const STATS_SLOTS: u32 = 16;
 
-/// BPF_PROG_TEST_RUN of a `SEC("syscall")` program, by fd (so that it can
+/// BPF_PROG_TEST_RUN of a program that takes no context, by fd (so that it can
 /// run on another thread than the one holding the skeleton).
 fn test_run(prog_fd: i32) -> std::io::Result<()> {
     let mut opts = libbpf_rs::libbpf_sys::bpf_test_run_opts {
