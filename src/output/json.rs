@@ -3,7 +3,9 @@
 
 use std::io::{self, Write};
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Serialize, Serializer};
 use serde_json::{json, Value};
 
 use super::rfc3339;
@@ -25,7 +27,7 @@ struct SnapshotJson<'a> {
     counts: CountsJson,
     /// The full task list, except in --diff mode after the first snapshot.
     #[serde(skip_serializing_if = "Option::is_none")]
-    tasks: Option<Vec<TaskJson<'a>>>,
+    tasks: Option<Tasks<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     diff: Option<Value>,
 }
@@ -49,13 +51,31 @@ struct CountsJson {
     truncated: usize,
 }
 
+/// Rows and files are serialized straight from the snapshot, one at a
+/// time, never gathered into a second tree: a snapshot can hold 100,000 files.
+struct Tasks<'a>(&'a [TaskRow]);
+
+impl Serialize for Tasks<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(task_json))
+    }
+}
+
+struct Files<'a>(&'a [FileEntry]);
+
+impl Serialize for Files<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(file_json))
+    }
+}
+
 #[derive(Serialize)]
 struct TaskJson<'a> {
     pid: u32,
     tid: u32,
     ppid: u32,
-    comm: String,
-    state: String,
+    comm: Cow<'a, str>,
+    state: char,
     uid: u32,
     euid: u32,
     gid: u32,
@@ -64,27 +84,38 @@ struct TaskJson<'a> {
     stime_ns: u64,
     start_ns: u64,
     kthread: bool,
-    files: Vec<FileJson>,
+    files: Files<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stack: Option<Vec<FrameJson<'a>>>,
 }
 
 #[derive(Serialize)]
-struct FileJson {
+struct FileJson<'a> {
     fd: i32,
-    path: String,
+    path: Cow<'a, str>,
     #[serde(rename = "type")]
     kind: &'static str,
-    access: String,
+    access: char,
     /// Octal, exactly as /proc/PID/fdinfo's `flags:` line.
-    flags: String,
-    flag_names: Vec<String>,
+    #[serde(serialize_with = "octal")]
+    flags: u32,
+    flag_names: Vec<Cow<'static, str>>,
     mode: u32,
-    dev: String,
+    /// The kernel's dev_t encoding (MAJOR << 20 | MINOR) as "major:minor".
+    #[serde(serialize_with = "major_minor")]
+    dev: u32,
     ino: u64,
     pos: u64,
     size: u64,
     truncated: bool,
+}
+
+fn octal<S: Serializer>(flags: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("0{flags:o}"))
+}
+
+fn major_minor<S: Serializer>(dev: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{}:{}", dev >> 20, dev & 0xfffff))
 }
 
 #[derive(Serialize)]
@@ -131,25 +162,20 @@ fn trigger_json(t: &Trigger, cpu: Option<u32>) -> Value {
     v
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
 }
 
-/// The kernel's dev_t encoding (MAJOR << 20 | MINOR) as "major:minor".
-fn dev_string(dev: u32) -> String {
-    format!("{}:{}", dev >> 20, dev & 0xfffff)
-}
-
-fn file_json(f: &FileEntry) -> FileJson {
+fn file_json(f: &FileEntry) -> FileJson<'_> {
     FileJson {
         fd: f.fd,
         path: text(&f.desc),
         kind: f.kind,
-        access: f.access().to_string(),
-        flags: format!("0{:o}", f.f_flags),
+        access: f.access(),
+        flags: f.f_flags,
         flag_names: super::open_flag_names(f.f_flags),
         mode: f.i_mode,
-        dev: dev_string(f.dev),
+        dev: f.dev,
         ino: f.ino,
         pos: f.pos,
         size: f.size,
@@ -163,7 +189,7 @@ fn task_json(t: &TaskRow) -> TaskJson<'_> {
         tid: t.tid,
         ppid: t.ppid,
         comm: text(&t.comm),
-        state: t.state.to_string(),
+        state: t.state,
         uid: t.uid,
         euid: t.euid,
         gid: t.gid,
@@ -172,7 +198,7 @@ fn task_json(t: &TaskRow) -> TaskJson<'_> {
         stime_ns: t.stime_ns,
         start_ns: t.start_ns,
         kthread: t.kthread,
-        files: t.files.iter().map(file_json).collect(),
+        files: Files(&t.files),
         stack: t.stack.as_ref().map(|s| {
             s.iter()
                 .map(|f| FrameJson {
@@ -253,9 +279,7 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, diff: Option<&Diff>) -> io::Res
             dropped: c.dropped,
             truncated: c.truncated,
         },
-        tasks: diff
-            .is_none()
-            .then(|| snap.rows.iter().map(task_json).collect()),
+        tasks: diff.is_none().then_some(Tasks(&snap.rows)),
         diff: diff.map(diff_json),
     };
     serde_json::to_writer(&mut *w, &obj)?;

@@ -3,6 +3,7 @@
 pub mod json;
 pub mod table;
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -171,7 +172,15 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 /// Bytes from the kernel made safe for a terminal: invalid UTF-8 and control
 /// characters are escaped as \xNN, backslashes doubled.
-pub fn printable(bytes: &[u8]) -> String {
+pub fn printable(bytes: &[u8]) -> Cow<'_, str> {
+    use std::fmt::Write as _;
+    // Most names and paths are plain printable ASCII: nothing to escape.
+    if bytes
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\')
+    {
+        return Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default());
+    }
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -180,17 +189,17 @@ pub fn printable(bytes: &[u8]) -> String {
                 c if c.is_control() => {
                     let mut buf = [0u8; 4];
                     for b in c.encode_utf8(&mut buf).bytes() {
-                        out.push_str(&format!("\\x{b:02x}"));
+                        let _ = write!(out, "\\x{b:02x}");
                     }
                 }
                 c => out.push(c),
             }
         }
         for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
+            let _ = write!(out, "\\x{b:02x}");
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -249,31 +258,31 @@ const OPEN_FLAGS: &[(&str, &str, u32)] = &[
 
 /// Names of the flags set in `f_flags`, access mode first ("O_RDWR", ...);
 /// bits without a name are given in octal.
-pub fn open_flag_names(f_flags: u32) -> Vec<String> {
+pub fn open_flag_names(f_flags: u32) -> Vec<Cow<'static, str>> {
     let access = match f_flags & 0o3 {
         0 => "O_RDONLY",
         1 => "O_WRONLY",
         _ => "O_RDWR",
     };
-    let mut names = vec![access.to_string()];
+    let mut names = vec![Cow::Borrowed(access)];
     let mut rest = f_flags & !0o3;
     for &(name, _, bits) in OPEN_FLAGS {
         if rest & bits == bits {
-            names.push(name.to_string());
+            names.push(Cow::Borrowed(name));
             rest &= !bits;
         }
     }
     if rest != 0 {
-        names.push(format!("0{rest:o}"));
+        names.push(Cow::Owned(format!("0{rest:o}")));
     }
     names
 }
 
 /// lsof `+fg` style: "CX,NB"; the access mode is in the FD column already and
 /// O_LARGEFILE (always set on 64-bit) is left out.
-pub fn open_flags_short(f_flags: u32) -> String {
+pub fn open_flags_short(f_flags: u32) -> Cow<'static, str> {
     let mut rest = f_flags & !0o3;
-    let mut out = Vec::new();
+    let mut out: Vec<&'static str> = Vec::new();
     for &(_, short, bits) in OPEN_FLAGS {
         if rest & bits == bits {
             if !short.is_empty() {
@@ -282,10 +291,10 @@ pub fn open_flags_short(f_flags: u32) -> String {
             rest &= !bits;
         }
     }
-    if out.is_empty() {
-        "-".to_string()
-    } else {
-        out.join(",")
+    match out.as_slice() {
+        [] => Cow::Borrowed("-"),
+        [one] => Cow::Borrowed(one),
+        _ => Cow::Owned(out.join(",")),
     }
 }
 
