@@ -198,10 +198,19 @@ pub fn run(cli: &Cli) -> Result<()> {
                     _ => printer.write(&mut out, &snap),
                 }
                 .context("writing a snapshot")?;
+                out.flush().context("writing a snapshot")?;
+                if cli.verbose {
+                    // scripts/bench reads this line: the end-to-end time.
+                    eprintln!(
+                        "itersnap: snapshot {}: walk {:.2} ms, {:.2} ms from walk start to last line written",
+                        snap.info.seq,
+                        snap.info.walk_ns as f64 / 1e6,
+                        backend::monotonic_ns().saturating_sub(snap.info.ktime_ns) as f64 / 1e6
+                    );
+                }
                 if cli.diff {
                     previous = Some(snap);
                 }
-                out.flush().context("writing a snapshot")?;
                 taken += 1;
                 last_snapshot = Some(std::time::Instant::now());
                 if taken >= wanted {

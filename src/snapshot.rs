@@ -329,14 +329,19 @@ pub fn file_kind(i_mode: u32, magic: u32) -> &'static str {
 }
 
 /// The text readlink shows for a file: d_path() for real paths, the
-/// filesystem's d_dname() convention for sockets, pipes, anon inodes, namespaces.
-pub fn describe(rec: &FileRec) -> Vec<u8> {
-    let first = rec.path.split(|&b| b == 0).next().unwrap_or(&[]);
+/// filesystem's d_dname() convention for sockets, pipes, anon inodes,
+/// namespaces. Takes the record's path buffer and, for paths, rewrites it in
+/// place: a snapshot can have 100,000 of them.
+pub fn describe(rec: &mut FileRec) -> Vec<u8> {
+    let mut path = std::mem::take(&mut rec.path);
+    let first_len = path.iter().position(|&b| b == 0).unwrap_or(path.len());
     // The kernel's d_path() already wrote what readlink shows.
     if rec.path_flags & PATH_TEXT != 0 {
-        return first.to_vec();
+        path.truncate(first_len);
+        return path;
     }
     if rec.path_flags & PATH_DNAME != 0 {
+        let first = &path[..first_len];
         let ino = rec.ino;
         return match rec.magic {
             SOCKFS_MAGIC => format!("socket:[{ino}]").into_bytes(),
@@ -349,28 +354,34 @@ pub fn describe(rec: &FileRec) -> Vec<u8> {
             _ => [b"/", first, b" (deleted)"].concat(),
         };
     }
-    let mut out = Vec::with_capacity(rec.path.len() + 10);
+    // "leaf\0dir\0tmp\0" -> "/tmp/dir/leaf": drop empty components,
+    // reverse the whole, then each component back.
+    path.dedup_by(|a, b| *a == 0 && *b == 0);
+    while path.last() == Some(&0) {
+        path.pop();
+    }
+    if path.first() == Some(&0) {
+        path.remove(0);
+    }
+    path.reverse();
+    for component in path.split_mut(|&b| b == 0) {
+        component.reverse();
+    }
+    for b in path.iter_mut().filter(|b| **b == 0) {
+        *b = b'/';
+    }
+    path.insert(0, b'/');
     // A truncated path lacks its leading components: say so instead of
     // passing a suffix off as an absolute path.
-    if rec.path_flags & (PATH_TRUNCATED | PATH_FAULT) != 0 {
-        out.extend_from_slice(b"...");
-    }
-    let components: Vec<&[u8]> = rec
-        .path
-        .split(|&b| b == 0)
-        .filter(|c| !c.is_empty())
-        .collect();
-    for c in components.iter().rev() {
-        out.push(b'/');
-        out.extend_from_slice(c);
-    }
-    if out.is_empty() {
-        out.push(b'/');
+    if rec.path_flags & (PATH_TRUNCATED | PATH_FAULT) != 0 && path.len() > 1 {
+        path.splice(0..0, *b"...");
+    } else if rec.path_flags & (PATH_TRUNCATED | PATH_FAULT) != 0 {
+        path = b"...".to_vec();
     }
     if rec.path_flags & PATH_DELETED != 0 {
-        out.extend_from_slice(b" (deleted)");
+        path.extend_from_slice(b" (deleted)");
     }
-    out
+    path
 }
 
 /// Functions through which a BPF program reaches bpf_get_task_stack().
@@ -481,10 +492,10 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
         let mut open_files: Vec<FileEntry> = files
             .remove(&tgid)
             .unwrap_or_default()
-            .iter()
-            .map(|f| FileEntry {
+            .into_iter()
+            .map(|mut f| FileEntry {
                 fd: f.fd,
-                desc: describe(f),
+                desc: describe(&mut f),
                 kind: file_kind(f.i_mode, f.magic),
                 f_flags: f.f_flags,
                 f_mode: f.f_mode,
@@ -615,27 +626,30 @@ mod tests {
 
     #[test]
     fn paths_read_like_readlink() {
-        assert_eq!(describe(&file(b"f\0tmp\0", 0, 0)), b"/tmp/f");
-        assert_eq!(describe(&file(b"", 0, 0)), b"/");
-        assert_eq!(describe(&file(b"f\0d9\0", PATH_TRUNCATED, 0)), b".../d9/f");
+        assert_eq!(describe(&mut file(b"f\0tmp\0", 0, 0)), b"/tmp/f");
+        assert_eq!(describe(&mut file(b"", 0, 0)), b"/");
         assert_eq!(
-            describe(&file(b"/tmp/x (deleted)\0", PATH_TEXT, 0)),
+            describe(&mut file(b"f\0d9\0", PATH_TRUNCATED, 0)),
+            b".../d9/f"
+        );
+        assert_eq!(
+            describe(&mut file(b"/tmp/x (deleted)\0", PATH_TEXT, 0)),
             b"/tmp/x (deleted)"
         );
         assert_eq!(
-            describe(&file(b"x\0", PATH_DELETED, 0)),
+            describe(&mut file(b"x\0", PATH_DELETED, 0)),
             b"/x (deleted)".to_vec()
         );
         assert_eq!(
-            describe(&file(b"dentry\0", PATH_DNAME, SOCKFS_MAGIC)),
+            describe(&mut file(b"dentry\0", PATH_DNAME, SOCKFS_MAGIC)),
             b"socket:[42]"
         );
         assert_eq!(
-            describe(&file(b"[eventfd]\0", PATH_DNAME, ANON_INODE_FS_MAGIC)),
+            describe(&mut file(b"[eventfd]\0", PATH_DNAME, ANON_INODE_FS_MAGIC)),
             b"anon_inode:[eventfd]"
         );
         assert_eq!(
-            describe(&file(b"net\0", PATH_DNAME, NSFS_MAGIC)),
+            describe(&mut file(b"net\0", PATH_DNAME, NSFS_MAGIC)),
             b"net:[42]"
         );
     }

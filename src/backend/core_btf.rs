@@ -15,7 +15,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 const BTF_MAGIC: u16 = 0xeb9f;
 const HDR_LEN: usize = 24;
@@ -315,7 +315,7 @@ impl CoreBtf {
     }
 
     /// Open options that point libbpf's CO-RE at this BTF. The pointer in
-    /// them stays valid as long as `self` (process-wide: forever).
+    /// them stays valid as long as `self` (for_object's: the process).
     pub fn open_opts(&self) -> libbpf_rs::libbpf_sys::bpf_object_open_opts {
         libbpf_rs::libbpf_sys::bpf_object_open_opts {
             sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_object_open_opts>() as _,
@@ -326,27 +326,31 @@ impl CoreBtf {
 }
 
 /// The reduced BTF for one of our objects (by its name in objinfo), built
-/// once per process; `None` (libbpf then searches the kernel's BTF whole) if
-/// it cannot be built or ITERSNAP_CORE_BTF=full asks for the whole search.
+/// on first use, once per process; `None` (libbpf then searches the
+/// kernel's BTF whole) if it cannot be built or ITERSNAP_CORE_BTF=full asks
+/// for the whole search.
 pub fn for_object(object: &str) -> Option<&'static CoreBtf> {
-    static BUILT: OnceLock<HashMap<&'static str, CoreBtf>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            if std::env::var_os("ITERSNAP_CORE_BTF").is_some_and(|v| v == "full") {
-                return HashMap::new();
-            }
-            let Ok(kernel) = crate::features::vmlinux_btf() else {
-                return HashMap::new();
-            };
-            crate::objinfo::OBJECTS
-                .iter()
-                .filter_map(|(name, bytes)| {
-                    let names = local_names(crate::objinfo::btf_section(bytes)?)?;
-                    Some((*name, CoreBtf::create(&reduce(kernel, &names)?)?))
-                })
-                .collect()
-        })
-        .get(object)
+    static BUILT: Mutex<Vec<(&'static str, Option<&'static CoreBtf>)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, core)) = built.iter().find(|(name, _)| *name == object) {
+        return *core;
+    }
+    let (name, bytes) = crate::objinfo::OBJECTS
+        .iter()
+        .find(|(name, _)| *name == object)?;
+    let core = (|| {
+        if std::env::var_os("ITERSNAP_CORE_BTF").is_some_and(|v| v == "full") {
+            return None;
+        }
+        let kernel = crate::features::vmlinux_btf().ok()?;
+        let names = local_names(crate::objinfo::btf_section(bytes)?)?;
+        // Lives as long as the process: libbpf holds its path.
+        Some(&*Box::leak(Box::new(CoreBtf::create(&reduce(
+            kernel, &names,
+        )?)?)))
+    })();
+    built.push((name, core));
+    core
 }
 
 #[cfg(test)]
