@@ -282,6 +282,10 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, diff: Option<&Diff>) -> io::Res
         tasks: diff.is_none().then_some(Tasks(&snap.rows)),
         diff: diff.map(diff_json),
     };
-    serde_json::to_writer(&mut *w, &obj)?;
-    writeln!(w)
+    // serde_json writes a few bytes at a time: give it a concrete buffer
+    // rather than calls through `dyn Write` for each of them.
+    let mut buffered = io::BufWriter::with_capacity(1 << 16, &mut *w);
+    serde_json::to_writer(&mut buffered, &obj)?;
+    buffered.write_all(b"\n")?;
+    buffered.flush()
 }
