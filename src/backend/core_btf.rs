@@ -15,7 +15,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 const BTF_MAGIC: u16 = 0xeb9f;
 const HDR_LEN: usize = 24;
@@ -114,17 +114,44 @@ fn vlen(info: u32) -> usize {
 
 /// A name without its `___flavor` suffix, as libbpf matches them.
 fn essential(name: &[u8]) -> &[u8] {
-    match memchr::memmem::rfind(name, b"___") {
+    // One searcher for the ~130,000 kernel names, not one per name.
+    static FLAVOR: OnceLock<memchr::memmem::FinderRev<'static>> = OnceLock::new();
+    let flavor = FLAVOR.get_or_init(|| memchr::memmem::FinderRev::new(b"___"));
+    match flavor.rfind(name) {
         Some(i) if i > 0 => &name[..i],
         _ => name,
     }
 }
 
+/// FNV-1a: the name set is ours and small, and SipHash's DoS resistance
+/// buys nothing against the kernel's own type names.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type NameSet = HashSet<Vec<u8>, std::hash::BuildHasherDefault<Fnv>>;
+
 /// The essential names of every named struct, union, enum and typedef in a
 /// BPF object's BTF: a superset of its CO-RE relocation roots.
-fn local_names(object_btf: &[u8]) -> Option<HashSet<Vec<u8>>> {
+fn local_names(object_btf: &[u8]) -> Option<NameSet> {
     let btf = Btf::parse(object_btf)?;
-    let mut names = HashSet::new();
+    let mut names = NameSet::default();
     for id in 1..=btf.offsets.len() as u32 {
         let rec = btf.record(id)?;
         if matches!(
@@ -143,7 +170,7 @@ fn local_names(object_btf: &[u8]) -> Option<HashSet<Vec<u8>>> {
 /// Builds the reduced BTF: the kernel types whose essential names are in
 /// `names`, and everything they embed. `None` on anything unexpected: the
 /// caller then lets libbpf search the kernel's BTF whole.
-fn reduce(kernel: &[u8], names: &HashSet<Vec<u8>>) -> Option<Vec<u8>> {
+fn reduce(kernel: &[u8], names: &NameSet) -> Option<Vec<u8>> {
     let btf = Btf::parse(kernel)?;
     let mut new_id: HashMap<u32, u32> = HashMap::new();
     let mut order: Vec<u32> = Vec::new();
