@@ -328,6 +328,28 @@ pub fn file_kind(i_mode: u32, magic: u32) -> &'static str {
     }
 }
 
+/// `name:[ino]`, as sockets, pipes and namespaces read; by hand, not with
+/// format!: most fds of a busy system are sockets and pipes.
+fn with_ino(name: &[u8], ino: u64) -> Vec<u8> {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut v = ino;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let mut out = Vec::with_capacity(name.len() + 3 + digits.len() - at);
+    out.extend_from_slice(name);
+    out.extend_from_slice(b":[");
+    out.extend_from_slice(&digits[at..]);
+    out.push(b']');
+    out
+}
+
 /// The text readlink shows for a file: d_path() for real paths, the
 /// filesystem's d_dname() convention for sockets, pipes, anon inodes,
 /// namespaces. Takes the record's path buffer and, for paths, rewrites it in
@@ -344,10 +366,10 @@ pub fn describe(rec: &mut FileRec) -> Vec<u8> {
         let first = &path[..first_len];
         let ino = rec.ino;
         return match rec.magic {
-            SOCKFS_MAGIC => format!("socket:[{ino}]").into_bytes(),
-            PIPEFS_MAGIC => format!("pipe:[{ino}]").into_bytes(),
+            SOCKFS_MAGIC => with_ino(b"socket", ino),
+            PIPEFS_MAGIC => with_ino(b"pipe", ino),
             PIDFS_MAGIC => b"anon_inode:[pidfd]".to_vec(),
-            NSFS_MAGIC => [first, format!(":[{ino}]").as_bytes()].concat(),
+            NSFS_MAGIC => with_ino(first, ino),
             ANON_INODE_FS_MAGIC => [b"anon_inode:", first].concat(),
             DMA_BUF_MAGIC => [b"/", first, b":"].concat(),
             // simple_dname(): pseudo files of internal mounts.
@@ -428,6 +450,22 @@ struct Process {
 /// Builds the snapshot from a backend's records. `skipped` is what the
 /// trigger guards skipped since the previous snapshot: (min-gap, busy), and
 /// the events the kernel missed.
+fn file_entry(mut f: FileRec) -> FileEntry {
+    FileEntry {
+        fd: f.fd,
+        desc: describe(&mut f),
+        kind: file_kind(f.i_mode, f.magic),
+        f_flags: f.f_flags,
+        f_mode: f.f_mode,
+        i_mode: f.i_mode,
+        dev: f.dev,
+        ino: f.ino,
+        pos: f.pos,
+        size: f.size,
+        truncated: f.path_flags & (PATH_TRUNCATED | PATH_FAULT) != 0,
+    }
+}
+
 pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -> Snapshot {
     let per_thread = ctx.per_thread;
     let ksyms = ctx.ksyms;
@@ -450,7 +488,7 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
         missed: skipped.2,
     };
     let mut procs: BTreeMap<u32, Process> = BTreeMap::new();
-    let mut files: BTreeMap<u32, Vec<FileRec>> = BTreeMap::new();
+    let mut files: BTreeMap<u32, Vec<FileEntry>> = BTreeMap::new();
     let mut stacks: BTreeMap<u32, StackRec> = BTreeMap::new();
     let mut counts = Counts {
         dropped: raw.dropped,
@@ -465,7 +503,7 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
     for rec in raw.records {
         match rec {
             Record::Task(t) => procs.entry(t.tgid).or_default().threads.push(t),
-            Record::File(f) => files.entry(f.pid).or_default().push(f),
+            Record::File(f) => files.entry(f.pid).or_default().push(file_entry(f)),
             Record::Stack(s) => {
                 stacks.insert(s.pid, s);
             }
@@ -489,24 +527,7 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
         counts.processes += 1;
         counts.threads += proc.threads.len();
 
-        let mut open_files: Vec<FileEntry> = files
-            .remove(&tgid)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|mut f| FileEntry {
-                fd: f.fd,
-                desc: describe(&mut f),
-                kind: file_kind(f.i_mode, f.magic),
-                f_flags: f.f_flags,
-                f_mode: f.f_mode,
-                i_mode: f.i_mode,
-                dev: f.dev,
-                ino: f.ino,
-                pos: f.pos,
-                size: f.size,
-                truncated: f.path_flags & (PATH_TRUNCATED | PATH_FAULT) != 0,
-            })
-            .collect();
+        let mut open_files: Vec<FileEntry> = files.remove(&tgid).unwrap_or_default();
         open_files.sort_by_key(|f| f.fd);
         open_files.dedup_by_key(|f| f.fd);
         counts.files += open_files.len();
@@ -652,6 +673,9 @@ mod tests {
             describe(&mut file(b"net\0", PATH_DNAME, NSFS_MAGIC)),
             b"net:[42]"
         );
+        for ino in [0, 7, 1234567890, u64::MAX] {
+            assert_eq!(with_ino(b"pipe", ino), format!("pipe:[{ino}]").as_bytes());
+        }
     }
 
     #[test]
