@@ -56,6 +56,18 @@ static __always_inline void emit(void *rec, __u32 size, __u64 flags)
 		ws.dropped++;
 }
 
+/* The fd array's entries for one bitmap word, read at once (walk_files). */
+struct fd_slots {
+	struct file *f[64];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fd_slots);
+} fd_slots_map SEC(".maps");
+
 /*
  * Every open file of one process. A global function, like fill_file(): the
  * verifier checks its two nested loops once, on their own, instead of inside
@@ -65,16 +77,19 @@ __noinline int walk_files(__u64 files_addr, __u32 tgid)
 {
 	struct files_struct *files = (struct files_struct *)files_addr;
 	union scratch *buf = scratch_buf();
+	__u32 zero = 0;
+	struct fd_slots *slots = bpf_map_lookup_elem(&fd_slots_map, &zero);
 	struct fdtable *fdt;
-	unsigned long *open_fds;
+	unsigned long *open_fds, *close_on_exec;
 	struct file **fd_array;
 	__u32 words;
 	int w;
 
-	if (!files || !buf)
+	if (!files || !buf || !slots)
 		return 0;
 	fdt = BPF_CORE_READ(files, fdt);
 	open_fds = BPF_CORE_READ(fdt, open_fds);
+	close_on_exec = BPF_CORE_READ(fdt, close_on_exec);
 	fd_array = BPF_CORE_READ(fdt, fd);
 	words = (BPF_CORE_READ(fdt, max_fds) + 63) / 64;
 	if (words > FD_WORDS_MAX) {
@@ -83,10 +98,23 @@ __noinline int walk_files(__u64 files_addr, __u32 tgid)
 	}
 
 	bpf_for(w, 0, words) {
-		unsigned long word = 0;
+		unsigned long word = 0, cloexec = 0;
 		int i;
 
+		__u32 span;
+
 		bpf_probe_read_kernel(&word, sizeof(word), open_fds + w);
+		if (!word)
+			continue;
+		bpf_probe_read_kernel(&cloexec, sizeof(cloexec), close_on_exec + w);
+		/*
+		 * The word's file pointers in one read: the first 16 when no
+		 * higher fd is open (the usual process), else all 64 (fd tables
+		 * grow in multiples of 64 entries: never past the array).
+		 */
+		span = (word >> 16 ? 64 : 16) * sizeof(struct file *);
+		if (bpf_probe_read_kernel(slots, span, fd_array + w * 64))
+			continue;
 		bpf_for(i, 0, 64) {
 			struct file *f = NULL;
 			__u64 low;
@@ -95,13 +123,16 @@ __noinline int walk_files(__u64 files_addr, __u32 tgid)
 
 			if (!word)
 				break;
+			__u32 bit;
+
 			low = word & -word;
 			word &= word - 1;
-			fd = w * 64 + debruijn64[(low * DEBRUIJN_MULT) >> 58];
-			bpf_probe_read_kernel(&f, sizeof(f), fd_array + fd);
+			bit = debruijn64[(low * DEBRUIJN_MULT) >> 58] & 63;
+			fd = w * 64 + bit;
+			f = slots->f[bit];
 			if (!f)
 				continue;
-			size = fill_file((__u64)f, (__u64)fdt, tgid, fd);
+			size = fill_file((__u64)f, tgid, fd, cloexec & low);
 			if (size) {
 				emit(&buf->file, size, BPF_RB_NO_WAKEUP);
 				ws.files++;

@@ -63,8 +63,8 @@ int dump_file(struct bpf_iter__task_file *ctx)
 	if (BPF_CORE_READ(t, pid) != tgid || !task_selected(t))
 		return 0;
 	/* fill_file() takes plain addresses: read the pointer as a number. */
-	size = fill_file((__u64)BPF_CORE_READ(ctx, file), (__u64)BPF_CORE_READ(t, files, fdt), tgid,
-			 ctx->fd);
+	size = fill_file((__u64)BPF_CORE_READ(ctx, file), tgid, ctx->fd,
+			 fd_cloexec(BPF_CORE_READ(t, files, fdt), ctx->fd));
 	buf = scratch_buf();
 	if (!buf || !size)
 		return 0;

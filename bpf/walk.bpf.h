@@ -234,6 +234,9 @@ struct path_walk {
 	struct vfsmount *vfsmnt;
 	struct mount *mnt;
 	struct dentry *mnt_root; /* vfsmnt->mnt_root, read once per mount */
+	/* d's parent and name when already read (the leaf: fill_path read it) */
+	struct dentry *parent;
+	const unsigned char *name;
 	__u32 done; /* reached the root (or failed: see r->path_flags) */
 };
 
@@ -258,8 +261,13 @@ static long path_step(__u32 i, void *arg)
 	__u32 off;
 	long n;
 
-	/* The dentry's parent and name: one read, not two. */
-	if (!c || DENTRY_SPAN > COPY_BYTES || bpf_probe_read_kernel(c->data, DENTRY_SPAN, d)) {
+	/* The dentry's parent and name: known already, or one read, not two. */
+	if (w->name) {
+		parent = w->parent;
+		name = w->name;
+		w->name = NULL;
+	} else if (!c || DENTRY_SPAN > COPY_BYTES ||
+		   bpf_probe_read_kernel(c->data, DENTRY_SPAN, d)) {
 		parent = BPF_CORE_READ(d, d_parent);
 		name = BPF_CORE_READ(d, d_name.name);
 	} else {
@@ -358,6 +366,8 @@ static __always_inline void fill_path(struct dentry *d, struct vfsmount *vfsmnt,
 		.vfsmnt = vfsmnt,
 		.mnt = mnt,
 		.mnt_root = BPF_CORE_READ(vfsmnt, mnt_root),
+		.parent = parent,
+		.name = leaf_name,
 	};
 	/*
 	 * bpf_loop (5.17+) verifies the step once; a bounded loop verifies it at
@@ -406,7 +416,10 @@ static __always_inline __u32 file_rec_set_text(struct file_rec *r, long len)
 
 #define O_CLOEXEC_FLAG 02000000
 
-/* Is close-on-exec set for fd? It lives in the fd table, not in f_flags. */
+/*
+ * Is close-on-exec set for fd? It lives in the fd table, not in f_flags. The
+ * open-coded walk reads the bitmap a word per 64 fds instead (walk_files).
+ */
 static __always_inline bool fd_cloexec(struct fdtable *fdt, int fd)
 {
 	unsigned long *bits = BPF_CORE_READ(fdt, close_on_exec);
@@ -419,17 +432,16 @@ static __always_inline bool fd_cloexec(struct fdtable *fdt, int fd)
 
 /*
  * Fill the CPU's scratch file record; returns its size (header plus used path
- * bytes, 8-aligned), 0 on failure. f_flags gets O_CLOEXEC from the fd table,
- * as /proc/PID/fdinfo shows it.
+ * bytes, 8-aligned), 0 on failure. f_flags gets O_CLOEXEC when the caller
+ * found it in the fd table (`cloexec`), as /proc/PID/fdinfo shows it.
  *
  * A global function: the verifier checks it once, on its own, instead of at
  * every call site inside the nested fd and task loops. Its pointers come as
  * plain numbers because it only ever reads them through probe reads.
  */
-__noinline __u32 fill_file(__u64 file_addr, __u64 fdt_addr, __u32 tgid, int fd)
+__noinline __u32 fill_file(__u64 file_addr, __u32 tgid, int fd, bool cloexec)
 {
 	struct file *f = (struct file *)file_addr;
-	struct fdtable *fdt = (struct fdtable *)fdt_addr;
 	union scratch *buf = scratch_buf();
 	struct struct_copy *c = copy_buf();
 	struct dentry *dentry;
@@ -476,7 +488,7 @@ __noinline __u32 fill_file(__u64 file_addr, __u64 fdt_addr, __u32 tgid, int fd)
 		r->size = BPF_CORE_READ(inode, i_size);
 		sb = BPF_CORE_READ(inode, i_sb);
 	}
-	if (fd_cloexec(fdt, fd))
+	if (cloexec)
 		r->f_flags |= O_CLOEXEC_FLAG;
 	if (SB_SPAN <= COPY_BYTES && !bpf_probe_read_kernel(c->data, SB_SPAN, sb)) {
 		r->magic = COPIED(c->data, struct super_block, s_magic);
