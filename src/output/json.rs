@@ -99,7 +99,8 @@ struct FileJson<'a> {
     /// Octal, exactly as /proc/PID/fdinfo's `flags:` line.
     #[serde(serialize_with = "octal")]
     flags: u32,
-    flag_names: Vec<Cow<'static, str>>,
+    #[serde(serialize_with = "flag_names")]
+    flag_names: u32,
     mode: u32,
     /// The kernel's dev_t encoding (MAJOR << 20 | MINOR) as "major:minor".
     #[serde(serialize_with = "major_minor")]
@@ -110,12 +111,36 @@ struct FileJson<'a> {
     truncated: bool,
 }
 
+/// Digits of `v` in `base`, written backwards from the end of `buf`;
+/// returns where they start. By hand: these run for every file.
+fn digits(buf: &mut [u8], mut at: usize, mut v: u32, base: u32) -> usize {
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % base) as u8;
+        v /= base;
+        if v == 0 {
+            return at;
+        }
+    }
+}
+
 fn octal<S: Serializer>(flags: &u32, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&format_args!("0{flags:o}"))
+    let mut buf = [0u8; 16];
+    let at = digits(&mut buf, 16, *flags, 8) - 1;
+    buf[at] = b'0';
+    s.serialize_str(std::str::from_utf8(&buf[at..]).unwrap_or("0"))
 }
 
 fn major_minor<S: Serializer>(dev: &u32, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&format_args!("{}:{}", dev >> 20, dev & 0xfffff))
+    let mut buf = [0u8; 24];
+    let minor = digits(&mut buf, 24, dev & 0xfffff, 10);
+    buf[minor - 1] = b':';
+    let at = digits(&mut buf, minor - 1, dev >> 20, 10);
+    s.serialize_str(std::str::from_utf8(&buf[at..]).unwrap_or("0:0"))
+}
+
+fn flag_names<S: Serializer>(flags: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(super::open_flag_names_iter(*flags))
 }
 
 #[derive(Serialize)]
@@ -173,7 +198,7 @@ fn file_json(f: &FileEntry) -> FileJson<'_> {
         kind: f.kind,
         access: f.access(),
         flags: f.f_flags,
-        flag_names: super::open_flag_names(f.f_flags),
+        flag_names: f.f_flags,
         mode: f.i_mode,
         dev: f.dev,
         ino: f.ino,
@@ -288,4 +313,22 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, diff: Option<&Diff>) -> io::Res
     serde_json::to_writer(&mut buffered, &obj)?;
     buffered.write_all(b"\n")?;
     buffered.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written numbers read as format! would write them.
+    #[test]
+    fn numbers_match_their_format() {
+        for v in [0, 1, 0o2104002, 0o40000000, u32::MAX] {
+            let mut out = Vec::new();
+            octal(&v, &mut serde_json::Serializer::new(&mut out)).unwrap();
+            assert_eq!(out, format!("\"0{v:o}\"").into_bytes());
+            let mut out = Vec::new();
+            major_minor(&v, &mut serde_json::Serializer::new(&mut out)).unwrap();
+            assert_eq!(out, format!("\"{}:{}\"", v >> 20, v & 0xfffff).into_bytes());
+        }
+    }
 }

@@ -259,23 +259,31 @@ const OPEN_FLAGS: &[(&str, &str, u32)] = &[
 /// Names of the flags set in `f_flags`, access mode first ("O_RDWR", ...);
 /// bits without a name are given in octal.
 pub fn open_flag_names(f_flags: u32) -> Vec<Cow<'static, str>> {
+    open_flag_names_iter(f_flags).collect()
+}
+
+/// The same names, one at a time (JSON writes them without a Vec per file).
+pub fn open_flag_names_iter(f_flags: u32) -> impl Iterator<Item = Cow<'static, str>> {
     let access = match f_flags & 0o3 {
         0 => "O_RDONLY",
         1 => "O_WRONLY",
         _ => "O_RDWR",
     };
-    let mut names = vec![Cow::Borrowed(access)];
+    // A flag's bits are taken once: O_SYNC includes O_DSYNC's bit.
     let mut rest = f_flags & !0o3;
-    for &(name, _, bits) in OPEN_FLAGS {
-        if rest & bits == bits {
-            names.push(Cow::Borrowed(name));
-            rest &= !bits;
+    let mut table = OPEN_FLAGS.iter();
+    let named = std::iter::from_fn(move || {
+        for &(name, _, bits) in table.by_ref() {
+            if rest & bits == bits {
+                rest &= !bits;
+                return Some(Cow::Borrowed(name));
+            }
         }
-    }
-    if rest != 0 {
-        names.push(Cow::Owned(format!("0{rest:o}")));
-    }
-    names
+        // Bits without a name, in octal, last.
+        let unnamed = std::mem::take(&mut rest);
+        (unnamed != 0).then(|| Cow::Owned(format!("0{unnamed:o}")))
+    });
+    std::iter::once(Cow::Borrowed(access)).chain(named)
 }
 
 /// lsof `+fg` style: "CX,NB"; the access mode is in the FD column already and
