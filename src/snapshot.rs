@@ -356,7 +356,7 @@ fn with_ino(name: &[u8], ino: u64) -> Vec<u8> {
 /// place: a snapshot can have 100,000 of them.
 pub fn describe(rec: &mut FileRec) -> Vec<u8> {
     let mut path = std::mem::take(&mut rec.path);
-    let first_len = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+    let first_len = memchr::memchr(0, &path).unwrap_or(path.len());
     // The kernel's d_path() already wrote what readlink shows.
     if rec.path_flags & PATH_TEXT != 0 {
         path.truncate(first_len);
@@ -450,6 +450,16 @@ struct Process {
 /// Builds the snapshot from a backend's records. `skipped` is what the
 /// trigger guards skipped since the previous snapshot: (min-gap, busy), and
 /// the events the kernel missed.
+/// Turns a file record's path into its final text now, while the record
+/// is fresh in the cache: a backend calls it on records that arrive while
+/// the walk still runs, when its reader would otherwise wait.
+pub fn settle_path(f: &mut FileRec) {
+    if f.path_flags & PATH_TEXT == 0 {
+        f.path = describe(f);
+        f.path_flags = PATH_TEXT | (f.path_flags & (PATH_TRUNCATED | PATH_FAULT));
+    }
+}
+
 fn file_entry(mut f: FileRec) -> FileEntry {
     FileEntry {
         fd: f.fd,
@@ -500,16 +510,33 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
         ),
         ..Counts::default()
     };
+    // A process's files arrive one after another: gather each run before
+    // touching the map, instead of a map lookup per file.
+    let mut run: Option<(u32, Vec<FileEntry>)> = None;
+    let mut end_run = |run: &mut Option<(u32, Vec<FileEntry>)>| {
+        if let Some((pid, mut list)) = run.take() {
+            files.entry(pid).or_default().append(&mut list);
+        }
+    };
     for rec in raw.records {
         match rec {
             Record::Task(t) => procs.entry(t.tgid).or_default().threads.push(t),
-            Record::File(f) => files.entry(f.pid).or_default().push(file_entry(f)),
+            Record::File(f) => {
+                if run.as_ref().is_none_or(|(pid, _)| *pid != f.pid) {
+                    end_run(&mut run);
+                    run = Some((f.pid, Vec::with_capacity(16)));
+                }
+                if let Some((_, list)) = run.as_mut() {
+                    list.push(file_entry(f));
+                }
+            }
             Record::Stack(s) => {
                 stacks.insert(s.pid, s);
             }
             Record::Begin(_) | Record::End(_) => {}
         }
     }
+    end_run(&mut run);
 
     let mut rows = Vec::with_capacity(procs.len());
     for (tgid, mut proc) in procs {

@@ -52,7 +52,6 @@ fn check_reports_open_coded_for_every_mode_here() {
         "bpf_iter_task_new",
         "bpf_iter_task_next",
         "bpf_iter_num_new",
-        "bpf_rcu_read_lock",
     ] {
         assert!(available("kfuncs", kfunc), "{kfunc}");
     }

@@ -167,6 +167,10 @@ impl OpenCodedBackend {
                         done.push(s);
                     }
                 }
+                Record::File(mut f) => {
+                    crate::snapshot::settle_path(&mut f);
+                    snap.records.push(Record::File(f));
+                }
                 other => snap.records.push(other),
             }
         }
