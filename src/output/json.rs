@@ -25,9 +25,6 @@ struct SnapshotJson<'a> {
     complete: bool,
     problems: &'a [String],
     counts: CountsJson,
-    /// The full task list, except in --diff mode after the first snapshot.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tasks: Option<Tasks<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     diff: Option<Value>,
 }
@@ -51,16 +48,8 @@ struct CountsJson {
     truncated: usize,
 }
 
-/// Rows and files are serialized straight from the snapshot, one at a
-/// time, never gathered into a second tree: a snapshot can hold 100,000 files.
-struct Tasks<'a>(&'a [TaskRow]);
-
-impl Serialize for Tasks<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(task_json))
-    }
-}
-
+/// Files are serialized straight from the snapshot, one at a time, never
+/// gathered into a second tree: a snapshot can hold 100,000 files.
 struct Files<'a>(&'a [FileEntry]);
 
 impl Serialize for Files<'_> {
@@ -304,20 +293,129 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, diff: Option<&Diff>) -> io::Res
             dropped: c.dropped,
             truncated: c.truncated,
         },
-        tasks: diff.is_none().then_some(Tasks(&snap.rows)),
         diff: diff.map(diff_json),
     };
-    // serde_json writes a few bytes at a time: give it a concrete buffer
-    // rather than calls through `dyn Write` for each of them.
-    let mut buffered = io::BufWriter::with_capacity(1 << 16, &mut *w);
-    serde_json::to_writer(&mut buffered, &obj)?;
-    buffered.write_all(b"\n")?;
-    buffered.flush()
+    let mut head = serde_json::to_vec(&obj)?;
+    // The full task list (not in --diff mode after the first snapshot) is
+    // the object's last key, written after the rest.
+    if diff.is_none() {
+        head.pop(); // the closing brace: the task list goes before it
+        head.extend_from_slice(b",\"tasks\":[");
+        w.write_all(&head)?;
+        let parts = tasks_json(&snap.rows)?;
+        for (i, part) in parts.iter().filter(|p| !p.is_empty()).enumerate() {
+            if i > 0 {
+                w.write_all(b",")?;
+            }
+            w.write_all(part)?;
+        }
+        w.write_all(b"]}\n")
+    } else {
+        head.push(b'\n');
+        w.write_all(&head)
+    }
+}
+
+/// The task list's elements, comma-separated, in consecutive parts. A big
+/// list is serialized in parallel, a part per CPU (up to 4), split by file
+/// count: serde_json writes ~200 bytes per file, the longest step after the
+/// walk, and the CPUs that ran the walk are idle by now.
+fn tasks_json(rows: &[TaskRow]) -> io::Result<Vec<Vec<u8>>> {
+    const PARALLEL_FROM_FILES: usize = 2000;
+    let files: usize = rows.iter().map(|r| r.files.len() + 1).sum();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let parts = if files < PARALLEL_FROM_FILES { 1 } else { cpus };
+    // Split points: equal shares of rows weighted by their files.
+    let mut bounds = vec![0];
+    let mut seen = 0;
+    for (i, r) in rows.iter().enumerate() {
+        seen += r.files.len() + 1;
+        if bounds.len() < parts && seen * parts >= files * bounds.len() {
+            bounds.push(i + 1);
+        }
+    }
+    bounds.push(rows.len());
+    bounds.dedup();
+    let serialize = |chunk: &[TaskRow]| -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(chunk.len() * 256);
+        for (i, row) in chunk.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, &task_json(row))?;
+        }
+        Ok(out)
+    };
+    if bounds.len() <= 2 {
+        return Ok(vec![serialize(rows)?]);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = bounds
+            .windows(2)
+            .map(|b| scope.spawn(move || serialize(&rows[b[0]..b[1]])))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("JSON thread panicked")))
+            })
+            .collect()
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// In parts (in parallel) or whole, the task list reads the same.
+    #[test]
+    fn task_list_parts_join_to_the_whole() {
+        let file = |fd| FileEntry {
+            fd,
+            desc: format!("/tmp/f{fd}").into_bytes(),
+            kind: "REG",
+            f_flags: 2,
+            f_mode: 0,
+            i_mode: 0o100600,
+            dev: 1 << 20 | 3,
+            ino: fd as u64,
+            pos: 0,
+            size: 0,
+            truncated: false,
+        };
+        for (n, files_each) in [(0, 0), (1, 0), (3, 5000), (500, 10), (7, 1)] {
+            let rows: Vec<TaskRow> = (0..n)
+                .map(|i| TaskRow {
+                    pid: i,
+                    tid: i,
+                    ppid: 1,
+                    comm: b"x".to_vec(),
+                    state: 'S',
+                    uid: 0,
+                    euid: 0,
+                    gid: 0,
+                    threads: 1,
+                    utime_ns: 0,
+                    stime_ns: 0,
+                    start_ns: 0,
+                    kthread: false,
+                    files: (0..files_each).map(file).collect(),
+                    stack: None,
+                })
+                .collect();
+            let whole =
+                serde_json::to_vec(&rows.iter().map(task_json).collect::<Vec<_>>()).unwrap();
+            let parts = tasks_json(&rows).unwrap();
+            let joined = parts
+                .iter()
+                .filter(|p| !p.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(&b","[..]);
+            assert_eq!([&b"["[..], &joined, b"]"].concat(), whole, "{n} rows");
+        }
+    }
 
     /// The hand-written numbers read as format! would write them.
     #[test]
