@@ -93,9 +93,16 @@ impl OpenCodedBackend {
     fn run_oneshot(&mut self, done: &mut Vec<RawSnapshot>) -> Result<()> {
         let fd = self.skel.progs.snapshot_once.as_fd().as_raw_fd();
         let runner = std::thread::spawn(move || test_run(fd));
-        while !runner.is_finished() {
+        // Until the end record is in (not until the thread is seen done:
+        // the wait for that would be one more poll timeout).
+        while done.is_empty() && !runner.is_finished() {
             let bytes = self.events.poll(Duration::from_millis(1))?;
             self.route(&bytes, done);
+        }
+        if !done.is_empty() {
+            // The end record is the program's last act: the walk is whole,
+            // and its thread returns on its own.
+            return Ok(());
         }
         runner
             .join()
