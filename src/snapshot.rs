@@ -332,16 +332,7 @@ pub fn file_kind(i_mode: u32, magic: u32) -> &'static str {
 /// format!: most fds of a busy system are sockets and pipes.
 fn with_ino(name: &[u8], ino: u64) -> Vec<u8> {
     let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut v = ino;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
+    let at = crate::output::digits_before(&mut digits, 20, ino, 10);
     let mut out = Vec::with_capacity(name.len() + 3 + digits.len() - at);
     out.extend_from_slice(name);
     out.extend_from_slice(b":[");

@@ -266,14 +266,15 @@ fn sleep_stack_names_nanosleep_with(backend: &str) {
     );
 
     let pid_arg = pid.to_string();
-    let snap = snapshot(&[
+    let args = [
         "--backend",
         backend,
         "--stacks",
         "--no-files",
         "--pid",
         &pid_arg,
-    ]);
+    ];
+    let snap = snapshot(&args);
     let row = rows_of(&snap, pid)[0];
     let ours: Vec<String> = row["stack"]
         .as_array()
@@ -287,14 +288,7 @@ fn sleep_stack_names_nanosleep_with(backend: &str) {
     assert_eq!(ours, proc, "{backend}");
 
     // The table shows the same frames.
-    let out = itersnap(&[
-        "--backend",
-        backend,
-        "--stacks",
-        "--no-files",
-        "--pid",
-        &pid_arg,
-    ]);
+    let out = itersnap(&args);
     assert!(out.status.success());
     let table = String::from_utf8_lossy(&out.stdout);
     for frame in &proc {

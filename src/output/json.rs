@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use serde::{Serialize, Serializer};
 use serde_json::{json, Value};
 
-use super::rfc3339;
+use super::{digits_before, rfc3339};
 use crate::diff::{Diff, FileChange, TaskRef};
 use crate::snapshot::{Actor, FileEntry, Snapshot, TaskRow, Trigger};
 
@@ -100,31 +100,18 @@ struct FileJson<'a> {
     truncated: bool,
 }
 
-/// Digits of `v` in `base`, written backwards from the end of `buf`;
-/// returns where they start. By hand: these run for every file.
-fn digits(buf: &mut [u8], mut at: usize, mut v: u32, base: u32) -> usize {
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (v % base) as u8;
-        v /= base;
-        if v == 0 {
-            return at;
-        }
-    }
-}
-
 fn octal<S: Serializer>(flags: &u32, s: S) -> Result<S::Ok, S::Error> {
     let mut buf = [0u8; 16];
-    let at = digits(&mut buf, 16, *flags, 8) - 1;
+    let at = digits_before(&mut buf, 16, u64::from(*flags), 8) - 1;
     buf[at] = b'0';
     s.serialize_str(std::str::from_utf8(&buf[at..]).unwrap_or("0"))
 }
 
 fn major_minor<S: Serializer>(dev: &u32, s: S) -> Result<S::Ok, S::Error> {
     let mut buf = [0u8; 24];
-    let minor = digits(&mut buf, 24, dev & 0xfffff, 10);
+    let minor = digits_before(&mut buf, 24, u64::from(dev & 0xfffff), 10);
     buf[minor - 1] = b':';
-    let at = digits(&mut buf, minor - 1, dev >> 20, 10);
+    let at = digits_before(&mut buf, minor - 1, u64::from(dev >> 20), 10);
     s.serialize_str(std::str::from_utf8(&buf[at..]).unwrap_or("0:0"))
 }
 

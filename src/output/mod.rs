@@ -170,6 +170,21 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// Writes the digits of `v` in `base` so that they end just before
+/// `buf[end]`; returns where they start. By hand, not with the formatting
+/// machinery: numbers like these are written for every file of a snapshot.
+pub fn digits_before(buf: &mut [u8], end: usize, mut v: u64, base: u64) -> usize {
+    let mut at = end;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % base) as u8;
+        v /= base;
+        if v == 0 {
+            return at;
+        }
+    }
+}
+
 /// Bytes from the kernel made safe for a terminal: invalid UTF-8 and control
 /// characters are escaped as \xNN, backslashes doubled.
 pub fn printable(bytes: &[u8]) -> Cow<'_, str> {

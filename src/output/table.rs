@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::{open_flags_short, printable, rfc3339, Column, Paint, Printer};
+use super::{digits_before, open_flags_short, printable, rfc3339, Column, Paint, Printer};
 use crate::diff::{Diff, TaskRef};
 use crate::snapshot::{FileEntry, Snapshot, TaskRow};
 
@@ -419,16 +419,7 @@ fn write_file_line(
 
 /// Decimal digits of `n` in `buf`, without the formatting machinery.
 fn format_int(buf: &mut [u8; 12], n: i32) -> &[u8] {
-    let mut v = n.unsigned_abs();
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
+    let mut at = digits_before(buf, 12, u64::from(n.unsigned_abs()), 10);
     if n < 0 {
         at -= 1;
         buf[at] = b'-';
