@@ -210,6 +210,8 @@ static __always_inline void on_trigger(struct begin_rec *b)
 SEC("raw_tp")
 int snapshot_once(void *ctx)
 {
+	/* The test run is itersnap's own thread: its root is at hand. */
+	learn_root((struct task_struct *)bpf_get_current_task());
 	fire(TRIGGER_ONESHOT, 0, NULL);
 	return 0;
 }

@@ -60,6 +60,9 @@ impl OpenCodedBackend {
             .snapshot_once
             .set_autoload(trig.spec.is_oneshot());
         open.progs.bare_walk.set_autoload(false);
+        open.progs
+            .learn_reader_root
+            .set_autoload(!trig.spec.is_oneshot());
         open.maps
             .events
             .set_max_entries(ring_bytes)
@@ -71,11 +74,15 @@ impl OpenCodedBackend {
             .load()
             .context("loading the open-coded BPF programs (--verbose shows the verifier log)")?;
         let trigger = attach_trigger(trigger_programs!(skel), trig)?;
-        // Paths end at itersnap's own root, as readlink's do: learn it here.
-        skel.progs
-            .learn_reader_root
-            .test_run(ProgramInput::default())
-            .context("running the root-learning program")?;
+        // Paths end at itersnap's own root, as readlink's do: triggers fire
+        // in other tasks' contexts, so learn it here (a one-shot learns it
+        // itself: it runs in itersnap's thread).
+        if !trig.spec.is_oneshot() {
+            skel.progs
+                .learn_reader_root
+                .test_run(ProgramInput::default())
+                .context("running the root-learning program")?;
+        }
         let events = EventStream::new(&skel.maps.events)?;
         Ok(OpenCodedBackend {
             skel,
