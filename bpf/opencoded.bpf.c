@@ -99,9 +99,8 @@ __noinline int walk_files(__u64 files_addr, __u32 tgid)
 
 	bpf_for(w, 0, words) {
 		unsigned long word = 0, cloexec = 0;
-		int i;
-
 		__u32 span;
+		int i;
 
 		bpf_probe_read_kernel(&word, sizeof(word), open_fds + w);
 		if (!word)
@@ -117,14 +116,12 @@ __noinline int walk_files(__u64 files_addr, __u32 tgid)
 			continue;
 		bpf_for(i, 0, 64) {
 			struct file *f = NULL;
+			__u32 size, bit;
 			__u64 low;
-			__u32 size;
 			int fd;
 
 			if (!word)
 				break;
-			__u32 bit;
-
 			low = word & -word;
 			word &= word - 1;
 			bit = debruijn64[(low * DEBRUIJN_MULT) >> 58] & 63;
