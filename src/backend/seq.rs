@@ -45,43 +45,17 @@ pub struct SeqBackend {
 impl SeqBackend {
     pub fn new(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Self> {
         // Paths come from the kernel's d_path() where iterator programs may
-        // call it; a kernel that refuses it gets the walk (bpf/walk.bpf.h).
-        if walk.files {
-            if let Ok(backend) = Self::load(walk, trig, true) {
-                return Ok(backend);
-            }
-        }
-        Self::load(walk, trig, false)
-    }
-
-    fn load(walk: &WalkOptions, trig: &TriggerOptions, d_path: bool) -> Result<Self> {
-        let mut open = open_configured!(SeqiterSkelBuilder, "seqiter", "seq-iterator", walk, trig);
-        if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-            rodata.cfg_ringbuf_bytes = u64::from(ringbuf_bytes(SEQ_RINGBUF_BYTES));
-            if d_path {
-                rodata.cfg_flags |= OPT_D_PATH;
-            }
-        }
-        select_trigger_program!(open.progs, &trig.spec);
-        // Old kernels get a user-space timer instead of a perf-event program.
+        // call it; a kernel whose verifier refuses it gets the walk's own
+        // (bpf/walk.bpf.h): the programs are loaded again without it.
+        let (skel, d_path) = match Self::load(walk, trig, walk.files) {
+            Ok(skel) => (skel, walk.files),
+            Err(_) if walk.files => (Self::load(walk, trig, false)?, false),
+            Err(e) => return Err(e),
+        };
         let timer = match trig.spec {
-            TriggerSpec::Interval { period } => {
-                open.progs.on_timer.set_autoload(false);
-                Some((period, Instant::now(), 0))
-            }
+            TriggerSpec::Interval { period } => Some((period, Instant::now(), 0)),
             _ => None,
         };
-        if !walk.files {
-            open.progs.dump_file.set_autoload(false);
-        }
-        // Only begin records travel through it: a few pages are plenty.
-        open.maps
-            .events
-            .set_max_entries(ringbuf_bytes(SEQ_RINGBUF_BYTES))
-            .context("sizing the ring buffer")?;
-        let skel = open
-            .load()
-            .context("loading the seq-iterator BPF programs (--verbose shows the verifier log)")?;
         let task_link = skel
             .progs
             .dump_task
@@ -113,6 +87,37 @@ impl SeqBackend {
             d_path,
             timer,
         })
+    }
+
+    /// Opens, configures and loads the programs; `d_path` asks for paths
+    /// from bpf_d_path().
+    fn load(
+        walk: &WalkOptions,
+        trig: &TriggerOptions,
+        d_path: bool,
+    ) -> Result<SeqiterSkel<'static>> {
+        let mut open = open_configured!(SeqiterSkelBuilder, "seqiter", "seq-iterator", walk, trig);
+        if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+            rodata.cfg_ringbuf_bytes = u64::from(ringbuf_bytes(SEQ_RINGBUF_BYTES));
+            if d_path {
+                rodata.cfg_flags |= OPT_D_PATH;
+            }
+        }
+        select_trigger_program!(open.progs, &trig.spec);
+        // Old kernels get a user-space timer instead of a perf-event program.
+        if let TriggerSpec::Interval { .. } = trig.spec {
+            open.progs.on_timer.set_autoload(false);
+        }
+        if !walk.files {
+            open.progs.dump_file.set_autoload(false);
+        }
+        // Only begin records travel through it: a few pages are plenty.
+        open.maps
+            .events
+            .set_max_entries(ringbuf_bytes(SEQ_RINGBUF_BYTES))
+            .context("sizing the ring buffer")?;
+        open.load()
+            .context("loading the seq-iterator BPF programs (--verbose shows the verifier log)")
     }
 
     /// The user-space timer: waits for the next tick (at most `timeout`),
