@@ -173,6 +173,10 @@ impl Fixture {
     fn start_with(tag: &str, event: Option<&str>, extra_fds: usize) -> Fixture {
         let comm = unique_comm(tag);
         let dir = std::env::temp_dir().join(format!("itersnap-{comm}"));
+        // Not the test's stderr: that file is written by other tests as this
+        // one compares the fixture's fds (and their positions) with /proc.
+        let stderr_path = fixture_stderr(&dir);
+        let stderr = fs::File::create(&stderr_path).expect("creating the fixture's stderr");
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["fixture_process", "--exact", "--nocapture", "--quiet"])
             .env("ITERSNAP_FIXTURE", &comm)
@@ -181,7 +185,7 @@ impl Fixture {
             .env("ITERSNAP_FIXTURE_EXTRA_FDS", extra_fds.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("starting the fixture");
         // libtest prints its own lines first; the fixture's is "ready".
@@ -190,7 +194,11 @@ impl Fixture {
         while line.trim() != "ready" {
             line.clear();
             let n = stdout.read_line(&mut line).unwrap();
-            assert!(n > 0, "fixture exited before it was ready");
+            assert!(
+                n > 0,
+                "fixture exited before it was ready: {}",
+                fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
         }
         Fixture {
             pid: child.id(),
@@ -238,7 +246,15 @@ impl Drop for Fixture {
         drop(self.child.stdin.take());
         let _ = self.child.wait();
         let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_file(fixture_stderr(&self.dir));
     }
+}
+
+/// Where a fixture's stderr goes: beside its directory, not in it.
+fn fixture_stderr(dir: &std::path::Path) -> PathBuf {
+    let mut path = dir.as_os_str().to_owned();
+    path.push(".stderr");
+    PathBuf::from(path)
 }
 
 /// Number of threads the fixture starts besides the test harness's own.
