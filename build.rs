@@ -29,5 +29,6 @@ fn main() {
     println!("cargo:rerun-if-changed=bpf/itersnap.h");
     println!("cargo:rerun-if-changed=bpf/walk.bpf.h");
     println!("cargo:rerun-if-changed=bpf/trigger.bpf.h");
+    println!("cargo:rerun-if-changed=bpf/complete.bpf.h");
     println!("cargo:rerun-if-changed=bpf/vmlinux.h");
 }

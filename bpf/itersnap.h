@@ -12,7 +12,7 @@
 #ifndef ITERSNAP_H
 #define ITERSNAP_H
 
-#define ITERSNAP_ABI 2
+#define ITERSNAP_ABI 3
 
 #define COMM_LEN 16
 /* Longest single path component the kernel allows (NAME_MAX) + NUL. */
@@ -69,7 +69,23 @@ struct task_rec {
 	__u64 dead_runtime_ns;
 	__u64 start_ns;		/* start_time, monotonic clock */
 	char comm[COMM_LEN];
+	__u64 taken_ns;		/* bpf_ktime_get_ns() when this record was filled */
+	__u32 capture;		/* enum capture_flags */
+	__u32 fds_upto;		/* with CAPTURE_FILES: fds below this were walked in the event */
 };
+
+/*
+ * Where a task record was filled: inside the event (the trigger program,
+ * within --event-budget), or after it (the seq iterators that complete the
+ * snapshot from a preemptible context).
+ */
+enum capture_flags {
+	CAPTURE_IN_EVENT = 1 << 0,
+	/* A leader whose fd table the trigger program walked: its fds below
+	 * fds_upto are the event's (FDS_ALL: every one), the rest come after. */
+	CAPTURE_FILES = 1 << 1,
+};
+#define FDS_ALL 0xffffffffU
 
 /* How path[] of a file record is to be read. */
 enum path_flags {
@@ -113,9 +129,9 @@ struct stack_rec {
 };
 
 /*
- * Sent when a trigger fires. The open-coded backend follows it with the
- * walk's records and an end_rec; the seq backend's trigger programs send only
- * this, and user space then reads the seq iterators.
+ * Sent when a trigger fires, followed by the records captured inside the
+ * event (within --event-budget) and an end_rec. User space then completes the
+ * snapshot with the seq iterators (unless END_ALL_TASKS).
  */
 struct begin_rec {
 	struct rec_hdr hdr;
@@ -134,15 +150,23 @@ struct begin_rec {
 	char target_comm[COMM_LEN];
 };
 
+/* The last record of a trigger program's run: what its in-event part emitted. */
 struct end_rec {
 	struct rec_hdr hdr;
-	__u32 tasks;		/* records emitted by the walk, by kind */
+	__u32 tasks;		/* records emitted in the event, by kind */
 	__u32 files;
 	__u32 stacks;
 	__u32 truncated_fds;	/* fd tables larger than the scan bound */
-	__u64 ktime_ns;		/* end of the walk */
+	__u64 ktime_ns;		/* end of the in-event part */
 	__u64 emitted;		/* records emitted before this one, begin_rec included */
 	__u64 dropped;		/* of those, lost because the ring buffer was full */
+	__u32 flags;		/* enum end_flags */
+	__u32 _pad;
+};
+
+enum end_flags {
+	END_BUDGET_HIT = 1 << 0,  /* --event-budget ran out: the rest comes after */
+	END_ALL_TASKS = 1 << 1,	  /* every selected task was captured in the event */
 };
 
 /*
@@ -154,10 +178,12 @@ struct end_rec {
 
 struct snap_stats {
 	__u32 seq;
-	__u32 done;		/* walk finished (end_rec emitted or dropped) */
+	__u32 done;		/* in-event part finished (end_rec emitted or dropped) */
 	__u64 emitted;		/* every record of the snapshot, end_rec included */
 	__u64 dropped;
-	__u64 walk_ns;
+	__u64 walk_ns;		/* the in-event part */
+	__u32 flags;		/* enum end_flags */
+	__u32 _pad;
 };
 
 /* Filters and options fixed before load (.rodata of every program). */

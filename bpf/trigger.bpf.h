@@ -2,11 +2,15 @@
 /*
  * Trigger programs shared by both backends. Each decides whether its event
  * is one the user asked for, passes the in-kernel guards (--count, --min-gap,
- * single flight), fills a begin_rec and hands it to on_trigger(), which the
- * including object defines:
- *   - opencoded.bpf.c walks every task right there, inside the event;
- *   - seqiter.bpf.c only reports the event; user space then reads the seq
- *     iterators.
+ * single flight), fills a begin_rec and captures, inside the event and
+ * within --event-budget, what the event is about: the task that caused it,
+ * a signal's target, and (capture_more(), which the including object
+ * defines) whatever else it can reach in the budget:
+ *   - opencoded.bpf.c walks the tasks a COMM/--pid filter selects with the
+ *     open-coded task iterator (6.7+);
+ *   - seqiter.bpf.c captures only the event's own tasks (5.8+).
+ * User space completes the snapshot right after, preemptibly, with the seq
+ * iterators (complete.bpf.h), and clears `busy` when it is done.
  */
 #ifndef TRIGGER_BPF_H
 #define TRIGGER_BPF_H
@@ -29,6 +33,8 @@ const volatile char cfg_target_comm[COMM_LEN] = {};
 const volatile __u64 cfg_min_gap_ns = 0;
 const volatile __u64 cfg_max_snapshots = 0;	/* 0: no limit */
 const volatile __u64 cfg_ringbuf_bytes = 0;	/* size of the events map */
+/* --event-budget: the longest a trigger program may capture inside the event. */
+const volatile __u64 cfg_event_budget_ns = 1000000;
 
 /* Guard state; user space reads the counters (and, for seq, clears busy). */
 __u64 busy = 0;
@@ -117,8 +123,317 @@ static __always_inline bool gate_open(__u64 now)
 	return true;
 }
 
-/* Defined by the object that includes this header. */
-static __always_inline void on_trigger(struct begin_rec *b);
+/* Counters of the in-event part in progress (single flight: one at a time). */
+struct walk_state {
+	__u64 emitted;
+	__u64 dropped;
+	__u32 tasks;
+	__u32 files;
+	__u32 stacks;
+	__u32 truncated_fds;
+	__u32 budget_hit;
+	__u32 ncaptured;
+	__u32 captured[4];	/* tids captured already: the event's own tasks */
+};
+struct walk_state ws = {};
+
+static __always_inline void emit(void *rec, __u32 size, __u64 flags)
+{
+	/* Keep the bound check on the very register passed to the helper. */
+	barrier_var(size);
+	if (size > sizeof(union scratch))
+		return;
+	ws.emitted++;
+	if (bpf_ringbuf_output(&events, rec, size, flags))
+		ws.dropped++;
+}
+
+/* Has the in-event part used its budget? Then the rest comes after. */
+static __always_inline bool over_budget(__u64 deadline)
+{
+	if (bpf_ktime_get_ns() < deadline)
+		return false;
+	ws.budget_hit = 1;
+	return true;
+}
+
+#ifdef WALK_USE_BPF_FOR
+/* Words of the open-fds bitmap scanned per process: 262,144 fds. */
+#define FD_WORDS_MAX 4096
+
+/* Index of the lowest set bit: BPF has no count-trailing-zeros instruction. */
+const volatile __u8 debruijn64[64] = {
+	0,  1,  2,  53, 3,  7,  54, 27, 4,  38, 41, 8,  34, 55, 48, 28,
+	62, 5,  39, 46, 44, 42, 22, 9,  24, 35, 59, 56, 49, 18, 29, 11,
+	63, 52, 6,  26, 37, 40, 33, 47, 61, 45, 43, 21, 23, 58, 17, 10,
+	51, 25, 36, 32, 60, 20, 57, 16, 50, 31, 19, 15, 30, 14, 13, 12,
+};
+#define DEBRUIJN_MULT 0x022fdd63cc95386dULL
+
+/* The fd array's entries for one bitmap word, read at once (capture_fds). */
+struct fd_slots {
+	struct file *f[64];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fd_slots);
+} fd_slots_map SEC(".maps");
+
+/*
+ * The open files of one process, in fd order, until the deadline. Returns
+ * the first fd not walked (FDS_ALL: none left). A global function, like
+ * fill_file(): the verifier checks its nested loops once, on their own.
+ * bpf_for (6.4+) lets the loops run to the table's size.
+ */
+__noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline)
+{
+	struct files_struct *files = (struct files_struct *)files_addr;
+	union scratch *buf = scratch_buf();
+	__u32 zero = 0;
+	struct fd_slots *slots = bpf_map_lookup_elem(&fd_slots_map, &zero);
+	struct fdtable *fdt;
+	unsigned long *open_fds, *close_on_exec;
+	struct file **fd_array;
+	__u32 words;
+	int w;
+
+	if (!files || !buf || !slots)
+		return FDS_ALL;
+	fdt = BPF_CORE_READ(files, fdt);
+	open_fds = BPF_CORE_READ(fdt, open_fds);
+	close_on_exec = BPF_CORE_READ(fdt, close_on_exec);
+	fd_array = BPF_CORE_READ(fdt, fd);
+	words = (BPF_CORE_READ(fdt, max_fds) + 63) / 64;
+	if (words > FD_WORDS_MAX) {
+		words = FD_WORDS_MAX;
+		ws.truncated_fds++;
+	}
+
+	bpf_for(w, 0, words) {
+		unsigned long word = 0, cloexec = 0;
+		__u32 span;
+		int i;
+
+		bpf_probe_read_kernel(&word, sizeof(word), open_fds + w);
+		if (!word)
+			continue;
+		bpf_probe_read_kernel(&cloexec, sizeof(cloexec), close_on_exec + w);
+		/*
+		 * The word's file pointers in one read: the first 16 when no
+		 * higher fd is open (the usual process), else all 64 (fd tables
+		 * grow in multiples of 64 entries: never past the array).
+		 */
+		span = (word >> 16 ? 64 : 16) * sizeof(struct file *);
+		if (bpf_probe_read_kernel(slots, span, fd_array + w * 64))
+			continue;
+		bpf_for(i, 0, 64) {
+			struct file *f = NULL;
+			__u32 size, bit;
+			__u64 low;
+			int fd;
+
+			if (!word)
+				break;
+			low = word & -word;
+			word &= word - 1;
+			bit = debruijn64[(low * DEBRUIJN_MULT) >> 58] & 63;
+			fd = w * 64 + bit;
+			if (over_budget(deadline))
+				return fd;
+			f = slots->f[bit];
+			if (!f)
+				continue;
+			size = fill_file((__u64)f, tgid, fd, cloexec & low, false);
+			if (size) {
+				emit(&buf->file, size, BPF_RB_NO_WAKEUP);
+				ws.files++;
+			}
+		}
+	}
+	return FDS_ALL;
+}
+#else
+/*
+ * Kernels without bpf_for (before 6.4) verify a loop by running it: the
+ * in-event walk of one fd table stops at this many fds, and the rest of the
+ * table comes after the event.
+ */
+#define BOUNDED_FDS 256
+
+__noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline)
+{
+	struct files_struct *files = (struct files_struct *)files_addr;
+	union scratch *buf = scratch_buf();
+	unsigned long *open_fds, *close_on_exec;
+	unsigned long word = 0, cloexec = 0;
+	struct file **fd_array;
+	struct fdtable *fdt;
+	__u32 max_fds;
+
+	if (!files || !buf)
+		return FDS_ALL;
+	fdt = BPF_CORE_READ(files, fdt);
+	open_fds = BPF_CORE_READ(fdt, open_fds);
+	close_on_exec = BPF_CORE_READ(fdt, close_on_exec);
+	fd_array = BPF_CORE_READ(fdt, fd);
+	max_fds = BPF_CORE_READ(fdt, max_fds);
+
+	for (int fd = 0; fd < BOUNDED_FDS; fd++) {
+		struct file *f = NULL;
+		__u32 size;
+
+		if (fd >= max_fds)
+			return FDS_ALL;
+		if ((fd & 63) == 0) {
+			word = 0;
+			cloexec = 0;
+			bpf_probe_read_kernel(&word, sizeof(word), open_fds + fd / 64);
+			bpf_probe_read_kernel(&cloexec, sizeof(cloexec), close_on_exec + fd / 64);
+		}
+		if (!(word & (1UL << (fd & 63))))
+			continue;
+		if (over_budget(deadline))
+			return fd;
+		if (bpf_probe_read_kernel(&f, sizeof(f), fd_array + fd) || !f)
+			continue;
+		size = fill_file((__u64)f, tgid, fd, cloexec & (1UL << (fd & 63)), false);
+		if (size) {
+			emit(&buf->file, size, BPF_RB_NO_WAKEUP);
+			ws.files++;
+		}
+	}
+	return max_fds <= BOUNDED_FDS ? FDS_ALL : BOUNDED_FDS;
+}
+#endif
+
+static __always_inline bool captured_already(__u32 tid)
+{
+	for (int i = 0; i < 4; i++)
+		if (i < ws.ncaptured && ws.captured[i] == tid)
+			return true;
+	return false;
+}
+
+/*
+ * One task inside the event: for a leader its fd table first (so that its
+ * record can say how far the walk got), then its stack and its record.
+ */
+static __always_inline void capture_task(struct task_struct *t, __u64 deadline)
+{
+	union scratch *buf = scratch_buf();
+	__u32 pid = BPF_CORE_READ(t, pid);
+	__u32 tgid = BPF_CORE_READ(t, tgid);
+	__u32 capture = CAPTURE_IN_EVENT, fds_upto = 0, size;
+
+	if (!buf || over_budget(deadline))
+		return;
+	if (pid == tgid && (cfg_flags & OPT_FILES)) {
+		fds_upto = capture_fds((__u64)BPF_CORE_READ(t, files), tgid, deadline);
+		capture |= CAPTURE_FILES;
+	}
+	if (want_stack(t)) {
+		size = fill_stack(t, &buf->stack);
+		if (size && size <= sizeof(buf->stack)) {
+			emit(&buf->stack, size, BPF_RB_NO_WAKEUP);
+			ws.stacks++;
+		}
+	}
+	fill_task(t, &buf->task, capture, fds_upto);
+	emit(&buf->task, sizeof(buf->task), BPF_RB_NO_WAKEUP);
+	ws.tasks++;
+	if (ws.ncaptured < 4)
+		ws.captured[ws.ncaptured & 3] = pid;
+	ws.ncaptured++;
+}
+
+/* The event's own task t, if the snapshot selects it: its leader, then t. */
+static __always_inline void capture_process(struct task_struct *t, __u64 deadline)
+{
+	struct task_struct *leader;
+	__u32 pid;
+
+	if (!t)
+		return;
+	pid = BPF_CORE_READ(t, pid);
+	/* The idle task (an event in interrupt context) is not a process. */
+	if (pid == 0 || !task_selected(t))
+		return;
+	leader = BPF_CORE_READ(t, group_leader);
+	if (leader && !captured_already(BPF_CORE_READ(leader, pid)))
+		capture_task(leader, deadline);
+	if (leader != t && !captured_already(pid))
+		capture_task(t, deadline);
+}
+
+/* Defined by the object that includes this header: more tasks in the
+ * event, within the budget; returns true when every selected task was
+ * captured. */
+static __always_inline bool capture_more(__u64 deadline);
+
+/*
+ * The in-event part: begin_rec, the records of what the event is about,
+ * end_rec, then the stats slot. `busy` stays set: user space clears it once
+ * it has completed the snapshot.
+ */
+static __always_inline void on_trigger(struct begin_rec *b, struct task_struct *target)
+{
+	__u32 seq = b->hdr.seq;
+	struct snap_stats *st = &stats[seq & (STATS_SLOTS - 1)];
+	__u64 deadline = b->ktime_ns + cfg_event_budget_ns;
+	bool all_tasks = false;
+	union scratch *buf;
+	__u32 flags = 0;
+	__u64 end;
+
+	__builtin_memset(&ws, 0, sizeof(ws));
+	st->seq = seq;
+	st->done = 0;
+	emit(b, sizeof(*b), BPF_RB_NO_WAKEUP);
+	if (ws.dropped) {
+		/* Nobody will hear of this snapshot: let the next one come. */
+		st->emitted = 1;
+		st->dropped = 1;
+		st->walk_ns = 0;
+		st->flags = 0;
+		st->done = 1;
+		busy = 0;
+		return;
+	}
+	if (b->trigger != TRIGGER_TIMER) {
+		capture_process((struct task_struct *)bpf_get_current_task(), deadline);
+		capture_process(target, deadline);
+		all_tasks = capture_more(deadline);
+	}
+	buf = scratch_buf();
+	if (!buf)
+		return;
+	end = bpf_ktime_get_ns();
+	if (ws.budget_hit)
+		flags |= END_BUDGET_HIT;
+	/* Records lost on the way are completed after the event. */
+	if (all_tasks && !ws.budget_hit && !ws.dropped)
+		flags |= END_ALL_TASKS;
+	set_hdr(&buf->end.hdr, REC_END, sizeof(buf->end));
+	buf->end.tasks = ws.tasks;
+	buf->end.files = ws.files;
+	buf->end.stacks = ws.stacks;
+	buf->end.truncated_fds = ws.truncated_fds;
+	buf->end.ktime_ns = end;
+	buf->end.emitted = ws.emitted;
+	buf->end.dropped = ws.dropped;
+	buf->end.flags = flags;
+	buf->end._pad = 0;
+	emit(&buf->end, sizeof(buf->end), BPF_RB_FORCE_WAKEUP);
+
+	st->emitted = ws.emitted;
+	st->dropped = ws.dropped;
+	st->walk_ns = end - b->ktime_ns;
+	st->flags = flags;
+	st->done = 1;
+}
 
 static __always_inline int fire(__u32 trigger, __s32 arg, struct task_struct *target)
 {
@@ -153,7 +468,7 @@ static __always_inline int fire(__u32 trigger, __s32 arg, struct task_struct *ta
 	__builtin_memset(b->target_comm, 0, sizeof(b->target_comm));
 	if (target)
 		BPF_CORE_READ_STR_INTO(&b->target_comm, target, comm);
-	on_trigger(b);
+	on_trigger(b, target);
 	return 0;
 }
 

@@ -171,7 +171,9 @@ static __always_inline void set_hdr(struct rec_hdr *h, __u16 kind, __u16 size)
 	h->seq = snapshot_seq;
 }
 
-static __always_inline void fill_task(struct task_struct *t, struct task_rec *r)
+/* `capture` and `fds_upto`: where the record is filled (enum capture_flags). */
+static __always_inline void fill_task(struct task_struct *t, struct task_rec *r, __u32 capture,
+				      __u32 fds_upto)
 {
 	const struct cred *cred = BPF_CORE_READ(t, real_cred);
 	struct signal_struct *sig = BPF_CORE_READ(t, signal);
@@ -195,6 +197,9 @@ static __always_inline void fill_task(struct task_struct *t, struct task_rec *r)
 	r->dead_runtime_ns = BPF_CORE_READ(sig, sum_sched_runtime);
 	r->start_ns = BPF_CORE_READ(t, start_time);
 	BPF_CORE_READ_STR_INTO(&r->comm, t, comm);
+	r->capture = capture;
+	r->fds_upto = fds_upto;
+	r->taken_ns = bpf_ktime_get_ns();
 }
 
 /* Is a kernel stack wanted for this thread? Leaders only, unless --threads. */
@@ -433,13 +438,15 @@ static __always_inline bool fd_cloexec(struct fdtable *fdt, int fd)
 /*
  * Fill the CPU's scratch file record; returns its size (header plus used path
  * bytes, 8-aligned), 0 on failure. f_flags gets O_CLOEXEC when the caller
- * found it in the fd table (`cloexec`), as /proc/PID/fdinfo shows it.
+ * found it in the fd table (`cloexec`), as /proc/PID/fdinfo shows it. With
+ * `d_path_later` the path is left for the caller (file_rec_set_text()):
+ * iterator programs that may call bpf_d_path().
  *
  * A global function: the verifier checks it once, on its own, instead of at
  * every call site inside the nested fd and task loops. Its pointers come as
  * plain numbers because it only ever reads them through probe reads.
  */
-__noinline __u32 fill_file(__u64 file_addr, __u32 tgid, int fd, bool cloexec)
+__noinline __u32 fill_file(__u64 file_addr, __u32 tgid, int fd, bool cloexec, bool d_path_later)
 {
 	struct file *f = (struct file *)file_addr;
 	union scratch *buf = scratch_buf();
@@ -497,10 +504,9 @@ __noinline __u32 fill_file(__u64 file_addr, __u32 tgid, int fd, bool cloexec)
 		r->magic = BPF_CORE_READ(sb, s_magic);
 		r->dev = BPF_CORE_READ(sb, s_dev);
 	}
-	/* With OPT_D_PATH the caller writes the path (file_rec_set_text()). */
 	r->path_len = 0;
 	r->path_flags = 0;
-	if (!(cfg_flags & OPT_D_PATH))
+	if (!d_path_later)
 		fill_path(dentry, vfsmnt, inode, r);
 	return file_rec_size(r);
 }

@@ -116,6 +116,10 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = parse_gap, allow_hyphen_values = true, help_heading = "Triggers")]
     pub min_gap: Option<Duration>,
 
+    /// Longest time a trigger captures inside the event, with the CPU held (e.g. 500us, 1ms; 0: nothing in the event); the rest of the snapshot is completed right after, preemptibly
+    #[arg(long, value_name = "DURATION", value_parser = parse_event_budget, allow_hyphen_values = true, help_heading = "Triggers")]
+    pub event_budget: Option<Duration>,
+
     /// Which kernel mechanism takes the snapshot
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
@@ -280,6 +284,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn parse_gap(s: &str) -> Result<Duration, String> {
     parse_duration(s)
+}
+
+/// Above this a CPU held inside an event stalls everything else on it for
+/// longer than any production machine tolerates.
+pub const MAX_EVENT_BUDGET: Duration = Duration::from_secs(1);
+
+pub fn parse_event_budget(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > MAX_EVENT_BUDGET {
+        return Err(format!("the event budget must be at most 1s, not '{s}'"));
+    }
+    Ok(d)
 }
 
 /// Below this a walk of a busy machine would not finish before the next tick.

@@ -95,6 +95,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>) {
             per_thread: i % 2 == 0,
             ksyms,
             wall_offset_ns: u64::MAX / 2,
+            event_budget_ns: 1_000_000,
         };
         let snap = snapshot::assemble(raw, &ctx, (1, 2, 3));
         let mut sink = std::io::sink();

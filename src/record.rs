@@ -15,20 +15,31 @@ pub const REC_BEGIN: u16 = 4;
 pub const REC_END: u16 = 5;
 
 pub const HDR_SIZE: usize = 8;
-pub const TASK_SIZE: usize = 120;
+pub const TASK_SIZE: usize = 136;
 pub const FILE_HDR_SIZE: usize = 64;
 pub const PATH_BUF: usize = 4096;
 pub const STACK_HDR_SIZE: usize = 16;
 pub const STACK_MAX_DEPTH: usize = 64;
 pub const COMM_LEN: usize = 16;
 pub const BEGIN_SIZE: usize = 96;
-pub const END_SIZE: usize = 48;
+pub const END_SIZE: usize = 56;
 
 pub const PATH_DNAME: u16 = 1 << 0;
 pub const PATH_DELETED: u16 = 1 << 1;
 pub const PATH_TRUNCATED: u16 = 1 << 2;
 pub const PATH_FAULT: u16 = 1 << 3;
 pub const PATH_TEXT: u16 = 1 << 4;
+
+/// enum capture_flags: where a task record was filled.
+pub const CAPTURE_IN_EVENT: u32 = 1 << 0;
+/// A leader whose fd table the trigger program walked, up to `fds_upto`.
+pub const CAPTURE_FILES: u32 = 1 << 1;
+/// `fds_upto` when the whole fd table was walked in the event.
+pub const FDS_ALL: u32 = u32::MAX;
+
+/// enum end_flags: how the in-event part ended.
+pub const END_BUDGET_HIT: u32 = 1 << 0;
+pub const END_ALL_TASKS: u32 = 1 << 1;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskRec {
@@ -52,6 +63,18 @@ pub struct TaskRec {
     pub start_ns: u64,
     /// Bytes up to the first NUL (at most 15): task names need not be UTF-8.
     pub comm: Vec<u8>,
+    /// CLOCK_MONOTONIC when the record was filled, ns.
+    pub taken_ns: u64,
+    /// CAPTURE_* flags.
+    pub capture: u32,
+    /// With CAPTURE_FILES: the fds below this were walked in the event.
+    pub fds_upto: u32,
+}
+
+impl TaskRec {
+    pub fn in_event(&self) -> bool {
+        self.capture & CAPTURE_IN_EVENT != 0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +120,7 @@ pub struct BeginRec {
     pub target_comm: Vec<u8>,
 }
 
-/// The last record of an open-coded snapshot: what the walk emitted.
+/// The last record of a trigger program's run: what its in-event part emitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndRec {
     pub seq: u32,
@@ -108,6 +131,8 @@ pub struct EndRec {
     pub ktime_ns: u64,
     pub emitted: u64,
     pub dropped: u64,
+    /// END_* flags.
+    pub flags: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,6 +253,9 @@ pub fn decode_one(buf: &[u8], offset: usize) -> Result<(Option<Record>, usize), 
                 dead_runtime_ns: f.u64(88),
                 start_ns: f.u64(96),
                 comm: c_bytes(f.slice(104, COMM_LEN)),
+                taken_ns: f.u64(120),
+                capture: f.u32(128),
+                fds_upto: f.u32(132),
             })
         }
         REC_FILE => {
@@ -301,6 +329,7 @@ pub fn decode_one(buf: &[u8], offset: usize) -> Result<(Option<Record>, usize), 
                 ktime_ns: f.u64(24),
                 emitted: f.u64(32),
                 dropped: f.u64(40),
+                flags: f.u32(48),
             })
         }
         _ => return Ok((None, size)),
@@ -402,6 +431,9 @@ mod tests {
         assert_eq!(offset_of!(types::task_rec, utime_ns), 48);
         assert_eq!(offset_of!(types::task_rec, start_ns), 96);
         assert_eq!(offset_of!(types::task_rec, comm), 104);
+        assert_eq!(offset_of!(types::task_rec, taken_ns), 120);
+        assert_eq!(offset_of!(types::task_rec, capture), 128);
+        assert_eq!(offset_of!(types::task_rec, fds_upto), 132);
         assert_eq!(offset_of!(types::file_rec, fd), 12);
         assert_eq!(offset_of!(types::file_rec, dev), 32);
         assert_eq!(offset_of!(types::file_rec, path_len), 36);
@@ -422,6 +454,7 @@ mod tests {
         assert_eq!(offset_of!(types::end_rec, truncated_fds), 20);
         assert_eq!(offset_of!(types::end_rec, ktime_ns), 24);
         assert_eq!(offset_of!(types::end_rec, dropped), 40);
+        assert_eq!(offset_of!(types::end_rec, flags), 48);
         assert_eq!(
             size_of::<types::stack_rec>(),
             STACK_HDR_SIZE + 8 * STACK_MAX_DEPTH

@@ -80,6 +80,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         _ => DEFAULT_MIN_GAP,
     });
     let spec_is_oneshot = spec.is_oneshot();
+    let event_budget = cli.event_budget.unwrap_or(backend::DEFAULT_EVENT_BUDGET);
     let trig = TriggerOptions {
         count: if spec.is_oneshot() {
             Some(1)
@@ -92,7 +93,8 @@ pub fn run(cli: &Cli) -> Result<()> {
         caller_comm: cli.caller_comm.as_ref().map(|c| c.0.clone()),
         ringbuf_size: cli
             .ringbuf_size
-            .unwrap_or_else(|| backend::default_ringbuf_size(&walk, spec_is_oneshot)),
+            .unwrap_or_else(|| backend::default_ringbuf_size(event_budget, spec_is_oneshot)),
+        event_budget,
     };
     let ksyms = if cli.stacks {
         Some(Ksyms::load()?)
@@ -145,6 +147,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         per_thread: cli.threads,
         ksyms: ksyms.as_ref(),
         wall_offset_ns: backend::realtime_ns().saturating_sub(backend::monotonic_ns()),
+        event_budget_ns: event_budget.as_nanos().min(u64::MAX as u128) as u64,
     };
 
     let mut taken = 0u64;

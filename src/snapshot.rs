@@ -149,8 +149,10 @@ pub struct WalkInfo {
     pub seq: u32,
     pub trigger: Trigger,
     pub backend: &'static str,
-    /// Taken by reading iterators after the event (seq backend), not inside it.
+    /// Completed by reading iterators after the event: not every task is
+    /// the event's (see Capture).
     pub after_event: bool,
+    pub capture: Capture,
     /// CPU the trigger fired on, when there was a trigger.
     pub cpu: Option<u32>,
     /// Wall-clock time at the start of the walk.
@@ -164,6 +166,24 @@ pub struct WalkInfo {
     /// Events the kernel did not run the trigger for since the previous
     /// snapshot (another BPF program was running on that CPU).
     pub missed: u64,
+}
+
+/// Which tasks were captured inside the event and which after, and when.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capture {
+    /// Task records (threads) the trigger program filled inside the event.
+    pub in_event: usize,
+    /// Task records the completion filled after it.
+    pub after_event: usize,
+    /// How long the trigger program captured inside the event.
+    pub in_event_ns: u64,
+    /// --event-budget; 0 for a one-shot or a tick (nothing in the event).
+    pub budget_ns: u64,
+    /// The budget ran out before the event's part was done.
+    pub budget_hit: bool,
+    /// The latest task record of the completion, after the event (or the
+    /// walk's start).
+    pub latest_after_ns: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -205,6 +225,8 @@ pub struct Context<'a> {
     pub ksyms: Option<&'a Ksyms>,
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC, to date kernel timestamps.
     pub wall_offset_ns: u64,
+    /// --event-budget, as the trigger programs were given it.
+    pub event_budget_ns: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +244,10 @@ pub struct TaskRow {
     pub stime_ns: u64,
     pub start_ns: u64,
     pub kthread: bool,
+    /// Captured by the trigger program inside the event.
+    pub in_event: bool,
+    /// When it was captured, ns after the event (or the walk's start).
+    pub since_event_ns: u64,
     pub files: Vec<FileEntry>,
     pub stack: Option<Vec<Frame>>,
 }
@@ -475,6 +501,16 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
         trigger: Trigger::from_event(ctx.spec, raw.begin.as_ref()),
         backend: ctx.backend,
         after_event: raw.after_event,
+        capture: Capture {
+            in_event_ns: raw.in_event_ns,
+            budget_ns: if raw.expects_end {
+                ctx.event_budget_ns
+            } else {
+                0
+            },
+            budget_hit: raw.end_flags & crate::record::END_BUDGET_HIT != 0,
+            ..Capture::default()
+        },
         cpu: raw.begin.as_ref().map(|b| b.cpu),
         // Kernel timestamps are untrusted: no overflow, whatever they say.
         wall_time: UNIX_EPOCH
@@ -509,9 +545,21 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
             files.entry(pid).or_default().append(&mut list);
         }
     };
+    let mut info = info;
     for rec in raw.records {
         match rec {
-            Record::Task(t) => procs.entry(t.tgid).or_default().threads.push(t),
+            Record::Task(t) => {
+                if t.in_event() {
+                    info.capture.in_event += 1;
+                } else {
+                    info.capture.after_event += 1;
+                    info.capture.latest_after_ns = info
+                        .capture
+                        .latest_after_ns
+                        .max(t.taken_ns.saturating_sub(raw.ktime_ns));
+                }
+                procs.entry(t.tgid).or_default().threads.push(t)
+            }
             Record::File(f) => {
                 if run.as_ref().is_none_or(|(pid, _)| *pid != f.pid) {
                     end_run(&mut run);
@@ -531,6 +579,7 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
 
     let mut rows = Vec::with_capacity(procs.len());
     for (tgid, mut proc) in procs {
+        // Stable: of two records of one thread, the event's (first) stays.
         proc.threads.sort_by_key(|t| t.pid);
         proc.threads.dedup_by_key(|t| t.pid);
         let Some(leader) = proc
@@ -580,6 +629,8 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
             stime_ns,
             start_ns: t.start_ns,
             kthread: t.flags & PF_KTHREAD != 0,
+            in_event: t.in_event(),
+            since_event_ns: t.taken_ns.saturating_sub(raw.ktime_ns),
             files: Vec::new(),
             stack: None,
         };
@@ -630,7 +681,7 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
             "{} fd tables were larger than the scan limit: their highest fds are missing",
             end.truncated_fds
         )),
-        None if ctx.backend == "open-coded" => problems.push("the end record was lost".into()),
+        None if raw.expects_end => problems.push("the end record was lost".into()),
         _ => {}
     }
     Snapshot {

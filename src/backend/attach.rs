@@ -65,6 +65,7 @@ macro_rules! configure_rodata {
         rodata.cfg_min_gap_ns = trig.min_gap.as_nanos().min(u64::MAX as u128) as u64;
         rodata.cfg_max_snapshots = trig.count.unwrap_or(0);
         rodata.cfg_ringbuf_bytes = u64::from($crate::backend::ringbuf_bytes(trig.ringbuf_size));
+        rodata.cfg_event_budget_ns = trig.event_budget.as_nanos().min(u64::MAX as u128) as u64;
     }};
 }
 pub(crate) use configure_rodata;
@@ -84,25 +85,6 @@ macro_rules! select_trigger_program {
     }};
 }
 pub(crate) use select_trigger_program;
-
-/// Reads the trigger guards' counters from a loaded skeleton's `.bss`
-/// (written by the kernel concurrently, hence volatile).
-macro_rules! read_skipped {
-    ($bss:expr) => {{
-        match $bss {
-            // SAFETY: the fields are plain integers in the mmapped .bss,
-            // valid for the skeleton's life; volatile because BPF writes them.
-            Some(bss) => unsafe {
-                (
-                    std::ptr::read_volatile(&bss.skipped_gap),
-                    std::ptr::read_volatile(&bss.skipped_busy),
-                )
-            },
-            None => (0, 0),
-        }
-    }};
-}
-pub(crate) use read_skipped;
 
 /// The trigger program's name in bpf/trigger.bpf.h.
 pub fn program_for(spec: &TriggerSpec) -> Option<&'static str> {

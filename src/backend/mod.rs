@@ -1,15 +1,17 @@
-//! One interface over the two ways a snapshot is taken in the kernel:
-//! `open_coded` (the trigger program walks every task itself) and `seq`
-//! (seq iterators read from user space). Both deliver the same records
-//! (bpf/itersnap.h) as `RawSnapshot`s.
+//! One interface over the two backends. Both capture inside the event what
+//! it is about, within --event-budget, and complete the snapshot right
+//! after with seq iterators (session.rs); they differ in what the trigger
+//! program reaches in the event: `open_coded` (6.7+) also the tasks a
+//! filter selects, `seq` (5.8+) the event's own tasks. Both deliver the
+//! same records (bpf/itersnap.h) as `RawSnapshot`s.
 
 pub mod attach;
 pub mod core_btf;
 pub mod events;
 pub mod open_coded;
 pub mod seq;
+pub mod session;
 
-use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -74,6 +76,8 @@ pub struct TriggerOptions {
     pub min_gap: Duration,
     /// Ring buffer bytes (a power of two, a multiple of the page size).
     pub ringbuf_size: u32,
+    /// The longest a trigger program captures inside the event.
+    pub event_budget: Duration,
 }
 
 /// One snapshot's records as a backend delivered them.
@@ -84,19 +88,31 @@ pub struct RawSnapshot {
     pub begin: Option<BeginRec>,
     /// The walk's own account (open-coded); None if lost or not sent (seq).
     pub end: Option<EndRec>,
-    /// Task, file and stack records.
+    /// Task, file and stack records: the event's first, then the completion's.
     pub records: Vec<Record>,
     pub decode_error: Option<String>,
-    /// CLOCK_MONOTONIC at the start of the walk, ns.
+    /// CLOCK_MONOTONIC at the event (or at the start of the walk), ns.
     pub ktime_ns: u64,
+    /// From the event to the end of the completion.
     pub walk_ns: u64,
+    /// How long the trigger program captured inside the event.
+    pub in_event_ns: u64,
+    /// END_* flags of the in-event part.
+    pub end_flags: u32,
     /// Records lost because the ring buffer was full.
     pub dropped: u64,
     /// Records the kernel emitted, begin and end included, when it says.
     pub emitted: Option<u64>,
-    /// Taken after the event (seq backend), not inside it.
+    /// Completed by the iterators after the event.
     pub after_event: bool,
+    /// A trigger program ran: its end record was due.
+    pub expects_end: bool,
 }
+
+/// The default --event-budget: short enough that the worst latency
+/// itersnap adds stays under 2 ms, long enough for the event's own tasks
+/// with a few thousand fds (a file record costs ~0.5 µs).
+pub const DEFAULT_EVENT_BUDGET: Duration = Duration::from_millis(1);
 
 pub trait Backend {
     fn name(&self) -> &'static str;
@@ -185,49 +201,15 @@ pub(crate) fn c_comm(bytes: &[u8]) -> [i8; 16] {
     out
 }
 
-/// The default ring buffer: big enough for a full snapshot of this system,
-/// with room to spare: records per thread (/proc/loadavg) and per open fd,
-/// rounded up to a power of two. Open fds are estimated from the kernel's
-/// open file count (/proc/sys/fs/file-nr), but at least 32 per process:
-/// forked processes share their struct files, so that count can be far
-/// below the fds.
-///
-/// Capped where a reader on another CPU drains it during the walk (records
-/// past half a buffer wake it): a big buffer is not free — setting up 64 MiB
-/// costs ~100 ms, more than a walk of 5,000 processes.
-pub fn default_ringbuf_size(walk: &WalkOptions, oneshot: bool) -> u32 {
-    let whole = whole_snapshot_ringbuf_size(walk);
-    // SAFETY: sysconf has no preconditions.
-    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    let cap: u32 = match (cpus > 1, oneshot) {
-        (false, _) => return whole,
-        (true, true) => 8 << 20,
-        (true, false) => 16 << 20,
-    };
-    whole.min(cap)
-}
-
-fn whole_snapshot_ringbuf_size(walk: &WalkOptions) -> u32 {
-    let threads: u64 = fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(3)?.split('/').nth(1)?.parse().ok())
-        .unwrap_or(10_000);
-    let open_files: u64 = fs::read_to_string("/proc/sys/fs/file-nr")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(100_000);
-    // Forked fds share one struct file, so file-nr can undercount fds: allow
-    // 32 per thread too (threads bound processes; no /proc readdir needed).
-    let files = open_files.max(threads * 32);
-    // Ring-buffer records carry an 8-byte header; paths average well under 128 bytes.
-    let per_thread =
-        8 + crate::record::TASK_SIZE as u64 + if walk.stacks { 8 + 16 + 8 * 20 } else { 0 };
-    let per_file = if walk.files {
-        8 + crate::record::FILE_HDR_SIZE as u64 + 96
-    } else {
-        0
-    };
-    let need = 2 * (threads * per_thread + files * per_file) + 64 * 1024;
+/// The default ring buffer: room for what a trigger program can capture
+/// inside the event within its budget, twice over. A record costs the walk
+/// at least ~300 ns and averages under 200 bytes: 2 bytes per ns of budget
+/// is ample. A one-shot or a tick captures nothing in the event.
+pub fn default_ringbuf_size(budget: Duration, oneshot: bool) -> u32 {
+    if oneshot {
+        return 4096;
+    }
+    let need = budget.as_nanos().saturating_mul(2).min(1 << 30) as u64;
     need.next_power_of_two().clamp(1 << 20, 1 << 30) as u32
 }
 
@@ -269,18 +251,17 @@ pub fn open(
     let unsupported = crate::features::open_coded_unsupported(btf);
     match (choice, unsupported) {
         (BackendChoice::Seq, _) => Ok((
-            Box::new(seq::SeqBackend::new(walk, trig)?),
+            Box::new(seq::open(walk, trig)?),
             "chosen with --backend seq".into(),
         )),
         (BackendChoice::OpenCoded, Some(why)) => {
             anyhow::bail!("--backend open-coded is not possible: {why}")
         }
-        (BackendChoice::Auto, Some(why)) => Ok((
-            Box::new(seq::SeqBackend::new(walk, trig)?),
-            format!("auto: {why}"),
-        )),
+        (BackendChoice::Auto, Some(why)) => {
+            Ok((Box::new(seq::open(walk, trig)?), format!("auto: {why}")))
+        }
         (choice, None) => Ok((
-            Box::new(open_coded::OpenCodedBackend::new(walk, trig)?),
+            Box::new(open_coded::open(walk, trig)?),
             if choice == BackendChoice::Auto {
                 "auto: the kernel has open-coded task iterators (bpf_iter_task_new)".into()
             } else {

@@ -219,6 +219,8 @@ fn write_diff_tree(w: &mut dyn Write, snap: &Snapshot, d: &Diff, threads: bool) 
             stime_ns: 0,
             start_ns: 0,
             kthread: false,
+            in_event: false,
+            since_event_ns: 0,
             files: Vec::new(),
             stack: None,
         });

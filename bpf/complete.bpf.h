@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Completion: iter/task and iter/task_file programs that run the shared walk
+ * (walk.bpf.h) once per thread and once per open file, writing records to
+ * the iterator's seq_file. User space reads them right after an event (or
+ * for a one-shot or a tick of --interval): the kernel reschedules between
+ * tasks, so however many there are, no CPU is held for long. Records filled
+ * here are marked as taken after the event, with the time they were taken.
+ * Both objects include this file; it works on every kernel from 5.8 on.
+ */
+#ifndef COMPLETE_BPF_H
+#define COMPLETE_BPF_H
+
+#include "walk.bpf.h"
+
+/*
+ * Set by user space for one read at start: the iterator only learns the
+ * reader's root (its context is itersnap's), which the trigger programs,
+ * running in other tasks' contexts, need for their paths.
+ */
+__u32 learn_root_only = 0;
+
+static __always_inline void seq_emit(struct seq_file *seq, void *rec, __u64 size)
+{
+	/* Keep the bound check on the very register passed to the helper. */
+	barrier_var(size);
+	if (size == 0 || size > sizeof(union scratch))
+		return;
+	bpf_seq_write(seq, rec, size);
+}
+
+SEC("iter/task")
+int dump_task(struct bpf_iter__task *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *t = ctx->task;
+	union scratch *buf;
+
+	/* Iterators run in the reader's context: itersnap's own root. */
+	if (!root_dentry)
+		learn_root((struct task_struct *)bpf_get_current_task());
+	if (learn_root_only || !t || !task_selected(t))
+		return 0;
+	buf = scratch_buf();
+	if (!buf)
+		return 0;
+
+	fill_task(t, &buf->task, 0, 0);
+	seq_emit(seq, &buf->task, sizeof(buf->task));
+	if (want_stack(t))
+		seq_emit(seq, &buf->stack, fill_stack(t, &buf->stack));
+	return 0;
+}
+
+SEC("iter/task_file")
+int dump_file(struct bpf_iter__task_file *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *t = ctx->task;
+	struct file *f = ctx->file;
+	union scratch *buf;
+	__u32 size, tgid;
+
+	if (!root_dentry)
+		learn_root((struct task_struct *)bpf_get_current_task());
+	if (!t || !f)
+		return 0;
+	/* /proc/PID/fd is the leader's table; threads that unshared theirs are skipped. */
+	tgid = BPF_CORE_READ(t, tgid);
+	if (BPF_CORE_READ(t, pid) != tgid || !task_selected(t))
+		return 0;
+	/* fill_file() takes plain addresses: read the pointer as a number. */
+	size = fill_file((__u64)BPF_CORE_READ(ctx, file), tgid, ctx->fd,
+			 fd_cloexec(BPF_CORE_READ(t, files, fdt), ctx->fd),
+			 cfg_flags & OPT_D_PATH);
+	buf = scratch_buf();
+	if (!buf || !size)
+		return 0;
+	/*
+	 * The kernel's own d_path(), as /proc/PID/fd uses it, when iterator
+	 * programs may call it: one helper call instead of a walk of probe
+	 * reads. User space reloads without OPT_D_PATH where it is refused.
+	 */
+	if (cfg_flags & OPT_D_PATH)
+		size = file_rec_set_text(&buf->file,
+					 bpf_d_path(&f->f_path, buf->file.path, sizeof(buf->file.path)));
+	seq_emit(seq, &buf->file, size);
+	return 0;
+}
+
+#endif /* COMPLETE_BPF_H */

@@ -1,0 +1,558 @@
+//! How a loaded BPF object becomes snapshots, the same for both backends:
+//! the trigger program's in-event records arrive through the ring buffer
+//! (begin_rec, what the event is about, end_rec); the snapshot is then
+//! completed right after, preemptibly, by reading the seq iterators, and the
+//! two are merged, the event's records first. A one-shot or a user-space
+//! tick reads only the iterators. The backends differ only in what their
+//! trigger programs reach inside the event (open_coded.rs, seq.rs).
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use std::io::Read;
+
+use anyhow::{Context, Result};
+use libbpf_rs::{Iter, Link};
+
+use super::attach::AttachedTrigger;
+use super::events::EventStream;
+use super::{monotonic_ns, Backend, RawSnapshot, TriggerSpec};
+use crate::record::{self, BeginRec, EndRec, Record, CAPTURE_FILES, END_ALL_TASKS};
+
+pub const STATS_SLOTS: u32 = 16;
+
+/// enum trigger_kind in bpf/itersnap.h.
+const TRIGGER_TIMER: u32 = 6;
+
+/// struct snap_stats (bpf/itersnap.h), as both objects lay it out.
+#[repr(C)]
+pub struct SnapStats {
+    pub seq: u32,
+    pub done: u32,
+    pub emitted: u64,
+    pub dropped: u64,
+    pub walk_ns: u64,
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// The trigger guards' state in a loaded object's mmapped `.bss`, which the
+/// BPF programs write concurrently. Both objects have these globals (from
+/// bpf/trigger.bpf.h and bpf/complete.bpf.h) in distinct generated types,
+/// so `guards_of!` takes their addresses; `Session` keeps the object alive
+/// as long as it holds them.
+pub struct Guards {
+    pub busy: *mut u64,
+    pub seq_next: *const u32,
+    pub stats: *const SnapStats,
+    pub learn_root_only: *mut u32,
+    pub skipped_gap: *const u64,
+    pub skipped_busy: *const u64,
+}
+
+/// The `Guards` of a loaded skeleton.
+macro_rules! guards_of {
+    ($skel:expr) => {{
+        let bss = $skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .context("BPF object has no .bss")?;
+        anyhow::ensure!(
+            std::mem::size_of_val(&bss.stats[0])
+                == std::mem::size_of::<$crate::backend::session::SnapStats>()
+                && bss.stats.len() == $crate::backend::session::STATS_SLOTS as usize,
+            "struct snap_stats differs between bpf/itersnap.h and the decoder"
+        );
+        $crate::backend::session::Guards {
+            busy: &mut bss.busy,
+            seq_next: &bss.seq_next,
+            stats: bss.stats.as_ptr().cast(),
+            learn_root_only: &mut bss.learn_root_only,
+            skipped_gap: &bss.skipped_gap,
+            skipped_busy: &bss.skipped_busy,
+        }
+    }};
+}
+pub(crate) use guards_of;
+
+impl Guards {
+    fn seq_next(&self) -> u32 {
+        // SAFETY: a plain integer in the mmapped .bss, valid while the
+        // object lives (Session owns it); BPF writes it, hence volatile.
+        unsafe { std::ptr::read_volatile(self.seq_next) }
+    }
+
+    /// (done, emitted, dropped, walk_ns, flags) of a snapshot's stats slot,
+    /// if the slot still belongs to `seq`.
+    fn slot(&self, seq: u32) -> Option<(bool, u64, u64, u64, u32)> {
+        // SAFETY: the slot is inside the .bss array (index < STATS_SLOTS);
+        // every field is read once, volatile, as BPF writes them.
+        unsafe {
+            let st = self.stats.add((seq % STATS_SLOTS) as usize);
+            if std::ptr::read_volatile(&(*st).seq) != seq {
+                return None;
+            }
+            Some((
+                std::ptr::read_volatile(&(*st).done) != 0,
+                std::ptr::read_volatile(&(*st).emitted),
+                std::ptr::read_volatile(&(*st).dropped),
+                std::ptr::read_volatile(&(*st).walk_ns),
+                std::ptr::read_volatile(&(*st).flags),
+            ))
+        }
+    }
+
+    /// Lets the trigger program fire again (single flight across user space).
+    fn release(&self) {
+        // SAFETY: as in seq_next; the kernel reads it with compare-and-swap.
+        unsafe { std::ptr::write_volatile(self.busy, 0) }
+    }
+
+    fn skipped(&self) -> (u64, u64) {
+        // SAFETY: as in seq_next.
+        unsafe {
+            (
+                std::ptr::read_volatile(self.skipped_gap),
+                std::ptr::read_volatile(self.skipped_busy),
+            )
+        }
+    }
+}
+
+/// The iterators that complete a snapshot: iter/task and iter/task_file
+/// (bpf/complete.bpf.h).
+pub struct Completion {
+    pub task_link: Link,
+    pub file_link: Option<Link>,
+}
+
+/// One pass of both iterators.
+struct Walked {
+    records: Vec<Record>,
+    error: Option<String>,
+    start_ns: u64,
+    end_ns: u64,
+}
+
+impl Completion {
+    /// Reads both iterators once. Tasks and files are two iterators: read
+    /// at once, one per CPU, each decoded as it is read.
+    fn walk(&self) -> Result<Walked> {
+        let start_ns = monotonic_ns();
+        let (tasks, files) = std::thread::scope(|scope| -> Result<_> {
+            let files = self
+                .file_link
+                .as_ref()
+                .map(|link| scope.spawn(move || read_iter(link, "task_file")));
+            let tasks = read_iter(&self.task_link, "task")?;
+            let files = match files {
+                Some(handle) => handle
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the file iterator thread panicked"))??,
+                None => (Vec::new(), None),
+            };
+            Ok((tasks, files))
+        })?;
+        let end_ns = monotonic_ns();
+        let (mut records, task_error) = tasks;
+        records.extend(files.0);
+        Ok(Walked {
+            records,
+            error: task_error.or(files.1).map(|e| e.to_string()),
+            start_ns,
+            end_ns,
+        })
+    }
+
+    /// Reads the task iterator once so that the programs learn itersnap's
+    /// root (iterators run in the reader's context; triggers do not).
+    pub fn learn_root(&self, guards: &Guards) -> Result<()> {
+        // SAFETY: a plain integer in the mmapped .bss (see Guards).
+        unsafe { std::ptr::write_volatile(guards.learn_root_only, 1) };
+        let read = read_iter(&self.task_link, "task");
+        // SAFETY: as above.
+        unsafe { std::ptr::write_volatile(guards.learn_root_only, 0) };
+        read.map(|_| ()).context("learning itersnap's root")
+    }
+}
+
+/// Reads one pass of an iterator (each read runs the program over more
+/// objects) and decodes it on the way, through one fixed buffer.
+fn read_iter(link: &Link, what: &str) -> Result<(Vec<Record>, Option<record::DecodeError>)> {
+    let mut iter = Iter::new(link).with_context(|| format!("creating the {what} iterator"))?;
+    let mut decoder = record::StreamDecoder::new(256 << 10);
+    loop {
+        match iter.read(decoder.spare()) {
+            Ok(0) => break,
+            Ok(n) => decoder.commit(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).with_context(|| format!("reading the {what} iterator")),
+        }
+    }
+    Ok(decoder.finish())
+}
+
+/// The event's records first; the completion adds every task, stack and fd
+/// that the event did not capture. A leader whose fd table the event walked
+/// up to fd N (CAPTURE_FILES) takes only fds from N on from the completion.
+pub fn merge(in_event: Vec<Record>, after: Vec<Record>) -> Vec<Record> {
+    let mut tids = HashSet::new();
+    let mut fds_upto = HashMap::new();
+    for rec in &in_event {
+        if let Record::Task(t) = rec {
+            tids.insert(t.pid);
+            if t.capture & CAPTURE_FILES != 0 {
+                fds_upto.insert(t.tgid, t.fds_upto);
+            }
+        }
+    }
+    let mut out = in_event;
+    out.reserve(after.len());
+    for rec in after {
+        let keep = match &rec {
+            Record::Task(t) => !tids.contains(&t.pid),
+            Record::Stack(s) => !tids.contains(&s.pid),
+            // fds are non-negative; a negative one is untrusted junk: kept
+            // for assembly to show, as any record the kernel sent.
+            Record::File(f) => fds_upto
+                .get(&f.pid)
+                .is_none_or(|&upto| u32::try_from(f.fd).is_ok_and(|fd| fd >= upto)),
+            Record::Begin(_) | Record::End(_) => false,
+        };
+        if keep {
+            out.push(rec);
+        }
+    }
+    out
+}
+
+/// How snapshots are started.
+enum Mode {
+    /// One snapshot now, from the iterators.
+    OneShot { taken: bool },
+    /// --interval without a perf-event program: a user-space timer
+    /// (period, next tick, snapshots taken).
+    Timer {
+        period: Duration,
+        next: Instant,
+        taken: u32,
+    },
+    /// A trigger program reports events through the ring buffer.
+    Events,
+}
+
+/// A triggered snapshot whose in-event part is still arriving.
+#[derive(Default)]
+struct Pending {
+    begin: Option<BeginRec>,
+    end: Option<EndRec>,
+    records: Vec<Record>,
+    decode_error: Option<String>,
+}
+
+/// A loaded object's programs, taking snapshots (see the module comment).
+pub struct Session {
+    pub name: &'static str,
+    pub paths: &'static str,
+    pub events: EventStream,
+    pub completion: Completion,
+    pub trigger: Option<AttachedTrigger>,
+    mode: Mode,
+    pending: BTreeMap<u32, Pending>,
+    /// The highest seq handed out so far.
+    delivered: u32,
+    guards: Guards,
+    /// The skeleton that owns the programs, maps and the .bss the guards
+    /// point into: declared last, so dropped after the links and the ring.
+    _object: Box<dyn Any>,
+}
+
+/// What a backend's loader hands to `Session::new`.
+pub struct Loaded {
+    pub name: &'static str,
+    pub paths: &'static str,
+    pub events: EventStream,
+    pub completion: Completion,
+    pub trigger: Option<AttachedTrigger>,
+    pub guards: Guards,
+    pub object: Box<dyn Any>,
+}
+
+impl Session {
+    pub fn new(loaded: Loaded, spec: &TriggerSpec) -> Result<Self> {
+        let mode = match (spec, &loaded.trigger) {
+            (TriggerSpec::OneShot, _) => Mode::OneShot { taken: false },
+            (TriggerSpec::Interval { period }, None) => Mode::Timer {
+                period: *period,
+                next: Instant::now(),
+                taken: 0,
+            },
+            _ => Mode::Events,
+        };
+        // Triggers capture in other tasks' contexts: their paths need
+        // itersnap's root first (a tick captures nothing in the event).
+        if matches!(mode, Mode::Events) && !matches!(spec, TriggerSpec::Interval { .. }) {
+            loaded.completion.learn_root(&loaded.guards)?;
+        }
+        Ok(Session {
+            name: loaded.name,
+            paths: loaded.paths,
+            events: loaded.events,
+            completion: loaded.completion,
+            trigger: loaded.trigger,
+            mode,
+            pending: BTreeMap::new(),
+            delivered: 0,
+            guards: loaded.guards,
+            _object: loaded.object,
+        })
+    }
+
+    /// A snapshot of the iterators alone: a one-shot or a user-space tick.
+    fn walk_only(&self, seq: u32) -> Result<RawSnapshot> {
+        let walked = self.completion.walk()?;
+        Ok(RawSnapshot {
+            seq,
+            records: walked.records,
+            decode_error: walked.error,
+            ktime_ns: walked.start_ns,
+            walk_ns: walked.end_ns.saturating_sub(walked.start_ns),
+            after_event: true,
+            ..RawSnapshot::default()
+        })
+    }
+
+    /// The user-space timer: waits for the next tick (at most `timeout`),
+    /// then walks. Ticks missed while a walk ran are skipped, as the
+    /// kernel's single-flight guard would.
+    fn tick(&mut self, timeout: Duration) -> Result<Vec<RawSnapshot>> {
+        let Mode::Timer {
+            period,
+            next,
+            taken,
+        } = self.mode
+        else {
+            return Ok(Vec::new());
+        };
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep((next - now).min(timeout));
+            if Instant::now() < next {
+                return Ok(Vec::new());
+            }
+        }
+        let tick_time = Instant::now();
+        let seq = taken + 1;
+        let mut snap = self.walk_only(seq)?;
+        snap.begin = Some(BeginRec {
+            seq,
+            trigger: TRIGGER_TIMER,
+            arg: 0,
+            pid: std::process::id(),
+            tid: std::process::id(),
+            target_pid: 0,
+            target_tid: 0,
+            // SAFETY: sched_getcpu has no preconditions.
+            cpu: unsafe { libc::sched_getcpu() }.max(0) as u32,
+            ktime_ns: snap.ktime_ns,
+            skipped_gap: 0,
+            skipped_busy: 0,
+            comm: b"itersnap".to_vec(),
+            target_comm: Vec::new(),
+        });
+        // The next tick is a period after this one, unless the walk took longer.
+        self.mode = Mode::Timer {
+            period,
+            next: (tick_time + period).max(Instant::now()),
+            taken: seq,
+        };
+        Ok(vec![snap])
+    }
+
+    /// Routes decoded ring-buffer records to their snapshots.
+    fn route(&mut self, bytes: &[u8]) {
+        let (records, error) = record::decode_all(bytes);
+        for rec in records {
+            let snap = self.pending.entry(rec.seq()).or_default();
+            match rec {
+                Record::Begin(b) => snap.begin = Some(b),
+                Record::End(e) => snap.end = Some(e),
+                Record::File(mut f) => {
+                    // Settled now, while the record is fresh in the cache.
+                    crate::snapshot::settle_path(&mut f);
+                    snap.records.push(Record::File(f));
+                }
+                other => snap.records.push(other),
+            }
+        }
+        if let Some(e) = error {
+            // A malformed record spoils the rest of this batch: charge it to
+            // the newest snapshot in flight, which it most likely belonged to.
+            if let Some((_, snap)) = self.pending.iter_mut().next_back() {
+                snap.decode_error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Is the in-event part of `seq` over (its end record in, or its slot
+    /// done, or the slot long reused)?
+    fn in_event_done(&self, seq: u32, p: &Pending) -> bool {
+        p.end.is_some()
+            || match self.guards.slot(seq) {
+                Some(slot) => slot.0,
+                None => self.guards.seq_next() >= seq.saturating_add(STATS_SLOTS),
+            }
+    }
+
+    /// Completes one snapshot whose in-event part is over.
+    fn finish(&self, seq: u32, p: Pending) -> Result<RawSnapshot> {
+        let slot = self.guards.slot(seq);
+        let end_flags = p.end.as_ref().map(|e| e.flags).or(slot.map(|s| s.4));
+        let whole = end_flags.is_some_and(|f| f & END_ALL_TASKS != 0);
+        let walked = if whole {
+            None
+        } else {
+            Some(self.completion.walk())
+        };
+        // The kernel released a snapshot whose begin record it lost itself.
+        if p.begin.is_some() {
+            self.guards.release();
+        }
+        let walked = walked.transpose()?;
+
+        let (emitted, dropped, in_event_ns) = match (&p.end, slot) {
+            (Some(e), _) => (
+                e.emitted + 1,
+                e.dropped,
+                p.begin
+                    .as_ref()
+                    .map_or(0, |b| e.ktime_ns.saturating_sub(b.ktime_ns)),
+            ),
+            (None, Some((_, emitted, dropped, walk_ns, _))) => (emitted, dropped, walk_ns),
+            (None, None) => (p.records.len() as u64, 0, 0),
+        };
+        let ktime_ns = p
+            .begin
+            .as_ref()
+            .map(|b| b.ktime_ns)
+            .or(walked.as_ref().map(|w| w.start_ns))
+            .unwrap_or(0);
+        let in_event_end = ktime_ns.saturating_add(in_event_ns);
+        let (records, after_records, walk_end, error) = match walked {
+            Some(w) => {
+                let n = w.records.len() as u64;
+                (
+                    merge(p.records, w.records),
+                    n,
+                    w.end_ns,
+                    p.decode_error.or(w.error),
+                )
+            }
+            None => (p.records, 0, in_event_end, p.decode_error),
+        };
+        Ok(RawSnapshot {
+            seq,
+            begin: p.begin,
+            end: p.end,
+            records,
+            decode_error: error,
+            ktime_ns,
+            walk_ns: walk_end.saturating_sub(ktime_ns),
+            in_event_ns,
+            end_flags: end_flags.unwrap_or(0),
+            dropped,
+            emitted: Some(emitted + after_records),
+            after_event: !whole,
+            expects_end: true,
+        })
+    }
+
+    fn poll_events(&mut self, timeout: Duration) -> Result<Vec<RawSnapshot>> {
+        let bytes = self.events.poll(timeout)?;
+        self.route(&bytes);
+        // A snapshot whose every record was lost is known only from the
+        // kernel's seq and its stats slot.
+        let kernel_seq = self.guards.seq_next();
+        for seq in self.delivered.saturating_add(1)..=kernel_seq {
+            if !self.pending.contains_key(&seq) && self.guards.slot(seq).is_some_and(|s| s.0) {
+                self.pending.insert(seq, Pending::default());
+            }
+        }
+        let ready: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(&seq, p)| self.in_event_done(seq, p))
+            .map(|(&seq, _)| seq)
+            .collect();
+        if ready.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Anything committed before `done` was set is visible now.
+        let late = self.events.consume()?;
+        self.route(&late);
+        let mut done = Vec::with_capacity(ready.len());
+        for seq in ready {
+            if let Some(p) = self.pending.remove(&seq) {
+                done.push(self.finish(seq, p)?);
+                self.delivered = self.delivered.max(seq);
+            }
+        }
+        Ok(done)
+    }
+}
+
+impl Backend for Session {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn paths(&self) -> &'static str {
+        self.paths
+    }
+
+    fn poll(&mut self, timeout: Duration) -> Result<Vec<RawSnapshot>> {
+        match self.mode {
+            Mode::OneShot { taken: false } => {
+                self.mode = Mode::OneShot { taken: true };
+                Ok(vec![self.walk_only(1)?])
+            }
+            Mode::OneShot { taken: true } => Ok(Vec::new()),
+            Mode::Timer { .. } => self.tick(timeout),
+            Mode::Events => self.poll_events(timeout),
+        }
+    }
+
+    fn skipped(&self) -> (u64, u64) {
+        self.guards.skipped()
+    }
+
+    fn missed(&self) -> u64 {
+        self.trigger.as_ref().map_or(0, AttachedTrigger::missed)
+    }
+}
+
+/// Loads an object preferring paths from the kernel's d_path() in its
+/// iterators; a kernel whose verifier refuses that gets the walk's own
+/// (bpf/walk.bpf.h): the programs are loaded again without it. Returns the
+/// object and whether d_path() is in use.
+pub fn load_preferring_d_path<T>(
+    files: bool,
+    load: impl Fn(bool) -> Result<T>,
+) -> Result<(T, bool)> {
+    match load(files) {
+        Ok(obj) => Ok((obj, files)),
+        Err(_) if files => Ok((load(false)?, false)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Where file paths come from, for --verbose.
+pub fn paths_description(d_path: bool) -> &'static str {
+    if d_path {
+        "in the event built by the walk from dentries, after it from the kernel's d_path()"
+    } else {
+        "built by the walk from dentries (this kernel refuses bpf_d_path in iterators)"
+    }
+}
