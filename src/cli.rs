@@ -52,7 +52,7 @@ pub struct Cli {
     #[arg(short = 't', long, help_heading = "Output")]
     pub tree: bool,
 
-    /// Task columns of the table, like `ps -o`: pid,tid,ppid,uid,ruid,gid,state,nlwp,time,start,comm
+    /// Task columns of the table, like `ps -o`: pid,tid,ppid,uid,ruid,gid,state,nlwp,time,start,taken,comm
     #[arg(long, value_name = "LIST", value_parser = parse_columns, help_heading = "Output")]
     pub columns: Option<Columns>,
 

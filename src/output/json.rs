@@ -20,6 +20,7 @@ struct SnapshotJson<'a> {
     trigger: Value,
     backend: &'a str,
     after_event: bool,
+    capture: CaptureJson,
     walk_ns: u64,
     skipped: SkippedJson,
     complete: bool,
@@ -27,6 +28,17 @@ struct SnapshotJson<'a> {
     counts: CountsJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     diff: Option<Value>,
+}
+
+/// Which tasks were captured inside the event and which after.
+#[derive(Serialize)]
+struct CaptureJson {
+    in_event: usize,
+    after_event: usize,
+    in_event_ns: u64,
+    budget_ns: u64,
+    budget_hit: bool,
+    latest_after_ns: u64,
 }
 
 #[derive(Serialize)]
@@ -73,6 +85,8 @@ struct TaskJson<'a> {
     stime_ns: u64,
     start_ns: u64,
     kthread: bool,
+    in_event: bool,
+    since_event_ns: u64,
     files: Files<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stack: Option<Vec<FrameJson<'a>>>,
@@ -199,6 +213,8 @@ fn task_json(t: &TaskRow) -> TaskJson<'_> {
         stime_ns: t.stime_ns,
         start_ns: t.start_ns,
         kthread: t.kthread,
+        in_event: t.in_event,
+        since_event_ns: t.since_event_ns,
         files: Files(&t.files),
         stack: t.stack.as_ref().map(|s| {
             s.iter()
@@ -262,6 +278,17 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, diff: Option<&Diff>) -> io::Res
         trigger: trigger_json(&snap.info.trigger, snap.info.cpu),
         backend: snap.info.backend,
         after_event: snap.info.after_event,
+        capture: {
+            let c = &snap.info.capture;
+            CaptureJson {
+                in_event: c.in_event,
+                after_event: c.after_event,
+                in_event_ns: c.in_event_ns,
+                budget_ns: c.budget_ns,
+                budget_hit: c.budget_hit,
+                latest_after_ns: c.latest_after_ns,
+            }
+        },
         walk_ns: snap.info.walk_ns,
         skipped: SkippedJson {
             min_gap: snap.info.skipped_gap,

@@ -35,6 +35,8 @@ pub enum Column {
     Nlwp,
     Time,
     Start,
+    /// When the task was captured: in the event, or how long after it.
+    Taken,
     Comm,
 }
 
@@ -56,6 +58,7 @@ impl Column {
         ("time", Column::Time),
         ("start", Column::Start),
         ("stime", Column::Start),
+        ("taken", Column::Taken),
         ("comm", Column::Comm),
         ("command", Column::Comm),
         ("cmd", Column::Comm),
@@ -91,6 +94,7 @@ impl Column {
             Column::Nlwp => ("NLWP", 4),
             Column::Time => ("TIME", 9),
             Column::Start => ("START", 8),
+            Column::Taken => ("TAKEN", 8),
             Column::Comm => ("COMMAND", 0),
         }
     }

@@ -12,13 +12,8 @@ use crate::snapshot::{FileEntry, Snapshot, TaskRow};
 pub fn header_line(snap: &Snapshot) -> String {
     let info = &snap.info;
     let c = &snap.counts;
-    let when = if info.after_event {
-        ", after the event"
-    } else {
-        ""
-    };
     let mut line = format!(
-        "snapshot {} at {}: {} ({} backend{when}), {} processes, {} threads, {} files",
+        "snapshot {} at {}: {} ({} backend), {} processes, {} threads, {} files",
         info.seq,
         rfc3339(info.wall_time),
         info.trigger.describe(),
@@ -31,6 +26,7 @@ pub fn header_line(snap: &Snapshot) -> String {
         line.push_str(&format!(", {} stacks", c.stacks));
     }
     line.push_str(&format!(", walk {:.2} ms", info.walk_ns as f64 / 1e6));
+    line.push_str(&capture_summary(snap));
     if c.truncated > 0 {
         line.push_str(&format!(", {} paths truncated", c.truncated));
     }
@@ -48,6 +44,63 @@ pub fn header_line(snap: &Snapshot) -> String {
         ));
     }
     line
+}
+
+/// `event` for a task captured inside the event, else how long after it
+/// (or after the walk's start), like `+1.2ms`.
+fn taken(t: &TaskRow) -> String {
+    if t.in_event {
+        "event".into()
+    } else {
+        format!("+{}", short_duration(t.since_event_ns))
+    }
+}
+
+/// 850us, 1.2ms, 35ms, 1.4s: two or three significant digits.
+fn short_duration(ns: u64) -> String {
+    let us = ns as f64 / 1e3;
+    if us < 1000.0 {
+        format!("{us:.0}us")
+    } else if us < 10_000.0 {
+        format!("{:.1}ms", us / 1e3)
+    } else if us < 1_000_000.0 {
+        format!("{:.0}ms", us / 1e3)
+    } else {
+        format!("{:.1}s", us / 1e6)
+    }
+}
+
+/// Which tasks the event captured and which came after: "; 3 tasks in the
+/// event in 40us of a 1.0ms budget, 120 after it within 4.1ms". A one-shot
+/// or a tick has no event to capture in: nothing is said.
+fn capture_summary(snap: &Snapshot) -> String {
+    let c = &snap.info.capture;
+    if c.budget_ns == 0 {
+        return String::new();
+    }
+    let mut out = format!(
+        "; {} in the event in {} of a {} budget{}",
+        plural_tasks(c.in_event),
+        short_duration(c.in_event_ns),
+        short_duration(c.budget_ns),
+        if c.budget_hit { " (used up)" } else { "" }
+    );
+    if c.after_event > 0 {
+        out.push_str(&format!(
+            ", {} after it within {}",
+            c.after_event,
+            short_duration(c.latest_after_ns)
+        ));
+    }
+    out
+}
+
+fn plural_tasks(n: usize) -> String {
+    if n == 1 {
+        "1 task".into()
+    } else {
+        format!("{n} tasks")
+    }
 }
 
 /// CPU time like top's TIME+: minutes:seconds.hundredths.
@@ -78,6 +131,7 @@ fn task_line(t: &TaskRow, cols: &[Column], snap: &Snapshot, branch: &str, paint:
             Column::Nlwp => t.threads.to_string(),
             Column::Time => cpu_time(t.cpu_ns()),
             Column::Start => start_time(t, snap),
+            Column::Taken => taken(t),
             Column::Comm => {
                 let comm = printable(&t.comm);
                 if t.kthread {
