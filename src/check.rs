@@ -21,12 +21,65 @@ pub struct Probe {
     pub source: String,
 }
 
-/// The backend `auto` would use for one mode of itersnap.
+/// The backend `auto` would use for one mode of itersnap, and how that
+/// backend takes a snapshot there: what it captures inside the event, and
+/// how the rest is completed.
 #[derive(Debug, Clone)]
 pub struct ModeChoice {
     pub mode: &'static str,
     pub backend: Option<&'static str>,
     pub why: String,
+    pub in_event: String,
+    pub completion: String,
+}
+
+fn event_tasks(mode: &str) -> &'static str {
+    if mode == "--on-signal" {
+        "the signal's sender and target"
+    } else {
+        "the task that caused the event"
+    }
+}
+
+/// What the trigger programs of `backend` capture inside the event of
+/// `mode`, and how the snapshot is completed (bpf/trigger.bpf.h).
+fn capture_plan(mode: &str, backend: Option<&str>) -> (String, String) {
+    const ITERATORS: &str = "seq iterators iter/task and iter/task_file read right after, \
+                             preemptibly (the kernel reschedules between tasks)";
+    match (mode, backend) {
+        (_, None) => ("nothing".into(), "none".into()),
+        ("one-shot", _) => (
+            "nothing: there is no event whose moment to keep".into(),
+            format!("every task: {ITERATORS}"),
+        ),
+        ("--interval", Some("open-coded")) => (
+            "nothing: a tick is not a moment (a perf_event program only reports it)".into(),
+            format!("every task: {ITERATORS}"),
+        ),
+        ("--interval", Some(_)) => (
+            "nothing: the tick comes from a user-space timer".into(),
+            format!("every task: {ITERATORS}"),
+        ),
+        (_, Some("open-coded")) => (
+            format!(
+                "within --event-budget: {}, then the tasks a COMM/--pid filter selects \
+                 (bpf_for_each task), every fd (bpf_for)",
+                event_tasks(mode)
+            ),
+            format!(
+                "the rest: {ITERATORS}; none needed when the filtered walk ended within the budget"
+            ),
+        ),
+        (_, Some(_)) => (
+            format!(
+                "within --event-budget: {}, the first 256 fds of each (a bounded loop: \
+                 bpf_for needs 6.4); a filter's other tasks only after (the open-coded task \
+                 iterator needs 6.7)",
+                event_tasks(mode)
+            ),
+            format!("the rest: {ITERATORS}"),
+        ),
+    }
 }
 
 pub struct Report {
@@ -259,8 +312,8 @@ pub fn build() -> Report {
     let modes_needs: [(&'static str, bool, &str); 6] = [
         (
             "one-shot",
-            ty("syscall") && ty("raw_tracepoint"),
-            "syscall and raw_tp programs",
+            at("iter/task") && at("iter/task_file"),
+            "the seq iterators",
         ),
         (
             "--on-signal",
@@ -287,6 +340,8 @@ pub fn build() -> Report {
                     mode,
                     backend: Some("open-coded"),
                     why: format!("open-coded task iterators and {what} are available"),
+                    in_event: String::new(),
+                    completion: String::new(),
                 }
             } else if seq_ok && (trigger_ok || !seq_needs_trigger) {
                 ModeChoice {
@@ -297,6 +352,8 @@ pub fn build() -> Report {
                     } else {
                         format!("open-coded: {open_coded_why}")
                     },
+                    in_event: String::new(),
+                    completion: String::new(),
                 }
             } else {
                 ModeChoice {
@@ -309,7 +366,17 @@ pub fn build() -> Report {
                     } else {
                         format!("{what} unavailable")
                     },
+                    in_event: String::new(),
+                    completion: String::new(),
                 }
+            }
+        })
+        .map(|m| {
+            let (in_event, completion) = capture_plan(m.mode, m.backend);
+            ModeChoice {
+                in_event,
+                completion,
+                ..m
             }
         })
         .collect::<Vec<_>>();
@@ -348,6 +415,11 @@ pub fn write_table(w: &mut dyn Write, r: &Report) -> io::Result<()> {
             m.why
         )?;
     }
+    writeln!(w, "\nhow each mode takes a snapshot here:")?;
+    for m in r.modes.iter().filter(|m| m.backend.is_some()) {
+        writeln!(w, "  {:<16} in the event: {}", m.mode, m.in_event)?;
+        writeln!(w, "  {:<16} after it:     {}", "", m.completion)?;
+    }
     writeln!(
         w,
         "\n{}",
@@ -368,6 +440,7 @@ pub fn write_json(w: &mut dyn Write, r: &Report) -> io::Result<()> {
         })).collect::<Vec<_>>(),
         "modes": r.modes.iter().map(|m| json!({
             "mode": m.mode, "backend": m.backend, "why": m.why,
+            "in_event": m.in_event, "completion": m.completion,
         })).collect::<Vec<_>>(),
     });
     serde_json::to_writer(&mut *w, &v)?;

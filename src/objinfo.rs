@@ -113,7 +113,7 @@ mod tests {
             .map(|p| p.section.as_str())
             .collect();
         for s in [
-            "syscall",
+            "iter/task",
             "tp_btf/signal_generate",
             "perf_event",
             "raw_tp",

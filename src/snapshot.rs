@@ -202,12 +202,18 @@ pub struct Counts {
     pub threads: usize,
     pub files: usize,
     pub stacks: usize,
-    /// Task, file and stack records received.
+    /// Task, file and stack records in the snapshot (the event's and the
+    /// completion's, merged).
     pub records: usize,
-    /// Records the kernel emitted for this snapshot, begin and end records
-    /// included (received + dropped, when both ends arrived).
+    /// Records the kernel wrote for this snapshot: through the ring buffer
+    /// (begin and end records included) and through the iterators.
     pub emitted: u64,
+    /// Of those, the records that arrived (emitted = received + dropped).
+    pub received: u64,
+    /// Records lost because the ring buffer was full.
     pub dropped: u64,
+    /// Records read from the iterators, after the event (none are lost).
+    pub iterated: u64,
     pub truncated: usize,
 }
 
@@ -527,14 +533,21 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
     let mut procs: BTreeMap<u32, Process> = BTreeMap::new();
     let mut files: BTreeMap<u32, Vec<FileEntry>> = BTreeMap::new();
     let mut stacks: BTreeMap<u32, StackRec> = BTreeMap::new();
+    // Without a trigger program (a one-shot, a user-space tick) every
+    // record came from the iterators.
+    let iterated = match raw.emitted {
+        Some(_) => raw.completion_records,
+        None => raw.records.len() as u64,
+    };
     let mut counts = Counts {
         dropped: raw.dropped,
         records: raw.records.len(),
-        emitted: raw.emitted.unwrap_or(
-            raw.records.len() as u64
-                + u64::from(raw.begin.is_some())
-                + u64::from(raw.end.is_some()),
-        ),
+        emitted: raw.emitted.unwrap_or(0).saturating_add(iterated),
+        received: raw
+            .received
+            .unwrap_or(raw.emitted.unwrap_or(0).saturating_sub(raw.dropped))
+            .saturating_add(iterated),
+        iterated,
         ..Counts::default()
     };
     // A process's files arrive one after another: gather each run before

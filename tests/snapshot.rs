@@ -419,8 +419,9 @@ fn closed_stdout_ends_quietly() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
 
-/// A path deeper than the walk's bound is marked truncated and keeps its
-/// tail; through d_path() (the seq backend) it is whole.
+/// A path deeper than the walk's bound, captured inside an event (where
+/// paths are built from dentries), is marked truncated and keeps its tail;
+/// through d_path() (the iterators of every one-shot) it is whole.
 #[test]
 fn deep_paths_are_marked_truncated_or_whole() {
     let top = std::env::temp_dir().join(unique_comm("deep"));
@@ -429,8 +430,6 @@ fn deep_paths_are_marked_truncated_or_whole() {
     // This test process holds the file open; the snapshot looks at it.
     let file = fs::File::create(deep.join("leaf")).unwrap();
     let me = std::process::id();
-    let snap = snapshot(&["--pid", &me.to_string()]);
-    let row = rows_of(&snap, me)[0];
     let real = fs::read_link(format!(
         "/proc/self/fd/{}",
         std::os::fd::AsRawFd::as_raw_fd(&file)
@@ -438,28 +437,48 @@ fn deep_paths_are_marked_truncated_or_whole() {
     .unwrap()
     .to_string_lossy()
     .into_owned();
-    let entry = row["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"].as_str().unwrap().ends_with("/d/leaf"))
-        .expect("the deep file is listed");
+    let deep_entry = |snap: &serde_json::Value| {
+        rows_of(snap, me)[0]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"].as_str().unwrap().ends_with("/d/leaf"))
+            .expect("the deep file is listed")
+            .clone()
+    };
+
+    // Inside an event: this process is the target of an (ignored) SIGWINCH.
+    let armed = Armed::start(&[
+        "-o",
+        "json",
+        "--count",
+        "1",
+        "--on-signal",
+        "SIGWINCH",
+        "--signal-target",
+        &me.to_string(),
+        "--pid",
+        &me.to_string(),
+    ]);
+    // SAFETY: kill(2) on this very process, with a signal ignored by default.
+    assert_eq!(unsafe { libc::kill(me as i32, libc::SIGWINCH) }, 0);
+    let (code, out, err) = armed.finish();
+    assert_eq!(code, Some(0), "{err}");
+    let snap = parse_lines(&out).remove(0);
+    assert_eq!(rows_of(&snap, me)[0]["in_event"], true);
+    let entry = deep_entry(&snap);
     assert_eq!(entry["truncated"], true);
     let shown = entry["path"].as_str().unwrap();
     let tail = shown.strip_prefix("...").expect("marked as a partial path");
     assert!(real.ends_with(tail), "{shown} is a tail of {real}");
     assert!(snap["counts"]["truncated"].as_u64().unwrap() >= 1);
-    // The seq backend asks the kernel's d_path(), which has no depth bound.
-    let seq = snapshot(&["--pid", &me.to_string(), "--backend", "seq"]);
-    let whole = rows_of(&seq, me)[0]["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"].as_str().unwrap().ends_with("/d/leaf"))
-        .expect("the deep file is listed by the seq backend")
-        .clone();
-    assert_eq!(whole["path"].as_str().unwrap(), real);
-    assert_eq!(whole["truncated"], false);
+
+    // A one-shot asks the kernel's d_path(), which has no depth bound.
+    for backend in ["open-coded", "seq"] {
+        let whole = deep_entry(&snapshot(&["--pid", &me.to_string(), "--backend", backend]));
+        assert_eq!(whole["path"].as_str().unwrap(), real, "{backend}");
+        assert_eq!(whole["truncated"], false, "{backend}");
+    }
     drop(file);
     fs::remove_dir_all(top).unwrap();
 }

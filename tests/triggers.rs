@@ -38,6 +38,7 @@ fn snapshot_at_event(
 fn assert_holds_moment_file(fx: &Fixture, snap: &Value) {
     let rows = rows_of(snap, fx.pid);
     assert_eq!(rows.len(), 1, "the fixture is in the snapshot: {snap}");
+    assert_eq!(rows[0]["in_event"], true, "captured inside the event");
     let paths: Vec<&str> = rows[0]["files"]
         .as_array()
         .unwrap()
@@ -49,9 +50,16 @@ fn assert_holds_moment_file(fx: &Fixture, snap: &Value) {
         paths.contains(&expected.to_str().unwrap()),
         "the file open at the moment of the event is listed: {paths:?}"
     );
-    assert_eq!(snap["backend"], "open-coded");
-    assert_eq!(snap["after_event"], false);
     assert_eq!(snap["complete"], true, "{}", snap["problems"]);
+    let capture = &snap["capture"];
+    assert!(capture["in_event"].as_u64().unwrap() >= 1, "{capture}");
+    assert_eq!(capture["budget_ns"], 1_000_000, "the default budget");
+    if snap["backend"] == "open-coded" {
+        // The COMM filter selects only the fixture: the filtered walk in
+        // the event found every task, and no completion was needed.
+        assert_eq!(snap["after_event"], false);
+        assert_eq!(capture["after_event"], 0, "{capture}");
+    }
 }
 
 #[test]
@@ -142,22 +150,126 @@ fn on_uprobe_sees_the_moment() {
     assert_eq!(snap["trigger"]["caller"]["pid"], fx.pid);
 }
 
-/// The seq backend takes the snapshot after the event, and says so.
+/// The seq backend captures the event's own task inside the event too
+/// (a bounded fd loop), and completes the rest after it, and says so.
 #[test]
-fn seq_backend_marks_snapshots_after_the_event() {
-    let (fx, snap) = snapshot_at_event("signal", &|fx| {
-        vec![
-            "--backend".into(),
-            "seq".into(),
-            "--on-signal".into(),
-            "USR1".into(),
-            "--signal-target".into(),
-            fx.pid.to_string(),
-        ]
-    });
-    assert_eq!(snap["backend"], "seq");
-    assert_eq!(snap["after_event"], true);
-    assert_eq!(snap["trigger"]["sender"]["pid"], fx.pid);
+fn seq_backend_sees_the_moment_of_the_events_task() {
+    for event in ["signal", "syscall"] {
+        let (fx, snap) = snapshot_at_event(event, &|fx| {
+            let mut args: Vec<String> = vec!["--backend".into(), "seq".into()];
+            if event == "signal" {
+                args.extend(["--on-signal", "USR1", "--signal-target"].map(String::from));
+            } else {
+                args.extend(["--on-syscall", "getppid", "--caller-pid"].map(String::from));
+            }
+            args.push(fx.pid.to_string());
+            args
+        });
+        assert_eq!(snap["backend"], "seq");
+        assert_holds_moment_file(&fx, &snap);
+        assert_eq!(
+            snap["after_event"], true,
+            "the seq backend always completes"
+        );
+    }
+}
+
+/// Sends `signal` to `pid` from this test process.
+fn send_signal(pid: u32, signal: i32) {
+    // SAFETY: kill(2) on a fixture of this test.
+    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
+}
+
+/// Pids whose parent is `ppid`, from /proc.
+fn proc_children(ppid: u32) -> Vec<u32> {
+    let mut out: Vec<u32> = proc_processes()
+        .keys()
+        .copied()
+        .filter(|&pid| {
+            proc_stat(pid)
+                .is_some_and(|(_, rest)| rest.get(1).map(String::as_str) == Some(&ppid.to_string()))
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// ~2,000 processes and a budget far too small for them: the event's own
+/// task is captured inside the event, the budget stops the rest, and the
+/// completion still delivers every process with every file as /proc has it.
+#[test]
+fn tiny_budget_still_completes_the_snapshot() {
+    const CHILDREN: usize = 2000;
+    let fx = Fixture::start_with_children("b", CHILDREN);
+    let children = proc_children(fx.pid);
+    assert_eq!(children.len(), CHILDREN, "the fixture's children");
+    for backend in ["open-coded", "seq"] {
+        let target = fx.pid.to_string();
+        // SIGWINCH is ignored by default: the fixture lives on. The sender
+        // (this test) is not selected by the COMM filter.
+        let armed = Armed::start(&[
+            "-o",
+            "json",
+            "--backend",
+            backend,
+            "--count",
+            "1",
+            "--event-budget",
+            "30us",
+            "--on-signal",
+            "SIGWINCH",
+            "--signal-target",
+            &target,
+            &fx.comm,
+        ]);
+        send_signal(fx.pid, libc::SIGWINCH);
+        let (code, out, err) = armed.finish();
+        assert_eq!(code, Some(0), "{backend}: {err}");
+        let snaps = parse_lines(&out);
+        assert_eq!(snaps.len(), 1, "{backend}: {err}");
+        let snap = &snaps[0];
+        assert_eq!(snap["complete"], true, "{backend}: {}", snap["problems"]);
+        assert_eq!(snap["backend"], backend);
+        let capture = &snap["capture"];
+        assert_eq!(capture["budget_ns"], 30_000, "{capture}");
+        assert_eq!(snap["after_event"], true, "{backend}: {capture}");
+
+        // The signal's target first, inside the event.
+        let leader = rows_of(snap, fx.pid);
+        assert_eq!(leader.len(), 1, "{backend}: the target is in the snapshot");
+        assert_eq!(leader[0]["in_event"], true, "{backend}: {}", leader[0]);
+        if backend == "open-coded" {
+            // The filtered walk went on in the event until the budget ended it.
+            assert_eq!(capture["budget_hit"], true, "{capture}");
+        }
+        // Every child, and the rest after the event, later than it.
+        let mut after = 0;
+        for &pid in &children {
+            let rows = rows_of(snap, pid);
+            assert_eq!(rows.len(), 1, "{backend}: child {pid} is in the snapshot");
+            let row = rows[0];
+            assert_eq!(
+                snapshot_fds(row),
+                proc_fds(pid),
+                "{backend}: files of {pid}"
+            );
+            if row["in_event"] == false {
+                after += 1;
+                assert!(row["since_event_ns"].as_u64().unwrap() > 0, "{row}");
+            }
+        }
+        assert!(
+            after > CHILDREN / 2,
+            "{backend}: 30us cannot hold {CHILDREN} processes; {after} after the event"
+        );
+        assert_eq!(
+            capture["in_event"].as_u64().unwrap() + capture["after_event"].as_u64().unwrap(),
+            snap["counts"]["threads"].as_u64().unwrap(),
+            "{capture}"
+        );
+        // Still there afterwards: the snapshot had every process.
+        assert_eq!(proc_children(fx.pid), children);
+    }
 }
 
 /// Every field of every row the same, whichever backend took the snapshot.
@@ -169,9 +281,15 @@ fn backends_agree_on_a_quiescent_fixture() {
         assert_eq!(snap["backend"], backend);
         snap["tasks"].as_array().unwrap().clone()
     };
+    // When each row was taken differs from run to run, not what it shows.
     let by_tid = |rows: Vec<Value>| -> BTreeMap<u64, Value> {
         rows.into_iter()
-            .map(|r| (r["tid"].as_u64().unwrap(), r))
+            .map(|mut r| {
+                let taken = r.as_object_mut().unwrap();
+                assert_eq!(taken.remove("in_event"), Some(Value::Bool(false)));
+                assert!(taken.remove("since_event_ns").is_some());
+                (r["tid"].as_u64().unwrap(), r)
+            })
             .collect()
     };
     let open_coded = by_tid(take("open-coded"));
@@ -180,8 +298,9 @@ fn backends_agree_on_a_quiescent_fixture() {
     assert_eq!(open_coded, seq);
 }
 
-/// A ring buffer too small for the snapshot: reported incomplete with the
-/// exact number of records lost, and the next trigger still works.
+/// A ring buffer too small for what the event captures: reported incomplete
+/// with the exact number of records lost, the completion after the event
+/// still fills in every fd, and the next trigger still works.
 #[test]
 fn ring_buffer_overflow_is_counted_exactly() {
     let mut fx = Fixture::start_event_with_fds("v", "spin", 400);
@@ -191,6 +310,8 @@ fn ring_buffer_overflow_is_counted_exactly() {
         "json",
         "--ringbuf-size",
         "4K",
+        "--event-budget",
+        "100ms",
         "--min-gap",
         "300ms",
         "--count",
@@ -225,15 +346,17 @@ fn ring_buffer_overflow_is_counted_exactly() {
             problems.contains(&format!("{dropped} records dropped")),
             "{problems}"
         );
-        // begin + one record per thread and per fd + end, all accounted for.
-        let begin = u64::from(snap["trigger"]["type"] != "unknown");
-        let end = u64::from(!problems.contains("the end record was lost"));
-        assert_eq!(c["emitted"].as_u64().unwrap(), 2 + threads + fds);
-        assert_eq!(
-            c["records"].as_u64().unwrap() + begin + end + dropped,
-            2 + threads + fds,
-            "{c}"
-        );
+        // In the event (the COMM filter selects only the fixture, and the
+        // budget is ample): begin, every thread and fd, end.
+        let emitted = c["emitted"].as_u64().unwrap();
+        let iterated = c["iterated"].as_u64().unwrap();
+        assert_eq!(emitted - iterated, 2 + threads + fds, "{c}");
+        assert_eq!(c["received"].as_u64().unwrap() + dropped, emitted, "{c}");
+        // The completion after the event filled in what the ring lost.
+        let rows = rows_of(snap, fx.pid);
+        assert_eq!(rows.len(), 1, "{snap}");
+        let listed = rows[0]["files"].as_array().unwrap().len() as u64;
+        assert!(listed + 1 >= fds, "{listed} of {fds} fds listed");
     }
     assert!(err.contains("records dropped"), "{err}");
 }

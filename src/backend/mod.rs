@@ -101,8 +101,13 @@ pub struct RawSnapshot {
     pub end_flags: u32,
     /// Records lost because the ring buffer was full.
     pub dropped: u64,
-    /// Records the kernel emitted, begin and end included, when it says.
+    /// Records the trigger program sent through the ring buffer, begin and
+    /// end included, when it says.
     pub emitted: Option<u64>,
+    /// Of those, the records that arrived.
+    pub received: Option<u64>,
+    /// Records the completion read from the iterators (none are lost).
+    pub completion_records: u64,
     /// Completed by the iterators after the event.
     pub after_event: bool,
     /// A trigger program ran: its end record was due.

@@ -196,16 +196,24 @@ fn read_iter(link: &Link, what: &str) -> Result<(Vec<Record>, Option<record::Dec
 
 /// The event's records first; the completion adds every task, stack and fd
 /// that the event did not capture. A leader whose fd table the event walked
-/// up to fd N (CAPTURE_FILES) takes only fds from N on from the completion.
-pub fn merge(in_event: Vec<Record>, after: Vec<Record>) -> Vec<Record> {
+/// up to fd N (CAPTURE_FILES) takes only fds from N on from the completion;
+/// when records were `lost` on the way, any fd the event's records lack.
+pub fn merge(in_event: Vec<Record>, after: Vec<Record>, lost: bool) -> Vec<Record> {
     let mut tids = HashSet::new();
     let mut fds_upto = HashMap::new();
+    let mut fds = HashSet::new();
     for rec in &in_event {
-        if let Record::Task(t) = rec {
-            tids.insert(t.pid);
-            if t.capture & CAPTURE_FILES != 0 {
-                fds_upto.insert(t.tgid, t.fds_upto);
+        match rec {
+            Record::Task(t) => {
+                tids.insert(t.pid);
+                if t.capture & CAPTURE_FILES != 0 && !lost {
+                    fds_upto.insert(t.tgid, t.fds_upto);
+                }
             }
+            Record::File(f) => {
+                fds.insert((f.pid, f.fd));
+            }
+            _ => {}
         }
     }
     let mut out = in_event;
@@ -214,11 +222,14 @@ pub fn merge(in_event: Vec<Record>, after: Vec<Record>) -> Vec<Record> {
         let keep = match &rec {
             Record::Task(t) => !tids.contains(&t.pid),
             Record::Stack(s) => !tids.contains(&s.pid),
-            // fds are non-negative; a negative one is untrusted junk: kept
-            // for assembly to show, as any record the kernel sent.
-            Record::File(f) => fds_upto
-                .get(&f.pid)
-                .is_none_or(|&upto| u32::try_from(f.fd).is_ok_and(|fd| fd >= upto)),
+            // A negative fd is untrusted junk: kept for assembly to show, as
+            // any record the kernel sent.
+            Record::File(f) => {
+                !fds.contains(&(f.pid, f.fd))
+                    && fds_upto
+                        .get(&f.pid)
+                        .is_none_or(|&upto| u32::try_from(f.fd).is_ok_and(|fd| fd >= upto))
+            }
             Record::Begin(_) | Record::End(_) => false,
         };
         if keep {
@@ -440,11 +451,14 @@ impl Session {
             .or(walked.as_ref().map(|w| w.start_ns))
             .unwrap_or(0);
         let in_event_end = ktime_ns.saturating_add(in_event_ns);
+        // From the ring buffer: begin, the event's records, end.
+        let received =
+            p.records.len() as u64 + u64::from(p.begin.is_some()) + u64::from(p.end.is_some());
         let (records, after_records, walk_end, error) = match walked {
             Some(w) => {
                 let n = w.records.len() as u64;
                 (
-                    merge(p.records, w.records),
+                    merge(p.records, w.records, dropped > 0),
                     n,
                     w.end_ns,
                     p.decode_error.or(w.error),
@@ -463,7 +477,9 @@ impl Session {
             in_event_ns,
             end_flags: end_flags.unwrap_or(0),
             dropped,
-            emitted: Some(emitted + after_records),
+            emitted: Some(emitted),
+            received: Some(received),
+            completion_records: after_records,
             after_event: !whole,
             expects_end: true,
         })

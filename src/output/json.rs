@@ -56,7 +56,9 @@ struct CountsJson {
     stacks: usize,
     records: usize,
     emitted: u64,
+    received: u64,
     dropped: u64,
+    iterated: u64,
     truncated: usize,
 }
 
@@ -304,7 +306,9 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, diff: Option<&Diff>) -> io::Res
             stacks: c.stacks,
             records: c.records,
             emitted: c.emitted,
+            received: c.received,
             dropped: c.dropped,
+            iterated: c.iterated,
             truncated: c.truncated,
         },
         diff: diff.map(diff_json),
@@ -414,6 +418,8 @@ mod tests {
                     stime_ns: 0,
                     start_ns: 0,
                     kthread: false,
+                    in_event: i % 2 == 0,
+                    since_event_ns: u64::from(i),
                     files: (0..files_each).map(file).collect(),
                     stack: None,
                 })

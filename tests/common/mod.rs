@@ -170,7 +170,17 @@ impl Fixture {
         Self::start_with(tag, Some(event), extra_fds)
     }
 
+    /// A quiescent fixture with `children` forked children of its name, each
+    /// holding the fixture's files, paused until the fixture exits.
+    pub fn start_with_children(tag: &str, children: usize) -> Fixture {
+        Self::start_full(tag, None, 0, children)
+    }
+
     fn start_with(tag: &str, event: Option<&str>, extra_fds: usize) -> Fixture {
+        Self::start_full(tag, event, extra_fds, 0)
+    }
+
+    fn start_full(tag: &str, event: Option<&str>, extra_fds: usize, children: usize) -> Fixture {
         let comm = unique_comm(tag);
         let dir = std::env::temp_dir().join(format!("itersnap-{comm}"));
         // Not the test's stderr: that file is written by other tests as this
@@ -183,6 +193,7 @@ impl Fixture {
             .env("ITERSNAP_FIXTURE_DIR", &dir)
             .env("ITERSNAP_FIXTURE_EVENT", event.unwrap_or(""))
             .env("ITERSNAP_FIXTURE_EXTRA_FDS", extra_fds.to_string())
+            .env("ITERSNAP_FIXTURE_CHILDREN", children.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -285,6 +296,15 @@ pub fn run_fixture_if_asked() {
     // /proc/self is the thread-group leader: this names the process, not
     // just this (test harness) thread.
     fs::write("/proc/self/comm", &comm).unwrap();
+    let children: usize = std::env::var("ITERSNAP_FIXTURE_CHILDREN")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let name = std::ffi::CString::new(comm.as_bytes()).unwrap();
+    for _ in 0..children {
+        // SAFETY: the child makes only async-signal-safe calls.
+        unsafe { fork_paused(&name) };
+    }
     println!("ready");
     std::io::stdout().flush().unwrap();
     if !event.is_empty() {
@@ -311,6 +331,23 @@ pub extern "C" fn itersnap_fixture_probe() -> u64 {
 }
 
 extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// Forks a child named like the fixture that pauses until the fixture
+/// exits. Only async-signal-safe calls in the child of a threaded process.
+unsafe fn fork_paused(comm: &std::ffi::CStr) {
+    let parent = libc::getpid();
+    if libc::fork() == 0 {
+        libc::prctl(libc::PR_SET_NAME, comm.as_ptr());
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        // The fixture may have gone before the death signal was armed.
+        if libc::getppid() != parent {
+            libc::_exit(0);
+        }
+        loop {
+            libc::pause();
+        }
+    }
+}
 
 /// Forks a child named like the fixture (the COMM filter shows it; otherwise
 /// it would inherit this harness thread's name) that lives `lifetime`, with
