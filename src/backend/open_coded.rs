@@ -11,11 +11,8 @@ use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::OpenObject;
 
-use super::attach::{attach_trigger, open_configured, select_trigger_program, trigger_programs};
-use super::events::EventStream;
-use super::session::{
-    guards_of, load_preferring_d_path, paths_description, Completion, Loaded, Session,
-};
+use super::attach::{open_configured, select_trigger_program};
+use super::session::{load_preferring_d_path, session_of, Session};
 use super::{ringbuf_bytes, TriggerOptions, WalkOptions, OPT_D_PATH};
 use crate::bpf::opencoded::{OpencodedSkel, OpencodedSkelBuilder};
 
@@ -58,40 +55,8 @@ fn load(walk: &WalkOptions, trig: &TriggerOptions, d_path: bool) -> Result<Openc
 }
 
 pub fn open(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Session> {
-    let (mut skel, d_path) = load_preferring_d_path(walk.files, |d| load(walk, trig, d))?;
-    let task_link = skel
-        .progs
-        .dump_task
-        .attach()
-        .context("attaching iter/task")?;
-    let file_link = if walk.files {
-        Some(
-            skel.progs
-                .dump_file
-                .attach()
-                .context("attaching iter/task_file")?,
-        )
-    } else {
-        None
-    };
-    let trigger = attach_trigger(trigger_programs!(skel), trig)?;
-    let events = EventStream::new(&skel.maps.events)?;
-    let guards = guards_of!(skel);
-    Session::new(
-        Loaded {
-            name: "open-coded",
-            paths: paths_description(d_path),
-            events,
-            completion: Completion {
-                task_link,
-                file_link,
-            },
-            trigger,
-            guards,
-            object: Box::new(skel),
-        },
-        &trig.spec,
-    )
+    let (skel, d_path) = load_preferring_d_path(walk.files, |d| load(walk, trig, d))?;
+    session_of!(skel, "open-coded", d_path, walk, trig, true)
 }
 
 /// The bare walk (scripts/bench): (tasks, fds, ns) of the task and fd-bitmap

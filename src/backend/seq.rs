@@ -6,11 +6,8 @@
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
-use super::attach::{attach_trigger, open_configured, select_trigger_program, trigger_programs};
-use super::events::EventStream;
-use super::session::{
-    guards_of, load_preferring_d_path, paths_description, Completion, Loaded, Session,
-};
+use super::attach::{open_configured, select_trigger_program};
+use super::session::{load_preferring_d_path, session_of, Session};
 use super::{ringbuf_bytes, TriggerOptions, TriggerSpec, WalkOptions, OPT_D_PATH};
 use crate::bpf::seqiter::{SeqiterSkel, SeqiterSkelBuilder};
 
@@ -38,41 +35,8 @@ fn load(walk: &WalkOptions, trig: &TriggerOptions, d_path: bool) -> Result<Seqit
 }
 
 pub fn open(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Session> {
-    let (mut skel, d_path) = load_preferring_d_path(walk.files, |d| load(walk, trig, d))?;
-    let task_link = skel
-        .progs
-        .dump_task
-        .attach()
-        .context("attaching iter/task")?;
-    let file_link = if walk.files {
-        Some(
-            skel.progs
-                .dump_file
-                .attach()
-                .context("attaching iter/task_file")?,
-        )
-    } else {
-        None
-    };
-    let trigger = match trig.spec {
-        TriggerSpec::Interval { .. } => None,
-        _ => attach_trigger(trigger_programs!(skel), trig)?,
-    };
-    let events = EventStream::new(&skel.maps.events)?;
-    let guards = guards_of!(skel);
-    Session::new(
-        Loaded {
-            name: "seq",
-            paths: paths_description(d_path),
-            events,
-            completion: Completion {
-                task_link,
-                file_link,
-            },
-            trigger,
-            guards,
-            object: Box::new(skel),
-        },
-        &trig.spec,
-    )
+    let (skel, d_path) = load_preferring_d_path(walk.files, |d| load(walk, trig, d))?;
+    // --interval ticks come from a user-space timer: no trigger program.
+    let attach = !matches!(trig.spec, TriggerSpec::Interval { .. });
+    session_of!(skel, "seq", d_path, walk, trig, attach)
 }

@@ -280,6 +280,56 @@ pub struct Session {
     _object: Box<dyn Any>,
 }
 
+/// A `Session` from a loaded skeleton (`$skel`, either object: their
+/// programs and maps have the same names): attaches the iterators and, if
+/// `$attach`, the trigger.
+macro_rules! session_of {
+    ($skel:expr, $name:expr, $d_path:expr, $walk:expr, $trig:expr, $attach:expr) => {{
+        let mut skel = $skel;
+        let task_link = skel
+            .progs
+            .dump_task
+            .attach()
+            .context("attaching iter/task")?;
+        let file_link = if $walk.files {
+            Some(
+                skel.progs
+                    .dump_file
+                    .attach()
+                    .context("attaching iter/task_file")?,
+            )
+        } else {
+            None
+        };
+        let trigger = if $attach {
+            $crate::backend::attach::attach_trigger(
+                $crate::backend::attach::trigger_programs!(skel),
+                $trig,
+            )?
+        } else {
+            None
+        };
+        let events = $crate::backend::events::EventStream::new(&skel.maps.events)?;
+        let guards = $crate::backend::session::guards_of!(skel);
+        $crate::backend::session::Session::new(
+            $crate::backend::session::Loaded {
+                name: $name,
+                paths: $crate::backend::session::paths_description($d_path),
+                events,
+                completion: $crate::backend::session::Completion {
+                    task_link,
+                    file_link,
+                },
+                trigger,
+                guards,
+                object: Box::new(skel),
+            },
+            &$trig.spec,
+        )
+    }};
+}
+pub(crate) use session_of;
+
 /// What a backend's loader hands to `Session::new`.
 pub struct Loaded {
     pub name: &'static str,
