@@ -52,14 +52,20 @@ int dump_task(struct bpf_iter__task *ctx)
 	return 0;
 }
 
-SEC("iter/task_file")
-int dump_file(struct bpf_iter__task_file *ctx)
+/*
+ * One open file of one process. With `d_path` its path is the kernel's own
+ * d_path(), as /proc/PID/fd uses it: one helper call instead of a walk of
+ * probe reads; else the walk's (walk.bpf.h).
+ */
+static __always_inline int dump_one_file(struct bpf_iter__task_file *ctx, bool d_path)
 {
 	struct seq_file *seq = ctx->meta->seq;
 	struct task_struct *t = ctx->task;
 	struct file *f = ctx->file;
 	union scratch *buf;
 	__u32 size, tgid;
+	__u64 file_addr;
+	bool cloexec;
 
 	if (!root_dentry)
 		learn_root((struct task_struct *)bpf_get_current_task());
@@ -70,22 +76,37 @@ int dump_file(struct bpf_iter__task_file *ctx)
 	if (BPF_CORE_READ(t, pid) != tgid || !task_selected(t))
 		return 0;
 	/* fill_file() takes plain addresses: read the pointer as a number. */
-	size = fill_file((__u64)BPF_CORE_READ(ctx, file), tgid, ctx->fd,
-			 fd_cloexec(BPF_CORE_READ(t, files, fdt), ctx->fd),
-			 cfg_flags & OPT_D_PATH);
+	file_addr = (__u64)BPF_CORE_READ(ctx, file);
+	cloexec = fd_cloexec(BPF_CORE_READ(t, files, fdt), ctx->fd);
+	if (d_path)
+		size = fill_file_fields(file_addr, tgid, ctx->fd, cloexec);
+	else
+		size = fill_file(file_addr, tgid, ctx->fd, cloexec);
 	buf = scratch_buf();
 	if (!buf || !size)
 		return 0;
-	/*
-	 * The kernel's own d_path(), as /proc/PID/fd uses it, when iterator
-	 * programs may call it: one helper call instead of a walk of probe
-	 * reads. User space reloads without OPT_D_PATH where it is refused.
-	 */
-	if (cfg_flags & OPT_D_PATH)
+	if (d_path)
 		size = file_rec_set_text(&buf->file,
 					 bpf_d_path(&f->f_path, buf->file.path, sizeof(buf->file.path)));
 	seq_emit(seq, &buf->file, size);
 	return 0;
+}
+
+/*
+ * Two programs, one loaded: paths from bpf_d_path() where the kernel lets
+ * iterator programs call it, else from the walk (user space loads the
+ * second where the first is refused).
+ */
+SEC("iter/task_file")
+int dump_file(struct bpf_iter__task_file *ctx)
+{
+	return dump_one_file(ctx, true);
+}
+
+SEC("iter/task_file")
+int dump_file_walk(struct bpf_iter__task_file *ctx)
+{
+	return dump_one_file(ctx, false);
 }
 
 #endif /* COMPLETE_BPF_H */

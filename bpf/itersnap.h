@@ -192,6 +192,5 @@ struct snap_stats {
 #define OPT_THREADS (1 << 2)  /* stacks for every thread, not just leaders */
 #define OPT_STACKS (1 << 3)
 #define OPT_FILES (1 << 4)
-#define OPT_D_PATH (1 << 5)   /* paths from bpf_d_path(): iterator programs, 5.10+ */
 
 #endif /* ITERSNAP_H */

@@ -246,7 +246,7 @@ __noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline)
 			f = slots->f[bit];
 			if (!f)
 				continue;
-			size = fill_file((__u64)f, tgid, fd, cloexec & low, false);
+			size = fill_file((__u64)f, tgid, fd, cloexec & low);
 			if (size) {
 				emit(&buf->file, size, BPF_RB_NO_WAKEUP);
 				ws.files++;
@@ -299,7 +299,7 @@ __noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline)
 			return fd;
 		if (bpf_probe_read_kernel(&f, sizeof(f), fd_array + fd) || !f)
 			continue;
-		size = fill_file((__u64)f, tgid, fd, cloexec & (1UL << (fd & 63)), false);
+		size = fill_file((__u64)f, tgid, fd, cloexec & (1UL << (fd & 63)));
 		if (size) {
 			emit(&buf->file, size, BPF_RB_NO_WAKEUP);
 			ws.files++;

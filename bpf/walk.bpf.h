@@ -438,15 +438,11 @@ static __always_inline bool fd_cloexec(struct fdtable *fdt, int fd)
 /*
  * Fill the CPU's scratch file record; returns its size (header plus used path
  * bytes, 8-aligned), 0 on failure. f_flags gets O_CLOEXEC when the caller
- * found it in the fd table (`cloexec`), as /proc/PID/fdinfo shows it. With
- * `d_path_later` the path is left for the caller (file_rec_set_text()):
- * iterator programs that may call bpf_d_path().
- *
- * A global function: the verifier checks it once, on its own, instead of at
- * every call site inside the nested fd and task loops. Its pointers come as
- * plain numbers because it only ever reads them through probe reads.
+ * found it in the fd table (`cloexec`), as /proc/PID/fdinfo shows it.
+ * Without `build_path` the caller writes the path (file_rec_set_text()).
  */
-__noinline __u32 fill_file(__u64 file_addr, __u32 tgid, int fd, bool cloexec, bool d_path_later)
+static __always_inline __u32 fill_file_rec(__u64 file_addr, __u32 tgid, int fd, bool cloexec,
+					   bool build_path)
 {
 	struct file *f = (struct file *)file_addr;
 	union scratch *buf = scratch_buf();
@@ -506,9 +502,29 @@ __noinline __u32 fill_file(__u64 file_addr, __u32 tgid, int fd, bool cloexec, bo
 	}
 	r->path_len = 0;
 	r->path_flags = 0;
-	if (!d_path_later)
+	if (build_path)
 		fill_path(dentry, vfsmnt, inode, r);
 	return file_rec_size(r);
+}
+
+/*
+ * The two ways to call it, as global functions: the verifier checks each
+ * once, on its own, instead of at every call site inside the nested fd and
+ * task loops. Two, not one with a flag, so that a program verifies only the
+ * one it calls: the path walk's bounded loop (seq object) is costly to
+ * verify and iterators that use bpf_d_path() never need it. Their pointers
+ * come as plain numbers because they only ever read them through probe
+ * reads.
+ */
+__noinline __u32 fill_file(__u64 file_addr, __u32 tgid, int fd, bool cloexec)
+{
+	return fill_file_rec(file_addr, tgid, fd, cloexec, true);
+}
+
+/* The same without the path: for iterator programs that call bpf_d_path(). */
+__noinline __u32 fill_file_fields(__u64 file_addr, __u32 tgid, int fd, bool cloexec)
+{
+	return fill_file_rec(file_addr, tgid, fd, cloexec, false);
 }
 
 #endif /* WALK_BPF_H */

@@ -335,7 +335,15 @@ pub fn build() -> Report {
             // The seq backend's one-shot reads iterators directly, and its
             // --interval is a user-space timer: neither needs a trigger program.
             let seq_needs_trigger = !matches!(mode, "one-shot" | "--interval");
-            if open_coded_ok && trigger_ok {
+            if mode == "one-shot" && seq_ok {
+                ModeChoice {
+                    mode,
+                    backend: Some("seq"),
+                    why: "a one-shot reads only the seq iterators".into(),
+                    in_event: String::new(),
+                    completion: String::new(),
+                }
+            } else if open_coded_ok && trigger_ok {
                 ModeChoice {
                     mode,
                     backend: Some("open-coded"),

@@ -117,7 +117,7 @@ pub struct Cli {
     pub min_gap: Option<Duration>,
 
     /// Longest time a trigger captures inside the event, with the CPU held (e.g. 500us, 1ms; 0: nothing in the event); the rest of the snapshot is completed right after, preemptibly
-    #[arg(long, value_name = "DURATION", value_parser = parse_event_budget, allow_hyphen_values = true, help_heading = "Triggers")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_event_budget, allow_hyphen_values = true, requires = "trigger", help_heading = "Triggers")]
     pub event_budget: Option<Duration>,
 
     /// Which kernel mechanism takes the snapshot

@@ -153,6 +153,23 @@ fn bad_trigger_values() {
         (&["--interval", "1xs"], "invalid duration '1xs'"),
         (&["--sort", "cpu"], "--diff"),
         (
+            &["--on-signal", "USR1", "--event-budget", "2s"],
+            "the event budget must be at most 1s, not '2s'",
+        ),
+        (
+            &["--on-signal", "USR1", "--event-budget", "-1ms"],
+            "invalid duration '-1ms'",
+        ),
+        (
+            &["--on-signal", "USR1", "--event-budget", "fast"],
+            "invalid duration 'fast'",
+        ),
+        // A one-shot has no event to capture in.
+        (
+            &["--event-budget", "1ms"],
+            "the following required arguments were not provided",
+        ),
+        (
             &["--interval", "1s", "--on-signal", "USR1"],
             "cannot be used with",
         ),

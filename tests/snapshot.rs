@@ -309,7 +309,7 @@ fn table_output_names_the_fixture_files() {
     let header = lines.next().unwrap();
     assert!(header.starts_with("snapshot 1 at "), "{header}");
     assert!(
-        header.contains("one-shot (open-coded backend), 1 processes"),
+        header.contains("one-shot (seq backend), 1 processes"),
         "{header}"
     );
     assert!(text.contains(&format!(" {}\n", fx.comm)));
@@ -539,4 +539,28 @@ fn odd_bytes_print_safely() {
     drop(files);
     fs::remove_dir_all(dir).unwrap();
     fs::write("/proc/self/comm", old_comm.trim_ascii_end()).unwrap();
+}
+
+/// A filtered snapshot reads less (iterators bound to the process with
+/// --pid, files process by process with a COMM), and shows the same rows as
+/// an unfiltered one, on both backends.
+#[test]
+fn filters_show_what_the_whole_snapshot_shows() {
+    let fx = Fixture::start("w");
+    let pid = fx.pid.to_string();
+    // When each row was taken differs from run to run, not what it shows.
+    let row = |args: &[&str]| {
+        let snap = snapshot(args);
+        let mut rows = rows_of(&snap, fx.pid);
+        assert_eq!(rows.len(), 1, "{args:?}");
+        let mut row = rows.remove(0).clone();
+        row.as_object_mut().unwrap().remove("since_event_ns");
+        row
+    };
+    for backend in ["open-coded", "seq"] {
+        let whole = row(&["--backend", backend]);
+        assert_eq!(row(&["--backend", backend, "--pid", &pid]), whole, "--pid");
+        assert_eq!(row(&["--backend", backend, &fx.comm]), whole, "COMM");
+        assert_eq!(snapshot_fds(&whole), proc_fds(fx.pid));
+    }
 }

@@ -6,6 +6,7 @@
 //! same records (bpf/itersnap.h) as `RawSnapshot`s.
 
 pub mod attach;
+pub mod completion;
 pub mod core_btf;
 pub mod events;
 pub mod open_coded;
@@ -134,9 +135,6 @@ pub trait Backend {
     fn missed(&self) -> u64;
 }
 
-/// `cfg_flags` bit: paths from bpf_d_path() (iterator programs only).
-pub(crate) const OPT_D_PATH: u32 = 1 << 5;
-
 /// Flags shared with the BPF programs' `cfg_flags` (bpf/itersnap.h).
 pub(crate) fn cfg_flags(opts: &WalkOptions) -> u32 {
     const FILTER_COMM_ON: u32 = 1 << 0;
@@ -255,6 +253,13 @@ pub fn open(
     use crate::cli::BackendChoice;
     let unsupported = crate::features::open_coded_unsupported(btf);
     match (choice, unsupported) {
+        // A one-shot captures nothing in an event: it reads the seq
+        // iterators alone, and the seq object loads them fastest (no kfuncs
+        // to resolve, fewer types to relocate).
+        (BackendChoice::Auto, _) if trig.spec.is_oneshot() => Ok((
+            Box::new(seq::open(walk, trig)?),
+            "auto: a one-shot reads only the seq iterators".into(),
+        )),
         (BackendChoice::Seq, _) => Ok((
             Box::new(seq::open(walk, trig)?),
             "chosen with --backend seq".into(),

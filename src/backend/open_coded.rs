@@ -13,7 +13,7 @@ use libbpf_rs::OpenObject;
 
 use super::attach::{open_configured, select_trigger_program};
 use super::session::{load_preferring_d_path, session_of, Session};
-use super::{ringbuf_bytes, TriggerOptions, WalkOptions, OPT_D_PATH};
+use super::{ringbuf_bytes, TriggerOptions, WalkOptions};
 use crate::bpf::opencoded::{OpencodedSkel, OpencodedSkelBuilder};
 
 /// BPF_PROG_TEST_RUN of a program that takes no context, by fd.
@@ -35,14 +35,12 @@ fn test_run(prog_fd: i32) -> std::io::Result<()> {
 /// paths from bpf_d_path().
 fn load(walk: &WalkOptions, trig: &TriggerOptions, d_path: bool) -> Result<OpencodedSkel<'static>> {
     let mut open = open_configured!(OpencodedSkelBuilder, "opencoded", "open-coded", walk, trig);
-    if d_path {
-        if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-            rodata.cfg_flags |= OPT_D_PATH;
-        }
-    }
     select_trigger_program!(open.progs, &trig.spec);
     open.progs.bare_walk.set_autoload(false);
-    open.progs.dump_file.set_autoload(walk.files);
+    open.progs.dump_file.set_autoload(walk.files && d_path);
+    open.progs
+        .dump_file_walk
+        .set_autoload(walk.files && !d_path);
     open.maps
         .events
         .set_max_entries(ringbuf_bytes(trig.ringbuf_size))
@@ -73,6 +71,7 @@ pub fn bare_walk() -> Result<(u64, u64, u64)> {
     open.progs.on_timer.set_autoload(false);
     open.progs.dump_task.set_autoload(false);
     open.progs.dump_file.set_autoload(false);
+    open.progs.dump_file_walk.set_autoload(false);
     let skel = open.load().context("loading the bare-walk program")?;
     test_run(skel.progs.bare_walk.as_fd().as_raw_fd()).context("running the bare walk")?;
     let bss = skel.maps.bss_data.as_deref().context("no .bss")?;

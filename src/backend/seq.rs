@@ -8,24 +8,22 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 use super::attach::{open_configured, select_trigger_program};
 use super::session::{load_preferring_d_path, session_of, Session};
-use super::{ringbuf_bytes, TriggerOptions, TriggerSpec, WalkOptions, OPT_D_PATH};
+use super::{ringbuf_bytes, TriggerOptions, TriggerSpec, WalkOptions};
 use crate::bpf::seqiter::{SeqiterSkel, SeqiterSkelBuilder};
 
 /// Opens, configures and loads the programs; `d_path` asks for iterator
 /// paths from bpf_d_path().
 fn load(walk: &WalkOptions, trig: &TriggerOptions, d_path: bool) -> Result<SeqiterSkel<'static>> {
     let mut open = open_configured!(SeqiterSkelBuilder, "seqiter", "seq-iterator", walk, trig);
-    if d_path {
-        if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-            rodata.cfg_flags |= OPT_D_PATH;
-        }
-    }
     select_trigger_program!(open.progs, &trig.spec);
     // Old kernels get a user-space timer instead of a perf-event program.
     if let TriggerSpec::Interval { .. } = trig.spec {
         open.progs.on_timer.set_autoload(false);
     }
-    open.progs.dump_file.set_autoload(walk.files);
+    open.progs.dump_file.set_autoload(walk.files && d_path);
+    open.progs
+        .dump_file_walk
+        .set_autoload(walk.files && !d_path);
     open.maps
         .events
         .set_max_entries(ringbuf_bytes(trig.ringbuf_size))

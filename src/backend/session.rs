@@ -1,24 +1,23 @@
 //! How a loaded BPF object becomes snapshots, the same for both backends:
 //! the trigger program's in-event records arrive through the ring buffer
 //! (begin_rec, what the event is about, end_rec); the snapshot is then
-//! completed right after, preemptibly, by reading the seq iterators, and the
-//! two are merged, the event's records first. A one-shot or a user-space
-//! tick reads only the iterators. The backends differ only in what their
-//! trigger programs reach inside the event (open_coded.rs, seq.rs).
+//! completed right after, preemptibly, by reading the seq iterators
+//! (completion.rs), and the two are merged, the event's records first. A
+//! one-shot or a user-space tick reads only the iterators. The backends
+//! differ only in what their trigger programs reach inside the event
+//! (open_coded.rs, seq.rs).
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use std::io::Read;
-
-use anyhow::{Context, Result};
-use libbpf_rs::{Iter, Link};
+use anyhow::Result;
 
 use super::attach::AttachedTrigger;
+use super::completion::{merge, Completion};
 use super::events::EventStream;
-use super::{monotonic_ns, Backend, RawSnapshot, TriggerSpec};
-use crate::record::{self, BeginRec, EndRec, Record, CAPTURE_FILES, END_ALL_TASKS};
+use super::{Backend, RawSnapshot, TriggerSpec};
+use crate::record::{self, BeginRec, EndRec, Record, END_ALL_TASKS};
 
 pub const STATS_SLOTS: u32 = 16;
 
@@ -110,6 +109,12 @@ impl Guards {
         unsafe { std::ptr::write_volatile(self.busy, 0) }
     }
 
+    /// The iterator then only learns the reader's root (complete.bpf.h).
+    fn set_learn_root_only(&self, on: bool) {
+        // SAFETY: as in seq_next.
+        unsafe { std::ptr::write_volatile(self.learn_root_only, u32::from(on)) }
+    }
+
     fn skipped(&self) -> (u64, u64) {
         // SAFETY: as in seq_next.
         unsafe {
@@ -119,124 +124,6 @@ impl Guards {
             )
         }
     }
-}
-
-/// The iterators that complete a snapshot: iter/task and iter/task_file
-/// (bpf/complete.bpf.h).
-pub struct Completion {
-    pub task_link: Link,
-    pub file_link: Option<Link>,
-}
-
-/// One pass of both iterators.
-struct Walked {
-    records: Vec<Record>,
-    error: Option<String>,
-    start_ns: u64,
-    end_ns: u64,
-}
-
-impl Completion {
-    /// Reads both iterators once. Tasks and files are two iterators: read
-    /// at once, one per CPU, each decoded as it is read.
-    fn walk(&self) -> Result<Walked> {
-        let start_ns = monotonic_ns();
-        let (tasks, files) = std::thread::scope(|scope| -> Result<_> {
-            let files = self
-                .file_link
-                .as_ref()
-                .map(|link| scope.spawn(move || read_iter(link, "task_file")));
-            let tasks = read_iter(&self.task_link, "task")?;
-            let files = match files {
-                Some(handle) => handle
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("the file iterator thread panicked"))??,
-                None => (Vec::new(), None),
-            };
-            Ok((tasks, files))
-        })?;
-        let end_ns = monotonic_ns();
-        let (mut records, task_error) = tasks;
-        records.extend(files.0);
-        Ok(Walked {
-            records,
-            error: task_error.or(files.1).map(|e| e.to_string()),
-            start_ns,
-            end_ns,
-        })
-    }
-
-    /// Reads the task iterator once so that the programs learn itersnap's
-    /// root (iterators run in the reader's context; triggers do not).
-    pub fn learn_root(&self, guards: &Guards) -> Result<()> {
-        // SAFETY: a plain integer in the mmapped .bss (see Guards).
-        unsafe { std::ptr::write_volatile(guards.learn_root_only, 1) };
-        let read = read_iter(&self.task_link, "task");
-        // SAFETY: as above.
-        unsafe { std::ptr::write_volatile(guards.learn_root_only, 0) };
-        read.map(|_| ()).context("learning itersnap's root")
-    }
-}
-
-/// Reads one pass of an iterator (each read runs the program over more
-/// objects) and decodes it on the way, through one fixed buffer.
-fn read_iter(link: &Link, what: &str) -> Result<(Vec<Record>, Option<record::DecodeError>)> {
-    let mut iter = Iter::new(link).with_context(|| format!("creating the {what} iterator"))?;
-    let mut decoder = record::StreamDecoder::new(256 << 10);
-    loop {
-        match iter.read(decoder.spare()) {
-            Ok(0) => break,
-            Ok(n) => decoder.commit(n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e).with_context(|| format!("reading the {what} iterator")),
-        }
-    }
-    Ok(decoder.finish())
-}
-
-/// The event's records first; the completion adds every task, stack and fd
-/// that the event did not capture. A leader whose fd table the event walked
-/// up to fd N (CAPTURE_FILES) takes only fds from N on from the completion;
-/// when records were `lost` on the way, any fd the event's records lack.
-pub fn merge(in_event: Vec<Record>, after: Vec<Record>, lost: bool) -> Vec<Record> {
-    let mut tids = HashSet::new();
-    let mut fds_upto = HashMap::new();
-    let mut fds = HashSet::new();
-    for rec in &in_event {
-        match rec {
-            Record::Task(t) => {
-                tids.insert(t.pid);
-                if t.capture & CAPTURE_FILES != 0 && !lost {
-                    fds_upto.insert(t.tgid, t.fds_upto);
-                }
-            }
-            Record::File(f) => {
-                fds.insert((f.pid, f.fd));
-            }
-            _ => {}
-        }
-    }
-    let mut out = in_event;
-    out.reserve(after.len());
-    for rec in after {
-        let keep = match &rec {
-            Record::Task(t) => !tids.contains(&t.pid),
-            Record::Stack(s) => !tids.contains(&s.pid),
-            // A negative fd is untrusted junk: kept for assembly to show, as
-            // any record the kernel sent.
-            Record::File(f) => {
-                !fds.contains(&(f.pid, f.fd))
-                    && fds_upto
-                        .get(&f.pid)
-                        .is_none_or(|&upto| u32::try_from(f.fd).is_ok_and(|fd| fd >= upto))
-            }
-            Record::Begin(_) | Record::End(_) => false,
-        };
-        if keep {
-            out.push(rec);
-        }
-    }
-    out
 }
 
 /// How snapshots are started.
@@ -286,21 +173,18 @@ pub struct Session {
 macro_rules! session_of {
     ($skel:expr, $name:expr, $d_path:expr, $walk:expr, $trig:expr, $attach:expr) => {{
         let mut skel = $skel;
-        let task_link = skel
-            .progs
-            .dump_task
-            .attach()
-            .context("attaching iter/task")?;
-        let file_link = if $walk.files {
-            Some(
-                skel.progs
-                    .dump_file
-                    .attach()
-                    .context("attaching iter/task_file")?,
-            )
-        } else {
-            None
+        use libbpf_rs::AsRawLibbpf;
+        let file_prog = match ($walk.files, $d_path) {
+            (false, _) => None,
+            (true, true) => Some(skel.progs.dump_file.as_libbpf_object()),
+            (true, false) => Some(skel.progs.dump_file_walk.as_libbpf_object()),
         };
+        let completion = $crate::backend::completion::Completion::attach(
+            skel.progs.dump_task.as_libbpf_object(),
+            file_prog,
+            $walk.pid,
+            $walk.comm.is_some(),
+        )?;
         let trigger = if $attach {
             $crate::backend::attach::attach_trigger(
                 $crate::backend::attach::trigger_programs!(skel),
@@ -316,10 +200,7 @@ macro_rules! session_of {
                 name: $name,
                 paths: $crate::backend::session::paths_description($d_path),
                 events,
-                completion: $crate::backend::session::Completion {
-                    task_link,
-                    file_link,
-                },
+                completion,
                 trigger,
                 guards,
                 object: Box::new(skel),
@@ -355,7 +236,10 @@ impl Session {
         // Triggers capture in other tasks' contexts: their paths need
         // itersnap's root first (a tick captures nothing in the event).
         if matches!(mode, Mode::Events) && !matches!(spec, TriggerSpec::Interval { .. }) {
-            loaded.completion.learn_root(&loaded.guards)?;
+            loaded.guards.set_learn_root_only(true);
+            let learnt = loaded.completion.learn_root();
+            loaded.guards.set_learn_root_only(false);
+            learnt?;
         }
         Ok(Session {
             name: loaded.name,

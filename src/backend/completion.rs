@@ -1,0 +1,277 @@
+//! Completion: the seq iterators (iter/task, iter/task_file of
+//! bpf/complete.bpf.h), read from itersnap's own process right after an
+//! event (or for a one-shot or a tick), and merged with what the trigger
+//! program captured inside the event. The kernel reschedules between the
+//! objects an iterator visits, so a read holds no CPU for long.
+//!
+//! Filtered snapshots read less: with --pid, the iterators are bound to that
+//! process in the kernel (Linux 6.1+); with a COMM filter, the tasks are read
+//! first, then the files of just those processes, one bound iterator each.
+//! Elsewhere, or for many processes, the iterators visit every task.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+
+use anyhow::{Context, Result};
+use libbpf_rs::libbpf_sys as sys;
+
+use super::monotonic_ns;
+use crate::record::{self, Record, CAPTURE_FILES};
+
+/// More processes than this under a COMM filter: one pass over every file
+/// costs less than a bound iterator per process (a link each).
+const BOUND_FILE_ITERATORS_MAX: usize = 32;
+
+/// An iterator link, bound to one process or not; detached when dropped.
+pub struct IterLink(NonNull<sys::bpf_link>);
+
+impl IterLink {
+    /// Attaches an iterator program (`prog`, of a loaded object that
+    /// outlives the link), bound to process `pid` if given.
+    pub fn attach(prog: NonNull<sys::bpf_program>, pid: Option<u32>) -> Result<IterLink> {
+        let mut info = sys::bpf_iter_link_info::default();
+        let opts = sys::bpf_iter_attach_opts {
+            sz: std::mem::size_of::<sys::bpf_iter_attach_opts>() as _,
+            link_info: if pid.is_some() {
+                info.task.pid = pid.unwrap_or(0);
+                &mut info
+            } else {
+                std::ptr::null_mut()
+            },
+            link_info_len: if pid.is_some() {
+                std::mem::size_of::<sys::bpf_iter_link_info>() as u32
+            } else {
+                0
+            },
+            ..Default::default()
+        };
+        // SAFETY: prog is a loaded program of a live object; opts and the
+        // link info it points to outlive the call.
+        let link = unsafe { sys::bpf_program__attach_iter(prog.as_ptr(), &opts) };
+        // libbpf returns NULL with errno set on failure.
+        NonNull::new(link)
+            .map(IterLink)
+            .ok_or_else(|| std::io::Error::last_os_error().into())
+    }
+
+    /// One pass of the iterator (each read runs the program over more
+    /// objects), decoded on the way through one fixed buffer.
+    fn read(&self, what: &str) -> Result<(Vec<Record>, Option<record::DecodeError>)> {
+        // SAFETY: the link is valid while self lives.
+        let fd = unsafe { sys::bpf_iter_create(sys::bpf_link__fd(self.0.as_ptr())) };
+        if fd < 0 {
+            return Err(std::io::Error::from_raw_os_error(-fd))
+                .with_context(|| format!("creating the {what} iterator"));
+        }
+        // SAFETY: the kernel just gave us this fd and nothing else owns it.
+        let mut iter = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut decoder = record::StreamDecoder::new(256 << 10);
+        loop {
+            match iter.read(decoder.spare()) {
+                Ok(0) => break,
+                Ok(n) => decoder.commit(n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).with_context(|| format!("reading the {what} iterator")),
+            }
+        }
+        Ok(decoder.finish())
+    }
+}
+
+impl Drop for IterLink {
+    fn drop(&mut self) {
+        // SAFETY: the link came from libbpf and is destroyed once, here.
+        unsafe { sys::bpf_link__destroy(self.0.as_ptr()) };
+    }
+}
+
+// SAFETY: a bpf_link is a kernel fd and libbpf's bookkeeping of it; reading
+// an iterator from another thread touches only the fd.
+unsafe impl Send for IterLink {}
+unsafe impl Sync for IterLink {}
+
+/// The iterators of a loaded object.
+pub struct Completion {
+    task: IterLink,
+    file: Option<IterLink>,
+    /// The iter/task_file program, for links bound to one process each
+    /// (COMM filter); None when they are not used.
+    file_prog: Option<NonNull<sys::bpf_program>>,
+}
+
+// SAFETY: file_prog is only used to attach links, from the thread that
+// polls; the object it belongs to outlives the Completion (Session).
+unsafe impl Send for Completion {}
+
+/// One pass of both iterators.
+pub struct Walked {
+    pub records: Vec<Record>,
+    pub error: Option<String>,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+impl Completion {
+    /// Attaches the iterators: `task_prog`, and `file_prog` when files are
+    /// wanted. `pid` (--pid) binds both to that process where the kernel
+    /// can (6.1+); `comm_filter` reads files process by process.
+    pub fn attach(
+        task_prog: NonNull<sys::bpf_program>,
+        file_prog: Option<NonNull<sys::bpf_program>>,
+        pid: Option<u32>,
+        comm_filter: bool,
+    ) -> Result<Completion> {
+        // Older kernels refuse the binding: then every task is visited
+        // and the programs' own filter keeps the process.
+        let bound = pid.and_then(|p| IterLink::attach(task_prog, Some(p)).ok());
+        let (task, pid) = match bound {
+            Some(link) => (link, pid),
+            None => (
+                IterLink::attach(task_prog, None).context("attaching iter/task")?,
+                None,
+            ),
+        };
+        let file = file_prog
+            .map(|prog| IterLink::attach(prog, pid))
+            .transpose()
+            .context("attaching iter/task_file")?;
+        Ok(Completion {
+            task,
+            file,
+            file_prog: file_prog.filter(|_| comm_filter && pid.is_none()),
+        })
+    }
+
+    /// Reads both iterators once.
+    pub fn walk(&self) -> Result<Walked> {
+        let start_ns = monotonic_ns();
+        let (mut records, error) = match self.file_prog {
+            Some(prog) => self.walk_by_process(prog)?,
+            None => self.walk_both()?,
+        };
+        records.shrink_to_fit();
+        Ok(Walked {
+            records,
+            error,
+            start_ns,
+            end_ns: monotonic_ns(),
+        })
+    }
+
+    /// Tasks and files at once, one iterator per CPU.
+    fn walk_both(&self) -> Result<(Vec<Record>, Option<String>)> {
+        let (tasks, files) = std::thread::scope(|scope| -> Result<_> {
+            let files = self
+                .file
+                .as_ref()
+                .map(|link| scope.spawn(move || link.read("task_file")));
+            let tasks = self.task.read("task")?;
+            let files = match files {
+                Some(handle) => handle
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the file iterator thread panicked"))??,
+                None => (Vec::new(), None),
+            };
+            Ok((tasks, files))
+        })?;
+        let (mut records, task_error) = tasks;
+        records.extend(files.0);
+        Ok((records, task_error.or(files.1).map(|e| e.to_string())))
+    }
+
+    /// The tasks a COMM filter selects, then each one's files through an
+    /// iterator bound to it; every file at once when they are many or the
+    /// kernel cannot bind (before 6.1).
+    fn walk_by_process(
+        &self,
+        file_prog: NonNull<sys::bpf_program>,
+    ) -> Result<(Vec<Record>, Option<String>)> {
+        let (mut records, mut error) = self.task.read("task")?;
+        let mut tgids: Vec<u32> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Task(t) => Some(t.tgid),
+                _ => None,
+            })
+            .collect();
+        tgids.sort_unstable();
+        tgids.dedup();
+        let bound: Option<Vec<IterLink>> = (tgids.len() <= BOUND_FILE_ITERATORS_MAX)
+            .then(|| {
+                tgids
+                    .iter()
+                    .map(|&tgid| IterLink::attach(file_prog, Some(tgid)).ok())
+                    .collect()
+            })
+            .flatten();
+        let files = match (&bound, &self.file) {
+            (Some(links), _) => links.iter().collect(),
+            (None, Some(all)) => vec![all],
+            (None, None) => Vec::new(),
+        };
+        for link in files {
+            let (more, e) = link.read("task_file")?;
+            records.extend(more);
+            error = error.or(e);
+        }
+        Ok((records, error.map(|e| e.to_string())))
+    }
+
+    /// Reads the task iterator once, for its programs to learn itersnap's
+    /// root (iterators run in the reader's context; triggers do not). The
+    /// caller sets the object's `learn_root_only` flag around it.
+    pub fn learn_root(&self) -> Result<()> {
+        self.task
+            .read("task")
+            .map(|_| ())
+            .context("learning itersnap's root")
+    }
+}
+
+/// The event's records first; the completion adds every task, stack and fd
+/// that the event did not capture. A leader whose fd table the event walked
+/// up to fd N (CAPTURE_FILES) takes only fds from N on from the completion;
+/// when records were `lost` on the way, any fd the event's records lack.
+pub fn merge(in_event: Vec<Record>, after: Vec<Record>, lost: bool) -> Vec<Record> {
+    let mut tids = HashSet::new();
+    let mut fds_upto = HashMap::new();
+    let mut fds = HashSet::new();
+    for rec in &in_event {
+        match rec {
+            Record::Task(t) => {
+                tids.insert(t.pid);
+                if t.capture & CAPTURE_FILES != 0 && !lost {
+                    fds_upto.insert(t.tgid, t.fds_upto);
+                }
+            }
+            Record::File(f) => {
+                fds.insert((f.pid, f.fd));
+            }
+            _ => {}
+        }
+    }
+    let mut out = in_event;
+    out.reserve(after.len());
+    for rec in after {
+        let keep = match &rec {
+            Record::Task(t) => !tids.contains(&t.pid),
+            Record::Stack(s) => !tids.contains(&s.pid),
+            // A negative fd is untrusted junk: kept for assembly to show, as
+            // any record the kernel sent.
+            Record::File(f) => {
+                !fds.contains(&(f.pid, f.fd))
+                    && fds_upto
+                        .get(&f.pid)
+                        .is_none_or(|&upto| u32::try_from(f.fd).is_ok_and(|fd| fd >= upto))
+            }
+            Record::Begin(_) | Record::End(_) => false,
+        };
+        if keep {
+            out.push(rec);
+        }
+    }
+    out
+}
