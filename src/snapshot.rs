@@ -509,10 +509,11 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
         after_event: raw.after_event,
         capture: Capture {
             in_event_ns: raw.in_event_ns,
-            budget_ns: if raw.expects_end {
-                ctx.event_budget_ns
-            } else {
-                0
+            // A tick captures nothing in its event, whatever the budget.
+            budget_ns: match ctx.spec {
+                TriggerSpec::Interval { .. } | TriggerSpec::OneShot => 0,
+                _ if raw.expects_end => ctx.event_budget_ns,
+                _ => 0,
             },
             budget_hit: raw.end_flags & crate::record::END_BUDGET_HIT != 0,
             ..Capture::default()

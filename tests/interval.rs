@@ -71,6 +71,12 @@ fn interval_ticks_are_evenly_spaced() {
             // Every tick sees the fixture, with all its files.
             let row = rows_of(s, fx.pid)[0];
             assert_eq!(snapshot_fds(row), proc_fds(fx.pid));
+            // A tick captures nothing inside an event: all after it.
+            assert_eq!(row["in_event"], false, "{backend}");
+            let capture = &s["capture"];
+            assert_eq!(capture["in_event"], 0, "{backend}: {capture}");
+            assert_eq!(capture["budget_ns"], 0, "{backend}: {capture}");
+            assert_eq!(s["after_event"], true, "{backend}");
         }
     }
 }
