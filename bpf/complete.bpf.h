@@ -52,6 +52,52 @@ int dump_task(struct bpf_iter__task *ctx)
 	return 0;
 }
 
+#ifdef WALK_USE_BPF_FOR
+/*
+ * Every thread, and each process's open files with it, in one pass: the
+ * fd table walked with bpf_for (6.4+; capture_fds() in trigger.bpf.h, which
+ * the open-coded object includes first), without the per-file cost of
+ * iter/task_file. The kernel still reschedules between tasks: one object is
+ * one task, at most STAGE_BYTES of file records. What does not fit, what is
+ * past the bitmap bound and paths deeper than the walk's bound are left to
+ * iter/task_file, from the fd its record names (CAPTURE_FILES, fds_upto).
+ */
+SEC("iter/task")
+int dump_task_files(struct bpf_iter__task *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *t = ctx->task;
+	struct fd_stage *st = fd_stage();
+	__u32 capture = 0, fds_upto = 0, used;
+	union scratch *buf;
+
+	if (!root_dentry)
+		learn_root((struct task_struct *)bpf_get_current_task());
+	if (learn_root_only || !t || !task_selected(t) || !st)
+		return 0;
+	st->used = 0;
+	if ((cfg_flags & OPT_FILES) && BPF_CORE_READ(t, pid) == BPF_CORE_READ(t, tgid)) {
+		fds_upto = capture_fds((__u64)BPF_CORE_READ(t, files), BPF_CORE_READ(t, tgid), ~0ULL,
+				       FDS_TO_STAGE);
+		capture = CAPTURE_FILES;
+		used = st->used;
+		if (used > STAGE_BYTES)
+			used = STAGE_BYTES;
+		/* Keep the bound on the very register passed to the helper. */
+		barrier_var(used);
+		bpf_seq_write(seq, st->data, used);
+	}
+	buf = scratch_buf();
+	if (!buf)
+		return 0;
+	fill_task(t, &buf->task, capture, fds_upto);
+	seq_emit(seq, &buf->task, sizeof(buf->task));
+	if (want_stack(t))
+		seq_emit(seq, &buf->stack, fill_stack(t, &buf->stack));
+	return 0;
+}
+#endif
+
 /*
  * One open file of one process. With `d_path` its path is the kernel's own
  * d_path(), as /proc/PID/fd uses it: one helper call instead of a walk of

@@ -157,6 +157,14 @@ static __always_inline bool over_budget(__u64 deadline)
 	return true;
 }
 
+/*
+ * Where capture_fds() puts each file record: the ring buffer (inside an
+ * event), or the CPU's stage (an iterator program, which writes the stage
+ * to its seq_file at once: a global function cannot take the seq_file).
+ */
+#define FDS_TO_RING 0
+#define FDS_TO_STAGE 1
+
 #ifdef WALK_USE_BPF_FOR
 /* Words of the open-fds bitmap scanned per process: 262,144 fds. */
 #define FD_WORDS_MAX 4096
@@ -183,15 +191,66 @@ struct {
 } fd_slots_map SEC(".maps");
 
 /*
- * The open files of one process, in fd order, until the deadline. Returns
- * the first fd not walked (FDS_ALL: none left). A global function, like
- * fill_file(): the verifier checks its nested loops once, on their own.
- * bpf_for (6.4+) lets the loops run to the table's size.
+ * What one iter/task object may write besides its task and stack records:
+ * the kernel's seq_file buffer holds 32 KiB, and an object that does not
+ * fit in it fails the whole read.
  */
-__noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline)
+#define STAGE_BYTES (24 << 10)
+
+struct fd_stage {
+	__u32 used;
+	__u32 _pad;
+	char data[STAGE_BYTES];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fd_stage);
+} fd_stage_map SEC(".maps");
+
+static __always_inline struct fd_stage *fd_stage(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&fd_stage_map, &zero);
+}
+
+/* Appends a record to the stage; false when it is full. */
+static __always_inline bool stage_append(struct fd_stage *st, void *rec, __u32 size)
+{
+	__u32 used = st->used;
+
+	__u64 n = size;
+
+	if (used > STAGE_BYTES - sizeof(struct file_rec))
+		return false;
+	/* Keep the bound check on the very register passed to the helper,
+	 * widened first (a 32-bit value's check is made on a copy). */
+	barrier_var(n);
+	if (n > sizeof(struct file_rec))
+		return false;
+	if (bpf_probe_read_kernel(&st->data[used], n, rec))
+		return false;
+	st->used = used + n;
+	return true;
+}
+
+/*
+ * The open files of one process, in fd order. Returns the first fd not
+ * walked (FDS_ALL: none left): to the ring, until the deadline; to the
+ * stage, until it is full or a path needs the kernel's d_path() (deeper
+ * than the walk's bound), or past the bitmap bound: the rest is left to
+ * iter/task_file. A global function, like fill_file(): the verifier checks
+ * its nested loops once, on their own. bpf_for (6.4+) lets the loops run to
+ * the table's size.
+ */
+__noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline, __u32 sink)
 {
 	struct files_struct *files = (struct files_struct *)files_addr;
 	union scratch *buf = scratch_buf();
+	struct fd_stage *st = fd_stage();
 	__u32 zero = 0;
 	struct fd_slots *slots = bpf_map_lookup_elem(&fd_slots_map, &zero);
 	struct fdtable *fdt;
@@ -200,7 +259,7 @@ __noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline)
 	__u32 words;
 	int w;
 
-	if (!files || !buf || !slots)
+	if (!files || !buf || !slots || !st)
 		return FDS_ALL;
 	fdt = BPF_CORE_READ(files, fdt);
 	open_fds = BPF_CORE_READ(fdt, open_fds);
@@ -208,6 +267,8 @@ __noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline)
 	fd_array = BPF_CORE_READ(fdt, fd);
 	words = (BPF_CORE_READ(fdt, max_fds) + 63) / 64;
 	if (words > FD_WORDS_MAX) {
+		if (sink == FDS_TO_STAGE)
+			return FD_WORDS_MAX * 64; /* the rest from iter/task_file */
 		words = FD_WORDS_MAX;
 		ws.truncated_fds++;
 	}
@@ -241,16 +302,22 @@ __noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline)
 			word &= word - 1;
 			bit = debruijn64[(low * DEBRUIJN_MULT) >> 58] & 63;
 			fd = w * 64 + bit;
-			if (over_budget(deadline))
+			if (sink == FDS_TO_RING && over_budget(deadline))
 				return fd;
 			f = slots->f[bit];
 			if (!f)
 				continue;
 			size = fill_file((__u64)f, tgid, fd, cloexec & low);
-			if (size) {
-				emit(&buf->file, size, BPF_RB_NO_WAKEUP);
-				ws.files++;
+			if (!size)
+				continue;
+			if (sink == FDS_TO_STAGE) {
+				if ((buf->file.path_flags & (PATH_TRUNCATED | PATH_FAULT)) ||
+				    !stage_append(st, &buf->file, size))
+					return fd;
+				continue;
 			}
+			emit(&buf->file, size, BPF_RB_NO_WAKEUP);
+			ws.files++;
 		}
 	}
 	return FDS_ALL;
@@ -263,7 +330,8 @@ __noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline)
  */
 #define BOUNDED_FDS 256
 
-__noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline)
+/* Only ever to the ring: the seq object's iterators leave files to iter/task_file. */
+__noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline, __u32 sink)
 {
 	struct files_struct *files = (struct files_struct *)files_addr;
 	union scratch *buf = scratch_buf();
@@ -273,7 +341,7 @@ __noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline)
 	struct fdtable *fdt;
 	__u32 max_fds;
 
-	if (!files || !buf)
+	if (!files || !buf || sink != FDS_TO_RING)
 		return FDS_ALL;
 	fdt = BPF_CORE_READ(files, fdt);
 	open_fds = BPF_CORE_READ(fdt, open_fds);
@@ -331,7 +399,7 @@ static __always_inline void capture_task(struct task_struct *t, __u64 deadline)
 	if (!buf || over_budget(deadline))
 		return;
 	if (pid == tgid && (cfg_flags & OPT_FILES)) {
-		fds_upto = capture_fds((__u64)BPF_CORE_READ(t, files), tgid, deadline);
+		fds_upto = capture_fds((__u64)BPF_CORE_READ(t, files), tgid, deadline, FDS_TO_RING);
 		capture |= CAPTURE_FILES;
 	}
 	if (want_stack(t)) {

@@ -48,6 +48,13 @@ fn capture_plan(mode: &str, backend: Option<&str>) -> (String, String) {
                              preemptibly (the kernel reschedules between tasks)";
     match (mode, backend) {
         (_, None) => ("nothing".into(), "none".into()),
+        ("one-shot", Some("open-coded")) => (
+            "nothing: there is no event whose moment to keep".into(),
+            "every task: iter/task read by itersnap, each process's files written with it \
+             (bpf_for), the kernel rescheduling between tasks; iter/task_file for what one \
+             task's turn cannot hold"
+                .into(),
+        ),
         ("one-shot", _) => (
             "nothing: there is no event whose moment to keep".into(),
             format!("every task: {ITERATORS}"),
@@ -335,19 +342,17 @@ pub fn build() -> Report {
             // The seq backend's one-shot reads iterators directly, and its
             // --interval is a user-space timer: neither needs a trigger program.
             let seq_needs_trigger = !matches!(mode, "one-shot" | "--interval");
-            if mode == "one-shot" && seq_ok {
-                ModeChoice {
-                    mode,
-                    backend: Some("seq"),
-                    why: "a one-shot reads only the seq iterators".into(),
-                    in_event: String::new(),
-                    completion: String::new(),
-                }
-            } else if open_coded_ok && trigger_ok {
+            if open_coded_ok && trigger_ok {
                 ModeChoice {
                     mode,
                     backend: Some("open-coded"),
-                    why: format!("open-coded task iterators and {what} are available"),
+                    why: if mode == "one-shot" {
+                        "bpf_for walks each task's files with it (a COMM or --pid filter: \
+                         seq, which loads fastest)"
+                            .into()
+                    } else {
+                        format!("open-coded task iterators and {what} are available")
+                    },
                     in_event: String::new(),
                     completion: String::new(),
                 }

@@ -363,6 +363,8 @@ pub struct StreamDecoder {
     /// Stream offset of buf[0], for error messages.
     base: usize,
     records: Vec<Record>,
+    /// Records already handed to for_each_new().
+    seen: usize,
     error: Option<DecodeError>,
 }
 
@@ -374,6 +376,7 @@ impl StreamDecoder {
             filled: 0,
             base: 0,
             records: Vec::new(),
+            seen: 0,
             error: None,
         }
     }
@@ -403,6 +406,32 @@ impl StreamDecoder {
         self.buf.copy_within(at..self.filled, 0);
         self.filled -= at;
         self.base += at;
+    }
+
+    /// Decodes bytes that arrived elsewhere (another thread's read).
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let spare = self.spare();
+            let n = spare.len().min(bytes.len());
+            if n == 0 {
+                // A record larger than the buffer: the header says so and
+                // decoding stops with an error at finish().
+                self.error.get_or_insert(DecodeError {
+                    offset: self.base,
+                    reason: "record larger than the decode buffer",
+                });
+                return;
+            }
+            spare[..n].copy_from_slice(&bytes[..n]);
+            self.commit(n);
+            bytes = &bytes[n..];
+        }
+    }
+
+    /// Runs `f` on each record decoded since the last call.
+    pub fn for_each_new(&mut self, f: impl FnMut(&mut Record)) {
+        self.records[self.seen..].iter_mut().for_each(f);
+        self.seen = self.records.len();
     }
 
     /// The records, and the first error (a record cut by the end included).

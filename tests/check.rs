@@ -37,12 +37,7 @@ fn check_reports_open_coded_for_every_mode_here() {
         ]
     );
     for m in modes {
-        let expect = if m["mode"] == "one-shot" {
-            "seq" // the iterators alone, on every kernel
-        } else {
-            "open-coded"
-        };
-        assert_eq!(m["backend"], expect, "{m}");
+        assert_eq!(m["backend"], "open-coded", "{m}");
         assert!(!m["in_event"].as_str().unwrap().is_empty(), "{m}");
         assert!(!m["completion"].as_str().unwrap().is_empty(), "{m}");
     }

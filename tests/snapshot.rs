@@ -564,3 +564,27 @@ fn filters_show_what_the_whole_snapshot_shows() {
         assert_eq!(snapshot_fds(&whole), proc_fds(fx.pid));
     }
 }
+
+/// More files than one task's turn of the iterator holds (24 KiB of
+/// records): the open-coded task iterator writes what fits and leaves the
+/// rest to iter/task_file, from the fd its record names; the snapshot has
+/// every fd as /proc does, filtered or not.
+#[test]
+fn a_process_with_many_files_is_whole() {
+    let fx = Fixture::start_with_fds("m", 1500);
+    let expected = proc_fds(fx.pid);
+    assert!(expected.len() > 1500);
+    let pid = fx.pid.to_string();
+    for args in [
+        &["--backend", "open-coded"][..],
+        &["--backend", "open-coded", "--pid", &pid],
+        &["--backend", "open-coded", &fx.comm],
+        &["--backend", "seq", "--pid", &pid],
+    ] {
+        let snap = snapshot(args);
+        let rows = rows_of(&snap, fx.pid);
+        assert_eq!(rows.len(), 1, "{args:?}");
+        assert_eq!(snapshot_fds(rows[0]), expected, "{args:?}");
+        assert_eq!(snap["complete"], true, "{args:?}: {}", snap["problems"]);
+    }
+}

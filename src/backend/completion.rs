@@ -57,9 +57,8 @@ impl IterLink {
             .ok_or_else(|| std::io::Error::last_os_error().into())
     }
 
-    /// One pass of the iterator (each read runs the program over more
-    /// objects), decoded on the way through one fixed buffer.
-    fn read(&self, what: &str) -> Result<(Vec<Record>, Option<record::DecodeError>)> {
+    /// A new pass of the iterator, as a file to read.
+    fn open(&self, what: &str) -> Result<File> {
         // SAFETY: the link is valid while self lives.
         let fd = unsafe { sys::bpf_iter_create(sys::bpf_link__fd(self.0.as_ptr())) };
         if fd < 0 {
@@ -67,7 +66,59 @@ impl IterLink {
                 .with_context(|| format!("creating the {what} iterator"));
         }
         // SAFETY: the kernel just gave us this fd and nothing else owns it.
-        let mut iter = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// One pass, read on this thread and decoded on another, paths settled
+    /// there too: the kernel's walk (inside read()) and user space's work
+    /// overlap, as two CPUs can.
+    fn read_pipelined(&self, what: &str) -> Result<(Vec<Record>, Option<record::DecodeError>)> {
+        const CHUNK: usize = 256 << 10;
+        let mut iter = self.open(what)?;
+        let (chunks, arrived) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+        std::thread::scope(|scope| {
+            let decoder = scope.spawn(move || {
+                let mut decoder = record::StreamDecoder::new(CHUNK);
+                for chunk in arrived {
+                    decoder.feed(&chunk);
+                    decoder.for_each_new(|r| {
+                        if let Record::File(f) = r {
+                            crate::snapshot::settle_path(f);
+                        }
+                    });
+                }
+                decoder.finish()
+            });
+            let read = (|| -> Result<()> {
+                loop {
+                    let mut chunk = vec![0u8; CHUNK];
+                    match iter.read(&mut chunk) {
+                        Ok(0) => return Ok(()),
+                        Ok(n) => {
+                            chunk.truncate(n);
+                            if chunks.send(chunk).is_err() {
+                                return Ok(()); // the decoder stopped
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            return Err(e).with_context(|| format!("reading the {what} iterator"))
+                        }
+                    }
+                }
+            })();
+            drop(chunks);
+            let decoded = decoder
+                .join()
+                .map_err(|_| anyhow::anyhow!("the {what} decoder thread panicked"))?;
+            read.map(|()| decoded)
+        })
+    }
+
+    /// One pass of the iterator (each read runs the program over more
+    /// objects), decoded on the way through one fixed buffer.
+    fn read(&self, what: &str) -> Result<(Vec<Record>, Option<record::DecodeError>)> {
+        let mut iter = self.open(what)?;
         let mut decoder = record::StreamDecoder::new(256 << 10);
         loop {
             match iter.read(decoder.spare()) {
@@ -93,13 +144,28 @@ impl Drop for IterLink {
 unsafe impl Send for IterLink {}
 unsafe impl Sync for IterLink {}
 
+/// How a pass reads the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FilePass {
+    /// iter/task_file beside iter/task, one per CPU.
+    Beside,
+    /// iter/task first, then iter/task_file bound to each selected process.
+    ByProcess,
+    /// The task iterator writes each process's files with it
+    /// (dump_task_files, 6.7+); iter/task_file only for what it left.
+    WithTasks,
+    /// No files.
+    None,
+}
+
 /// The iterators of a loaded object.
 pub struct Completion {
     task: IterLink,
+    /// iter/task_file over every process; attached when a pass may need it.
     file: Option<IterLink>,
-    /// The iter/task_file program, for links bound to one process each
-    /// (COMM filter); None when they are not used.
+    /// The iter/task_file program, for links bound to one process each.
     file_prog: Option<NonNull<sys::bpf_program>>,
+    pass: FilePass,
 }
 
 // SAFETY: file_prog is only used to attach links, from the thread that
@@ -114,45 +180,60 @@ pub struct Walked {
     pub end_ns: u64,
 }
 
+/// The iterator programs of a loaded object that a Completion reads.
+pub struct IterPrograms {
+    /// iter/task: dump_task, or dump_task_files when `tasks_carry_files`.
+    pub task: NonNull<sys::bpf_program>,
+    pub tasks_carry_files: bool,
+    /// iter/task_file, when files are wanted.
+    pub file: Option<NonNull<sys::bpf_program>>,
+}
+
 impl Completion {
-    /// Attaches the iterators: `task_prog`, and `file_prog` when files are
-    /// wanted. `pid` (--pid) binds both to that process where the kernel
-    /// can (6.1+); `comm_filter` reads files process by process.
-    pub fn attach(
-        task_prog: NonNull<sys::bpf_program>,
-        file_prog: Option<NonNull<sys::bpf_program>>,
-        pid: Option<u32>,
-        comm_filter: bool,
-    ) -> Result<Completion> {
+    /// Attaches the iterators. `pid` (--pid) binds them to that process
+    /// where the kernel can (6.1+); under a COMM filter files are read
+    /// process by process.
+    pub fn attach(progs: IterPrograms, pid: Option<u32>, comm_filter: bool) -> Result<Completion> {
         // Older kernels refuse the binding: then every task is visited
         // and the programs' own filter keeps the process.
-        let bound = pid.and_then(|p| IterLink::attach(task_prog, Some(p)).ok());
+        let bound = pid.and_then(|p| IterLink::attach(progs.task, Some(p)).ok());
         let (task, pid) = match bound {
             Some(link) => (link, pid),
             None => (
-                IterLink::attach(task_prog, None).context("attaching iter/task")?,
+                IterLink::attach(progs.task, None).context("attaching iter/task")?,
                 None,
             ),
         };
-        let file = file_prog
-            .map(|prog| IterLink::attach(prog, pid))
-            .transpose()
-            .context("attaching iter/task_file")?;
+        let pass = match progs.file {
+            None => FilePass::None,
+            Some(_) if progs.tasks_carry_files => FilePass::WithTasks,
+            Some(_) if comm_filter && pid.is_none() => FilePass::ByProcess,
+            Some(_) => FilePass::Beside,
+        };
+        // The task iterator carrying files needs iter/task_file only for
+        // what it leaves, through links bound to those processes.
+        let file = match (progs.file, pass) {
+            (Some(prog), FilePass::Beside | FilePass::ByProcess) => {
+                Some(IterLink::attach(prog, pid).context("attaching iter/task_file")?)
+            }
+            _ => None,
+        };
         Ok(Completion {
             task,
             file,
-            file_prog: file_prog.filter(|_| comm_filter && pid.is_none()),
+            file_prog: progs.file,
+            pass,
         })
     }
 
-    /// Reads both iterators once.
+    /// Reads the iterators once.
     pub fn walk(&self) -> Result<Walked> {
         let start_ns = monotonic_ns();
-        let (mut records, error) = match self.file_prog {
-            Some(prog) => self.walk_by_process(prog)?,
-            None => self.walk_both()?,
+        let (records, error) = match self.pass {
+            FilePass::Beside | FilePass::None => self.walk_beside()?,
+            FilePass::ByProcess => self.walk_by_process()?,
+            FilePass::WithTasks => self.walk_with_tasks()?,
         };
-        records.shrink_to_fit();
         Ok(Walked {
             records,
             error,
@@ -162,7 +243,7 @@ impl Completion {
     }
 
     /// Tasks and files at once, one iterator per CPU.
-    fn walk_both(&self) -> Result<(Vec<Record>, Option<String>)> {
+    fn walk_beside(&self) -> Result<(Vec<Record>, Option<String>)> {
         let (tasks, files) = std::thread::scope(|scope| -> Result<_> {
             let files = self
                 .file
@@ -182,14 +263,9 @@ impl Completion {
         Ok((records, task_error.or(files.1).map(|e| e.to_string())))
     }
 
-    /// The tasks a COMM filter selects, then each one's files through an
-    /// iterator bound to it; every file at once when they are many or the
-    /// kernel cannot bind (before 6.1).
-    fn walk_by_process(
-        &self,
-        file_prog: NonNull<sys::bpf_program>,
-    ) -> Result<(Vec<Record>, Option<String>)> {
-        let (mut records, mut error) = self.task.read("task")?;
+    /// The tasks a COMM filter selects, then each one's files.
+    fn walk_by_process(&self) -> Result<(Vec<Record>, Option<String>)> {
+        let (mut records, error) = self.task.read("task")?;
         let mut tgids: Vec<u32> = records
             .iter()
             .filter_map(|r| match r {
@@ -199,25 +275,76 @@ impl Completion {
             .collect();
         tgids.sort_unstable();
         tgids.dedup();
-        let bound: Option<Vec<IterLink>> = (tgids.len() <= BOUND_FILE_ITERATORS_MAX)
+        let wanted: Vec<(u32, u32)> = tgids.into_iter().map(|tgid| (tgid, 0)).collect();
+        let (files, file_error) = self.files_of(&wanted)?;
+        records.extend(files);
+        Ok((records, error.map(|e| e.to_string()).or(file_error)))
+    }
+
+    /// Tasks with their files; then the fds they left, from iter/task_file.
+    fn walk_with_tasks(&self) -> Result<(Vec<Record>, Option<String>)> {
+        let (mut records, error) = self.task.read_pipelined("task")?;
+        let left: Vec<(u32, u32)> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Task(t)
+                    if t.pid == t.tgid
+                        && t.capture & CAPTURE_FILES != 0
+                        && t.fds_upto != record::FDS_ALL =>
+                {
+                    Some((t.tgid, t.fds_upto))
+                }
+                _ => None,
+            })
+            .collect();
+        let (files, file_error) = self.files_of(&left)?;
+        records.extend(files);
+        Ok((records, error.map(|e| e.to_string()).or(file_error)))
+    }
+
+    /// The files of the processes `wanted` (tgid, from which fd) through
+    /// iterators bound to each; one pass over every file when they are
+    /// many, or when the kernel cannot bind (before 6.1).
+    fn files_of(&self, wanted: &[(u32, u32)]) -> Result<(Vec<Record>, Option<String>)> {
+        let Some(prog) = self.file_prog else {
+            return Ok((Vec::new(), None));
+        };
+        if wanted.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+        let bound: Option<Vec<IterLink>> = (wanted.len() <= BOUND_FILE_ITERATORS_MAX)
             .then(|| {
-                tgids
+                wanted
                     .iter()
-                    .map(|&tgid| IterLink::attach(file_prog, Some(tgid)).ok())
+                    .map(|&(tgid, _)| IterLink::attach(prog, Some(tgid)).ok())
                     .collect()
             })
             .flatten();
-        let files = match (&bound, &self.file) {
+        let every;
+        let links: Vec<&IterLink> = match (&bound, &self.file) {
             (Some(links), _) => links.iter().collect(),
             (None, Some(all)) => vec![all],
-            (None, None) => Vec::new(),
+            (None, None) => {
+                every = IterLink::attach(prog, None).context("attaching iter/task_file")?;
+                vec![&every]
+            }
         };
-        for link in files {
-            let (more, e) = link.read("task_file")?;
-            records.extend(more);
-            error = error.or(e);
+        let from: HashMap<u32, u32> = wanted.iter().copied().collect();
+        let mut out = Vec::new();
+        let mut error = None;
+        for link in links {
+            let (files, e) = link.read("task_file")?;
+            out.extend(files.into_iter().filter(|r| {
+                match r {
+                    Record::File(f) => from
+                        .get(&f.pid)
+                        .is_some_and(|&upto| u32::try_from(f.fd).is_ok_and(|fd| fd >= upto)),
+                    _ => false,
+                }
+            }));
+            error = error.or(e.map(|e| e.to_string()));
         }
-        Ok((records, error.map(|e| e.to_string())))
+        Ok((out, error))
     }
 
     /// Reads the task iterator once, for its programs to learn itersnap's

@@ -252,13 +252,14 @@ pub fn open(
 ) -> Result<(Box<dyn Backend>, String)> {
     use crate::cli::BackendChoice;
     let unsupported = crate::features::open_coded_unsupported(btf);
+    let filtered = walk.comm.is_some() || walk.pid.is_some();
     match (choice, unsupported) {
-        // A one-shot captures nothing in an event: it reads the seq
-        // iterators alone, and the seq object loads them fastest (no kfuncs
-        // to resolve, fewer types to relocate).
-        (BackendChoice::Auto, _) if trig.spec.is_oneshot() => Ok((
+        // A filtered one-shot reads few records: the object that loads
+        // fastest wins (no kfuncs to resolve, smaller programs to verify),
+        // and the seq one binds its iterators to the selected processes.
+        (BackendChoice::Auto, _) if trig.spec.is_oneshot() && filtered => Ok((
             Box::new(seq::open(walk, trig)?),
-            "auto: a one-shot reads only the seq iterators".into(),
+            "auto: a filtered one-shot loads the seq object fastest".into(),
         )),
         (BackendChoice::Seq, _) => Ok((
             Box::new(seq::open(walk, trig)?),

@@ -37,6 +37,8 @@ fn load(walk: &WalkOptions, trig: &TriggerOptions, d_path: bool) -> Result<Openc
     let mut open = open_configured!(OpencodedSkelBuilder, "opencoded", "open-coded", walk, trig);
     select_trigger_program!(open.progs, &trig.spec);
     open.progs.bare_walk.set_autoload(false);
+    open.progs.dump_task.set_autoload(!walk.files);
+    open.progs.dump_task_files.set_autoload(walk.files);
     open.progs.dump_file.set_autoload(walk.files && d_path);
     open.progs
         .dump_file_walk
@@ -54,7 +56,30 @@ fn load(walk: &WalkOptions, trig: &TriggerOptions, d_path: bool) -> Result<Openc
 
 pub fn open(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Session> {
     let (skel, d_path) = load_preferring_d_path(walk.files, |d| load(walk, trig, d))?;
-    session_of!(skel, "open-coded", d_path, walk, trig, true)
+    // With files, the task iterator writes each process's files with it.
+    if walk.files {
+        session_of!(
+            skel,
+            "open-coded",
+            d_path,
+            walk,
+            trig,
+            true,
+            dump_task_files,
+            true
+        )
+    } else {
+        session_of!(
+            skel,
+            "open-coded",
+            d_path,
+            walk,
+            trig,
+            true,
+            dump_task,
+            false
+        )
+    }
 }
 
 /// The bare walk (scripts/bench): (tasks, fds, ns) of the task and fd-bitmap
@@ -70,6 +95,7 @@ pub fn bare_walk() -> Result<(u64, u64, u64)> {
     open.progs.on_uprobe.set_autoload(false);
     open.progs.on_timer.set_autoload(false);
     open.progs.dump_task.set_autoload(false);
+    open.progs.dump_task_files.set_autoload(false);
     open.progs.dump_file.set_autoload(false);
     open.progs.dump_file_walk.set_autoload(false);
     let skel = open.load().context("loading the bare-walk program")?;

@@ -36,5 +36,5 @@ pub fn open(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Session> {
     let (skel, d_path) = load_preferring_d_path(walk.files, |d| load(walk, trig, d))?;
     // --interval ticks come from a user-space timer: no trigger program.
     let attach = !matches!(trig.spec, TriggerSpec::Interval { .. });
-    session_of!(skel, "seq", d_path, walk, trig, attach)
+    session_of!(skel, "seq", d_path, walk, trig, attach, dump_task, false)
 }

@@ -168,10 +168,12 @@ pub struct Session {
 }
 
 /// A `Session` from a loaded skeleton (`$skel`, either object: their
-/// programs and maps have the same names): attaches the iterators and, if
-/// `$attach`, the trigger.
+/// programs and maps have the same names): attaches the iterators (the
+/// task one is `$task_prog`, writing files with the tasks if
+/// `$tasks_carry_files`) and, if `$attach`, the trigger.
 macro_rules! session_of {
-    ($skel:expr, $name:expr, $d_path:expr, $walk:expr, $trig:expr, $attach:expr) => {{
+    ($skel:expr, $name:expr, $d_path:expr, $walk:expr, $trig:expr, $attach:expr,
+     $task_prog:ident, $tasks_carry_files:expr) => {{
         let mut skel = $skel;
         use libbpf_rs::AsRawLibbpf;
         let file_prog = match ($walk.files, $d_path) {
@@ -180,8 +182,11 @@ macro_rules! session_of {
             (true, false) => Some(skel.progs.dump_file_walk.as_libbpf_object()),
         };
         let completion = $crate::backend::completion::Completion::attach(
-            skel.progs.dump_task.as_libbpf_object(),
-            file_prog,
+            $crate::backend::completion::IterPrograms {
+                task: skel.progs.$task_prog.as_libbpf_object(),
+                tasks_carry_files: $tasks_carry_files,
+                file: file_prog,
+            },
             $walk.pid,
             $walk.comm.is_some(),
         )?;

@@ -170,6 +170,11 @@ impl Fixture {
         Self::start_with(tag, Some(event), extra_fds)
     }
 
+    /// A quiescent fixture that also holds `extra_fds` more fds (dups of /dev/null).
+    pub fn start_with_fds(tag: &str, extra_fds: usize) -> Fixture {
+        Self::start_full(tag, None, extra_fds, 0)
+    }
+
     /// A quiescent fixture with `children` forked children of its name, each
     /// holding the fixture's files, paused until the fixture exits.
     pub fn start_with_children(tag: &str, children: usize) -> Fixture {
