@@ -1,5 +1,5 @@
 //! JSON Lines: one object per snapshot. Field names are a stable interface,
-//! documented in the README; add fields, never rename them.
+//! documented in docs/json.md; add fields, never rename them.
 
 use std::io::{self, Write};
 
