@@ -86,6 +86,23 @@ macro_rules! select_trigger_program {
 }
 pub(crate) use select_trigger_program;
 
+/// Which iter/task_file program loads (paths from bpf_d_path() if
+/// `$d_path`, else from the walk; none without files) and the ring
+/// buffer's size, for either object.
+macro_rules! configure_completion {
+    ($open:expr, $walk:expr, $trig:expr, $d_path:expr) => {{
+        let files: bool = $walk.files;
+        $open.progs.dump_file.set_autoload(files && $d_path);
+        $open.progs.dump_file_walk.set_autoload(files && !$d_path);
+        $open
+            .maps
+            .events
+            .set_max_entries($crate::backend::ringbuf_bytes($trig.ringbuf_size))
+            .context("sizing the ring buffer")?;
+    }};
+}
+pub(crate) use configure_completion;
+
 /// The trigger program's name in bpf/trigger.bpf.h.
 pub fn program_for(spec: &TriggerSpec) -> Option<&'static str> {
     match spec {

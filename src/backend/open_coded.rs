@@ -9,11 +9,11 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::OpenObject;
+use libbpf_rs::{AsRawLibbpf, OpenObject};
 
-use super::attach::{open_configured, select_trigger_program};
+use super::attach::{configure_completion, open_configured, select_trigger_program};
 use super::session::{load_preferring_d_path, session_of, Session};
-use super::{ringbuf_bytes, TriggerOptions, WalkOptions};
+use super::{TriggerOptions, WalkOptions};
 use crate::bpf::opencoded::{OpencodedSkel, OpencodedSkelBuilder};
 
 /// BPF_PROG_TEST_RUN of a program that takes no context, by fd.
@@ -39,14 +39,7 @@ fn load(walk: &WalkOptions, trig: &TriggerOptions, d_path: bool) -> Result<Openc
     open.progs.bare_walk.set_autoload(false);
     open.progs.dump_task.set_autoload(!walk.files);
     open.progs.dump_task_files.set_autoload(walk.files);
-    open.progs.dump_file.set_autoload(walk.files && d_path);
-    open.progs
-        .dump_file_walk
-        .set_autoload(walk.files && !d_path);
-    open.maps
-        .events
-        .set_max_entries(ringbuf_bytes(trig.ringbuf_size))
-        .context("sizing the ring buffer")?;
+    configure_completion!(open, walk, trig, d_path);
     if std::env::var_os("ITERSNAP_VSTATS").is_some() {
         open.progs.on_signal.set_log_level(4);
     }
@@ -57,29 +50,21 @@ fn load(walk: &WalkOptions, trig: &TriggerOptions, d_path: bool) -> Result<Openc
 pub fn open(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Session> {
     let (skel, d_path) = load_preferring_d_path(walk.files, |d| load(walk, trig, d))?;
     // With files, the task iterator writes each process's files with it.
-    if walk.files {
-        session_of!(
-            skel,
-            "open-coded",
-            d_path,
-            walk,
-            trig,
-            true,
-            dump_task_files,
-            true
-        )
+    let task_prog = if walk.files {
+        skel.progs.dump_task_files.as_libbpf_object()
     } else {
-        session_of!(
-            skel,
-            "open-coded",
-            d_path,
-            walk,
-            trig,
-            true,
-            dump_task,
-            false
-        )
-    }
+        skel.progs.dump_task.as_libbpf_object()
+    };
+    session_of!(
+        skel,
+        "open-coded",
+        d_path,
+        walk,
+        trig,
+        true,
+        task_prog,
+        walk.files
+    )
 }
 
 /// The bare walk (scripts/bench): (tasks, fds, ns) of the task and fd-bitmap

@@ -5,10 +5,11 @@
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::AsRawLibbpf;
 
-use super::attach::{open_configured, select_trigger_program};
+use super::attach::{configure_completion, open_configured, select_trigger_program};
 use super::session::{load_preferring_d_path, session_of, Session};
-use super::{ringbuf_bytes, TriggerOptions, TriggerSpec, WalkOptions};
+use super::{TriggerOptions, TriggerSpec, WalkOptions};
 use crate::bpf::seqiter::{SeqiterSkel, SeqiterSkelBuilder};
 
 /// Opens, configures and loads the programs; `d_path` asks for iterator
@@ -20,14 +21,7 @@ fn load(walk: &WalkOptions, trig: &TriggerOptions, d_path: bool) -> Result<Seqit
     if let TriggerSpec::Interval { .. } = trig.spec {
         open.progs.on_timer.set_autoload(false);
     }
-    open.progs.dump_file.set_autoload(walk.files && d_path);
-    open.progs
-        .dump_file_walk
-        .set_autoload(walk.files && !d_path);
-    open.maps
-        .events
-        .set_max_entries(ringbuf_bytes(trig.ringbuf_size))
-        .context("sizing the ring buffer")?;
+    configure_completion!(open, walk, trig, d_path);
     open.load()
         .context("loading the seq-iterator BPF programs (--verbose shows the verifier log)")
 }
@@ -36,5 +30,6 @@ pub fn open(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Session> {
     let (skel, d_path) = load_preferring_d_path(walk.files, |d| load(walk, trig, d))?;
     // --interval ticks come from a user-space timer: no trigger program.
     let attach = !matches!(trig.spec, TriggerSpec::Interval { .. });
-    session_of!(skel, "seq", d_path, walk, trig, attach, dump_task, false)
+    let task_prog = skel.progs.dump_task.as_libbpf_object();
+    session_of!(skel, "seq", d_path, walk, trig, attach, task_prog, false)
 }

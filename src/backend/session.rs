@@ -169,11 +169,11 @@ pub struct Session {
 
 /// A `Session` from a loaded skeleton (`$skel`, either object: their
 /// programs and maps have the same names): attaches the iterators (the
-/// task one is `$task_prog`, writing files with the tasks if
-/// `$tasks_carry_files`) and, if `$attach`, the trigger.
+/// task one is the program `$task_prog` points to, writing files with the
+/// tasks if `$tasks_carry_files`) and, if `$attach`, the trigger.
 macro_rules! session_of {
     ($skel:expr, $name:expr, $d_path:expr, $walk:expr, $trig:expr, $attach:expr,
-     $task_prog:ident, $tasks_carry_files:expr) => {{
+     $task_prog:expr, $tasks_carry_files:expr) => {{
         let mut skel = $skel;
         use libbpf_rs::AsRawLibbpf;
         let file_prog = match ($walk.files, $d_path) {
@@ -183,7 +183,7 @@ macro_rules! session_of {
         };
         let completion = $crate::backend::completion::Completion::attach(
             $crate::backend::completion::IterPrograms {
-                task: skel.progs.$task_prog.as_libbpf_object(),
+                task: $task_prog,
                 tasks_carry_files: $tasks_carry_files,
                 file: file_prog,
             },
