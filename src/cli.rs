@@ -3,9 +3,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Parser, Subcommand};
 
 use crate::{signals, syscalls};
+
+// The types of values below the command line; it only parses into them.
+pub use crate::backend::BackendChoice;
+pub use crate::diff::SortKey;
+pub use crate::output::OutputFormat;
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -144,26 +149,6 @@ pub enum Command {
     /// For scripts/bench: time the task and fd loops alone, without records
     #[command(hide = true)]
     BareWalk,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SortKey {
-    /// most CPU time gained first
-    Cpu,
-    /// by process id
-    Pid,
-    /// most open files first
-    Files,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendChoice {
-    /// open-coded where the kernel has bpf_iter_task_new (6.7+), else seq
-    Auto,
-    /// the trigger program walks all tasks inside the event
-    OpenCoded,
-    /// seq iterators read from user space (5.8+), right after the event
-    Seq,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,14 +311,6 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
         return Err(format!("ring buffer size '{s}' is over the 1G limit"));
     }
     Ok(bytes as u32)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// A readable table per snapshot
-    Table,
-    /// JSON Lines: one object per snapshot
-    Json,
 }
 
 /// A task name as the kernel stores it (a newtype so clap sees one value).

@@ -4,8 +4,20 @@
 
 use std::collections::BTreeMap;
 
-use crate::cli::SortKey;
+use clap::ValueEnum;
+
 use crate::snapshot::{FileEntry, Snapshot, TaskRow};
+
+/// Order of the CPU-time table (--sort).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SortKey {
+    /// most CPU time gained first
+    Cpu,
+    /// by process id
+    Pid,
+    /// most open files first
+    Files,
+}
 
 /// A task as a diff names it.
 #[derive(Debug, Clone, PartialEq, Eq)]

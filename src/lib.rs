@@ -12,6 +12,7 @@ pub mod cli;
 pub mod diff;
 pub mod features;
 pub mod ksyms;
+pub mod model;
 pub mod objinfo;
 pub mod output;
 pub mod record;
@@ -19,6 +20,7 @@ pub mod run;
 pub mod signals;
 pub mod snapshot;
 pub mod syscalls;
+pub mod text;
 
 /// The path kernel bytes take through user space, for the fuzzer
 /// (fuzz/fuzz_targets/records.rs): decode, assemble, diff, and render as a

@@ -16,6 +16,7 @@ use crate::features::{self, BtfNames};
 use crate::ksyms::Ksyms;
 use crate::output::Printer;
 use crate::snapshot;
+pub use crate::text::human_duration;
 
 const DEFAULT_MIN_GAP: Duration = Duration::from_millis(100);
 
@@ -319,19 +320,6 @@ fn plural(n: u64, what: &str) -> String {
         format!("1 {what}")
     } else {
         format!("{n} {what}s")
-    }
-}
-
-/// 0, 250us, 100ms, 1.5s, 2m
-pub fn human_duration(d: Duration) -> String {
-    let ns = d.as_nanos();
-    match ns {
-        0 => "0".into(),
-        n if n % 60_000_000_000 == 0 => format!("{}m", n / 60_000_000_000),
-        n if n >= 1_000_000_000 => format!("{}s", d.as_secs_f64()),
-        n if n >= 1_000_000 => format!("{}ms", n as f64 / 1e6),
-        n if n >= 1_000 => format!("{}us", n as f64 / 1e3),
-        n => format!("{n}ns"),
     }
 }
 

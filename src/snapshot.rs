@@ -7,8 +7,8 @@ use std::time::SystemTime;
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::backend::{RawSnapshot, TriggerSpec};
 use crate::ksyms::Ksyms;
+use crate::model::{RawSnapshot, TriggerSpec};
 use crate::record::{
     BeginRec, FileRec, Record, StackRec, TaskRec, PATH_DELETED, PATH_DNAME, PATH_FAULT, PATH_TEXT,
     PATH_TRUNCATED,
@@ -24,7 +24,7 @@ pub struct Actor {
 
 impl Actor {
     fn describe(&self) -> String {
-        format!("{} ({})", self.pid, crate::output::printable(&self.comm))
+        format!("{} ({})", self.pid, crate::text::printable(&self.comm))
     }
 }
 
@@ -124,7 +124,7 @@ impl Trigger {
                 format!("uprobe {target} in {}", caller.describe())
             }
             Trigger::Timer { period } => {
-                format!("every {}", crate::run::human_duration(*period))
+                format!("every {}", crate::text::human_duration(*period))
             }
             Trigger::Unknown => "a trigger whose record was lost".to_string(),
         }
@@ -364,7 +364,7 @@ pub fn file_kind(i_mode: u32, magic: u32) -> &'static str {
 /// format!: most fds of a busy system are sockets and pipes.
 fn with_ino(name: &[u8], ino: u64) -> Vec<u8> {
     let mut digits = [0u8; 20];
-    let at = crate::output::digits_before(&mut digits, 20, ino, 10);
+    let at = crate::text::digits_before(&mut digits, 20, ino, 10);
     let mut out = Vec::with_capacity(name.len() + 3 + digits.len() - at);
     out.extend_from_slice(name);
     out.extend_from_slice(b":[");

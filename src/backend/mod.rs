@@ -13,12 +13,23 @@ pub mod open_coded;
 pub mod seq;
 pub mod session;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
+use clap::ValueEnum;
 
-use crate::record::{BeginRec, EndRec, Record};
+pub use crate::model::{RawSnapshot, TriggerSpec};
+
+/// Which backend takes snapshots (--backend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// open-coded where the kernel has bpf_iter_task_new (6.7+), else seq
+    Auto,
+    /// inside the event, also the tasks a filter selects (6.7+)
+    OpenCoded,
+    /// inside the event, the event's own tasks (5.8+)
+    Seq,
+}
 
 /// What the user asked the kernel to include; fixed before the BPF programs load.
 #[derive(Debug, Clone, Default)]
@@ -30,40 +41,6 @@ pub struct WalkOptions {
     pub threads: bool,
     pub files: bool,
     pub stacks: bool,
-}
-
-/// The event that takes a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TriggerSpec {
-    OneShot,
-    Signal {
-        signal: i32,
-        target_pid: Option<u32>,
-        target_comm: Option<Vec<u8>>,
-    },
-    Syscall {
-        name: String,
-        nr: i32,
-    },
-    Tracepoint {
-        category: String,
-        name: String,
-    },
-    Uprobe {
-        path: PathBuf,
-        symbol: String,
-    },
-    /// Periodic sampling: a perf-event program (open-coded), a user-space
-    /// timer (seq).
-    Interval {
-        period: Duration,
-    },
-}
-
-impl TriggerSpec {
-    pub fn is_oneshot(&self) -> bool {
-        matches!(self, TriggerSpec::OneShot)
-    }
 }
 
 /// The trigger and its in-kernel guards.
@@ -79,40 +56,6 @@ pub struct TriggerOptions {
     pub ringbuf_size: u32,
     /// The longest a trigger program captures inside the event.
     pub event_budget: Duration,
-}
-
-/// One snapshot's records as a backend delivered them.
-#[derive(Debug, Clone, Default)]
-pub struct RawSnapshot {
-    pub seq: u32,
-    /// What fired it; None for a user-space one-shot, or when it was lost.
-    pub begin: Option<BeginRec>,
-    /// The walk's own account (open-coded); None if lost or not sent (seq).
-    pub end: Option<EndRec>,
-    /// Task, file and stack records: the event's first, then the completion's.
-    pub records: Vec<Record>,
-    pub decode_error: Option<String>,
-    /// CLOCK_MONOTONIC at the event (or at the start of the walk), ns.
-    pub ktime_ns: u64,
-    /// From the event to the end of the completion.
-    pub walk_ns: u64,
-    /// How long the trigger program captured inside the event.
-    pub in_event_ns: u64,
-    /// END_* flags of the in-event part.
-    pub end_flags: u32,
-    /// Records lost because the ring buffer was full.
-    pub dropped: u64,
-    /// Records the trigger program sent through the ring buffer, begin and
-    /// end included, when it says.
-    pub emitted: Option<u64>,
-    /// Of those, the records that arrived.
-    pub received: Option<u64>,
-    /// Records the completion read from the iterators (none are lost).
-    pub completion_records: u64,
-    /// Completed by the iterators after the event.
-    pub after_event: bool,
-    /// A trigger program ran: its end record was due.
-    pub expects_end: bool,
 }
 
 /// The default --event-budget: short enough that the worst latency
@@ -245,12 +188,11 @@ pub fn ringbuf_bytes(requested: u32) -> u32 {
 /// Opens the backend the user chose, or the one `auto` picks; returns it and
 /// the reason it was picked.
 pub fn open(
-    choice: crate::cli::BackendChoice,
+    choice: BackendChoice,
     walk: &WalkOptions,
     trig: &TriggerOptions,
     btf: &dyn crate::features::HasName,
 ) -> Result<(Box<dyn Backend>, String)> {
-    use crate::cli::BackendChoice;
     let unsupported = crate::features::open_coded_unsupported(btf);
     let filtered = walk.comm.is_some() || walk.pid.is_some();
     match (choice, unsupported) {

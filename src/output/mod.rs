@@ -7,8 +7,20 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::cli::OutputFormat;
+use clap::ValueEnum;
+
 use crate::diff::Diff;
+pub use crate::text::{digits_before, printable};
+
+/// How snapshots are written (--output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A readable table per snapshot
+    Table,
+    /// JSON Lines: one object per snapshot
+    Json,
+}
+
 use crate::snapshot::Snapshot;
 
 pub struct Printer {
@@ -172,53 +184,6 @@ pub fn rfc3339(t: SystemTime) -> String {
         rem % 60,
         d.subsec_micros()
     )
-}
-
-/// Writes the digits of `v` in `base` so that they end just before
-/// `buf[end]`; returns where they start. By hand, not with the formatting
-/// machinery: numbers like these are written for every file of a snapshot.
-pub fn digits_before(buf: &mut [u8], end: usize, mut v: u64, base: u64) -> usize {
-    let mut at = end;
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (v % base) as u8;
-        v /= base;
-        if v == 0 {
-            return at;
-        }
-    }
-}
-
-/// Bytes from the kernel made safe for a terminal: invalid UTF-8 and control
-/// characters are escaped as \xNN, backslashes doubled.
-pub fn printable(bytes: &[u8]) -> Cow<'_, str> {
-    use std::fmt::Write as _;
-    // Most names and paths are plain printable ASCII: nothing to escape.
-    if bytes
-        .iter()
-        .all(|&b| (0x20..0x7f).contains(&b) && b != b'\\')
-    {
-        return Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default());
-    }
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                c if c.is_control() => {
-                    let mut buf = [0u8; 4];
-                    for b in c.encode_utf8(&mut buf).bytes() {
-                        let _ = write!(out, "\\x{b:02x}");
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            let _ = write!(out, "\\x{b:02x}");
-        }
-    }
-    Cow::Owned(out)
 }
 
 #[cfg(test)]

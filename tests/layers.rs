@@ -1,0 +1,176 @@
+//! The layers of src/ only look down: every `crate::` reference goes to a
+//! module of the same layer or a lower one, and no modules reference each
+//! other in a circle. A new module must be given its layer here, where
+//! docs/architecture.md draws the same picture.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Top to bottom; a module may use its own layer and those below.
+const LAYERS: &[&[&str]] = &[
+    &["run", "check"],
+    &["cli"],
+    &["backend", "diff", "output"],
+    &["snapshot"],
+    &["model", "features", "ksyms", "signals", "syscalls"],
+    &["objinfo", "record"],
+    &["bpf", "text"],
+];
+
+/// The crate root's own files: above every layer.
+const ROOT: &[&str] = &["lib", "main"];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|layer| layer.contains(&module))
+}
+
+/// The top-level module a file under src/ belongs to.
+fn module_of(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).unwrap();
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
+    first.trim_end_matches(".rs").to_string()
+}
+
+/// The top-level modules a file names as `crate::x`, `$crate::x` or
+/// `crate::{x, y::z}`.
+fn references(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while let Some(found) = text[at..].find("crate::") {
+        let start = at + found;
+        let before = start.checked_sub(1).map(|i| bytes[i]);
+        at = start + "crate::".len();
+        // `$crate::` counts; `foo_crate::` does not.
+        if before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            continue;
+        }
+        let rest = &text[at..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            for item in group[..end].split(',') {
+                let name: String = item
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    out.insert(name);
+                }
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            out.insert(name);
+        }
+    }
+    out
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// module → the modules it references.
+fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let modules: BTreeSet<String> = files.iter().map(|f| module_of(&src, f)).collect();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in &files {
+        let module = module_of(&src, file);
+        let text = std::fs::read_to_string(file).unwrap();
+        let refs: Vec<String> = references(&text)
+            .into_iter()
+            // Items of the crate root (test helpers) are not modules.
+            .filter(|r| *r != module && modules.contains(r))
+            .collect();
+        graph.entry(module).or_default().extend(refs);
+    }
+    graph
+}
+
+#[test]
+fn every_module_has_a_layer() {
+    for module in module_graph().keys() {
+        assert!(
+            ROOT.contains(&module.as_str()) || layer_of(module).is_some(),
+            "src/{module}: give it a layer in tests/layers.rs (and docs/architecture.md)"
+        );
+    }
+}
+
+#[test]
+fn layers_only_look_down() {
+    let mut upward = Vec::new();
+    for (module, refs) in module_graph() {
+        let Some(mine) = layer_of(&module) else {
+            continue; // the crate root, or reported by every_module_has_a_layer
+        };
+        for r in refs {
+            if layer_of(&r).is_some_and(|theirs| theirs < mine) || ROOT.contains(&r.as_str()) {
+                upward.push(format!("{module} -> {r}"));
+            }
+        }
+    }
+    assert!(upward.is_empty(), "references up the layers: {upward:?}");
+}
+
+#[test]
+fn no_import_cycles() {
+    let graph = module_graph();
+    // Depth-first search; a module met again on the current path closes a cycle.
+    fn visit(
+        module: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|m| m == module) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(module.to_string());
+            return Some(cycle);
+        }
+        if done.contains(module) {
+            return None;
+        }
+        path.push(module.to_string());
+        for next in graph.get(module).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(module.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for module in graph.keys() {
+        if let Some(cycle) = visit(module, &graph, &mut Vec::new(), &mut done) {
+            panic!("an import cycle: {}", cycle.join(" -> "));
+        }
+    }
+}
+
+/// The checker itself sees each way of naming a module.
+#[test]
+fn references_are_found_in_every_form() {
+    let text = "use crate::a::B;\nuse crate::{c, d::E};\n$crate::f::g!();\nmy_crate::h;";
+    let found: Vec<String> = references(text).into_iter().collect();
+    assert_eq!(found, ["a", "c", "d", "f"]);
+}
