@@ -588,3 +588,20 @@ fn a_process_with_many_files_is_whole() {
         assert_eq!(snap["complete"], true, "{args:?}: {}", snap["problems"]);
     }
 }
+
+/// The JSON Schema every test validates its snapshots against is strict: a
+/// real snapshot passes, one with a field renamed or of the wrong type fails.
+#[test]
+fn json_schema_describes_snapshots_exactly() {
+    let fx = Fixture::start("j");
+    let snap = snapshot(&["--stacks", "--threads", &fx.comm]);
+    assert!(schema_accepts(&snap));
+    let mut renamed = snap.clone();
+    let task = renamed["tasks"][0].as_object_mut().unwrap();
+    let pid = task.remove("pid").unwrap();
+    task.insert("process_id".into(), pid);
+    assert!(!schema_accepts(&renamed), "an unknown field is refused");
+    let mut wrong = snap.clone();
+    wrong["counts"]["files"] = serde_json::json!("many");
+    assert!(!schema_accepts(&wrong), "a wrong type is refused");
+}

@@ -42,11 +42,7 @@ pub fn snapshots(args: &[&str]) -> Vec<Value> {
         "itersnap {all:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .expect("JSON output is UTF-8")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
-        .collect()
+    parse_lines(&String::from_utf8(out.stdout).expect("JSON output is UTF-8"))
 }
 
 pub fn snapshot(args: &[&str]) -> Value {
@@ -678,6 +674,38 @@ impl Drop for Armed {
 /// JSON Lines → objects.
 pub fn parse_lines(out: &str) -> Vec<Value> {
     out.lines()
-        .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
+        .map(|l| {
+            let snap = serde_json::from_str(l).expect("each line is one JSON object");
+            assert_valid_snapshot(&snap);
+            snap
+        })
         .collect()
+}
+
+/// docs/snapshot.schema.json, compiled once.
+fn snapshot_schema() -> &'static jsonschema::Validator {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/snapshot.schema.json");
+        let schema: Value =
+            serde_json::from_str(&fs::read_to_string(path).unwrap()).expect("the schema is JSON");
+        jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema")
+    })
+}
+
+/// Every snapshot a test reads must be what docs/snapshot.schema.json says.
+pub fn assert_valid_snapshot(snap: &Value) {
+    let errors: Vec<String> = snapshot_schema()
+        .iter_errors(snap)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "not as docs/snapshot.schema.json says: {errors:?}"
+    );
+}
+
+/// Whether docs/snapshot.schema.json accepts `value` (for the schema's own test).
+pub fn schema_accepts(value: &Value) -> bool {
+    snapshot_schema().is_valid(value)
 }
