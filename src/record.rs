@@ -228,113 +228,130 @@ pub fn decode_one(buf: &[u8], offset: usize) -> Result<(Option<Record>, usize), 
     let f = Fields {
         bytes: &buf[..size],
     };
-    let rec = match kind {
-        REC_TASK => {
-            if size < TASK_SIZE {
-                return Err(err("task record too short"));
-            }
-            Record::Task(TaskRec {
-                seq,
-                pid: f.u32(8),
-                tgid: f.u32(12),
-                ppid: f.u32(16),
-                uid: f.u32(20),
-                euid: f.u32(24),
-                gid: f.u32(28),
-                state: f.u32(32),
-                exit_state: f.u32(36),
-                flags: f.u32(40),
-                nr_threads: f.u32(44),
-                utime_ns: f.u64(48),
-                stime_ns: f.u64(56),
-                runtime_ns: f.u64(64),
-                dead_utime_ns: f.u64(72),
-                dead_stime_ns: f.u64(80),
-                dead_runtime_ns: f.u64(88),
-                start_ns: f.u64(96),
-                comm: c_bytes(f.slice(104, COMM_LEN)),
-                taken_ns: f.u64(120),
-                capture: f.u32(128),
-                fds_upto: f.u32(132),
-            })
-        }
-        REC_FILE => {
-            if size < FILE_HDR_SIZE {
-                return Err(err("file record too short"));
-            }
-            let path_len = (f.u16(36) as usize).min(PATH_BUF);
-            if FILE_HDR_SIZE + path_len > size {
-                return Err(err("file path runs past its record"));
-            }
-            Record::File(FileRec {
-                seq,
-                pid: f.u32(8),
-                fd: f.u32(12) as i32,
-                f_flags: f.u32(16),
-                f_mode: f.u32(20),
-                i_mode: f.u32(24),
-                magic: f.u32(28),
-                dev: f.u32(32),
-                path_flags: f.u16(38),
-                ino: f.u64(40),
-                pos: f.u64(48),
-                size: f.u64(56),
-                path: f.slice(FILE_HDR_SIZE, path_len).to_vec(),
-            })
-        }
-        REC_STACK => {
-            if size < STACK_HDR_SIZE {
-                return Err(err("stack record too short"));
-            }
-            let nr = (f.u32(12) as usize).min(STACK_MAX_DEPTH);
-            if STACK_HDR_SIZE + nr * 8 > size {
-                return Err(err("stack runs past its record"));
-            }
-            Record::Stack(StackRec {
-                seq,
-                pid: f.u32(8),
-                ips: (0..nr).map(|i| f.u64(STACK_HDR_SIZE + i * 8)).collect(),
-            })
-        }
-        REC_BEGIN => {
-            if size < BEGIN_SIZE {
-                return Err(err("begin record too short"));
-            }
-            Record::Begin(BeginRec {
-                seq,
-                trigger: f.u32(8),
-                arg: f.u32(12) as i32,
-                pid: f.u32(16),
-                tid: f.u32(20),
-                target_pid: f.u32(24),
-                target_tid: f.u32(28),
-                cpu: f.u32(32),
-                ktime_ns: f.u64(40),
-                skipped_gap: f.u64(48),
-                skipped_busy: f.u64(56),
-                comm: c_bytes(f.slice(64, COMM_LEN)),
-                target_comm: c_bytes(f.slice(80, COMM_LEN)),
-            })
-        }
-        REC_END => {
-            if size < END_SIZE {
-                return Err(err("end record too short"));
-            }
-            Record::End(EndRec {
-                seq,
-                tasks: f.u32(8),
-                files: f.u32(12),
-                stacks: f.u32(16),
-                truncated_fds: f.u32(20),
-                ktime_ns: f.u64(24),
-                emitted: f.u64(32),
-                dropped: f.u64(40),
-                flags: f.u32(48),
-            })
-        }
+    let decoded = match kind {
+        REC_TASK => decode_task(&f, seq),
+        REC_FILE => decode_file(&f, seq),
+        REC_STACK => decode_stack(&f, seq),
+        REC_BEGIN => decode_begin(&f, seq),
+        REC_END => decode_end(&f, seq),
         _ => return Ok((None, size)),
     };
-    Ok((Some(rec), size))
+    decoded.map(|rec| (Some(rec), size)).map_err(err)
+}
+
+// Each kind's layout, within a record whose header was checked (`f` holds
+// exactly the record's declared size).
+fn decode_task(f: &Fields<'_>, seq: u32) -> Result<Record, &'static str> {
+    let size = f.bytes.len();
+    if size < TASK_SIZE {
+        return Err("task record too short");
+    }
+    Ok(Record::Task(TaskRec {
+        seq,
+        pid: f.u32(8),
+        tgid: f.u32(12),
+        ppid: f.u32(16),
+        uid: f.u32(20),
+        euid: f.u32(24),
+        gid: f.u32(28),
+        state: f.u32(32),
+        exit_state: f.u32(36),
+        flags: f.u32(40),
+        nr_threads: f.u32(44),
+        utime_ns: f.u64(48),
+        stime_ns: f.u64(56),
+        runtime_ns: f.u64(64),
+        dead_utime_ns: f.u64(72),
+        dead_stime_ns: f.u64(80),
+        dead_runtime_ns: f.u64(88),
+        start_ns: f.u64(96),
+        comm: c_bytes(f.slice(104, COMM_LEN)),
+        taken_ns: f.u64(120),
+        capture: f.u32(128),
+        fds_upto: f.u32(132),
+    }))
+}
+
+fn decode_file(f: &Fields<'_>, seq: u32) -> Result<Record, &'static str> {
+    let size = f.bytes.len();
+    if size < FILE_HDR_SIZE {
+        return Err("file record too short");
+    }
+    let path_len = (f.u16(36) as usize).min(PATH_BUF);
+    if FILE_HDR_SIZE + path_len > size {
+        return Err("file path runs past its record");
+    }
+    Ok(Record::File(FileRec {
+        seq,
+        pid: f.u32(8),
+        fd: f.u32(12) as i32,
+        f_flags: f.u32(16),
+        f_mode: f.u32(20),
+        i_mode: f.u32(24),
+        magic: f.u32(28),
+        dev: f.u32(32),
+        path_flags: f.u16(38),
+        ino: f.u64(40),
+        pos: f.u64(48),
+        size: f.u64(56),
+        path: f.slice(FILE_HDR_SIZE, path_len).to_vec(),
+    }))
+}
+
+fn decode_stack(f: &Fields<'_>, seq: u32) -> Result<Record, &'static str> {
+    let size = f.bytes.len();
+    if size < STACK_HDR_SIZE {
+        return Err("stack record too short");
+    }
+    let nr = (f.u32(12) as usize).min(STACK_MAX_DEPTH);
+    if STACK_HDR_SIZE + nr * 8 > size {
+        return Err("stack runs past its record");
+    }
+    Ok(Record::Stack(StackRec {
+        seq,
+        pid: f.u32(8),
+        ips: (0..nr).map(|i| f.u64(STACK_HDR_SIZE + i * 8)).collect(),
+    }))
+}
+
+fn decode_begin(f: &Fields<'_>, seq: u32) -> Result<Record, &'static str> {
+    let size = f.bytes.len();
+    if size < BEGIN_SIZE {
+        return Err("begin record too short");
+    }
+    Ok(Record::Begin(BeginRec {
+        seq,
+        trigger: f.u32(8),
+        arg: f.u32(12) as i32,
+        pid: f.u32(16),
+        tid: f.u32(20),
+        target_pid: f.u32(24),
+        target_tid: f.u32(28),
+        cpu: f.u32(32),
+        ktime_ns: f.u64(40),
+        skipped_gap: f.u64(48),
+        skipped_busy: f.u64(56),
+        comm: c_bytes(f.slice(64, COMM_LEN)),
+        target_comm: c_bytes(f.slice(80, COMM_LEN)),
+    }))
+}
+
+fn decode_end(f: &Fields<'_>, seq: u32) -> Result<Record, &'static str> {
+    let size = f.bytes.len();
+    if size < END_SIZE {
+        return Err("end record too short");
+    }
+    Ok(Record::End(EndRec {
+        seq,
+        tasks: f.u32(8),
+        files: f.u32(12),
+        stacks: f.u32(16),
+        truncated_fds: f.u32(20),
+        ktime_ns: f.u64(24),
+        emitted: f.u64(32),
+        dropped: f.u64(40),
+        flags: f.u32(48),
+    }))
 }
 
 /// Decodes a whole stream of concatenated records.

@@ -500,9 +500,23 @@ fn file_entry(mut f: FileRec) -> FileEntry {
 }
 
 pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -> Snapshot {
-    let per_thread = ctx.per_thread;
-    let ksyms = ctx.ksyms;
-    let info = WalkInfo {
+    let mut info = walk_info(&raw, ctx, skipped);
+    let mut counts = record_counts(&raw);
+    let problems = problems(&raw, ctx);
+    let ktime_ns = raw.ktime_ns;
+    let gathered = gather(raw.records, ktime_ns, &mut info.capture);
+    let rows = rows(gathered, ctx, ktime_ns, &mut counts);
+    Snapshot {
+        info,
+        rows,
+        counts,
+        problems,
+    }
+}
+
+/// How the walk went, from the backend's account and the trigger's record.
+fn walk_info(raw: &RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -> WalkInfo {
+    WalkInfo {
         seq: raw.seq,
         trigger: Trigger::from_event(ctx.spec, raw.begin.as_ref()),
         backend: ctx.backend,
@@ -530,17 +544,18 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
         skipped_gap: skipped.0,
         skipped_busy: skipped.1,
         missed: skipped.2,
-    };
-    let mut procs: BTreeMap<u32, Process> = BTreeMap::new();
-    let mut files: BTreeMap<u32, Vec<FileEntry>> = BTreeMap::new();
-    let mut stacks: BTreeMap<u32, StackRec> = BTreeMap::new();
+    }
+}
+
+/// The record accounting; the rows' counts are added as they are built.
+fn record_counts(raw: &RawSnapshot) -> Counts {
     // Without a trigger program (a one-shot, a user-space tick) every
     // record came from the iterators.
     let iterated = match raw.emitted {
         Some(_) => raw.completion_records,
         None => raw.records.len() as u64,
     };
-    let mut counts = Counts {
+    Counts {
         dropped: raw.dropped,
         records: raw.records.len(),
         emitted: raw.emitted.unwrap_or(0).saturating_add(iterated),
@@ -550,7 +565,22 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
             .saturating_add(iterated),
         iterated,
         ..Counts::default()
-    };
+    }
+}
+
+/// Records sorted by what they belong to.
+struct Gathered {
+    procs: BTreeMap<u32, Process>,
+    files: BTreeMap<u32, Vec<FileEntry>>,
+    stacks: BTreeMap<u32, StackRec>,
+}
+
+/// Tasks by process, files by process, stacks by thread; counts in
+/// `capture` which tasks the event captured and which came after.
+fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathered {
+    let mut procs: BTreeMap<u32, Process> = BTreeMap::new();
+    let mut files: BTreeMap<u32, Vec<FileEntry>> = BTreeMap::new();
+    let mut stacks: BTreeMap<u32, StackRec> = BTreeMap::new();
     // A process's files arrive one after another: gather each run before
     // touching the map, instead of a map lookup per file.
     let mut run: Option<(u32, Vec<FileEntry>)> = None;
@@ -559,18 +589,16 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
             files.entry(pid).or_default().append(&mut list);
         }
     };
-    let mut info = info;
-    for rec in raw.records {
+    for rec in records {
         match rec {
             Record::Task(t) => {
                 if t.in_event() {
-                    info.capture.in_event += 1;
+                    capture.in_event += 1;
                 } else {
-                    info.capture.after_event += 1;
-                    info.capture.latest_after_ns = info
-                        .capture
+                    capture.after_event += 1;
+                    capture.latest_after_ns = capture
                         .latest_after_ns
-                        .max(t.taken_ns.saturating_sub(raw.ktime_ns));
+                        .max(t.taken_ns.saturating_sub(ktime_ns));
                 }
                 procs.entry(t.tgid).or_default().threads.push(t)
             }
@@ -590,7 +618,21 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
         }
     }
     end_run(&mut run);
+    Gathered {
+        procs,
+        files,
+        stacks,
+    }
+}
 
+/// One row per process (or per thread), with its files and stack.
+fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> Vec<TaskRow> {
+    let Gathered {
+        procs,
+        mut files,
+        mut stacks,
+    } = g;
+    let ksyms = ctx.ksyms;
     let mut rows = Vec::with_capacity(procs.len());
     for (tgid, mut proc) in procs {
         // Stable: of two records of one thread, the event's (first) stays.
@@ -628,31 +670,12 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
                 trim_bpf_frames(frames)
             })
         };
+        let row =
+            |t: &TaskRec, (utime_ns, stime_ns)| task_row(t, tgid, ktime_ns, utime_ns, stime_ns);
 
-        let row = |t: &TaskRec, utime_ns, stime_ns| TaskRow {
-            pid: tgid,
-            tid: t.pid,
-            ppid: t.ppid,
-            comm: t.comm.clone(),
-            state: state_letter(t.state, t.exit_state),
-            uid: t.uid,
-            euid: t.euid,
-            gid: t.gid,
-            threads: t.nr_threads.max(1),
-            utime_ns,
-            stime_ns,
-            start_ns: t.start_ns,
-            kthread: t.flags & PF_KTHREAD != 0,
-            in_event: t.in_event(),
-            since_event_ns: t.taken_ns.saturating_sub(raw.ktime_ns),
-            files: Vec::new(),
-            stack: None,
-        };
-
-        if per_thread {
+        if ctx.per_thread {
             for t in &proc.threads {
-                let (u, s) = cputime_adjust(t.utime_ns, t.stime_ns, t.runtime_ns);
-                let mut r = row(t, u, s);
+                let mut r = row(t, cputime_adjust(t.utime_ns, t.stime_ns, t.runtime_ns));
                 r.stack = stack_of(t.pid);
                 if t.pid == tgid {
                     r.files = std::mem::take(&mut open_files);
@@ -664,27 +687,56 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
             // Saturating: the counters come from the kernel, untrusted.
             let sum =
                 |f: fn(&TaskRec) -> u64| proc.threads.iter().map(f).fold(0u64, u64::saturating_add);
-            let (u, s) = cputime_adjust(
-                sum(|t| t.utime_ns).saturating_add(leader.dead_utime_ns),
-                sum(|t| t.stime_ns).saturating_add(leader.dead_stime_ns),
-                sum(|t| t.runtime_ns).saturating_add(leader.dead_runtime_ns),
+            let mut r = row(
+                &leader,
+                cputime_adjust(
+                    sum(|t| t.utime_ns).saturating_add(leader.dead_utime_ns),
+                    sum(|t| t.stime_ns).saturating_add(leader.dead_stime_ns),
+                    sum(|t| t.runtime_ns).saturating_add(leader.dead_runtime_ns),
+                ),
             );
-            let mut r = row(&leader, u, s);
             r.tid = tgid;
             r.stack = stack_of(leader.pid);
             r.files = open_files;
             rows.push(r);
         }
     }
+    rows
+}
 
-    let mut problems = Vec::new();
-    if let Some(e) = raw.decode_error {
-        problems.push(e);
+/// A task's row, without its files and stack.
+fn task_row(t: &TaskRec, tgid: u32, ktime_ns: u64, utime_ns: u64, stime_ns: u64) -> TaskRow {
+    TaskRow {
+        pid: tgid,
+        tid: t.pid,
+        ppid: t.ppid,
+        comm: t.comm.clone(),
+        state: state_letter(t.state, t.exit_state),
+        uid: t.uid,
+        euid: t.euid,
+        gid: t.gid,
+        threads: t.nr_threads.max(1),
+        utime_ns,
+        stime_ns,
+        start_ns: t.start_ns,
+        kthread: t.flags & PF_KTHREAD != 0,
+        in_event: t.in_event(),
+        since_event_ns: t.taken_ns.saturating_sub(ktime_ns),
+        files: Vec::new(),
+        stack: None,
     }
-    if counts.dropped > 0 {
+}
+
+/// Why the snapshot is incomplete, if it is.
+fn problems(raw: &RawSnapshot, ctx: &Context<'_>) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(e) = &raw.decode_error {
+        problems.push(e.clone());
+    }
+    if raw.dropped > 0 {
         problems.push(format!(
             "{} records dropped: the ring buffer was full (see --ringbuf-size)",
-            counts.dropped
+            raw.dropped
         ));
     }
     if raw.begin.is_none() && !ctx.spec.is_oneshot() {
@@ -698,12 +750,7 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
         None if raw.expects_end => problems.push("the end record was lost".into()),
         _ => {}
     }
-    Snapshot {
-        info,
-        rows,
-        counts,
-        problems,
-    }
+    problems
 }
 
 #[cfg(test)]
