@@ -52,10 +52,9 @@ fn trigger_spec(cli: &Cli) -> TriggerSpec {
     }
 }
 
-pub fn run(cli: &Cli) -> Result<()> {
-    features::require_runnable()?;
-    let btf = BtfNames::load()?;
-
+/// What to walk and what triggers it, from the command line, checked
+/// against this kernel (tracepoints, uprobe targets).
+fn options(cli: &Cli, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions)> {
     let walk = WalkOptions {
         comm: cli.comm.as_ref().map(|c| c.0.clone()),
         pid: cli.pid,
@@ -69,7 +68,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     }
     match &spec {
         TriggerSpec::Tracepoint { category, name } => {
-            features::check_tracepoint(&btf, category, name)?
+            features::check_tracepoint(btf, category, name)?
         }
         TriggerSpec::Uprobe { path, symbol } => features::check_uprobe(path, symbol)?,
         _ => {}
@@ -97,6 +96,40 @@ pub fn run(cli: &Cli) -> Result<()> {
             .unwrap_or_else(|| backend::default_ringbuf_size(event_budget, spec_is_oneshot)),
         event_budget,
     };
+    Ok((walk, trig))
+}
+
+/// Loads and attaches the backend, and says so on stderr.
+fn arm(
+    cli: &Cli,
+    walk: &WalkOptions,
+    trig: &TriggerOptions,
+    btf: &BtfNames,
+) -> Result<Box<dyn backend::Backend>> {
+    let (backend, reason) = backend::open(cli.backend, walk, trig, btf).map_err(explain_refusal)?;
+    if cli.verbose {
+        eprintln!(
+            "itersnap: backend {} ({reason}); paths {}",
+            backend.name(),
+            backend.paths()
+        );
+    }
+    if !trig.spec.is_oneshot() {
+        eprintln!(
+            "itersnap: armed: {}, {} backend; Ctrl-C to stop",
+            describe_spec(trig, backend.name()),
+            backend.name()
+        );
+    }
+    Ok(backend)
+}
+
+pub fn run(cli: &Cli) -> Result<()> {
+    features::require_runnable()?;
+    let btf = BtfNames::load()?;
+
+    let (walk, trig) = options(cli, &btf)?;
+    let event_budget = trig.event_budget;
     let ksyms = if cli.stacks {
         Some(Ksyms::load()?)
     } else {
@@ -109,23 +142,8 @@ pub fn run(cli: &Cli) -> Result<()> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("installing the signal handler")?;
 
-    let (mut backend, reason) =
-        backend::open(cli.backend, &walk, &trig, &btf).map_err(explain_refusal)?;
-    if cli.verbose {
-        eprintln!(
-            "itersnap: backend {} ({reason}); paths {}",
-            backend.name(),
-            backend.paths()
-        );
-    }
+    let mut backend = arm(cli, &walk, &trig, &btf)?;
     let oneshot = trig.spec.is_oneshot();
-    if !oneshot {
-        eprintln!(
-            "itersnap: armed: {}, {} backend; Ctrl-C to stop",
-            describe_spec(&trig, backend.name()),
-            backend.name()
-        );
-    }
 
     // A test hook (tests/errors.rs): a panic once everything is loaded and
     // attached must still leave nothing behind in the kernel.
@@ -153,10 +171,7 @@ pub fn run(cli: &Cli) -> Result<()> {
 
     let mut taken = 0u64;
     let mut dropped = 0u64;
-    let mut skipped_seen = (0u64, 0u64);
-    let mut missed_seen = 0u64;
-    let mut last_tick: Option<u64> = None;
-    let mut missed_total = 0u64;
+    let mut tally = Tally::default();
     let mut last_snapshot: Option<std::time::Instant> = None;
     let mut status = StatusLine::new();
     let mut previous: Option<snapshot::Snapshot> = None;
@@ -164,54 +179,11 @@ pub fn run(cli: &Cli) -> Result<()> {
     let result = (|| -> Result<()> {
         while taken < wanted && !stop.load(Ordering::SeqCst) {
             for raw in backend.poll(POLL_INTERVAL)? {
-                let skipped_now = raw
-                    .begin
-                    .as_ref()
-                    .map_or(skipped_seen, |b| (b.skipped_gap, b.skipped_busy));
-                let delta = (
-                    skipped_now.0.saturating_sub(skipped_seen.0),
-                    skipped_now.1.saturating_sub(skipped_seen.1),
-                );
-                skipped_seen = skipped_seen.max(skipped_now);
-                let missed_now = backend.missed();
-                let mut missed = missed_now.saturating_sub(missed_seen);
-                missed_seen = missed_now;
-                // A timer tick that never ran (the kernel refuses to nest
-                // BPF programs of some kinds on a CPU) shows as a longer gap.
-                if let (TriggerSpec::Interval { period }, Some(last), Some(b)) =
-                    (&trig.spec, last_tick, raw.begin.as_ref())
-                {
-                    let periods = (b.ktime_ns.saturating_sub(last) as f64
-                        / period.as_nanos() as f64)
-                        .round() as u64;
-                    // Ticks the guards skipped are counted already.
-                    missed = missed.max(periods.saturating_sub(1 + delta.0 + delta.1));
-                }
-                if let Some(b) = raw.begin.as_ref() {
-                    last_tick = Some(b.ktime_ns);
-                }
-                missed_total += missed;
-                let snap = snapshot::assemble(raw, &ctx, (delta.0, delta.1, missed));
+                let skipped = tally.account(&raw, backend.missed(), &trig.spec);
+                let snap = snapshot::assemble(raw, &ctx, skipped);
                 dropped += snap.counts.dropped;
                 status.clear();
-                match &previous {
-                    Some(prev) if cli.diff => {
-                        let d = diff::diff(prev, &snap, cli.sort);
-                        printer.write_diff(&mut out, &snap, &d)
-                    }
-                    _ => printer.write(&mut out, &snap),
-                }
-                .context("writing a snapshot")?;
-                out.flush().context("writing a snapshot")?;
-                if cli.verbose {
-                    // scripts/bench reads this line: the end-to-end time.
-                    eprintln!(
-                        "itersnap: snapshot {}: walk {:.2} ms, {:.2} ms from walk start to last line written",
-                        snap.info.seq,
-                        snap.info.walk_ns as f64 / 1e6,
-                        backend::monotonic_ns().saturating_sub(snap.info.ktime_ns) as f64 / 1e6
-                    );
-                }
+                write_snapshot(&mut out, &printer, &snap, previous.as_ref(), cli)?;
                 if cli.diff {
                     previous = Some(snap);
                 } else if oneshot {
@@ -229,16 +201,7 @@ pub fn run(cli: &Cli) -> Result<()> {
                 anyhow::bail!("the kernel walk produced no snapshot");
             }
             if !oneshot {
-                let (gap, busy) = backend.skipped();
-                status.show(&format!(
-                    "itersnap: {}, {} skipped, {} dropped, {}",
-                    plural(taken, "snapshot"),
-                    plural(gap + busy, "trigger"),
-                    plural(dropped, "record"),
-                    last_snapshot.map_or("waiting for the first".to_string(), |t| {
-                        format!("last {:.1} s ago", t.elapsed().as_secs_f64())
-                    })
-                ));
+                status.show_counts(taken, dropped, backend.skipped(), last_snapshot);
             }
         }
         Ok(())
@@ -246,21 +209,102 @@ pub fn run(cli: &Cli) -> Result<()> {
     status.clear();
 
     if !oneshot {
-        let (gap, busy) = backend.skipped();
-        let missed = missed_total.max(backend.missed());
-        let missed = if missed > 0 {
-            format!(", {} missed by the kernel", plural(missed, "event"))
-        } else {
-            String::new()
-        };
-        eprintln!(
-            "itersnap: {}, {} skipped ({gap} within --min-gap, {busy} during a walk){missed}, {}",
-            plural(taken, "snapshot"),
-            plural(gap + busy, "trigger"),
-            plural(dropped, "record") + " dropped"
-        );
+        print_summary(taken, dropped, backend.as_ref(), &tally);
     }
     result
+}
+
+/// One snapshot to stdout: whole, or (--diff) what changed since `previous`.
+fn write_snapshot(
+    out: &mut dyn Write,
+    printer: &Printer,
+    snap: &snapshot::Snapshot,
+    previous: Option<&snapshot::Snapshot>,
+    cli: &Cli,
+) -> Result<()> {
+    match previous {
+        Some(prev) if cli.diff => {
+            let d = diff::diff(prev, snap, cli.sort);
+            printer.write_diff(out, snap, &d)
+        }
+        _ => printer.write(out, snap),
+    }
+    .context("writing a snapshot")?;
+    out.flush().context("writing a snapshot")?;
+    if cli.verbose {
+        // scripts/bench reads this line: the end-to-end time.
+        eprintln!(
+            "itersnap: snapshot {}: walk {:.2} ms, {:.2} ms from walk start to last line written",
+            snap.info.seq,
+            snap.info.walk_ns as f64 / 1e6,
+            backend::monotonic_ns().saturating_sub(snap.info.ktime_ns) as f64 / 1e6
+        );
+    }
+    Ok(())
+}
+
+/// The last line of an armed run, on stderr.
+fn print_summary(taken: u64, dropped: u64, backend: &dyn backend::Backend, tally: &Tally) {
+    let (gap, busy) = backend.skipped();
+    let missed = tally.missed_total.max(backend.missed());
+    let missed = if missed > 0 {
+        format!(", {} missed by the kernel", plural(missed, "event"))
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "itersnap: {}, {} skipped ({gap} within --min-gap, {busy} during a walk){missed}, {}",
+        plural(taken, "snapshot"),
+        plural(gap + busy, "trigger"),
+        plural(dropped, "record") + " dropped"
+    );
+}
+
+/// What the guards skipped and the kernel missed, snapshot by snapshot.
+#[derive(Default)]
+struct Tally {
+    skipped_seen: (u64, u64),
+    missed_seen: u64,
+    last_tick: Option<u64>,
+    missed_total: u64,
+}
+
+impl Tally {
+    /// (within --min-gap, busy, missed by the kernel) since the previous
+    /// snapshot; `missed_now` is the trigger program's running count.
+    fn account(
+        &mut self,
+        raw: &backend::RawSnapshot,
+        missed_now: u64,
+        spec: &TriggerSpec,
+    ) -> (u64, u64, u64) {
+        let skipped_now = raw
+            .begin
+            .as_ref()
+            .map_or(self.skipped_seen, |b| (b.skipped_gap, b.skipped_busy));
+        let delta = (
+            skipped_now.0.saturating_sub(self.skipped_seen.0),
+            skipped_now.1.saturating_sub(self.skipped_seen.1),
+        );
+        self.skipped_seen = self.skipped_seen.max(skipped_now);
+        let mut missed = missed_now.saturating_sub(self.missed_seen);
+        self.missed_seen = missed_now;
+        // A timer tick that never ran (the kernel refuses to nest BPF
+        // programs of some kinds on a CPU) shows as a longer gap.
+        if let (TriggerSpec::Interval { period }, Some(last), Some(b)) =
+            (spec, self.last_tick, raw.begin.as_ref())
+        {
+            let periods =
+                (b.ktime_ns.saturating_sub(last) as f64 / period.as_nanos() as f64).round() as u64;
+            // Ticks the guards skipped are counted already.
+            missed = missed.max(periods.saturating_sub(1 + delta.0 + delta.1));
+        }
+        if let Some(b) = raw.begin.as_ref() {
+            self.last_tick = Some(b.ktime_ns);
+        }
+        self.missed_total += missed;
+        (delta.0, delta.1, missed)
+    }
 }
 
 /// The live status line on stderr while a trigger is armed, on a terminal
@@ -290,6 +334,25 @@ impl StatusLine {
             self.shown = true;
             self.last_draw = Some(std::time::Instant::now());
         }
+    }
+
+    /// The counts so far, while waiting for the next snapshot.
+    fn show_counts(
+        &mut self,
+        taken: u64,
+        dropped: u64,
+        (gap, busy): (u64, u64),
+        last_snapshot: Option<std::time::Instant>,
+    ) {
+        self.show(&format!(
+            "itersnap: {}, {} skipped, {} dropped, {}",
+            plural(taken, "snapshot"),
+            plural(gap + busy, "trigger"),
+            plural(dropped, "record"),
+            last_snapshot.map_or("waiting for the first".to_string(), |t| {
+                format!("last {:.1} s ago", t.elapsed().as_secs_f64())
+            })
+        ));
     }
 
     fn clear(&mut self) {
