@@ -147,53 +147,99 @@ fn helper_names(btf: &KernelBtf) -> BTreeMap<u32, String> {
 
 pub fn build() -> Report {
     let release = features::kernel_release().unwrap_or_else(|| "unknown".into());
-    let mut probes = Vec::new();
-    let mut add = |group, name: String, ok, source: String| {
-        probes.push(Probe {
+    let mut found = Probes::default();
+    let base = kernel_probes(&mut found, &release);
+    let objects = objinfo::all();
+    let btf = base.btf.as_ref();
+    let prog_ok = program_types(&mut found, &objects, base.privileged, btf.is_some());
+    let attach_ok = attach_points(&mut found, &objects, btf);
+    let kfuncs_ok = kfuncs(&mut found, &objects, btf);
+    helpers(&mut found, &objects, btf, base.privileged);
+    let modes = mode_choices(&base, &prog_ok, &attach_ok, &kfuncs_ok);
+    let can_run = modes[0].backend.is_some();
+    Report {
+        kernel: release,
+        probes: found.list,
+        modes,
+        can_run,
+    }
+}
+
+/// The probes as they are found, grouped.
+#[derive(Default)]
+struct Probes {
+    list: Vec<Probe>,
+}
+
+impl Probes {
+    fn add(&mut self, group: &'static str, name: String, ok: bool, source: String) {
+        self.list.push(Probe {
             group,
             name,
             ok,
             source,
         })
-    };
+    }
+}
 
+/// What every mode needs: a recent enough kernel, BTF, privilege, a ring buffer.
+struct Base {
+    version_ok: bool,
+    btf: Option<KernelBtf>,
+    privileged: bool,
+    ringbuf: bool,
+}
+
+fn kernel_probes(out: &mut Probes, release: &str) -> Base {
     let version = features::kernel_version();
     let version_ok = version.is_some_and(|v| v >= (5, 8));
-    add(
+    out.add(
         "kernel",
         format!("Linux {release}"),
         version_ok,
         "uname(2); itersnap needs 5.8 or later".into(),
     );
     let btf = KernelBtf::load().ok();
-    add(
+    out.add(
         "kernel",
         "BTF".into(),
         btf.is_some(),
         format!("{} parsed", features::VMLINUX_BTF),
     );
     let privileged = features::require_privilege().is_ok();
-    add(
+    out.add(
         "kernel",
         "privilege to load BPF".into(),
         privileged,
         "CapEff of this process: CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN".into(),
     );
     let ringbuf = privileged && map_type_works(sys::BPF_MAP_TYPE_RINGBUF);
-    add(
+    out.add(
         "maps",
         "ring buffer".into(),
         ringbuf,
         "libbpf trial map create (5.8+)".into(),
     );
 
-    let objects = objinfo::all();
-    let has = |name: &str| btf.as_ref().is_some_and(|b| b.has(name));
+    Base {
+        version_ok,
+        btf,
+        privileged,
+        ringbuf,
+    }
+}
 
+/// Program types of every program we ship: trial loads where libbpf can.
+fn program_types(
+    out: &mut Probes,
+    objects: &[objinfo::ObjectInfo],
+    privileged: bool,
+    btf_present: bool,
+) -> BTreeMap<String, bool> {
     // Program types and attach points of every program we ship.
     let mut types_seen = BTreeSet::new();
     let mut prog_ok: BTreeMap<String, bool> = BTreeMap::new();
-    for obj in &objects {
+    for obj in objects {
         for p in &obj.programs {
             let Some((ty, ty_name)) = section_prog_type(&p.section) else {
                 continue;
@@ -210,24 +256,34 @@ pub fn build() -> Report {
                 let (ok, source) = match probed {
                     Some(ok) => (ok, "libbpf trial load".to_string()),
                     None => (
-                        btf.is_some(),
+                        btf_present,
                         "kernel BTF present (tracing programs load against it)".to_string(),
                     ),
                 };
-                add("program types", ty_name.to_string(), ok, source);
+                out.add("program types", ty_name.to_string(), ok, source);
                 prog_ok.insert(ty_name.to_string(), ok);
             }
         }
     }
+    prog_ok
+}
+
+/// tp_btf attach points and iterator targets, from the kernel's BTF.
+fn attach_points(
+    out: &mut Probes,
+    objects: &[objinfo::ObjectInfo],
+    btf: Option<&KernelBtf>,
+) -> BTreeMap<String, bool> {
+    let has = |name: &str| btf.is_some_and(|b| b.has(name));
     let mut attach_ok: BTreeMap<String, bool> = BTreeMap::new();
-    for obj in &objects {
+    for obj in objects {
         for p in &obj.programs {
             if let Some(target) = p.section.strip_prefix("tp_btf/") {
                 if attach_ok.contains_key(&p.section) {
                     continue;
                 }
                 let ok = has(&format!("btf_trace_{target}"));
-                add(
+                out.add(
                     "attach points",
                     format!("tracepoint {target} (tp_btf)"),
                     ok,
@@ -240,7 +296,7 @@ pub fn build() -> Report {
                     continue;
                 }
                 let ok = has(&format!("bpf_iter__{target}"));
-                add(
+                out.add(
                     "iterator targets",
                     format!("iter/{target}"),
                     ok,
@@ -251,21 +307,30 @@ pub fn build() -> Report {
         }
     }
     let vma = has("bpf_iter__task_vma");
-    add(
+    out.add(
         "iterator targets",
         "iter/task_vma (not used yet)".into(),
         vma,
         "BTF struct bpf_iter__task_vma".into(),
     );
 
+    attach_ok
+}
+
+fn kfuncs(
+    out: &mut Probes,
+    objects: &[objinfo::ObjectInfo],
+    btf: Option<&KernelBtf>,
+) -> BTreeMap<&'static str, bool> {
+    let has = |name: &str| btf.is_some_and(|b| b.has(name));
     // Kfuncs: the open-coded backend's whole requirement.
     let mut kfuncs_ok: BTreeMap<&'static str, bool> = BTreeMap::new();
-    for obj in &objects {
+    for obj in objects {
         let mut all = true;
         for k in &obj.kfuncs {
             let ok = has(k);
             all &= ok;
-            add(
+            out.add(
                 "kfuncs",
                 format!("{k} ({})", obj.name),
                 ok,
@@ -275,10 +340,19 @@ pub fn build() -> Report {
         kfuncs_ok.insert(obj.name, all);
     }
 
+    kfuncs_ok
+}
+
+fn helpers(
+    out: &mut Probes,
+    objects: &[objinfo::ObjectInfo],
+    btf: Option<&KernelBtf>,
+    privileged: bool,
+) {
     // Helpers, by the kernel's own numbering.
-    let names = btf.as_ref().map(helper_names).unwrap_or_default();
+    let names = btf.map(helper_names).unwrap_or_default();
     let mut helpers: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
-    for obj in &objects {
+    for obj in objects {
         for p in &obj.programs {
             for &h in &p.helpers {
                 helpers.entry(h).or_default().insert(p.section.clone());
@@ -301,9 +375,24 @@ pub fn build() -> Report {
                 }
             }
         }
-        add("helpers", name, ok, source);
+        out.add("helpers", name, ok, source);
     }
+}
 
+/// The backend `auto` picks for each mode, and why.
+fn mode_choices(
+    base: &Base,
+    prog_ok: &BTreeMap<String, bool>,
+    attach_ok: &BTreeMap<String, bool>,
+    kfuncs_ok: &BTreeMap<&'static str, bool>,
+) -> Vec<ModeChoice> {
+    let Base {
+        version_ok,
+        btf,
+        privileged,
+        ringbuf,
+    } = base;
+    let (version_ok, privileged, ringbuf) = (*version_ok, *privileged, *ringbuf);
     let base_ok = version_ok && btf.is_some() && privileged;
     let seq_ok = base_ok
         && ringbuf
@@ -336,7 +425,7 @@ pub fn build() -> Report {
         ("--on-uprobe", ty("kprobe (uprobe)"), "uprobe programs"),
         ("--interval", ty("perf_event"), "perf_event programs"),
     ];
-    let modes = modes_needs
+    modes_needs
         .iter()
         .map(|&(mode, trigger_ok, what)| {
             // The seq backend's one-shot reads iterators directly, and its
@@ -392,14 +481,7 @@ pub fn build() -> Report {
                 ..m
             }
         })
-        .collect::<Vec<_>>();
-    let can_run = modes[0].backend.is_some();
-    Report {
-        kernel: release,
-        probes,
-        modes,
-        can_run,
-    }
+        .collect::<Vec<_>>()
 }
 
 pub fn write_table(w: &mut dyn Write, r: &Report) -> io::Result<()> {
