@@ -379,6 +379,35 @@ fn helpers(
     }
 }
 
+/// Each mode, whether its trigger program can load here, and what it needs.
+fn mode_needs(
+    prog_ok: &BTreeMap<String, bool>,
+    attach_ok: &BTreeMap<String, bool>,
+) -> [(&'static str, bool, &'static str); 6] {
+    let ty = |t: &str| prog_ok.get(t).copied().unwrap_or(false);
+    let at = |s: &str| attach_ok.get(s).copied().unwrap_or(false);
+    [
+        (
+            "one-shot",
+            at("iter/task") && at("iter/task_file"),
+            "the seq iterators",
+        ),
+        (
+            "--on-signal",
+            ty("tracing") && at("tp_btf/signal_generate"),
+            "tp_btf/signal_generate",
+        ),
+        (
+            "--on-syscall",
+            ty("tracing") && at("tp_btf/sys_enter"),
+            "tp_btf/sys_enter",
+        ),
+        ("--on-tracepoint", ty("raw_tracepoint"), "raw_tp programs"),
+        ("--on-uprobe", ty("kprobe (uprobe)"), "uprobe programs"),
+        ("--interval", ty("perf_event"), "perf_event programs"),
+    ]
+}
+
 /// The backend `auto` picks for each mode, and why.
 fn mode_choices(
     base: &Base,
@@ -403,28 +432,7 @@ fn mode_choices(
         .as_ref()
         .and_then(|b| features::open_coded_unsupported(b))
         .unwrap_or_else(|| "a kfunc it needs is missing (see kfuncs)".into());
-    let ty = |t: &str| prog_ok.get(t).copied().unwrap_or(false);
-    let at = |s: &str| attach_ok.get(s).copied().unwrap_or(false);
-    let modes_needs: [(&'static str, bool, &str); 6] = [
-        (
-            "one-shot",
-            at("iter/task") && at("iter/task_file"),
-            "the seq iterators",
-        ),
-        (
-            "--on-signal",
-            ty("tracing") && at("tp_btf/signal_generate"),
-            "tp_btf/signal_generate",
-        ),
-        (
-            "--on-syscall",
-            ty("tracing") && at("tp_btf/sys_enter"),
-            "tp_btf/sys_enter",
-        ),
-        ("--on-tracepoint", ty("raw_tracepoint"), "raw_tp programs"),
-        ("--on-uprobe", ty("kprobe (uprobe)"), "uprobe programs"),
-        ("--interval", ty("perf_event"), "perf_event programs"),
-    ];
+    let modes_needs = mode_needs(prog_ok, attach_ok);
     modes_needs
         .iter()
         .map(|&(mode, trigger_ok, what)| {

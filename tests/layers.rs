@@ -174,3 +174,41 @@ fn references_are_found_in_every_form() {
     let found: Vec<String> = references(text).into_iter().collect();
     assert_eq!(found, ["a", "c", "d", "f"]);
 }
+
+/// No function in src/ runs over 100 lines: past that, a function does
+/// several things that want names of their own.
+#[test]
+fn no_function_over_100_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut long = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let body = line.trim_start();
+            let indent = &line[..line.len() - body.len()];
+            let is_fn = [
+                "fn ",
+                "pub fn ",
+                "pub(crate) fn ",
+                "unsafe fn ",
+                "pub unsafe fn ",
+            ]
+            .iter()
+            .any(|p| body.starts_with(p));
+            if !is_fn || body.ends_with(';') {
+                continue;
+            }
+            // rustfmt closes a function at its own indentation.
+            let close = format!("{indent}}}");
+            if let Some(end) = lines[i + 1..].iter().position(|l| *l == close) {
+                if end + 2 > 100 {
+                    long.push(format!("{}:{} ({} lines)", file.display(), i + 1, end + 2));
+                }
+            }
+        }
+    }
+    assert!(long.is_empty(), "functions over 100 lines: {long:?}");
+}

@@ -170,12 +170,21 @@ fn local_names(object_btf: &[u8]) -> Option<NameSet> {
 /// Builds the reduced BTF: the kernel types whose essential names are in
 /// `names`, and everything they embed. `None` on anything unexpected: the
 /// caller then lets libbpf search the kernel's BTF whole.
+/// Every pointer becomes this one `void *`, type id 1.
+const VOID_PTR: u32 = 1;
+
 fn reduce(kernel: &[u8], names: &NameSet) -> Option<Vec<u8>> {
     let btf = Btf::parse(kernel)?;
+    let (order, new_id) = select_types(&btf, names)?;
+    let (types, strings) = write_types(&btf, &order, &new_id)?;
+    Some(btf_file(&types, &strings))
+}
+
+/// The named types and what they embed (not what they point to), in the
+/// order they will have, with their new ids.
+fn select_types(btf: &Btf<'_>, names: &NameSet) -> Option<(Vec<u32>, HashMap<u32, u32>)> {
     let mut new_id: HashMap<u32, u32> = HashMap::new();
     let mut order: Vec<u32> = Vec::new();
-    // Every pointer becomes this one `void *`, type id 1.
-    const VOID_PTR: u32 = 1;
     fn visit(id: u32, order: &mut Vec<u32>, new_id: &mut HashMap<u32, u32>) {
         if let std::collections::hash_map::Entry::Vacant(slot) = new_id.entry(id) {
             slot.insert(order.len() as u32 + 2);
@@ -226,6 +235,15 @@ fn reduce(kernel: &[u8], names: &NameSet) -> Option<Vec<u8>> {
         }
     }
 
+    Some((order, new_id))
+}
+
+/// The selected types with their ids and names remapped, and their strings.
+fn write_types(
+    btf: &Btf<'_>,
+    order: &[u32],
+    new_id: &HashMap<u32, u32>,
+) -> Option<(Vec<u8>, Vec<u8>)> {
     let mut strings: Vec<u8> = vec![0];
     let mut string_at: HashMap<&[u8], u32> = HashMap::new();
     let mut name = |off: u32| -> u32 {
@@ -252,7 +270,7 @@ fn reduce(kernel: &[u8], names: &NameSet) -> Option<Vec<u8>> {
     put(&mut types, 0);
     put(&mut types, PTR << 24);
     put(&mut types, 0);
-    for &id in &order {
+    for &id in order {
         let rec = btf.record(id)?;
         let info = u32_at(rec, 4)?;
         let size_or_type = u32_at(rec, 8)?;
@@ -303,6 +321,11 @@ fn reduce(kernel: &[u8], names: &NameSet) -> Option<Vec<u8>> {
         }
     }
 
+    Some((types, strings))
+}
+
+/// A BTF file: header, types, strings.
+fn btf_file(types: &[u8], strings: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HDR_LEN + types.len() + strings.len());
     out.extend_from_slice(&BTF_MAGIC.to_ne_bytes());
     out.extend_from_slice(&[1, 0]); // version 1, no flags
@@ -315,9 +338,9 @@ fn reduce(kernel: &[u8], names: &NameSet) -> Option<Vec<u8>> {
     ] {
         out.extend_from_slice(&v.to_ne_bytes());
     }
-    out.extend_from_slice(&types);
-    out.extend_from_slice(&strings);
-    Some(out)
+    out.extend_from_slice(types);
+    out.extend_from_slice(strings);
+    out
 }
 
 /// The reduced BTF in a memfd, named by a /proc/self/fd path for libbpf.
