@@ -36,7 +36,7 @@ const volatile __u64 cfg_ringbuf_bytes = 0;	/* size of the events map */
 /* --event-budget: the longest a trigger program may capture inside the event. */
 const volatile __u64 cfg_event_budget_ns = 1000000;
 
-/* Guard state; user space reads the counters (and, for seq, clears busy). */
+/* Guard state; user space reads the counters and clears busy. */
 __u64 busy = 0;
 __u32 seq_next = 0;
 __u64 last_ns = 0;
@@ -87,7 +87,9 @@ static __always_inline bool caller_selected(void)
  * user space has yet to read half a ring buffer of earlier records.
  * --min-gap: at most one snapshot per gap. Skips are counted, never silent.
  * Kernels with BPF atomics (5.12+, so every open-coded one) get exact
- * compare-and-swap; older ones a plain check that user space backs up.
+ * compare-and-swap. The seq object, which loads down to 5.8, gets a plain
+ * check and set: two CPUs firing within the same few instructions could
+ * both pass it (then they share the walk's counters; rare, and only there).
  */
 static __always_inline bool gate_open(__u64 now)
 {
@@ -266,12 +268,9 @@ __noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline, __u32
 	close_on_exec = BPF_CORE_READ(fdt, close_on_exec);
 	fd_array = BPF_CORE_READ(fdt, fd);
 	words = (BPF_CORE_READ(fdt, max_fds) + 63) / 64;
-	if (words > FD_WORDS_MAX) {
-		if (sink == FDS_TO_STAGE)
-			return FD_WORDS_MAX * 64; /* the rest from iter/task_file */
+	/* Past the bound, the rest comes from iter/task_file (see below). */
+	if (words > FD_WORDS_MAX)
 		words = FD_WORDS_MAX;
-		ws.truncated_fds++;
-	}
 
 	bpf_for(w, 0, words) {
 		unsigned long word = 0, cloexec = 0;
@@ -320,6 +319,10 @@ __noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline, __u32
 			ws.files++;
 		}
 	}
+	/* A table larger than the bound: its higher fds are the completion's. */
+	if (words == FD_WORDS_MAX &&
+	    (BPF_CORE_READ(fdt, max_fds) + 63) / 64 > FD_WORDS_MAX)
+		return FD_WORDS_MAX * 64;
 	return FDS_ALL;
 }
 #else
@@ -441,43 +444,61 @@ static __always_inline void capture_process(struct task_struct *t, __u64 deadlin
  * captured. */
 static __always_inline bool capture_more(__u64 deadline);
 
+/* Keeps the compiler from reordering stores user space reads in order. */
+#define store_barrier() asm volatile("" ::: "memory")
+
+/*
+ * The stats slot of a finished in-event part: its counts first, `done` last
+ * (x86 keeps stores in order; the barrier keeps the compiler from moving
+ * them), so that user space never sees `done` before the counts.
+ */
+static __always_inline void close_slot(struct snap_stats *st, __u64 emitted, __u64 dropped,
+				       __u64 walk_ns, __u32 flags)
+{
+	st->emitted = emitted;
+	st->dropped = dropped;
+	st->walk_ns = walk_ns;
+	st->flags = flags;
+	store_barrier();
+	st->done = 1;
+}
+
 /*
  * The in-event part: begin_rec, the records of what the event is about,
- * end_rec, then the stats slot. `busy` stays set: user space clears it once
- * it has completed the snapshot.
+ * end_rec, then the stats slot. `busy` stays set whatever happens: user
+ * space clears it once it has completed the snapshot, so that nothing else
+ * uses the per-CPU buffers or snapshot_seq meanwhile. `b` is the CPU's
+ * scratch buffer, overwritten by the records: what it says is read first.
  */
 static __always_inline void on_trigger(struct begin_rec *b, struct task_struct *target)
 {
+	union scratch *buf = (union scratch *)b;
 	__u32 seq = b->hdr.seq;
+	__u64 start = b->ktime_ns;
+	bool timer = b->trigger == TRIGGER_TIMER;
 	struct snap_stats *st = &stats[seq & (STATS_SLOTS - 1)];
-	__u64 deadline = b->ktime_ns + cfg_event_budget_ns;
+	__u64 deadline = start + cfg_event_budget_ns;
 	bool all_tasks = false;
-	union scratch *buf;
 	__u32 flags = 0;
 	__u64 end;
 
 	__builtin_memset(&ws, 0, sizeof(ws));
-	st->seq = seq;
+	/* Not done before it is this snapshot's: a slot of 16 snapshots ago
+	 * must never look finished under the new seq. */
 	st->done = 0;
+	store_barrier();
+	st->seq = seq;
 	emit(b, sizeof(*b), BPF_RB_NO_WAKEUP);
 	if (ws.dropped) {
-		/* Nobody will hear of this snapshot: let the next one come. */
-		st->emitted = 1;
-		st->dropped = 1;
-		st->walk_ns = 0;
-		st->flags = 0;
-		st->done = 1;
-		busy = 0;
+		/* User space learns of this snapshot from the slot alone. */
+		close_slot(st, 1, 1, 0, 0);
 		return;
 	}
-	if (b->trigger != TRIGGER_TIMER) {
+	if (!timer) {
 		capture_process((struct task_struct *)bpf_get_current_task(), deadline);
 		capture_process(target, deadline);
 		all_tasks = capture_more(deadline);
 	}
-	buf = scratch_buf();
-	if (!buf)
-		return;
 	end = bpf_ktime_get_ns();
 	if (ws.budget_hit)
 		flags |= END_BUDGET_HIT;
@@ -495,12 +516,7 @@ static __always_inline void on_trigger(struct begin_rec *b, struct task_struct *
 	buf->end.flags = flags;
 	buf->end._pad = 0;
 	emit(&buf->end, sizeof(buf->end), BPF_RB_FORCE_WAKEUP);
-
-	st->emitted = ws.emitted;
-	st->dropped = ws.dropped;
-	st->walk_ns = end - b->ktime_ns;
-	st->flags = flags;
-	st->done = 1;
+	close_slot(st, ws.emitted, ws.dropped, end - start, flags);
 }
 
 static __always_inline int fire(__u32 trigger, __s32 arg, struct task_struct *target)

@@ -423,7 +423,7 @@ static __always_inline __u32 file_rec_set_text(struct file_rec *r, long len)
 
 /*
  * Is close-on-exec set for fd? It lives in the fd table, not in f_flags. The
- * open-coded walk reads the bitmap a word per 64 fds instead (walk_files).
+ * open-coded walk reads the bitmap a word per 64 fds instead (capture_fds).
  */
 static __always_inline bool fd_cloexec(struct fdtable *fdt, int fd)
 {

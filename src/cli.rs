@@ -129,7 +129,7 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
 
-    /// Ring buffer size (e.g. 64M); default: sized from the system's tasks and files
+    /// Ring buffer size for what a trigger captures in the event (e.g. 64M); default: sized from --event-budget
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub ringbuf_size: Option<u32>,
 }

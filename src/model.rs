@@ -28,7 +28,7 @@ pub enum TriggerSpec {
         path: PathBuf,
         symbol: String,
     },
-    /// Periodic sampling: a perf-event program (open-coded), a user-space
+    /// Periodic sampling: a perf-event program , a user-space
     /// timer (seq).
     Interval {
         period: Duration,
@@ -47,7 +47,7 @@ pub struct RawSnapshot {
     pub seq: u32,
     /// What fired it; None for a user-space one-shot, or when it was lost.
     pub begin: Option<BeginRec>,
-    /// The walk's own account (open-coded); None if lost or not sent (seq).
+    /// The in-event part's own account; None if lost or not sent (no trigger program).
     pub end: Option<EndRec>,
     /// Task, file and stack records: the event's first, then the completion's.
     pub records: Vec<Record>,

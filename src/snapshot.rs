@@ -611,8 +611,9 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
                     list.push(file_entry(f));
                 }
             }
+            // The first of a thread's stacks: the event's.
             Record::Stack(s) => {
-                stacks.insert(s.pid, s);
+                stacks.entry(s.pid).or_insert(s);
             }
             Record::Begin(_) | Record::End(_) => {}
         }

@@ -364,6 +364,7 @@ impl Completion {
 /// when records were `lost` on the way, any fd the event's records lack.
 pub fn merge(in_event: Vec<Record>, after: Vec<Record>, lost: bool) -> Vec<Record> {
     let mut tids = HashSet::new();
+    let mut stack_tids = HashSet::new();
     let mut fds_upto = HashMap::new();
     let mut fds = HashSet::new();
     for rec in &in_event {
@@ -377,6 +378,9 @@ pub fn merge(in_event: Vec<Record>, after: Vec<Record>, lost: bool) -> Vec<Recor
             Record::File(f) => {
                 fds.insert((f.pid, f.fd));
             }
+            Record::Stack(s) => {
+                stack_tids.insert(s.pid);
+            }
             _ => {}
         }
     }
@@ -385,7 +389,9 @@ pub fn merge(in_event: Vec<Record>, after: Vec<Record>, lost: bool) -> Vec<Recor
     for rec in after {
         let keep = match &rec {
             Record::Task(t) => !tids.contains(&t.pid),
-            Record::Stack(s) => !tids.contains(&s.pid),
+            // The event's stack if it has one; else the completion's, even
+            // for a task the event captured (its stack record was lost).
+            Record::Stack(s) => !stack_tids.contains(&s.pid),
             // A negative fd is untrusted junk: kept for assembly to show, as
             // any record the kernel sent.
             Record::File(f) => {

@@ -150,13 +150,16 @@ pub(crate) fn c_comm(bytes: &[u8]) -> [i8; 16] {
 /// The default ring buffer: room for what a trigger program can capture
 /// inside the event within its budget, twice over. A record costs the walk
 /// at least ~300 ns and averages under 200 bytes: 2 bytes per ns of budget
-/// is ample. A one-shot or a tick captures nothing in the event.
+/// is ample, up to 64 MiB. A one-shot or a tick captures nothing in the
+/// event.
 pub fn default_ringbuf_size(budget: Duration, oneshot: bool) -> u32 {
     if oneshot {
         return 4096;
     }
-    let need = budget.as_nanos().saturating_mul(2).min(1 << 30) as u64;
-    need.next_power_of_two().clamp(1 << 20, 1 << 30) as u32
+    // Capped: setting up a big buffer is not free (64 MiB: ~100 ms), and
+    // what does not fit is completed after the event anyway.
+    let need = budget.as_nanos().saturating_mul(2).min(64 << 20) as u64;
+    need.next_power_of_two().clamp(1 << 20, 64 << 20) as u32
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns() and task start times.

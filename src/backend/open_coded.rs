@@ -40,9 +40,6 @@ fn load(walk: &WalkOptions, trig: &TriggerOptions, d_path: bool) -> Result<Openc
     open.progs.dump_task.set_autoload(!walk.files);
     open.progs.dump_task_files.set_autoload(walk.files);
     configure_completion!(open, walk, trig, d_path);
-    if std::env::var_os("ITERSNAP_VSTATS").is_some() {
-        open.progs.on_signal.set_log_level(4);
-    }
     open.load()
         .context("loading the open-coded BPF programs (--verbose shows the verifier log)")
 }

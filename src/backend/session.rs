@@ -190,6 +190,9 @@ macro_rules! session_of {
             $walk.pid,
             $walk.comm.is_some(),
         )?;
+        let guards = $crate::backend::session::guards_of!(skel);
+        // Before the trigger is attached: its first event's paths need it.
+        $crate::backend::session::learn_root_for_events(&guards, &completion, &$trig.spec)?;
         let trigger = if $attach {
             $crate::backend::attach::attach_trigger(
                 $crate::backend::attach::trigger_programs!(skel),
@@ -199,7 +202,6 @@ macro_rules! session_of {
             None
         };
         let events = $crate::backend::events::EventStream::new(&skel.maps.events)?;
-        let guards = $crate::backend::session::guards_of!(skel);
         $crate::backend::session::Session::new(
             $crate::backend::session::Loaded {
                 name: $name,
@@ -215,6 +217,23 @@ macro_rules! session_of {
     }};
 }
 pub(crate) use session_of;
+
+/// Triggers capture in other tasks' contexts: their paths need itersnap's
+/// root, which the iterators learn in its own (a one-shot and a tick
+/// capture nothing in an event).
+pub fn learn_root_for_events(
+    guards: &Guards,
+    completion: &Completion,
+    spec: &TriggerSpec,
+) -> Result<()> {
+    if matches!(spec, TriggerSpec::OneShot | TriggerSpec::Interval { .. }) {
+        return Ok(());
+    }
+    guards.set_learn_root_only(true);
+    let learnt = completion.learn_root();
+    guards.set_learn_root_only(false);
+    learnt
+}
 
 /// What a backend's loader hands to `Session::new`.
 pub struct Loaded {
@@ -238,14 +257,6 @@ impl Session {
             },
             _ => Mode::Events,
         };
-        // Triggers capture in other tasks' contexts: their paths need
-        // itersnap's root first (a tick captures nothing in the event).
-        if matches!(mode, Mode::Events) && !matches!(spec, TriggerSpec::Interval { .. }) {
-            loaded.guards.set_learn_root_only(true);
-            let learnt = loaded.completion.learn_root();
-            loaded.guards.set_learn_root_only(false);
-            learnt?;
-        }
         Ok(Session {
             name: loaded.name,
             paths: loaded.paths,
@@ -366,10 +377,9 @@ impl Session {
         } else {
             Some(self.completion.walk())
         };
-        // The kernel released a snapshot whose begin record it lost itself.
-        if p.begin.is_some() {
-            self.guards.release();
-        }
+        // Single flight: the kernel holds `busy` from the moment it gave the
+        // snapshot a seq until now, whatever was lost on the way.
+        self.guards.release();
         let walked = walked.transpose()?;
 
         let (emitted, dropped, in_event_ns) = match (&p.end, slot) {

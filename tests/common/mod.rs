@@ -498,9 +498,10 @@ fn hold_files(dir: &Path) {
 /// Names of every BPF program itersnap loads (BPF keeps 15 bytes of a name).
 pub const OUR_PROGRAMS: &[&str] = &[
     "dump_task",
+    "dump_task_files",
     "dump_file",
-    "snapshot_once",
-    "learn_reader_ro",
+    "dump_file_walk",
+    "bare_walk",
     "on_signal",
     "on_syscall",
     "on_tracepoint",
