@@ -29,27 +29,40 @@ static __always_inline void seq_emit(struct seq_file *seq, void *rec, __u64 size
 	bpf_seq_write(seq, rec, size);
 }
 
-SEC("iter/task")
-int dump_task(struct bpf_iter__task *ctx)
+/*
+ * Is this object a task to write? Iterators run in the reader's context:
+ * the first one learns itersnap's own root.
+ */
+static __always_inline bool task_wanted(struct task_struct *t)
 {
-	struct seq_file *seq = ctx->meta->seq;
-	struct task_struct *t = ctx->task;
-	union scratch *buf;
-
-	/* Iterators run in the reader's context: itersnap's own root. */
 	if (!root_dentry)
 		learn_root((struct task_struct *)bpf_get_current_task());
-	if (learn_root_only || !t || !task_selected(t))
-		return 0;
-	buf = scratch_buf();
+	return !learn_root_only && t && task_selected(t);
+}
+
+/* A task's record (with how far its files were written) and its stack. */
+static __always_inline int write_task(struct seq_file *seq, struct task_struct *t, __u32 capture,
+				      __u32 fds_upto)
+{
+	union scratch *buf = scratch_buf();
+
 	if (!buf)
 		return 0;
-
-	fill_task(t, &buf->task, 0, 0);
+	fill_task(t, &buf->task, capture, fds_upto);
 	seq_emit(seq, &buf->task, sizeof(buf->task));
 	if (want_stack(t))
 		seq_emit(seq, &buf->stack, fill_stack(t, &buf->stack));
 	return 0;
+}
+
+SEC("iter/task")
+int dump_task(struct bpf_iter__task *ctx)
+{
+	struct task_struct *t = ctx->task;
+
+	if (!task_wanted(t))
+		return 0;
+	return write_task(ctx->meta->seq, t, 0, 0);
 }
 
 #ifdef WALK_USE_BPF_FOR
@@ -69,11 +82,8 @@ int dump_task_files(struct bpf_iter__task *ctx)
 	struct task_struct *t = ctx->task;
 	struct fd_stage *st = fd_stage();
 	__u32 capture = 0, fds_upto = 0, used;
-	union scratch *buf;
 
-	if (!root_dentry)
-		learn_root((struct task_struct *)bpf_get_current_task());
-	if (learn_root_only || !t || !task_selected(t) || !st)
+	if (!task_wanted(t) || !st)
 		return 0;
 	st->used = 0;
 	if ((cfg_flags & OPT_FILES) && BPF_CORE_READ(t, pid) == BPF_CORE_READ(t, tgid)) {
@@ -87,14 +97,7 @@ int dump_task_files(struct bpf_iter__task *ctx)
 		barrier_var(used);
 		bpf_seq_write(seq, st->data, used);
 	}
-	buf = scratch_buf();
-	if (!buf)
-		return 0;
-	fill_task(t, &buf->task, capture, fds_upto);
-	seq_emit(seq, &buf->task, sizeof(buf->task));
-	if (want_stack(t))
-		seq_emit(seq, &buf->stack, fill_stack(t, &buf->stack));
-	return 0;
+	return write_task(seq, t, capture, fds_upto);
 }
 #endif
 
