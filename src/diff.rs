@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use clap::ValueEnum;
 
-use crate::snapshot::{FileEntry, Snapshot, TaskRow};
+use crate::kinds::files::{self, FileEntry};
+use crate::kinds::task::{self, StateChange, TaskRef};
+use crate::snapshot::{Row, Snapshot};
 
 /// Order of the CPU-time table (--sort).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -17,22 +19,6 @@ pub enum SortKey {
     Pid,
     /// most open files first
     Files,
-}
-
-/// A task as a diff names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskRef {
-    pub pid: u32,
-    pub tid: u32,
-    pub ppid: u32,
-    pub comm: Vec<u8>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateChange {
-    pub task: TaskRef,
-    pub from: char,
-    pub to: char,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,23 +60,13 @@ impl Diff {
     }
 }
 
-fn task_ref(t: &TaskRow) -> TaskRef {
-    TaskRef {
-        pid: t.pid,
-        tid: t.tid,
-        ppid: t.ppid,
-        comm: t.comm.clone(),
-    }
-}
-
-/// A task's identity across snapshots: a reused pid is a different task.
-fn identity(t: &TaskRow) -> (u32, u32, u64) {
-    (t.pid, t.tid, t.start_ns)
+/// A snapshot's rows by the identity of their task.
+fn by_identity(s: &Snapshot) -> BTreeMap<(u32, u32, u64), &Row> {
+    s.rows.iter().map(|r| (r.task.identity(), r)).collect()
 }
 
 pub fn diff(prev: &Snapshot, cur: &Snapshot, sort: SortKey) -> Diff {
-    let before: BTreeMap<_, &TaskRow> = prev.rows.iter().map(|t| (identity(t), t)).collect();
-    let after: BTreeMap<_, &TaskRow> = cur.rows.iter().map(|t| (identity(t), t)).collect();
+    let (before, after) = (by_identity(prev), by_identity(cur));
     let interval_ns = cur.info.ktime_ns.saturating_sub(prev.info.ktime_ns);
     let mut d = Diff {
         from_seq: prev.info.seq,
@@ -105,24 +81,30 @@ pub fn diff(prev: &Snapshot, cur: &Snapshot, sort: SortKey) -> Diff {
 
     for (id, old) in &before {
         if !after.contains_key(id) {
-            d.exited.push(task_ref(old));
+            d.exited.push(old.task.reference());
         }
     }
     for (id, new) in &after {
         let old = before.get(id);
-        let gained = new.cpu_ns().saturating_sub(old.map_or(0, |o| o.cpu_ns()));
+        let gained = new
+            .task
+            .cpu_ns()
+            .saturating_sub(old.map_or(0, |o| o.task.cpu_ns()));
         match old {
             // A new task's files come with it: not listed as opened.
-            None => d.appeared.push(task_ref(new)),
+            None => d.appeared.push(new.task.reference()),
             Some(old) => {
-                if old.state != new.state {
-                    d.state_changes.push(StateChange {
-                        task: task_ref(new),
-                        from: old.state,
-                        to: new.state,
-                    });
-                }
-                diff_files(old, new, &mut d);
+                d.state_changes
+                    .extend(task::state_change(&old.task, &new.task));
+                let changed = files::changes(&old.files, &new.files);
+                let change = |f: &FileEntry| FileChange {
+                    task: new.task.reference(),
+                    file: f.clone(),
+                };
+                d.files_closed
+                    .extend(changed.closed.into_iter().map(change));
+                d.files_opened
+                    .extend(changed.opened.into_iter().map(change));
             }
         }
         let percent = if interval_ns > 0 {
@@ -133,7 +115,7 @@ pub fn diff(prev: &Snapshot, cur: &Snapshot, sort: SortKey) -> Diff {
         // Less than 0.05% of a CPU shows as 0.0: not a change worth a line.
         if percent >= 0.05 {
             d.cpu.push(CpuGain {
-                task: task_ref(new),
+                task: new.task.reference(),
                 cpu_ns: gained,
                 percent,
                 files: new.files.len(),
@@ -150,32 +132,4 @@ pub fn diff(prev: &Snapshot, cur: &Snapshot, sort: SortKey) -> Diff {
             .sort_by(|a, b| b.files.cmp(&a.files).then(a.task.pid.cmp(&b.task.pid))),
     }
     d
-}
-
-/// Files by fd; a different description at the same fd is a close and an open.
-fn diff_files(old: &TaskRow, new: &TaskRow, d: &mut Diff) {
-    let before: BTreeMap<i32, &FileEntry> = old.files.iter().map(|f| (f.fd, f)).collect();
-    let after: BTreeMap<i32, &FileEntry> = new.files.iter().map(|f| (f.fd, f)).collect();
-    for (fd, f) in &before {
-        if after
-            .get(fd)
-            .is_none_or(|n| n.desc != f.desc || n.ino != f.ino)
-        {
-            d.files_closed.push(FileChange {
-                task: task_ref(new),
-                file: (*f).clone(),
-            });
-        }
-    }
-    for (fd, f) in &after {
-        if before
-            .get(fd)
-            .is_none_or(|o| o.desc != f.desc || o.ino != f.ino)
-        {
-            d.files_opened.push(FileChange {
-                task: task_ref(new),
-                file: (*f).clone(),
-            });
-        }
-    }
 }

@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod diff;
 pub mod features;
+pub mod kinds;
 pub mod ksyms;
 pub mod model;
 pub mod objinfo;
@@ -21,6 +22,7 @@ pub mod signals;
 pub mod snapshot;
 pub mod syscalls;
 pub mod text;
+pub mod wire;
 
 /// The path kernel bytes take through user space, for the fuzzer
 /// (fuzz/fuzz_targets/records.rs): decode, assemble, diff, and render as a
@@ -34,10 +36,10 @@ pub fn decode_assemble_render(bytes: &[u8]) {
         )
         .ok();
     }
-    KSYMS.with(|ksyms| render(bytes, ksyms.as_ref()));
+    KSYMS.with(|ksyms| render(bytes, ksyms.as_ref(), &mut std::io::sink()));
 }
 
-fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>) {
+fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Write) {
     use backend::{RawSnapshot, TriggerSpec};
     use std::time::Duration;
 
@@ -100,13 +102,12 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>) {
             event_budget_ns: 1_000_000,
         };
         let snap = snapshot::assemble(raw, &ctx, (1, 2, 3));
-        let mut sink = std::io::sink();
-        let _ = printer_table.write(&mut sink, &snap);
-        let _ = printer_json.write(&mut sink, &snap);
+        let _ = printer_table.write(sink, &snap);
+        let _ = printer_json.write(sink, &snap);
         if let Some(prev) = &previous {
             let d = diff::diff(prev, &snap, cli::SortKey::Cpu);
-            let _ = printer_table.write_diff(&mut sink, &snap, &d);
-            let _ = printer_json.write_diff(&mut sink, &snap, &d);
+            let _ = printer_table.write_diff(sink, &snap, &d);
+            let _ = printer_json.write_diff(sink, &snap, &d);
         }
         previous = Some(snap);
     }
@@ -127,6 +128,34 @@ pub(crate) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    /// The fuzz seeds rendered by the fuzzer's path (table, tree, JSON,
+    /// diffs) read exactly as tests/golden/ holds them: refactors keep
+    /// what users see. `ITERSNAP_BLESS=1 cargo test --lib` rewrites them
+    /// after an intended change; review the diff.
+    #[test]
+    fn seed_renderings_are_stable() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let ksyms = super::ksyms::Ksyms::from_text(
+            "ffffffff81000000 T _stext\nffffffff81000100 t f\nffffffffc0000000 t m\t[m]\n",
+            "m 4096 0 - Live 0xffffffffc0000000\n",
+        )
+        .unwrap();
+        for name in ["open-coded-snapshot", "seq-snapshot", "lost-end"] {
+            let bytes = std::fs::read(format!("{root}/fuzz/seeds/records/{name}")).unwrap();
+            let mut out = Vec::new();
+            super::render(&bytes, Some(&ksyms), &mut out);
+            let golden = format!("{root}/tests/golden/render-{name}.txt");
+            if std::env::var_os("ITERSNAP_BLESS").is_some() {
+                std::fs::write(&golden, &out).unwrap();
+            }
+            let want = std::fs::read(&golden).unwrap_or_default();
+            assert!(
+                out == want,
+                "{name}: rendering differs from {golden} (ITERSNAP_BLESS=1 rewrites it)"
+            );
+        }
+    }
+
     /// A quick, always-on stand-in for the fuzzer: random and mutated
     /// record streams through the whole user-space path.
     #[test]

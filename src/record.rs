@@ -1,6 +1,9 @@
-//! Bytes from the kernel → records. The layouts are those of `bpf/itersnap.h`;
-//! the test at the bottom checks every offset against the C structs as the
-//! BPF compiler laid them out (through the skeleton's generated types).
+//! Bytes from the kernel → records: the framing every record shares
+//! (`bpf/itersnap.h`), the begin and end records that frame a snapshot, and
+//! the one registration of the kinds of data (`Record`), each decoded by
+//! its own module under kinds/. The tests check the framing's offsets
+//! against the C structs as the BPF compiler laid them out (through the
+//! skeleton's generated types); each kind checks its own.
 //!
 //! Kernel bytes are untrusted input: every read is bounds-checked against the
 //! record's own declared size and the buffer, lengths are clamped, and a
@@ -8,99 +11,24 @@
 
 use std::fmt;
 
+use crate::kinds::files::{self, FileRec};
+use crate::kinds::stacks::{self, StackRec};
+use crate::kinds::task::{self, TaskRec};
+use crate::wire::{Fields, COMM_LEN, HDR_SIZE};
+
+/// enum rec_kind.
 pub const REC_TASK: u16 = 1;
 pub const REC_FILE: u16 = 2;
 pub const REC_STACK: u16 = 3;
 pub const REC_BEGIN: u16 = 4;
 pub const REC_END: u16 = 5;
 
-pub const HDR_SIZE: usize = 8;
-pub const TASK_SIZE: usize = 136;
-pub const FILE_HDR_SIZE: usize = 64;
-pub const PATH_BUF: usize = 4096;
-pub const STACK_HDR_SIZE: usize = 16;
-pub const STACK_MAX_DEPTH: usize = 64;
-pub const COMM_LEN: usize = 16;
 pub const BEGIN_SIZE: usize = 96;
 pub const END_SIZE: usize = 56;
-
-pub const PATH_DNAME: u16 = 1 << 0;
-pub const PATH_DELETED: u16 = 1 << 1;
-pub const PATH_TRUNCATED: u16 = 1 << 2;
-pub const PATH_FAULT: u16 = 1 << 3;
-pub const PATH_TEXT: u16 = 1 << 4;
-
-/// enum capture_flags: where a task record was filled.
-pub const CAPTURE_IN_EVENT: u32 = 1 << 0;
-/// A leader whose fd table the trigger program walked, up to `fds_upto`.
-pub const CAPTURE_FILES: u32 = 1 << 1;
-/// `fds_upto` when the whole fd table was walked in the event.
-pub const FDS_ALL: u32 = u32::MAX;
 
 /// enum end_flags: how the in-event part ended.
 pub const END_BUDGET_HIT: u32 = 1 << 0;
 pub const END_ALL_TASKS: u32 = 1 << 1;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskRec {
-    pub seq: u32,
-    pub pid: u32,
-    pub tgid: u32,
-    pub ppid: u32,
-    pub uid: u32,
-    pub euid: u32,
-    pub gid: u32,
-    pub state: u32,
-    pub exit_state: u32,
-    pub flags: u32,
-    pub nr_threads: u32,
-    pub utime_ns: u64,
-    pub stime_ns: u64,
-    pub runtime_ns: u64,
-    pub dead_utime_ns: u64,
-    pub dead_stime_ns: u64,
-    pub dead_runtime_ns: u64,
-    pub start_ns: u64,
-    /// Bytes up to the first NUL (at most 15): task names need not be UTF-8.
-    pub comm: Vec<u8>,
-    /// CLOCK_MONOTONIC when the record was filled, ns.
-    pub taken_ns: u64,
-    /// CAPTURE_* flags.
-    pub capture: u32,
-    /// With CAPTURE_FILES: the fds below this were walked in the event.
-    pub fds_upto: u32,
-}
-
-impl TaskRec {
-    pub fn in_event(&self) -> bool {
-        self.capture & CAPTURE_IN_EVENT != 0
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileRec {
-    pub seq: u32,
-    pub pid: u32,
-    pub fd: i32,
-    pub f_flags: u32,
-    pub f_mode: u32,
-    pub i_mode: u32,
-    pub magic: u32,
-    pub dev: u32,
-    pub path_flags: u16,
-    pub ino: u64,
-    pub pos: u64,
-    pub size: u64,
-    /// NUL-terminated components, leaf first (see `bpf/itersnap.h`).
-    pub path: Vec<u8>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StackRec {
-    pub seq: u32,
-    pub pid: u32,
-    pub ips: Vec<u64>,
-}
 
 /// A trigger fired: the first record of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +63,8 @@ pub struct EndRec {
     pub flags: u32,
 }
 
+/// Every kind of record: the kinds of data (kinds/), and the framing's
+/// begin and end. A new kind is registered here and in `decode_one`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     Task(TaskRec),
@@ -174,40 +104,6 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// A bounds-checked little reader over one record.
-struct Fields<'a> {
-    bytes: &'a [u8],
-}
-
-impl Fields<'_> {
-    fn u16(&self, at: usize) -> u16 {
-        u16::from_ne_bytes(self.array(at))
-    }
-    fn u32(&self, at: usize) -> u32 {
-        u32::from_ne_bytes(self.array(at))
-    }
-    fn u64(&self, at: usize) -> u64 {
-        u64::from_ne_bytes(self.array(at))
-    }
-    /// Callers only pass offsets inside the minimum size checked by `decode_one`;
-    /// anything else reads as zeros rather than panicking.
-    fn array<const N: usize>(&self, at: usize) -> [u8; N] {
-        self.bytes
-            .get(at..at + N)
-            .and_then(|s| s.try_into().ok())
-            .unwrap_or([0; N])
-    }
-    fn slice(&self, at: usize, len: usize) -> &[u8] {
-        self.bytes.get(at..at.saturating_add(len)).unwrap_or(&[])
-    }
-}
-
-/// Bytes up to the first NUL.
-fn c_bytes(raw: &[u8]) -> Vec<u8> {
-    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    raw[..end].to_vec()
-}
-
 /// Decodes one record at the start of `buf`; returns it and its size.
 /// Unknown kinds are skipped (Ok(None)) so that newer BPF objects stay readable.
 pub fn decode_one(buf: &[u8], offset: usize) -> Result<(Option<Record>, usize), DecodeError> {
@@ -215,7 +111,7 @@ pub fn decode_one(buf: &[u8], offset: usize) -> Result<(Option<Record>, usize), 
     if buf.len() < HDR_SIZE {
         return Err(err("truncated header"));
     }
-    let hdr = Fields { bytes: buf };
+    let hdr = Fields::new(buf);
     let kind = hdr.u16(0);
     let size = hdr.u16(2) as usize;
     let seq = hdr.u32(4);
@@ -225,13 +121,11 @@ pub fn decode_one(buf: &[u8], offset: usize) -> Result<(Option<Record>, usize), 
     if size > buf.len() {
         return Err(err("record runs past the end of the data"));
     }
-    let f = Fields {
-        bytes: &buf[..size],
-    };
+    let f = Fields::new(&buf[..size]);
     let decoded = match kind {
-        REC_TASK => decode_task(&f, seq),
-        REC_FILE => decode_file(&f, seq),
-        REC_STACK => decode_stack(&f, seq),
+        REC_TASK => task::decode(&f, seq).map(Record::Task),
+        REC_FILE => files::decode(&f, seq).map(Record::File),
+        REC_STACK => stacks::decode(&f, seq).map(Record::Stack),
         REC_BEGIN => decode_begin(&f, seq),
         REC_END => decode_end(&f, seq),
         _ => return Ok((None, size)),
@@ -239,84 +133,9 @@ pub fn decode_one(buf: &[u8], offset: usize) -> Result<(Option<Record>, usize), 
     decoded.map(|rec| (Some(rec), size)).map_err(err)
 }
 
-// Each kind's layout, within a record whose header was checked (`f` holds
-// exactly the record's declared size).
-fn decode_task(f: &Fields<'_>, seq: u32) -> Result<Record, &'static str> {
-    let size = f.bytes.len();
-    if size < TASK_SIZE {
-        return Err("task record too short");
-    }
-    Ok(Record::Task(TaskRec {
-        seq,
-        pid: f.u32(8),
-        tgid: f.u32(12),
-        ppid: f.u32(16),
-        uid: f.u32(20),
-        euid: f.u32(24),
-        gid: f.u32(28),
-        state: f.u32(32),
-        exit_state: f.u32(36),
-        flags: f.u32(40),
-        nr_threads: f.u32(44),
-        utime_ns: f.u64(48),
-        stime_ns: f.u64(56),
-        runtime_ns: f.u64(64),
-        dead_utime_ns: f.u64(72),
-        dead_stime_ns: f.u64(80),
-        dead_runtime_ns: f.u64(88),
-        start_ns: f.u64(96),
-        comm: c_bytes(f.slice(104, COMM_LEN)),
-        taken_ns: f.u64(120),
-        capture: f.u32(128),
-        fds_upto: f.u32(132),
-    }))
-}
-
-fn decode_file(f: &Fields<'_>, seq: u32) -> Result<Record, &'static str> {
-    let size = f.bytes.len();
-    if size < FILE_HDR_SIZE {
-        return Err("file record too short");
-    }
-    let path_len = (f.u16(36) as usize).min(PATH_BUF);
-    if FILE_HDR_SIZE + path_len > size {
-        return Err("file path runs past its record");
-    }
-    Ok(Record::File(FileRec {
-        seq,
-        pid: f.u32(8),
-        fd: f.u32(12) as i32,
-        f_flags: f.u32(16),
-        f_mode: f.u32(20),
-        i_mode: f.u32(24),
-        magic: f.u32(28),
-        dev: f.u32(32),
-        path_flags: f.u16(38),
-        ino: f.u64(40),
-        pos: f.u64(48),
-        size: f.u64(56),
-        path: f.slice(FILE_HDR_SIZE, path_len).to_vec(),
-    }))
-}
-
-fn decode_stack(f: &Fields<'_>, seq: u32) -> Result<Record, &'static str> {
-    let size = f.bytes.len();
-    if size < STACK_HDR_SIZE {
-        return Err("stack record too short");
-    }
-    let nr = (f.u32(12) as usize).min(STACK_MAX_DEPTH);
-    if STACK_HDR_SIZE + nr * 8 > size {
-        return Err("stack runs past its record");
-    }
-    Ok(Record::Stack(StackRec {
-        seq,
-        pid: f.u32(8),
-        ips: (0..nr).map(|i| f.u64(STACK_HDR_SIZE + i * 8)).collect(),
-    }))
-}
-
+// The framing's own records, within a record whose header was checked.
 fn decode_begin(f: &Fields<'_>, seq: u32) -> Result<Record, &'static str> {
-    let size = f.bytes.len();
-    if size < BEGIN_SIZE {
+    if f.len() < BEGIN_SIZE {
         return Err("begin record too short");
     }
     Ok(Record::Begin(BeginRec {
@@ -331,14 +150,13 @@ fn decode_begin(f: &Fields<'_>, seq: u32) -> Result<Record, &'static str> {
         ktime_ns: f.u64(40),
         skipped_gap: f.u64(48),
         skipped_busy: f.u64(56),
-        comm: c_bytes(f.slice(64, COMM_LEN)),
-        target_comm: c_bytes(f.slice(80, COMM_LEN)),
+        comm: f.c_bytes(64, COMM_LEN),
+        target_comm: f.c_bytes(80, COMM_LEN),
     }))
 }
 
 fn decode_end(f: &Fields<'_>, seq: u32) -> Result<Record, &'static str> {
-    let size = f.bytes.len();
-    if size < END_SIZE {
+    if f.len() < END_SIZE {
         return Err("end record too short");
     }
     Ok(Record::End(EndRec {
@@ -465,30 +283,13 @@ impl StreamDecoder {
 mod tests {
     use super::*;
     use crate::bpf::seqiter::types;
+    use crate::kinds::files::FILE_HDR_SIZE;
     use std::mem::{offset_of, size_of};
 
     /// The decoder's offsets are those of the C structs the BPF compiler built.
     #[test]
     fn layouts_match_the_bpf_header() {
         assert_eq!(size_of::<types::rec_hdr>(), HDR_SIZE);
-        assert_eq!(size_of::<types::task_rec>(), TASK_SIZE);
-        assert_eq!(offset_of!(types::task_rec, pid), 8);
-        assert_eq!(offset_of!(types::task_rec, nr_threads), 44);
-        assert_eq!(offset_of!(types::task_rec, utime_ns), 48);
-        assert_eq!(offset_of!(types::task_rec, start_ns), 96);
-        assert_eq!(offset_of!(types::task_rec, comm), 104);
-        assert_eq!(offset_of!(types::task_rec, taken_ns), 120);
-        assert_eq!(offset_of!(types::task_rec, capture), 128);
-        assert_eq!(offset_of!(types::task_rec, fds_upto), 132);
-        assert_eq!(offset_of!(types::file_rec, fd), 12);
-        assert_eq!(offset_of!(types::file_rec, dev), 32);
-        assert_eq!(offset_of!(types::file_rec, path_len), 36);
-        assert_eq!(offset_of!(types::file_rec, path_flags), 38);
-        assert_eq!(offset_of!(types::file_rec, ino), 40);
-        assert_eq!(offset_of!(types::file_rec, size), 56);
-        assert_eq!(offset_of!(types::file_rec, path), FILE_HDR_SIZE);
-        assert_eq!(size_of::<types::file_rec>(), FILE_HDR_SIZE + PATH_BUF);
-        assert_eq!(offset_of!(types::stack_rec, ips), STACK_HDR_SIZE);
         assert_eq!(size_of::<types::begin_rec>(), BEGIN_SIZE);
         assert_eq!(offset_of!(types::begin_rec, trigger), 8);
         assert_eq!(offset_of!(types::begin_rec, cpu), 32);
@@ -501,10 +302,6 @@ mod tests {
         assert_eq!(offset_of!(types::end_rec, ktime_ns), 24);
         assert_eq!(offset_of!(types::end_rec, dropped), 40);
         assert_eq!(offset_of!(types::end_rec, flags), 48);
-        assert_eq!(
-            size_of::<types::stack_rec>(),
-            STACK_HDR_SIZE + 8 * STACK_MAX_DEPTH
-        );
     }
 
     fn file_record(path: &[u8], declared_len: u16) -> Vec<u8> {

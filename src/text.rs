@@ -64,3 +64,44 @@ pub fn human_duration(d: Duration) -> String {
         n => format!("{n}ns"),
     }
 }
+
+/// 850us, 1.2ms, 35ms, 1.4s: two or three significant digits.
+pub fn short_duration(ns: u64) -> String {
+    let us = ns as f64 / 1e3;
+    if us < 1000.0 {
+        format!("{us:.0}us")
+    } else if us < 10_000.0 {
+        format!("{:.1}ms", us / 1e3)
+    } else if us < 1_000_000.0 {
+        format!("{:.0}ms", us / 1e3)
+    } else {
+        format!("{:.1}s", us / 1e6)
+    }
+}
+
+/// ANSI colours for the table, or nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Paint(pub bool);
+
+impl Paint {
+    pub fn paint(self, code: &str, text: &str) -> String {
+        if self.0 && !code.is_empty() {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// ps state letters: running green, uninterruptible red, stopped or
+    /// traced yellow, zombie or dead magenta.
+    pub fn state(self, state: char) -> String {
+        let code = match state {
+            'R' => "32",
+            'D' => "1;31",
+            'T' | 't' => "33",
+            'Z' | 'X' => "35",
+            _ => "",
+        };
+        self.paint(code, &state.to_string())
+    }
+}

@@ -12,8 +12,10 @@ const LAYERS: &[&[&str]] = &[
     &["cli"],
     &["backend", "diff", "output"],
     &["snapshot"],
-    &["model", "features", "ksyms", "signals", "syscalls"],
-    &["objinfo", "record"],
+    &["model", "features", "signals", "syscalls"],
+    &["record"],
+    &["kinds"],
+    &["ksyms", "objinfo", "wire"],
     &["bpf", "text"],
 ];
 

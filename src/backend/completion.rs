@@ -19,7 +19,9 @@ use anyhow::{Context, Result};
 use libbpf_rs::libbpf_sys as sys;
 
 use super::monotonic_ns;
-use crate::record::{self, Record, CAPTURE_FILES};
+use crate::kinds::files::settle_path;
+use crate::kinds::task::{CAPTURE_FILES, FDS_ALL};
+use crate::record::{self, Record};
 
 /// More processes than this under a COMM filter: one pass over every file
 /// costs less than a bound iterator per process (a link each).
@@ -83,7 +85,7 @@ impl IterLink {
                     decoder.feed(&chunk);
                     decoder.for_each_new(|r| {
                         if let Record::File(f) = r {
-                            crate::snapshot::settle_path(f);
+                            settle_path(f);
                         }
                     });
                 }
@@ -290,7 +292,7 @@ impl Completion {
                 Record::Task(t)
                     if t.pid == t.tgid
                         && t.capture & CAPTURE_FILES != 0
-                        && t.fds_upto != record::FDS_ALL =>
+                        && t.fds_upto != FDS_ALL =>
                 {
                     Some((t.tgid, t.fds_upto))
                 }

@@ -342,7 +342,7 @@ impl Session {
                 Record::End(e) => snap.end = Some(e),
                 Record::File(mut f) => {
                     // Settled now, while the record is fresh in the cache.
-                    crate::snapshot::settle_path(&mut f);
+                    crate::kinds::files::settle_path(&mut f);
                     snap.records.push(Record::File(f));
                 }
                 other => snap.records.push(other),

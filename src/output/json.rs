@@ -1,16 +1,16 @@
 //! JSON Lines: one object per snapshot. Field names are a stable interface,
 //! documented in docs/json.md; add fields, never rename them.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
-use std::borrow::Cow;
-
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{digits_before, rfc3339};
-use crate::diff::{Diff, FileChange, TaskRef};
-use crate::snapshot::{Actor, FileEntry, Snapshot, TaskRow, Trigger};
+use super::rfc3339;
+use crate::diff::{Diff, FileChange};
+use crate::kinds::{files, stacks, task};
+use crate::snapshot::{Actor, Row, Snapshot, Trigger};
 
 #[derive(Serialize)]
 struct SnapshotJson<'a> {
@@ -62,84 +62,22 @@ struct CountsJson {
     truncated: usize,
 }
 
-/// Files are serialized straight from the snapshot, one at a time, never
-/// gathered into a second tree: a snapshot can hold 100,000 files.
-struct Files<'a>(&'a [FileEntry]);
+/// A task object: the task's fields, then each kind's data about it.
+#[derive(Serialize)]
+struct RowJson<'a> {
+    #[serde(flatten)]
+    task: task::TaskJson<'a>,
+    files: files::FilesJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stack: Option<Vec<stacks::FrameJson<'a>>>,
+}
 
-impl Serialize for Files<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(file_json))
+fn row_json(r: &Row) -> RowJson<'_> {
+    RowJson {
+        task: task::json(&r.task),
+        files: files::FilesJson(&r.files),
+        stack: r.stack.as_deref().map(stacks::json),
     }
-}
-
-#[derive(Serialize)]
-struct TaskJson<'a> {
-    pid: u32,
-    tid: u32,
-    ppid: u32,
-    comm: Cow<'a, str>,
-    state: char,
-    uid: u32,
-    euid: u32,
-    gid: u32,
-    threads: u32,
-    utime_ns: u64,
-    stime_ns: u64,
-    start_ns: u64,
-    kthread: bool,
-    in_event: bool,
-    since_event_ns: u64,
-    files: Files<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stack: Option<Vec<FrameJson<'a>>>,
-}
-
-#[derive(Serialize)]
-struct FileJson<'a> {
-    fd: i32,
-    path: Cow<'a, str>,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    access: char,
-    /// Octal, exactly as /proc/PID/fdinfo's `flags:` line.
-    #[serde(serialize_with = "octal")]
-    flags: u32,
-    #[serde(serialize_with = "flag_names")]
-    flag_names: u32,
-    mode: u32,
-    /// The kernel's dev_t encoding (MAJOR << 20 | MINOR) as "major:minor".
-    #[serde(serialize_with = "major_minor")]
-    dev: u32,
-    ino: u64,
-    pos: u64,
-    size: u64,
-    truncated: bool,
-}
-
-fn octal<S: Serializer>(flags: &u32, s: S) -> Result<S::Ok, S::Error> {
-    let mut buf = [0u8; 16];
-    let at = digits_before(&mut buf, 16, u64::from(*flags), 8) - 1;
-    buf[at] = b'0';
-    s.serialize_str(std::str::from_utf8(&buf[at..]).unwrap_or("0"))
-}
-
-fn major_minor<S: Serializer>(dev: &u32, s: S) -> Result<S::Ok, S::Error> {
-    let mut buf = [0u8; 24];
-    let minor = digits_before(&mut buf, 24, u64::from(dev & 0xfffff), 10);
-    buf[minor - 1] = b':';
-    let at = digits_before(&mut buf, minor - 1, u64::from(dev >> 20), 10);
-    s.serialize_str(std::str::from_utf8(&buf[at..]).unwrap_or("0:0"))
-}
-
-fn flag_names<S: Serializer>(flags: &u32, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(super::open_flag_names_iter(*flags))
-}
-
-#[derive(Serialize)]
-struct FrameJson<'a> {
-    addr: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    symbol: Option<&'a str>,
 }
 
 fn actor(a: &Actor) -> Value {
@@ -183,63 +121,13 @@ fn text(bytes: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(bytes)
 }
 
-fn file_json(f: &FileEntry) -> FileJson<'_> {
-    FileJson {
-        fd: f.fd,
-        path: text(&f.desc),
-        kind: f.kind,
-        access: f.access(),
-        flags: f.f_flags,
-        flag_names: f.f_flags,
-        mode: f.i_mode,
-        dev: f.dev,
-        ino: f.ino,
-        pos: f.pos,
-        size: f.size,
-        truncated: f.truncated,
-    }
-}
-
-fn task_json(t: &TaskRow) -> TaskJson<'_> {
-    TaskJson {
-        pid: t.pid,
-        tid: t.tid,
-        ppid: t.ppid,
-        comm: text(&t.comm),
-        state: t.state,
-        uid: t.uid,
-        euid: t.euid,
-        gid: t.gid,
-        threads: t.threads,
-        utime_ns: t.utime_ns,
-        stime_ns: t.stime_ns,
-        start_ns: t.start_ns,
-        kthread: t.kthread,
-        in_event: t.in_event,
-        since_event_ns: t.since_event_ns,
-        files: Files(&t.files),
-        stack: t.stack.as_ref().map(|s| {
-            s.iter()
-                .map(|f| FrameJson {
-                    addr: format!("{:#x}", f.addr),
-                    symbol: f.symbol.as_deref(),
-                })
-                .collect()
-        }),
-    }
-}
-
-fn task_ref(t: &TaskRef) -> Value {
-    json!({ "pid": t.pid, "tid": t.tid, "ppid": t.ppid, "comm": text(&t.comm) })
-}
-
 fn diff_json(d: &Diff) -> Value {
     let file_change = |c: &FileChange| {
-        let mut v = task_ref(&c.task);
+        let mut v = c.task.json();
         if let Value::Object(map) = &mut v {
             map.insert(
                 "file".into(),
-                serde_json::to_value(file_json(&c.file)).unwrap_or_default(),
+                serde_json::to_value(files::json(&c.file)).unwrap_or_default(),
             );
         }
         v
@@ -247,10 +135,10 @@ fn diff_json(d: &Diff) -> Value {
     json!({
         "from_seq": d.from_seq,
         "interval_ns": d.interval_ns,
-        "appeared": d.appeared.iter().map(task_ref).collect::<Vec<_>>(),
-        "exited": d.exited.iter().map(task_ref).collect::<Vec<_>>(),
+        "appeared": d.appeared.iter().map(|t| t.json()).collect::<Vec<_>>(),
+        "exited": d.exited.iter().map(|t| t.json()).collect::<Vec<_>>(),
         "state_changes": d.state_changes.iter().map(|c| {
-            let mut v = task_ref(&c.task);
+            let mut v = c.task.json();
             if let Value::Object(map) = &mut v {
                 map.insert("from".into(), c.from.to_string().into());
                 map.insert("to".into(), c.to.to_string().into());
@@ -260,7 +148,7 @@ fn diff_json(d: &Diff) -> Value {
         "files_opened": d.files_opened.iter().map(file_change).collect::<Vec<_>>(),
         "files_closed": d.files_closed.iter().map(file_change).collect::<Vec<_>>(),
         "cpu": d.cpu.iter().map(|c| {
-            let mut v = task_ref(&c.task);
+            let mut v = c.task.json();
             if let Value::Object(map) = &mut v {
                 map.insert("cpu_ns".into(), c.cpu_ns.into());
                 map.insert("percent".into(), ((c.percent * 10.0).round() / 10.0).into());
@@ -338,7 +226,7 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, diff: Option<&Diff>) -> io::Res
 /// list is serialized in parallel, a part per CPU (up to 4), split by file
 /// count: serde_json writes ~200 bytes per file, the longest step after the
 /// walk, and the CPUs that ran the walk are idle by now.
-fn tasks_json(rows: &[TaskRow]) -> io::Result<Vec<Vec<u8>>> {
+fn tasks_json(rows: &[Row]) -> io::Result<Vec<Vec<u8>>> {
     const PARALLEL_FROM_FILES: usize = 2000;
     let files: usize = rows.iter().map(|r| r.files.len() + 1).sum();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
@@ -354,13 +242,13 @@ fn tasks_json(rows: &[TaskRow]) -> io::Result<Vec<Vec<u8>>> {
     }
     bounds.push(rows.len());
     bounds.dedup();
-    let serialize = |chunk: &[TaskRow]| -> io::Result<Vec<u8>> {
+    let serialize = |chunk: &[Row]| -> io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(chunk.len() * 256);
         for (i, row) in chunk.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            serde_json::to_writer(&mut out, &task_json(row))?;
+            serde_json::to_writer(&mut out, &row_json(row))?;
         }
         Ok(out)
     };
@@ -385,6 +273,8 @@ fn tasks_json(rows: &[TaskRow]) -> io::Result<Vec<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::files::FileEntry;
+    use crate::kinds::task::Task;
 
     /// In parts (in parallel) or whole, the task list reads the same.
     #[test]
@@ -403,29 +293,30 @@ mod tests {
             truncated: false,
         };
         for (n, files_each) in [(0, 0), (1, 0), (3, 5000), (500, 10), (7, 1)] {
-            let rows: Vec<TaskRow> = (0..n)
-                .map(|i| TaskRow {
-                    pid: i,
-                    tid: i,
-                    ppid: 1,
-                    comm: b"x".to_vec(),
-                    state: 'S',
-                    uid: 0,
-                    euid: 0,
-                    gid: 0,
-                    threads: 1,
-                    utime_ns: 0,
-                    stime_ns: 0,
-                    start_ns: 0,
-                    kthread: false,
-                    in_event: i % 2 == 0,
-                    since_event_ns: u64::from(i),
+            let rows: Vec<Row> = (0..n)
+                .map(|i| Row {
+                    task: Task {
+                        pid: i,
+                        tid: i,
+                        ppid: 1,
+                        comm: b"x".to_vec(),
+                        state: 'S',
+                        uid: 0,
+                        euid: 0,
+                        gid: 0,
+                        threads: 1,
+                        utime_ns: 0,
+                        stime_ns: 0,
+                        start_ns: 0,
+                        kthread: false,
+                        in_event: i % 2 == 0,
+                        since_event_ns: u64::from(i),
+                    },
                     files: (0..files_each).map(file).collect(),
                     stack: None,
                 })
                 .collect();
-            let whole =
-                serde_json::to_vec(&rows.iter().map(task_json).collect::<Vec<_>>()).unwrap();
+            let whole = serde_json::to_vec(&rows.iter().map(row_json).collect::<Vec<_>>()).unwrap();
             let parts = tasks_json(&rows).unwrap();
             let joined = parts
                 .iter()
@@ -434,19 +325,6 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(&b","[..]);
             assert_eq!([&b"["[..], &joined, b"]"].concat(), whole, "{n} rows");
-        }
-    }
-
-    /// The hand-written numbers read as format! would write them.
-    #[test]
-    fn numbers_match_their_format() {
-        for v in [0, 1, 0o2104002, 0o40000000, u32::MAX] {
-            let mut out = Vec::new();
-            octal(&v, &mut serde_json::Serializer::new(&mut out)).unwrap();
-            assert_eq!(out, format!("\"0{v:o}\"").into_bytes());
-            let mut out = Vec::new();
-            major_minor(&v, &mut serde_json::Serializer::new(&mut out)).unwrap();
-            assert_eq!(out, format!("\"{}:{}\"", v >> 20, v & 0xfffff).into_bytes());
         }
     }
 }
