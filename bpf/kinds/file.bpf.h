@@ -1,0 +1,338 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Open files: how one open file becomes a file record (kinds/file.h): its
+ * struct file, inode and super_block fields, and its path, from the
+ * kernel's d_path() (file_rec_set_text()) or walked here from dentries and
+ * mounts. Its own file so that everything about this kind of data sits
+ * together, layout and fill functions; walk.bpf.h includes it after the
+ * machinery every kind shares (scratch and copy buffers, COPIED(), the
+ * reader's root, set_hdr()), which it uses.
+ */
+#ifndef ITERSNAP_KIND_FILE_BPF_H
+#define ITERSNAP_KIND_FILE_BPF_H
+
+/* Superblock magics whose dentries carry a synthetic name (d_op->d_dname). */
+#define NSFS_MAGIC 0x6e736673
+
+/*
+ * A global of the record type, never used: libbpf-cargo only emits Rust
+ * types for structs present in the object's BTF (src/record.rs checks the
+ * offsets against them).
+ */
+struct file_rec _file_rec_btf = {};
+
+/*
+ * The prefixes of struct file, inode and dentry that hold every field the
+ * walk reads: copied with one probe read each. Copying the whole structures
+ * cost more than the reads they saved (an inode is ~600 bytes; i_private,
+ * needed only for namespaces, sits at its end and is read on its own).
+ */
+#define FILE_SPAN                                                                  \
+	MAX2(MAX2(FIELD_END(struct file, f_flags), FIELD_END(struct file, f_mode)),  \
+	     MAX2(MAX2(FIELD_END(struct file, f_pos), FIELD_END(struct file, f_inode)), \
+		  FIELD_END(struct file, f_path)))
+#define INODE_SPAN                                                                   \
+	MAX2(MAX2(FIELD_END(struct inode, i_mode), FIELD_END(struct inode, i_ino)),    \
+	     MAX2(FIELD_END(struct inode, i_size), FIELD_END(struct inode, i_sb)))
+#define DENTRY_SPAN MAX2(FIELD_END(struct dentry, d_parent), FIELD_END(struct dentry, d_name))
+/* The leaf dentry also gives its operations and hash link (d_dname, d_unlinked). */
+#define LEAF_SPAN \
+	MAX2(DENTRY_SPAN, MAX2(FIELD_END(struct dentry, d_op), FIELD_END(struct dentry, d_hash)))
+#define SB_SPAN MAX2(FIELD_END(struct super_block, s_magic), FIELD_END(struct super_block, s_dev))
+
+/* Where a path walk is: one step per dentry or mount crossed. */
+struct path_walk {
+	struct file_rec *r;
+	struct dentry *d;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	struct dentry *mnt_root; /* vfsmnt->mnt_root, read once per mount */
+	/* d's parent and name when already read (the leaf: fill_path read it) */
+	struct dentry *parent;
+	const unsigned char *name;
+	__u32 done; /* reached the root (or failed: see r->path_flags) */
+};
+
+/*
+ * One step up from w->d: append its name, or cross to the parent mount, or
+ * stop at the reader's root or the mount tree's. Returns 1 to stop. The
+ * write position lives in the record (memory, not registers) so that the
+ * verifier sees one state per step instead of one per branch taken.
+ */
+static long path_step(__u32 i, void *arg)
+{
+	/* Copied out first: CO-RE relocates kernel types, not this local one. */
+	struct path_walk *w = arg;
+	struct file_rec *r = w->r;
+	struct dentry *d = w->d;
+	struct vfsmount *vfsmnt = w->vfsmnt;
+	struct mount *mnt = w->mnt;
+	struct dentry *mnt_root = w->mnt_root;
+	struct struct_copy *c = copy_buf();
+	struct dentry *parent;
+	const unsigned char *name;
+	__u32 off;
+	long n;
+
+	/* The dentry's parent and name: known already, or one read, not two. */
+	if (w->name) {
+		parent = w->parent;
+		name = w->name;
+		w->name = NULL;
+	} else if (!c || DENTRY_SPAN > COPY_BYTES ||
+		   bpf_probe_read_kernel(c->data, DENTRY_SPAN, d)) {
+		parent = BPF_CORE_READ(d, d_parent);
+		name = BPF_CORE_READ(d, d_name.name);
+	} else {
+		parent = COPIED(c->data, struct dentry, d_parent);
+		name = COPIED(c->data, struct dentry, d_name.name);
+	}
+
+	if ((__u64)d == root_dentry && (__u64)vfsmnt == root_mnt) {
+		w->done = 1;
+		return 1;
+	}
+	if (d == mnt_root || d == parent) {
+		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+
+		/* Root of the mount tree, or a disconnected dentry. */
+		if (d != mnt_root || up == mnt || !up) {
+			w->done = 1;
+			return 1;
+		}
+		w->d = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = up;
+		vfsmnt = (struct vfsmount *)__builtin_preserve_access_index(&up->mnt);
+		w->vfsmnt = vfsmnt;
+		w->mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+		return 0;
+	}
+	off = r->path_len;
+	if (off > PATH_BUF - NAME_BUF)
+		return 1;
+	n = bpf_probe_read_kernel_str(&r->path[off], NAME_BUF, name);
+	if (n <= 0 || n > NAME_BUF) {
+		r->path_flags |= PATH_FAULT;
+		w->done = 1;
+		return 1;
+	}
+	r->path_len = off + n;
+	w->d = parent;
+	return 0;
+}
+
+/*
+ * Path of an open file as d_path() would print it, built from dentries and
+ * mounts: components leaf first, NUL-terminated, crossing mount points up to
+ * the reader's root (or the root of the mount tree).
+ */
+static __always_inline void fill_path(struct dentry *d, struct vfsmount *vfsmnt,
+				      struct inode *inode, struct file_rec *r)
+{
+	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
+	struct struct_copy *c = copy_buf();
+	const struct dentry_operations *d_op;
+	const unsigned char *leaf_name;
+	struct dentry *parent;
+	void *hashed;
+
+	r->path_len = 0;
+	r->path_flags = 0;
+
+	if (c && LEAF_SPAN <= COPY_BYTES && !bpf_probe_read_kernel(c->data, LEAF_SPAN, d)) {
+		d_op = COPIED(c->data, struct dentry, d_op);
+		leaf_name = COPIED(c->data, struct dentry, d_name.name);
+		parent = COPIED(c->data, struct dentry, d_parent);
+		hashed = COPIED(c->data, struct dentry, d_hash.pprev);
+	} else {
+		d_op = BPF_CORE_READ(d, d_op);
+		leaf_name = BPF_CORE_READ(d, d_name.name);
+		parent = BPF_CORE_READ(d, d_parent);
+		hashed = BPF_CORE_READ(d, d_hash.pprev);
+	}
+
+	if (d_op && BPF_CORE_READ(d_op, d_dname)) {
+		const char *name = (const char *)leaf_name;
+		long n;
+
+		if (r->magic == NSFS_MAGIC) {
+			struct ns_common *ns = BPF_CORE_READ(inode, i_private);
+
+			name = BPF_CORE_READ(ns, ops, name);
+		}
+		n = bpf_probe_read_kernel_str(r->path, NAME_BUF, name);
+		if (n > 0)
+			r->path_len = n;
+		else
+			r->path_flags |= PATH_FAULT;
+		r->path_flags |= PATH_DNAME;
+		return;
+	}
+
+	/* d_unlinked(): unhashed and not a root dentry. */
+	if (!hashed && parent != d)
+		r->path_flags |= PATH_DELETED;
+
+	struct path_walk w = {
+		.r = r,
+		.d = d,
+		.vfsmnt = vfsmnt,
+		.mnt = mnt,
+		.mnt_root = BPF_CORE_READ(vfsmnt, mnt_root),
+		.parent = parent,
+		.name = leaf_name,
+	};
+	/*
+	 * bpf_loop (5.17+) verifies the step once; a bounded loop verifies it at
+	 * each iteration. The choice is made at compile time, not with a CO-RE
+	 * check: a kernel without bpf_loop (5.10) refuses the callback reference
+	 * even in dead code. The open-coded object (6.7+) asks for bpf_loop.
+	 */
+#ifdef WALK_USE_BPF_LOOP
+	bpf_loop(PATH_MAX_DEPTH, path_step, &w, 0);
+#else
+	for (int i = 0; i < PATH_MAX_DEPTH; i++)
+		if (path_step(i, &w))
+			break;
+#endif
+	if (!w.done)
+		r->path_flags |= PATH_TRUNCATED;
+}
+
+/* Seals a file record: header plus the used path bytes, 8-aligned. */
+static __always_inline __u32 file_rec_size(struct file_rec *r)
+{
+	__u32 size = offsetof(struct file_rec, path) + ((r->path_len + 7) & ~7);
+
+	if (size > sizeof(*r))
+		size = sizeof(*r);
+	set_hdr(&r->hdr, REC_FILE, size);
+	return size;
+}
+
+/*
+ * The path as bpf_d_path() returned it (len bytes with the NUL, or an
+ * error): the very text readlink shows, " (deleted)" and synthetic names
+ * included. Returns the record's new size.
+ */
+static __always_inline __u32 file_rec_set_text(struct file_rec *r, long len)
+{
+	if (len > 0 && len <= PATH_BUF) {
+		r->path_len = len;
+		r->path_flags = PATH_TEXT;
+	} else {
+		r->path_len = 0;
+		r->path_flags = PATH_FAULT;
+	}
+	return file_rec_size(r);
+}
+
+#define O_CLOEXEC_FLAG 02000000
+
+/*
+ * Is close-on-exec set for fd? It lives in the fd table, not in f_flags. The
+ * open-coded walk reads the bitmap a word per 64 fds instead (capture_fds).
+ */
+static __always_inline bool fd_cloexec(struct fdtable *fdt, int fd)
+{
+	unsigned long *bits = BPF_CORE_READ(fdt, close_on_exec);
+	unsigned long word = 0;
+
+	if (fd < 0 || bpf_probe_read_kernel(&word, sizeof(word), bits + fd / 64))
+		return false;
+	return word & (1UL << (fd % 64));
+}
+
+/*
+ * Fill the CPU's scratch file record; returns its size (header plus used path
+ * bytes, 8-aligned), 0 on failure. f_flags gets O_CLOEXEC when the caller
+ * found it in the fd table (`cloexec`), as /proc/PID/fdinfo shows it.
+ * Without `build_path` the caller writes the path (file_rec_set_text()).
+ */
+static __always_inline __u32 fill_file_rec(__u64 file_addr, __u32 tgid, int fd, bool cloexec,
+					   bool build_path)
+{
+	struct file *f = (struct file *)file_addr;
+	union scratch *buf = scratch_buf();
+	struct struct_copy *c = copy_buf();
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct inode *inode;
+	struct super_block *sb;
+	struct file_rec *r;
+	__u32 size;
+
+	if (!buf || !c)
+		return 0;
+	r = &buf->file;
+	r->pid = tgid;
+	r->fd = fd;
+	/*
+	 * One probe read per structure instead of one per field: the file and
+	 * its inode are copied whole (their sizes and the fields' offsets are
+	 * CO-RE constants for the running kernel), then read locally.
+	 */
+	if (FILE_SPAN <= COPY_BYTES && INODE_SPAN <= COPY_BYTES) {
+		if (bpf_probe_read_kernel(c->data, FILE_SPAN, f))
+			return 0;
+		r->f_flags = COPIED(c->data, struct file, f_flags);
+		r->f_mode = COPIED(c->data, struct file, f_mode);
+		r->pos = COPIED(c->data, struct file, f_pos);
+		inode = COPIED(c->data, struct file, f_inode);
+		dentry = COPIED(c->data, struct file, f_path.dentry);
+		vfsmnt = COPIED(c->data, struct file, f_path.mnt);
+		if (bpf_probe_read_kernel(c->data, INODE_SPAN, inode))
+			return 0;
+		r->i_mode = COPIED(c->data, struct inode, i_mode);
+		r->ino = COPIED(c->data, struct inode, i_ino);
+		r->size = COPIED(c->data, struct inode, i_size);
+		sb = COPIED(c->data, struct inode, i_sb);
+	} else {
+		r->f_flags = BPF_CORE_READ(f, f_flags);
+		r->f_mode = BPF_CORE_READ(f, f_mode);
+		r->pos = BPF_CORE_READ(f, f_pos);
+		inode = BPF_CORE_READ(f, f_inode);
+		dentry = BPF_CORE_READ(f, f_path.dentry);
+		vfsmnt = BPF_CORE_READ(f, f_path.mnt);
+		r->i_mode = BPF_CORE_READ(inode, i_mode);
+		r->ino = BPF_CORE_READ(inode, i_ino);
+		r->size = BPF_CORE_READ(inode, i_size);
+		sb = BPF_CORE_READ(inode, i_sb);
+	}
+	if (cloexec)
+		r->f_flags |= O_CLOEXEC_FLAG;
+	if (SB_SPAN <= COPY_BYTES && !bpf_probe_read_kernel(c->data, SB_SPAN, sb)) {
+		r->magic = COPIED(c->data, struct super_block, s_magic);
+		r->dev = COPIED(c->data, struct super_block, s_dev);
+	} else {
+		r->magic = BPF_CORE_READ(sb, s_magic);
+		r->dev = BPF_CORE_READ(sb, s_dev);
+	}
+	r->path_len = 0;
+	r->path_flags = 0;
+	if (build_path)
+		fill_path(dentry, vfsmnt, inode, r);
+	return file_rec_size(r);
+}
+
+/*
+ * The two ways to call it, as global functions: the verifier checks each
+ * once, on its own, instead of at every call site inside the nested fd and
+ * task loops. Two, not one with a flag, so that a program verifies only the
+ * one it calls: the path walk's bounded loop (seq object) is costly to
+ * verify and iterators that use bpf_d_path() never need it. Their pointers
+ * come as plain numbers because they only ever read them through probe
+ * reads.
+ */
+__noinline __u32 fill_file(__u64 file_addr, __u32 tgid, int fd, bool cloexec)
+{
+	return fill_file_rec(file_addr, tgid, fd, cloexec, true);
+}
+
+/* The same without the path: for iterator programs that call bpf_d_path(). */
+__noinline __u32 fill_file_fields(__u64 file_addr, __u32 tgid, int fd, bool cloexec)
+{
+	return fill_file_rec(file_addr, tgid, fd, cloexec, false);
+}
+
+#endif /* ITERSNAP_KIND_FILE_BPF_H */

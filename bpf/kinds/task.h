@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Task identity: the layout of the task record (REC_TASK), one per thread,
+ * decoded by src/record.rs. Its own file so that everything about this kind
+ * of data sits together; kinds/task.bpf.h fills it. Plain C, included by
+ * itersnap.h after struct rec_hdr and COMM_LEN, not on its own.
+ */
+#ifndef ITERSNAP_KIND_TASK_H
+#define ITERSNAP_KIND_TASK_H
+
+/* One per thread (pid == tgid for a thread-group leader). */
+struct task_rec {
+	struct rec_hdr hdr;
+	__u32 pid;
+	__u32 tgid;
+	__u32 ppid;		/* real_parent's tgid, as /proc/PID/stat */
+	__u32 uid;		/* real uid */
+	__u32 euid;		/* effective uid */
+	__u32 gid;		/* real gid */
+	__u32 state;		/* task_struct.__state (or .state), raw */
+	__u32 exit_state;	/* task_struct.exit_state, raw */
+	__u32 flags;		/* task_struct.flags (PF_*) */
+	__u32 nr_threads;	/* signal_struct.nr_threads */
+	__u64 utime_ns;		/* this thread */
+	__u64 stime_ns;
+	__u64 runtime_ns;	/* se.sum_exec_runtime: exact on-CPU time */
+	__u64 dead_utime_ns;	/* signal_struct: threads that already exited */
+	__u64 dead_stime_ns;
+	__u64 dead_runtime_ns;
+	__u64 start_ns;		/* start_time, monotonic clock */
+	char comm[COMM_LEN];
+	__u64 taken_ns;		/* bpf_ktime_get_ns() when this record was filled */
+	__u32 capture;		/* enum capture_flags */
+	__u32 fds_upto;		/* with CAPTURE_FILES: fds below this were walked in the event */
+};
+
+/*
+ * Where a task record was filled: inside the event (the trigger program,
+ * within --event-budget), or after it (the seq iterators that complete the
+ * snapshot from a preemptible context).
+ */
+enum capture_flags {
+	CAPTURE_IN_EVENT = 1 << 0,
+	/* A leader whose fd table the trigger program walked: its fds below
+	 * fds_upto are the event's (FDS_ALL: every one), the rest come after. */
+	CAPTURE_FILES = 1 << 1,
+};
+#define FDS_ALL 0xffffffffU
+
+#endif /* ITERSNAP_KIND_TASK_H */
