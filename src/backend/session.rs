@@ -500,7 +500,7 @@ impl Backend for Session {
 
 /// Loads an object preferring paths from the kernel's d_path() in its
 /// iterators; a kernel whose verifier refuses that gets the walk's own
-/// (bpf/walk.bpf.h): the programs are loaded again without it. Returns the
+/// (bpf/kinds/file.bpf.h): the programs are loaded again without it. Returns the
 /// object and whether d_path() is in use.
 pub fn load_preferring_d_path<T>(
     files: bool,
