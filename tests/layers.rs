@@ -214,3 +214,43 @@ fn no_function_over_100_lines() {
     }
     assert!(long.is_empty(), "functions over 100 lines: {long:?}");
 }
+
+/// docs/architecture.md draws the same layers, in the same order: its
+/// picture's left column, a layer per line (a continuation line starts
+/// with spaces).
+#[test]
+fn the_architecture_doc_draws_these_layers() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/architecture.md"))
+            .unwrap();
+    let picture = doc
+        .split("## Layers")
+        .nth(1)
+        .and_then(|s| s.split("```").nth(1))
+        .expect("a ``` picture under ## Layers");
+    let mut drawn: Vec<Vec<String>> = Vec::new();
+    for line in picture.lines().filter(|l| !l.trim().is_empty()) {
+        // The left column ends at the first run of two spaces after text.
+        let body = line.trim_start();
+        let left = body.split("  ").next().unwrap_or("").trim();
+        let names = left
+            .split(',')
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty());
+        if !line.starts_with(' ') {
+            drawn.push(names.collect());
+        } else if line.len() - body.len() <= 2 {
+            if let Some(layer) = drawn.last_mut() {
+                layer.extend(names);
+            }
+        }
+    }
+    let want: Vec<Vec<String>> = LAYERS
+        .iter()
+        .map(|l| l.iter().map(|s| s.to_string()).collect())
+        .collect();
+    assert_eq!(
+        drawn, want,
+        "docs/architecture.md's picture differs from LAYERS"
+    );
+}
