@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Parser, Subcommand};
 
+use crate::model::TriggerSpec;
+use crate::run::Request;
 use crate::{signals, syscalls};
 
 // The types of values below the command line; it only parses into them.
@@ -132,6 +134,62 @@ pub struct Cli {
     /// Ring buffer size for what a trigger captures in the event (e.g. 64M); default: sized from --event-budget
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub ringbuf_size: Option<u32>,
+}
+
+impl Cli {
+    /// The run the command line asks for, in the types below it.
+    pub fn request(&self) -> Request {
+        Request {
+            trigger: self.trigger_spec(),
+            comm: self.comm.as_ref().map(|c| c.0.clone()),
+            pid: self.pid,
+            threads: self.threads,
+            files: !self.no_files,
+            stacks: self.stacks,
+            tree: self.tree,
+            columns: self.columns.as_ref().map(|c| c.0.clone()),
+            output: self.output,
+            verbose: self.verbose,
+            diff: self.diff,
+            sort: self.sort,
+            caller_pid: self.caller_pid,
+            caller_comm: self.caller_comm.as_ref().map(|c| c.0.clone()),
+            count: self.count,
+            min_gap: self.min_gap,
+            event_budget: self.event_budget,
+            backend: self.backend,
+            ringbuf_size: self.ringbuf_size,
+        }
+    }
+
+    fn trigger_spec(&self) -> TriggerSpec {
+        if let Some(signal) = self.on_signal {
+            TriggerSpec::Signal {
+                signal,
+                target_pid: self.signal_target,
+                target_comm: self.signal_target_comm.as_ref().map(|c| c.0.clone()),
+            }
+        } else if let Some(s) = &self.on_syscall {
+            TriggerSpec::Syscall {
+                name: s.name.clone(),
+                nr: s.nr,
+            }
+        } else if let Some(t) = &self.on_tracepoint {
+            TriggerSpec::Tracepoint {
+                category: t.category.clone(),
+                name: t.name.clone(),
+            }
+        } else if let Some(u) = &self.on_uprobe {
+            TriggerSpec::Uprobe {
+                path: u.path.clone(),
+                symbol: u.symbol.clone(),
+            }
+        } else if let Some(period) = self.interval {
+            TriggerSpec::Interval { period }
+        } else {
+            TriggerSpec::OneShot
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]

@@ -56,7 +56,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
         },
     ];
     let printer_table = output::Printer {
-        format: cli::OutputFormat::Table,
+        format: output::OutputFormat::Table,
         threads: true,
         tree: true,
         columns: Some(vec![
@@ -67,7 +67,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
         color: true,
     };
     let printer_json = output::Printer {
-        format: cli::OutputFormat::Json,
+        format: output::OutputFormat::Json,
         threads: false,
         tree: false,
         columns: None,
@@ -105,7 +105,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
         let _ = printer_table.write(sink, &snap);
         let _ = printer_json.write(sink, &snap);
         if let Some(prev) = &previous {
-            let d = diff::diff(prev, &snap, cli::SortKey::Cpu);
+            let d = diff::diff(prev, &snap, diff::SortKey::Cpu);
             let _ = printer_table.write_diff(sink, &snap, &d);
             let _ = printer_json.write_diff(sink, &snap, &d);
         }

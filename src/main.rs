@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         }
         None => {}
     }
-    match run::run(&cli) {
+    match run::run(&cli.request()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {

@@ -9,60 +9,59 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::backend::BackendChoice;
 use crate::backend::{self, TriggerOptions, TriggerSpec, WalkOptions};
-use crate::cli::Cli;
-use crate::diff;
+use crate::diff::{self, SortKey};
 use crate::features::{self, BtfNames};
 use crate::ksyms::Ksyms;
 use crate::output::Printer;
+use crate::output::{Column, OutputFormat};
 use crate::snapshot;
-pub use crate::text::human_duration;
+use crate::text::human_duration;
 
 const DEFAULT_MIN_GAP: Duration = Duration::from_millis(100);
 
 /// How long one wait for events lasts before the stop flag is looked at.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-fn trigger_spec(cli: &Cli) -> TriggerSpec {
-    if let Some(signal) = cli.on_signal {
-        TriggerSpec::Signal {
-            signal,
-            target_pid: cli.signal_target,
-            target_comm: cli.signal_target_comm.as_ref().map(|c| c.0.clone()),
-        }
-    } else if let Some(s) = &cli.on_syscall {
-        TriggerSpec::Syscall {
-            name: s.name.clone(),
-            nr: s.nr,
-        }
-    } else if let Some(t) = &cli.on_tracepoint {
-        TriggerSpec::Tracepoint {
-            category: t.category.clone(),
-            name: t.name.clone(),
-        }
-    } else if let Some(u) = &cli.on_uprobe {
-        TriggerSpec::Uprobe {
-            path: u.path.clone(),
-            symbol: u.symbol.clone(),
-        }
-    } else if let Some(period) = cli.interval {
-        TriggerSpec::Interval { period }
-    } else {
-        TriggerSpec::OneShot
-    }
+/// One run as the command line asks for it, in the types below the
+/// command line (req.rs builds it; nothing here knows clap).
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub trigger: TriggerSpec,
+    /// Only tasks with this exact name (a COMM filter).
+    pub comm: Option<Vec<u8>>,
+    pub pid: Option<u32>,
+    pub threads: bool,
+    pub files: bool,
+    pub stacks: bool,
+    pub tree: bool,
+    /// --columns; None for the default set.
+    pub columns: Option<Vec<Column>>,
+    pub output: OutputFormat,
+    pub verbose: bool,
+    pub diff: bool,
+    pub sort: SortKey,
+    pub caller_pid: Option<u32>,
+    pub caller_comm: Option<Vec<u8>>,
+    pub count: Option<u64>,
+    pub min_gap: Option<Duration>,
+    pub event_budget: Option<Duration>,
+    pub backend: BackendChoice,
+    pub ringbuf_size: Option<u32>,
 }
 
 /// What to walk and what triggers it, from the command line, checked
 /// against this kernel (tracepoints, uprobe targets).
-fn options(cli: &Cli, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions)> {
+fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions)> {
     let walk = WalkOptions {
-        comm: cli.comm.as_ref().map(|c| c.0.clone()),
-        pid: cli.pid,
-        threads: cli.threads,
-        files: !cli.no_files,
-        stacks: cli.stacks,
+        comm: req.comm.clone(),
+        pid: req.pid,
+        threads: req.threads,
+        files: req.files,
+        stacks: req.stacks,
     };
-    let mut spec = trigger_spec(cli);
+    let mut spec = req.trigger.clone();
     if let TriggerSpec::Uprobe { path, .. } = &mut spec {
         *path = features::resolve_program(path);
     }
@@ -75,23 +74,23 @@ fn options(cli: &Cli, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions)> {
     }
     // An interval is its own rate; event triggers get a gap that keeps a hot
     // syscall from walking every task thousands of times a second.
-    let min_gap = cli.min_gap.unwrap_or(match spec {
+    let min_gap = req.min_gap.unwrap_or(match spec {
         TriggerSpec::Interval { .. } => Duration::ZERO,
         _ => DEFAULT_MIN_GAP,
     });
     let spec_is_oneshot = spec.is_oneshot();
-    let event_budget = cli.event_budget.unwrap_or(backend::DEFAULT_EVENT_BUDGET);
+    let event_budget = req.event_budget.unwrap_or(backend::DEFAULT_EVENT_BUDGET);
     let trig = TriggerOptions {
         count: if spec.is_oneshot() {
             Some(1)
         } else {
-            cli.count
+            req.count
         },
         min_gap,
         spec,
-        caller_pid: cli.caller_pid,
-        caller_comm: cli.caller_comm.as_ref().map(|c| c.0.clone()),
-        ringbuf_size: cli
+        caller_pid: req.caller_pid,
+        caller_comm: req.caller_comm.clone(),
+        ringbuf_size: req
             .ringbuf_size
             .unwrap_or_else(|| backend::default_ringbuf_size(event_budget, spec_is_oneshot)),
         event_budget,
@@ -101,13 +100,13 @@ fn options(cli: &Cli, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions)> {
 
 /// Loads and attaches the backend, and says so on stderr.
 fn arm(
-    cli: &Cli,
+    req: &Request,
     walk: &WalkOptions,
     trig: &TriggerOptions,
     btf: &BtfNames,
 ) -> Result<Box<dyn backend::Backend>> {
-    let (backend, reason) = backend::open(cli.backend, walk, trig, btf).map_err(explain_refusal)?;
-    if cli.verbose {
+    let (backend, reason) = backend::open(req.backend, walk, trig, btf).map_err(explain_refusal)?;
+    if req.verbose {
         eprintln!(
             "itersnap: backend {} ({reason}); paths {}",
             backend.name(),
@@ -124,13 +123,13 @@ fn arm(
     Ok(backend)
 }
 
-pub fn run(cli: &Cli) -> Result<()> {
+pub fn run(req: &Request) -> Result<()> {
     features::require_runnable()?;
     let btf = BtfNames::load()?;
 
-    let (walk, trig) = options(cli, &btf)?;
+    let (walk, trig) = options(req, &btf)?;
     let event_budget = trig.event_budget;
-    let ksyms = if cli.stacks {
+    let ksyms = if req.stacks {
         Some(Ksyms::load()?)
     } else {
         None
@@ -142,7 +141,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("installing the signal handler")?;
 
-    let mut backend = arm(cli, &walk, &trig, &btf)?;
+    let mut backend = arm(req, &walk, &trig, &btf)?;
     let oneshot = trig.spec.is_oneshot();
 
     // A test hook (tests/errors.rs): a panic once everything is loaded and
@@ -152,10 +151,10 @@ pub fn run(cli: &Cli) -> Result<()> {
     }
 
     let printer = Printer {
-        format: cli.output,
-        threads: cli.threads,
-        tree: cli.tree,
-        columns: cli.columns.as_ref().map(|c| c.0.clone()),
+        format: req.output,
+        threads: req.threads,
+        tree: req.tree,
+        columns: req.columns.clone(),
         color: crate::output::want_color(),
     };
     let stdout = io::stdout();
@@ -163,7 +162,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     let ctx = snapshot::Context {
         backend: backend.name(),
         spec: &trig.spec,
-        per_thread: cli.threads,
+        per_thread: req.threads,
         ksyms: ksyms.as_ref(),
         wall_offset_ns: backend::realtime_ns().saturating_sub(backend::monotonic_ns()),
         event_budget_ns: event_budget.as_nanos().min(u64::MAX as u128) as u64,
@@ -183,8 +182,8 @@ pub fn run(cli: &Cli) -> Result<()> {
                 let snap = snapshot::assemble(raw, &ctx, skipped);
                 dropped += snap.counts.dropped;
                 status.clear();
-                write_snapshot(&mut out, &printer, &snap, previous.as_ref(), cli)?;
-                if cli.diff {
+                write_snapshot(&mut out, &printer, &snap, previous.as_ref(), req)?;
+                if req.diff {
                     previous = Some(snap);
                 } else if oneshot {
                     // The process ends next: freeing a 100,000-file snapshot
@@ -220,18 +219,18 @@ fn write_snapshot(
     printer: &Printer,
     snap: &snapshot::Snapshot,
     previous: Option<&snapshot::Snapshot>,
-    cli: &Cli,
+    req: &Request,
 ) -> Result<()> {
     match previous {
-        Some(prev) if cli.diff => {
-            let d = diff::diff(prev, snap, cli.sort);
+        Some(prev) if req.diff => {
+            let d = diff::diff(prev, snap, req.sort);
             printer.write_diff(out, snap, &d)
         }
         _ => printer.write(out, snap),
     }
     .context("writing a snapshot")?;
     out.flush().context("writing a snapshot")?;
-    if cli.verbose {
+    if req.verbose {
         // scripts/bench reads this line: the end-to-end time.
         eprintln!(
             "itersnap: snapshot {}: walk {:.2} ms, {:.2} ms from walk start to last line written",

@@ -8,8 +8,8 @@ use std::path::Path;
 
 /// Top to bottom; a module may use its own layer and those below.
 const LAYERS: &[&[&str]] = &[
-    &["run", "check"],
     &["cli"],
+    &["run", "check"],
     &["backend", "diff", "output"],
     &["snapshot"],
     &["model", "features", "signals", "syscalls"],
