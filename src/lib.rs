@@ -12,6 +12,7 @@ pub mod cli;
 pub mod diff;
 pub mod features;
 pub mod ksyms;
+pub mod man;
 pub mod model;
 pub mod objinfo;
 pub mod output;

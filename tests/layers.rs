@@ -9,7 +9,7 @@ use std::path::Path;
 /// Top to bottom; a module may use its own layer and those below.
 const LAYERS: &[&[&str]] = &[
     &["run", "check"],
-    &["cli"],
+    &["cli", "man"],
     &["backend", "diff", "output"],
     &["snapshot"],
     &["model", "features", "ksyms", "signals", "syscalls"],
