@@ -219,6 +219,9 @@ pub fn write(w: &mut dyn Write) -> io::Result<()> {
     let title_at = find_bytes(&head, b".TH ").unwrap_or(0);
     let preamble = head[..title_at].to_vec();
     w.write_all(&head)?;
+    // No hyphenation: the page is full of names (`--interval`,
+    // `skipped.min_gap`, docs/snapshot.schema.json) that must not break.
+    w.write_all(b".nh\n")?;
     let clap_part = |render: &dyn Fn(&mut Vec<u8>) -> io::Result<()>| -> io::Result<Vec<u8>> {
         let mut buf = Vec::new();
         render(&mut buf)?;
@@ -756,6 +759,27 @@ impl Roff {
         if in_item {
             self.line(".RS");
         }
+        let terms: Option<Vec<(&str, &str)>> = items
+            .iter()
+            .map(|item| match item.first() {
+                Some(Block::Para(text)) if !ordered => definition(text),
+                _ => None,
+            })
+            .collect();
+        if let Some(terms) = terms.filter(|t| !t.is_empty()) {
+            // `- `NAME`: text` items, as man pages list names: tagged.
+            for ((term, text), item) in terms.iter().zip(items) {
+                self.line(".TP");
+                push_text(&mut self.out, &format!("\\fB{}\\fR", inline(term, true, 0)));
+                push_text(&mut self.out, &inline(text, false, 0));
+                self.fresh = false;
+                self.blocks(item.get(1..).unwrap_or_default(), true);
+            }
+            if in_item {
+                self.line(".RE");
+            }
+            return;
+        }
         for (n, item) in items.iter().enumerate() {
             if ordered {
                 self.line(&format!(".IP {}. 4", n + 1));
@@ -842,7 +866,7 @@ impl Roff {
         }
         for (command, comment) in entries {
             self.line(".TP");
-            push_text(&mut self.out, &format!("\\fB{}\\fR", code_words(&command)));
+            push_text(&mut self.out, &format!("\\fB{}\\fR", code_text(&command)));
             let comment = comment.trim();
             if !comment.is_empty() {
                 push_text(&mut self.out, &inline(comment, false, 0));
@@ -850,6 +874,28 @@ impl Roff {
         }
         self.fresh = false;
     }
+}
+
+/// `` `NAME`: text `` (what comes before the first `: ` outside code, if
+/// the text starts with code): the term and its text.
+fn definition(text: &str) -> Option<(&str, &str)> {
+    if !text.starts_with('`') {
+        return None;
+    }
+    let mut in_code = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            '`' => in_code = !in_code,
+            ':' if !in_code => {
+                let rest = &text[i + 1..];
+                if rest.starts_with([' ', '\n']) {
+                    return Some((&text[..i], rest.trim_start()));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn expand_tabs(line: &str) -> String {
@@ -910,21 +956,6 @@ fn plain(text: &str) -> String {
         rest = &rest[c.len_utf8()..];
     }
     code_text(&s)
-}
-
-/// Code in running text: as `code_text`, each word kept whole (`\%`: not
-/// hyphenated, so that `--interval` never breaks as `--in-terval`).
-fn code_words(s: &str) -> String {
-    s.split(' ')
-        .map(|w| {
-            if w.is_empty() {
-                String::new()
-            } else {
-                format!("\\%{}", code_text(w))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Code, in a code span or block: every character as itself.
@@ -1016,7 +1047,7 @@ fn inline(src: &str, bold: bool, depth: u8) -> String {
                     Some(inner) if !inner.trim().is_empty() => inner.to_string(),
                     _ => code,
                 };
-                out.push_str(&format!("\\fB{}{back}", code_words(&code)));
+                out.push_str(&format!("\\fB{}{back}", code_text(&code)));
                 rest = &after[end + ticks..];
                 prev = Some('`');
                 continue;
@@ -1104,7 +1135,7 @@ mod tests {
     #[test]
     fn backslashes_are_escaped() {
         assert_eq!(md("a \\ b"), "a \\e b\n");
-        assert_eq!(md("`\\xNN`"), "\\fB\\%\\exNN\\fR\n");
+        assert_eq!(md("`\\xNN`"), "\\fB\\exNN\\fR\n");
         // A markdown escape is the character itself.
         assert_eq!(md("\\*not bold\\*"), "*not bold*\n");
     }
@@ -1127,7 +1158,7 @@ mod tests {
     fn inline_markup() {
         assert_eq!(
             md("run `--pid PID`, **see [docs](x.md) `y`** -x a-b"),
-            "run \\fB\\%\\-\\-pid \\%PID\\fR, \\fBsee docs \\fB\\%y\\fB\\fR \\-x a-b\n"
+            "run \\fB\\-\\-pid PID\\fR, \\fBsee docs \\fBy\\fB\\fR \\-x a-b\n"
         );
         // Unclosed markup is text.
         assert_eq!(md("a `b's"), "a \\(gab\\(aqs\n");
@@ -1143,8 +1174,15 @@ mod tests {
             roff,
             ".IP \\(bu 2\none\nmore\n.IP \\(bu 2\ntwo\n.RS\n.IP \\(bu 2\nnested\n.RE\n.IP\nafter\n.IP 1. 4\nfirst\n"
         );
+        // Items that all start with a name and a colon are tagged.
+        let roff = md("- `0`: done: all\n- `NO_COLOR`, `X`: y\n  - sub\n");
+        assert_eq!(
+            roff,
+            ".TP\n\\fB\\fB0\\fB\\fR\ndone: all\n.TP\n\\fB\\fBNO_COLOR\\fB, \\fBX\\fB\\fR\ny\n.RS\n.IP \\(bu 2\nsub\n.RE\n"
+        );
+        assert!(md("- `0`: a\n- b\n").starts_with(".IP \\(bu 2\n"));
         let roff = md("| a | b |\n| --- | --- |\n| `x` | y \\| z |\n| | w |\n");
-        assert_eq!(roff, ".TP\n\\fB\\fB\\%x\\fB\\fR\ny | z\n.TP\n\\&\nw\n");
+        assert_eq!(roff, ".TP\n\\fB\\fBx\\fB\\fR\ny | z\n.TP\n\\&\nw\n");
         let roff = md("| k | v | w |\n| --- | --- | --- |\n| 1 | 2 | 3 |\n");
         assert_eq!(roff, ".TP\n\\fB1\\fR\n\\fIv\\fR: 2\n.br\n\\fIw\\fR: 3\n");
     }
