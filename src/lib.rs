@@ -13,6 +13,7 @@ pub mod diff;
 pub mod features;
 pub mod kinds;
 pub mod ksyms;
+pub mod man;
 pub mod model;
 pub mod objinfo;
 pub mod output;

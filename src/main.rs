@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use itersnap::cli::{self, Cli};
-use itersnap::{backend, check, features, run};
+use itersnap::{backend, check, features, man, run};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -25,9 +25,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Some(cli::Command::Man) => {
-            use clap::CommandFactory;
-            let man = clap_mangen::Man::new(Cli::command());
-            return match man.render(&mut io::stdout()) {
+            return match man::write(&mut io::stdout().lock()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
                 Err(e) => {

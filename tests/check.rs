@@ -100,3 +100,60 @@ fn forced_backends_run_every_mode_here() {
         assert_eq!(snapshot_fds(rows_of(&snap, fx.pid)[0]), proc_fds(fx.pid));
     }
 }
+
+/// `check -o json` here, with the privilege to load BPF and without, is
+/// what docs/check.schema.json says, and the schema refuses what the
+/// report never holds.
+#[test]
+fn check_json_is_as_its_schema_says() {
+    let out = itersnap(&["check", "-o", "json"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "one line: {text}");
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_valid_check(&report);
+
+    // Without privilege every mode has no backend: null, and the schema's
+    // `nothing`/`none`.
+    let out = Command::new("setpriv")
+        .args(["--inh-caps=-all", "--bounding-set=-all", "--"])
+        .args([ITERSNAP, "check", "-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let unprivileged: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_valid_check(&unprivileged);
+    assert_eq!(unprivileged["can_run"], false);
+    assert!(unprivileged["modes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["backend"].is_null()));
+
+    let mut renamed = report.clone();
+    let feature = renamed["features"][0].as_object_mut().unwrap();
+    let ok = feature.remove("available").unwrap();
+    feature.insert("ok".into(), ok);
+    assert!(
+        !check_schema_accepts(&renamed),
+        "an unknown field is refused"
+    );
+    let mut wrong = report.clone();
+    wrong["modes"][0]["backend"] = serde_json::json!("bpftrace");
+    assert!(
+        !check_schema_accepts(&wrong),
+        "an unknown backend is refused"
+    );
+    let mut missing = report.clone();
+    missing.as_object_mut().unwrap().remove("can_run");
+    assert!(
+        !check_schema_accepts(&missing),
+        "a missing field is refused"
+    );
+    let mut no_backend = report;
+    no_backend["modes"][0]["backend"] = serde_json::Value::Null;
+    assert!(
+        !check_schema_accepts(&no_backend),
+        "without a backend, nothing is captured in the event"
+    );
+}

@@ -1,5 +1,5 @@
-//! The command line as a shell user meets it: completions and the man page,
-//! generated from the same definition as the parser.
+//! The command line as a shell user meets it: completions generated from
+//! the same definition as the parser (the man page: tests/man.rs).
 
 mod common;
 
@@ -53,33 +53,6 @@ fn binary_links_no_libelf_or_zlib() {
     for lib in ["libelf", "libz.", "libbpf"] {
         assert!(!libs.contains(lib), "{lib} is linked dynamically:\n{libs}");
     }
-}
-
-#[test]
-fn man_page_renders() {
-    let out = itersnap(&["man"]);
-    assert!(out.status.success());
-    let dir = std::env::temp_dir().join(unique_comm("man"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let page = dir.join("itersnap.1");
-    std::fs::write(&page, &out.stdout).unwrap();
-    let rendered = Command::new("man")
-        .args(["-l", page.to_str().unwrap()])
-        .env("MANPAGER", "cat")
-        .env("MANWIDTH", "100")
-        .output()
-        .expect("man (man-db, installed by scripts/setup)");
-    let text = String::from_utf8_lossy(&rendered.stdout);
-    assert!(
-        rendered.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rendered.stderr)
-    );
-    assert!(
-        text.contains("itersnap") && text.contains("--on-signal"),
-        "{text}"
-    );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// Top to bottom; a module may use its own layer and those below.
 const LAYERS: &[&[&str]] = &[
-    &["cli"],
+    &["cli", "man"],
     &["run", "check"],
     &["backend", "diff", "output"],
     &["snapshot"],

@@ -710,3 +710,31 @@ pub fn assert_valid_snapshot(snap: &Value) {
 pub fn schema_accepts(value: &Value) -> bool {
     snapshot_schema().is_valid(value)
 }
+
+/// docs/check.schema.json, compiled once.
+fn check_schema() -> &'static jsonschema::Validator {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/check.schema.json");
+        let schema: Value =
+            serde_json::from_str(&fs::read_to_string(path).unwrap()).expect("the schema is JSON");
+        jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema")
+    })
+}
+
+/// `itersnap check -o json` must be what docs/check.schema.json says.
+pub fn assert_valid_check(report: &Value) {
+    let errors: Vec<String> = check_schema()
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "not as docs/check.schema.json says: {errors:?}"
+    );
+}
+
+/// Whether docs/check.schema.json accepts `value` (for the schema's own test).
+pub fn check_schema_accepts(value: &Value) -> bool {
+    check_schema().is_valid(value)
+}
