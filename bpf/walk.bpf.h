@@ -55,6 +55,9 @@ static __always_inline void learn_root(struct task_struct *reader)
 union scratch {
 	struct task_rec task;
 	struct file_rec file;
+	/* A path walk reads a name of up to NAME_BUF bytes at any offset of
+	 * file.path below PATH_BUF: room for it past the record's end. */
+	char file_slack[sizeof(struct file_rec) + NAME_BUF];
 	struct stack_rec stack;
 	struct begin_rec begin;
 	struct end_rec end;

@@ -70,7 +70,7 @@ fn capture_plan(mode: &str, backend: Option<&str>) -> (String, String) {
         (_, Some("open-coded")) => (
             format!(
                 "within --event-budget: {}, then the tasks a COMM/--pid filter selects \
-                 (bpf_for_each task), every fd (bpf_for)",
+                 (bpf_for_each task), every fd (bpf_for), paths whole (bpf_loop)",
                 event_tasks(mode)
             ),
             format!(
@@ -79,9 +79,9 @@ fn capture_plan(mode: &str, backend: Option<&str>) -> (String, String) {
         ),
         (_, Some(_)) => (
             format!(
-                "within --event-budget: {}, the first 256 fds of each (a bounded loop: \
-                 bpf_for needs 6.4); a filter's other tasks only after (the open-coded task \
-                 iterator needs 6.7)",
+                "within --event-budget: {}, the first 256 fds of each and paths up to 64 \
+                 components (bounded loops: bpf_for needs 6.4, bpf_loop 5.17); a filter's \
+                 other tasks only after (the open-coded task iterator needs 6.7)",
                 event_tasks(mode)
             ),
             format!("the rest: {ITERATORS}"),

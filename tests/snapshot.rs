@@ -422,8 +422,54 @@ fn closed_stdout_ends_quietly() {
 /// A path deeper than the walk's bound, captured inside an event (where
 /// paths are built from dentries), is marked truncated and keeps its tail;
 /// through d_path() (the iterators of every one-shot) it is whole.
+/// A snapshot of this process, taken inside an event: this process is the
+/// target of an (ignored) SIGWINCH.
+fn in_event_snapshot_of_me(backend: &str) -> serde_json::Value {
+    let me = std::process::id().to_string();
+    let armed = Armed::start(&[
+        "-o",
+        "json",
+        "--count",
+        "1",
+        "--backend",
+        backend,
+        "--on-signal",
+        "SIGWINCH",
+        "--signal-target",
+        &me,
+        "--pid",
+        &me,
+    ]);
+    // SAFETY: kill(2) on this very process, with a signal ignored by default.
+    assert_eq!(
+        unsafe { libc::kill(std::process::id() as i32, libc::SIGWINCH) },
+        0
+    );
+    let (code, out, err) = armed.finish();
+    assert_eq!(code, Some(0), "{err}");
+    let snap = parse_lines(&out).remove(0);
+    assert_eq!(rows_of(&snap, std::process::id())[0]["in_event"], true);
+    snap
+}
+
+/// This process's file whose path ends so.
+fn my_file_ending(snap: &serde_json::Value, suffix: &str) -> serde_json::Value {
+    rows_of(snap, std::process::id())[0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with(suffix))
+        .unwrap_or_else(|| panic!("no file ending {suffix}"))
+        .clone()
+}
+
+/// Paths are whole up to the kernel's own limit, as readlink shows them:
+/// in the event on the open-coded backend (its walk has bpf_loop), after it
+/// on both (d_path). The seq object's walk inside the event is bounded at
+/// 64 components (no bpf_loop on its oldest kernels): there a deeper path
+/// is marked truncated, a true tail of the real one.
 #[test]
-fn deep_paths_are_marked_truncated_or_whole() {
+fn deep_paths_are_whole_or_marked_truncated() {
     let top = std::env::temp_dir().join(unique_comm("deep"));
     let deep = top.join(["d"; 80].join("/"));
     fs::create_dir_all(&deep).unwrap();
@@ -437,49 +483,103 @@ fn deep_paths_are_marked_truncated_or_whole() {
     .unwrap()
     .to_string_lossy()
     .into_owned();
-    let deep_entry = |snap: &serde_json::Value| {
-        rows_of(snap, me)[0]["files"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["path"].as_str().unwrap().ends_with("/d/leaf"))
-            .expect("the deep file is listed")
-            .clone()
-    };
 
-    // Inside an event: this process is the target of an (ignored) SIGWINCH.
-    let armed = Armed::start(&[
-        "-o",
-        "json",
-        "--count",
-        "1",
-        "--on-signal",
-        "SIGWINCH",
-        "--signal-target",
-        &me.to_string(),
-        "--pid",
-        &me.to_string(),
-    ]);
-    // SAFETY: kill(2) on this very process, with a signal ignored by default.
-    assert_eq!(unsafe { libc::kill(me as i32, libc::SIGWINCH) }, 0);
-    let (code, out, err) = armed.finish();
-    assert_eq!(code, Some(0), "{err}");
-    let snap = parse_lines(&out).remove(0);
-    assert_eq!(rows_of(&snap, me)[0]["in_event"], true);
-    let entry = deep_entry(&snap);
-    assert_eq!(entry["truncated"], true);
-    let shown = entry["path"].as_str().unwrap();
-    let tail = shown.strip_prefix("...").expect("marked as a partial path");
-    assert!(real.ends_with(tail), "{shown} is a tail of {real}");
-    assert!(snap["counts"]["truncated"].as_u64().unwrap() >= 1);
-
-    // A one-shot asks the kernel's d_path(), which has no depth bound.
-    for backend in ["open-coded", "seq"] {
-        let whole = deep_entry(&snapshot(&["--pid", &me.to_string(), "--backend", backend]));
+    for backend in BACKENDS {
+        let snap = in_event_snapshot_of_me(backend);
+        let entry = my_file_ending(&snap, "/d/leaf");
+        let shown = entry["path"].as_str().unwrap();
+        if backend == "open-coded" {
+            assert_eq!(shown, real, "in the event, {backend}");
+            assert_eq!(entry["truncated"], false);
+        } else {
+            assert_eq!(entry["truncated"], true, "in the event, {backend}");
+            let tail = shown.strip_prefix("...").expect("marked as a partial path");
+            assert!(real.ends_with(tail), "{shown} is a tail of {real}");
+            assert!(snap["counts"]["truncated"].as_u64().unwrap() >= 1);
+        }
+        let whole = my_file_ending(
+            &snapshot(&["--pid", &me.to_string(), "--backend", backend]),
+            "/d/leaf",
+        );
         assert_eq!(whole["path"].as_str().unwrap(), real, "{backend}");
         assert_eq!(whole["truncated"], false, "{backend}");
     }
     drop(file);
+    fs::remove_dir_all(top).unwrap();
+}
+
+/// A path longer than PATH_MAX, made with *at() calls (no path argument is
+/// that long): readlink fails on it, and every backend marks it truncated
+/// rather than pass a suffix off as a path.
+#[test]
+fn paths_past_path_max_are_marked_truncated() {
+    use std::ffi::CString;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let top = std::env::temp_dir().join(unique_comm("long"));
+    fs::create_dir_all(&top).unwrap();
+    let name = CString::new("n".repeat(200)).unwrap();
+    let open_dir = |at: i32, path: &CString| {
+        // SAFETY: plain syscalls on a valid fd and NUL-terminated names.
+        let fd = unsafe { libc::openat(at, path.as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY) };
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: a fresh fd owned by nobody else.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    };
+    let mut dir = open_dir(
+        libc::AT_FDCWD,
+        &CString::new(top.to_str().unwrap()).unwrap(),
+    );
+    for _ in 0..22 {
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o755) },
+            0
+        );
+        dir = open_dir(dir.as_raw_fd(), &name);
+    }
+    let leaf = CString::new("leaf").unwrap();
+    // SAFETY: as above.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            leaf.as_ptr(),
+            libc::O_CREAT | libc::O_RDWR,
+            0o600,
+        )
+    };
+    assert!(fd >= 0);
+    // SAFETY: a fresh fd owned by nobody else.
+    let file = unsafe { OwnedFd::from_raw_fd(fd) };
+    let err = fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENAMETOOLONG));
+
+    let me = std::process::id();
+    let long_entry = |snap: &serde_json::Value| {
+        rows_of(snap, me)[0]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["fd"] == fd)
+            .expect("the long file is listed")
+            .clone()
+    };
+    for backend in BACKENDS {
+        for (when, snap) in [
+            ("in the event", in_event_snapshot_of_me(backend)),
+            (
+                "one-shot",
+                snapshot(&["--pid", &me.to_string(), "--backend", backend]),
+            ),
+        ] {
+            let entry = long_entry(&snap);
+            assert_eq!(entry["truncated"], true, "{when}, {backend}: {entry}");
+            let shown = entry["path"].as_str().unwrap();
+            assert!(shown.starts_with("..."), "{when}, {backend}: {shown}");
+            assert!(shown.len() <= 4096, "{when}, {backend}");
+        }
+    }
+    drop(file);
+    drop(dir);
     fs::remove_dir_all(top).unwrap();
 }
 

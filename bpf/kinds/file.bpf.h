@@ -107,8 +107,14 @@ static long path_step(__u32 i, void *arg)
 		w->mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 		return 0;
 	}
+	/*
+	 * A name may be read past path[PATH_BUF - 1]: union scratch has room
+	 * for NAME_BUF more bytes. A path that would not fit in PATH_BUF bytes
+	 * (the text and its NUL) is one d_path() cannot give either: it keeps
+	 * the components that fit and is marked truncated.
+	 */
 	off = r->path_len;
-	if (off > PATH_BUF - NAME_BUF)
+	if (off > PATH_BUF - 1)
 		return 1;
 	n = bpf_probe_read_kernel_str(&r->path[off], NAME_BUF, name);
 	if (n <= 0 || n > NAME_BUF) {
@@ -116,6 +122,8 @@ static long path_step(__u32 i, void *arg)
 		w->done = 1;
 		return 1;
 	}
+	if (off + n > PATH_BUF - 1)
+		return 1;
 	r->path_len = off + n;
 	w->d = parent;
 	return 0;
@@ -189,7 +197,7 @@ static __always_inline void fill_path(struct dentry *d, struct vfsmount *vfsmnt,
 	 * even in dead code. The open-coded object (6.7+) asks for bpf_loop.
 	 */
 #ifdef WALK_USE_BPF_LOOP
-	bpf_loop(PATH_MAX_DEPTH, path_step, &w, 0);
+	bpf_loop(PATH_WALK_STEPS, path_step, &w, 0);
 #else
 	for (int i = 0; i < PATH_MAX_DEPTH; i++)
 		if (path_step(i, &w))

@@ -13,7 +13,15 @@
 #define NAME_BUF 256
 /* Bytes of path data one file record can carry (NUL-separated components). */
 #define PATH_BUF 4096
-/* Components walked before a path is marked truncated. */
+/*
+ * Steps (components, and mounts crossed) a path walk takes before it marks
+ * the path truncated. With bpf_loop (the open-coded object) the walk goes
+ * as far as the kernel's own limit: d_path() fails past PATH_MAX (4096
+ * bytes with the NUL), and every component takes at least two bytes, so
+ * PATH_BUF steps (plus mount crossings) reach it. Without bpf_loop each
+ * step is verified on its own, and 64 is what old verifiers accept.
+ */
+#define PATH_WALK_STEPS 4096
 #define PATH_MAX_DEPTH 64
 
 /* How path[] of a file record is to be read. */
