@@ -105,3 +105,125 @@ impl Paint {
         self.paint(code, &state.to_string())
     }
 }
+
+/// A time of day and date in the local time zone (`TZ` honoured, as ps
+/// and date do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalTime {
+    pub year: i32,
+    /// Day of the year, 0-365.
+    pub yday: i32,
+    /// 0-11.
+    pub month: usize,
+    pub mday: i32,
+    /// 0 is Sunday.
+    pub wday: usize,
+    pub hour: i32,
+    pub min: i32,
+    pub sec: i32,
+}
+
+/// Seconds since the epoch in the local time zone.
+pub fn local_time(secs: i64) -> Option<LocalTime> {
+    let t = libc::time_t::try_from(secs).ok()?;
+    // SAFETY: localtime_r only writes the tm we own; a zeroed tm is a valid
+    // value of that plain C struct.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return None;
+        }
+        tm
+    };
+    Some(LocalTime {
+        year: tm.tm_year + 1900,
+        yday: tm.tm_yday,
+        month: tm.tm_mon.clamp(0, 11) as usize,
+        mday: tm.tm_mday,
+        wday: tm.tm_wday.clamp(0, 6) as usize,
+        hour: tm.tm_hour,
+        min: tm.tm_min,
+        sec: tm.tm_sec,
+    })
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+
+/// How ps shows a task's start time, by the name of its column. `start`
+/// and `now` are seconds since the epoch; local time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFormat {
+    /// `ps -o start` (STARTED): `21:04:05` within a day, else `  Nov 03`.
+    Start,
+    /// `ps -o stime`, `start_time` (STIME, START of `ps aux`): `21:04`
+    /// today, `Nov30` this year, else `2025`.
+    Stime,
+    /// `ps -o bsdstart`: `21:04` within a day, else ` Nov 30`.
+    BsdStart,
+    /// `ps -o lstart`: `Tue Dec  1 21:04:05 2026`.
+    Lstart,
+}
+
+pub fn ps_start_time(format: StartFormat, start: i64, now: i64) -> String {
+    let Some(t) = local_time(start) else {
+        return "-".into();
+    };
+    let within_a_day = start + 86_400 > now;
+    let month = MONTHS[t.month];
+    match format {
+        StartFormat::Start if within_a_day => {
+            format!("{:02}:{:02}:{:02}", t.hour, t.min, t.sec)
+        }
+        StartFormat::Start => format!("  {month} {:02}", t.mday),
+        StartFormat::BsdStart if within_a_day => format!("{:02}:{:02}", t.hour, t.min),
+        StartFormat::BsdStart => format!(" {month} {:02}", t.mday),
+        StartFormat::Stime => match local_time(now) {
+            Some(n) if n.year == t.year && n.yday == t.yday => {
+                format!("{:02}:{:02}", t.hour, t.min)
+            }
+            Some(n) if n.year == t.year => format!("{month}{:02}", t.mday),
+            _ => t.year.to_string(),
+        },
+        StartFormat::Lstart => format!(
+            "{} {month} {:2} {:02}:{:02}:{:02} {}",
+            DAYS[t.wday], t.mday, t.hour, t.min, t.sec, t.year
+        ),
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    /// In UTC (the test sets no TZ of its own: glibc reads TZ once, and
+    /// tests run in one process): each format as procps writes it.
+    #[test]
+    fn start_times_read_as_ps_writes_them() {
+        // Only meaningful where the local zone is UTC; CI and the VMs are.
+        let utc = local_time(0).is_some_and(|t| t.hour == 0 && t.year == 1970);
+        if !utc {
+            return;
+        }
+        let start = 1_795_308_123; // 2026-11-22 00:42:03 UTC, a Sunday
+        let fmt = |f, now| ps_start_time(f, start, now);
+        assert_eq!(fmt(StartFormat::Start, start + 60), "00:42:03");
+        assert_eq!(fmt(StartFormat::Start, start + 90_000), "  Nov 22");
+        assert_eq!(fmt(StartFormat::BsdStart, start + 60), "00:42");
+        assert_eq!(fmt(StartFormat::BsdStart, start + 90_000), " Nov 22");
+        assert_eq!(fmt(StartFormat::Stime, start + 60), "00:42");
+        assert_eq!(fmt(StartFormat::Stime, start + 90_000), "Nov22");
+        assert_eq!(fmt(StartFormat::Stime, start + 86_400 * 60), "2026");
+        assert_eq!(fmt(StartFormat::Lstart, start), "Sun Nov 22 00:42:03 2026");
+        assert_eq!(
+            ps_start_time(
+                StartFormat::Start,
+                1_772_409_600,
+                1_772_409_600 + 86_400 * 2
+            ),
+            "  Mar 02"
+        );
+    }
+}

@@ -112,13 +112,17 @@ fn on_a_terminal(args: &str, env: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Colour only on a terminal, never with NO_COLOR, never in a pipe.
+/// Colour only on a terminal that has it, never with NO_COLOR, never on
+/// TERM=dumb (or no TERM), never in a pipe.
 #[test]
 fn colour_on_terminals_only() {
     // itersnap's own walking thread is running: a green R.
     let args = "--threads --no-files itersnap";
-    assert!(on_a_terminal(args, &[]).contains("\u{1b}[32mR\u{1b}[0m"));
-    assert!(!on_a_terminal(args, &[("NO_COLOR", "1")]).contains('\u{1b}'));
+    let xterm = ("TERM", "xterm");
+    assert!(on_a_terminal(args, &[xterm]).contains("\u{1b}[32mR\u{1b}[0m"));
+    assert!(!on_a_terminal(args, &[xterm, ("NO_COLOR", "1")]).contains('\u{1b}'));
+    assert!(!on_a_terminal(args, &[("TERM", "dumb")]).contains('\u{1b}'));
+    assert!(!on_a_terminal(args, &[("TERM", "")]).contains('\u{1b}'));
     let piped = itersnap(&["--threads", "--no-files", "itersnap"]);
     assert!(!String::from_utf8_lossy(&piped.stdout).contains('\u{1b}'));
 }

@@ -408,11 +408,39 @@ pub fn open_flags_short(f_flags: u32) -> Cow<'static, str> {
     }
 }
 
+/// The length of `open_flags_short(f_flags)`, without building it.
+pub fn open_flags_short_len(f_flags: u32) -> usize {
+    let mut rest = f_flags & !0o3;
+    let mut len = 0;
+    for &(_, short, bits) in OPEN_FLAGS {
+        if rest & bits == bits {
+            if !short.is_empty() {
+                len += short.len() + usize::from(len > 0);
+            }
+            rest &= !bits;
+        }
+    }
+    len.max(1)
+}
+
+/// The FLAGS column's width for these files: its heading's, or the
+/// longest flags, so that DESCRIPTION stays in line.
+pub fn flags_width<'a>(files: impl Iterator<Item = &'a FileEntry>) -> usize {
+    files
+        .map(|f| open_flags_short_len(f.f_flags))
+        .max()
+        .unwrap_or(0)
+        .max(FLAGS_MIN_WIDTH)
+}
+
+/// FLAGS is at least as wide as `-`, `CX,NB` and its heading need.
+const FLAGS_MIN_WIDTH: usize = 8;
+
 /// The table's heading over files, after `indent` spaces.
-pub fn write_heading(w: &mut dyn Write, indent: usize) -> io::Result<()> {
+pub fn write_heading(w: &mut dyn Write, indent: usize, flags_width: usize) -> io::Result<()> {
     writeln!(
         w,
-        "{:indent$}{:>6} {:<7} {:<8} DESCRIPTION",
+        "{:indent$}{:>6} {:<7} {:<flags_width$} DESCRIPTION",
         "", "FD", "TYPE", "FLAGS"
     )
 }
@@ -435,6 +463,7 @@ pub fn write_line(
     w: &mut dyn Write,
     line: &mut Vec<u8>,
     indent: usize,
+    flags_width: usize,
     f: &FileEntry,
 ) -> io::Result<()> {
     fn pad_to(line: &mut Vec<u8>, text: &[u8], width: usize, right: bool) {
@@ -455,7 +484,12 @@ pub fn write_line(
     line.push(b' ');
     pad_to(line, f.kind.as_bytes(), 7, false);
     line.push(b' ');
-    pad_to(line, open_flags_short(f.f_flags).as_bytes(), 8, false);
+    pad_to(
+        line,
+        open_flags_short(f.f_flags).as_bytes(),
+        flags_width,
+        false,
+    );
     line.push(b' ');
     line.extend_from_slice(printable(&f.desc).as_bytes());
     if f.truncated {
@@ -579,7 +613,7 @@ mod tests {
                 mark
             );
             let mut out = Vec::new();
-            write_line(&mut out, &mut Vec::new(), 10, &f).unwrap();
+            write_line(&mut out, &mut Vec::new(), 10, 8, &f).unwrap();
             assert_eq!(String::from_utf8(out).unwrap(), want);
         }
     }
@@ -609,5 +643,12 @@ mod tests {
         assert_eq!(open_flags_short(0o100000), "-");
         assert_eq!(open_flag_names(0o4010001), ["O_WRONLY", "O_SYNC"]);
         assert_eq!(open_flag_names(0o40000000), ["O_RDONLY", "040000000"]);
+        for flags in [0, 0o100000, 0o2104002, 0o4010001, 0o2016000, 0o37777777777] {
+            assert_eq!(
+                open_flags_short_len(flags),
+                open_flags_short(flags).len(),
+                "{flags:o}"
+            );
+        }
     }
 }

@@ -5,12 +5,12 @@
 //! table columns.
 
 use std::borrow::Cow;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::text::{printable, short_duration, Paint};
+use crate::text::{printable, ps_start_time, short_duration, Paint, StartFormat};
 use crate::wire::{Fields, COMM_LEN};
 
 /// `struct task_rec`.
@@ -328,7 +328,13 @@ pub enum Column {
     State,
     Nlwp,
     Time,
+    /// Start time as ps's `start` (STARTED), `stime` (STIME), `start_time`
+    /// (START), `bsdstart` (START) and `lstart` (STARTED) show it.
     Start,
+    Stime,
+    StartTime,
+    BsdStart,
+    Lstart,
     /// When the task was captured: in the event, or how long after it.
     Taken,
     Comm,
@@ -359,7 +365,10 @@ impl Column {
         ("thcount", Column::Nlwp),
         ("time", Column::Time),
         ("start", Column::Start),
-        ("stime", Column::Start),
+        ("stime", Column::Stime),
+        ("start_time", Column::StartTime),
+        ("bsdstart", Column::BsdStart),
+        ("lstart", Column::Lstart),
         ("taken", Column::Taken),
         ("comm", Column::Comm),
         ("command", Column::Comm),
@@ -395,7 +404,11 @@ impl Column {
             Column::State => ("S", 1),
             Column::Nlwp => ("NLWP", 4),
             Column::Time => ("TIME", 9),
-            Column::Start => ("START", 8),
+            Column::Start => ("STARTED", 8),
+            Column::Stime => ("STIME", 5),
+            Column::StartTime => ("START", 5),
+            Column::BsdStart => ("START", 6),
+            Column::Lstart => ("STARTED", 24),
             Column::Taken => ("TAKEN", 8),
             Column::Comm => ("COMMAND", 0),
         }
@@ -414,7 +427,10 @@ impl Column {
             Column::State => paint.state(t.state),
             Column::Nlwp => t.threads.to_string(),
             Column::Time => cpu_time(t.cpu_ns()),
-            Column::Start => start_time(t, clock),
+            Column::Start => start_time(t, clock, StartFormat::Start),
+            Column::Stime | Column::StartTime => start_time(t, clock, StartFormat::Stime),
+            Column::BsdStart => start_time(t, clock, StartFormat::BsdStart),
+            Column::Lstart => start_time(t, clock, StartFormat::Lstart),
             Column::Taken => taken(t),
             Column::Comm => {
                 let comm = printable(&t.comm);
@@ -479,21 +495,19 @@ pub fn cpu_time(ns: u64) -> String {
     )
 }
 
-/// Wall-clock start time (UTC, HH:MM:SS): the snapshot's clock pair dates
-/// the task's start on the monotonic clock.
-fn start_time(t: &Task, clock: Clock) -> String {
-    let ago = Duration::from_nanos(clock.ktime_ns.saturating_sub(t.start_ns));
-    let started = clock.wall_time.checked_sub(ago).unwrap_or(UNIX_EPOCH);
-    let secs = started
+/// The start time in the local time zone, as ps computes it: the boot
+/// time in whole seconds (/proc/stat's btime) plus the whole seconds since
+/// boot, against the snapshot's time as "now".
+fn start_time(t: &Task, clock: Clock, format: StartFormat) -> String {
+    let wall_ns = clock
+        .wall_time
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-        .as_secs();
-    format!(
-        "{:02}:{:02}:{:02}",
-        secs / 3600 % 24,
-        secs / 60 % 60,
-        secs % 60
-    )
+        .as_nanos() as u64;
+    let boot_s = wall_ns.saturating_sub(clock.ktime_ns) / 1_000_000_000;
+    let start_s = boot_s.saturating_add(t.start_ns / 1_000_000_000);
+    let now_s = wall_ns / 1_000_000_000;
+    ps_start_time(format, start_s as i64, now_s as i64)
 }
 
 #[cfg(test)]

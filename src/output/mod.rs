@@ -34,10 +34,14 @@ pub struct Printer {
     pub color: bool,
 }
 
-/// Colour on a terminal, unless NO_COLOR is set (no-color.org).
+/// Colour on a terminal, unless NO_COLOR is set (no-color.org) or the
+/// terminal says it has none (TERM=dumb, or no TERM at all), as ls and
+/// grep decide.
 pub fn want_color() -> bool {
     use std::io::IsTerminal;
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && io::stdout().is_terminal()
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let dumb = std::env::var_os("TERM").is_none_or(|t| t.is_empty() || t == "dumb");
+    !no_color && !dumb && io::stdout().is_terminal()
 }
 
 impl Printer {

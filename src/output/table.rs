@@ -269,8 +269,9 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, p: &Printer) -> io::Result<()> 
         .unwrap_or_else(|| Column::defaults(threads));
     writeln!(w, "{}", task::table_heading(&cols))?;
     let indent = if threads { 16 } else { 8 };
+    let flags_width = files::flags_width(snap.rows.iter().flat_map(|r| &r.files));
     if snap.rows.iter().any(|r| !r.files.is_empty()) {
-        files::write_heading(w, indent)?;
+        files::write_heading(w, indent, flags_width)?;
     }
     let order: Vec<(usize, usize)> = if tree {
         tree_order(snap.rows.iter().map(|r| &r.task))
@@ -286,7 +287,7 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, p: &Printer) -> io::Result<()> 
         // Under a task, its files and stack, indented with it.
         let indent = indent + 2 * depth;
         for f in &row.files {
-            files::write_line(w, &mut line, indent, f)?;
+            files::write_line(w, &mut line, indent, flags_width, f)?;
         }
         if let Some(stack) = &row.stack {
             stacks::write_lines(w, indent, stack)?;
