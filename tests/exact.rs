@@ -123,3 +123,232 @@ fn descriptions_stay_in_line_with_long_flags() {
     drop(file);
     std::fs::remove_file(path).unwrap();
 }
+
+/// One fd as `lsof -F atGDoin` gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct LsofFile {
+    access: String,
+    kind: String,
+    flags: String,
+    dev: String,
+    offset: String,
+    inode: String,
+    name: String,
+}
+
+/// pid → fd → file, for numeric fds (cwd, txt, mem… are not fds).
+fn lsof(pid: Option<u32>) -> BTreeMap<u32, BTreeMap<i32, LsofFile>> {
+    let mut cmd = Command::new("lsof");
+    cmd.args(["-n", "-P", "-w", "-F", "pfatGDoin"]);
+    if let Some(pid) = pid {
+        cmd.args(["-p", &pid.to_string()]);
+    }
+    let out = cmd.output().expect("running lsof");
+    let mut all: BTreeMap<u32, BTreeMap<i32, LsofFile>> = BTreeMap::new();
+    let (mut pid, mut fd): (u32, Option<i32>) = (0, None);
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let (tag, value) = line.split_at(line.len().min(1));
+        let value = value.to_string();
+        match tag {
+            "p" => pid = value.parse().unwrap_or(0),
+            "f" => fd = value.parse().ok(),
+            _ => {}
+        }
+        let Some(fd) = fd else { continue };
+        let file = all.entry(pid).or_default().entry(fd).or_default();
+        match tag {
+            "a" => file.access = value,
+            "t" => file.kind = value,
+            "G" => file.flags = value,
+            "D" => file.dev = value,
+            "o" => file.offset = value,
+            "i" => file.inode = value,
+            "n" => file.name = value,
+            _ => {}
+        }
+    }
+    all
+}
+
+/// The kernel's dev_t ("major:minor" in the JSON) as lsof prints st_dev.
+fn lsof_dev(major_minor: &str) -> String {
+    let (major, minor) = major_minor.split_once(':').unwrap();
+    let (major, minor): (u64, u64) = (major.parse().unwrap(), minor.parse().unwrap());
+    format!(
+        "0x{:x}",
+        (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+    )
+}
+
+/// lsof's offset: `0t` and decimal, or `0x` and hex past 8 digits.
+fn lsof_offset(pos: u64) -> [String; 2] {
+    [format!("0t{pos}"), format!("0x{pos:x}")]
+}
+
+/// The names of namespace files (nsfs).
+const NAMESPACES: &[&str] = &[
+    "cgroup",
+    "ipc",
+    "mnt",
+    "net",
+    "pid",
+    "pid_for_children",
+    "time",
+    "time_for_children",
+    "user",
+    "uts",
+];
+
+/// Where our JSON file and lsof's disagree, field by field.
+fn lsof_mismatches(ours: &serde_json::Value, theirs: &LsofFile) -> Vec<String> {
+    let mut bad = Vec::new();
+    fn differs(bad: &mut Vec<String>, what: &str, a: &str, b: &str) {
+        if a != b {
+            bad.push(format!("{what}: ours {a:?}, lsof {b:?}"));
+        }
+    }
+    let kind = ours["type"].as_str().unwrap();
+    let path = ours["path"].as_str().unwrap();
+    differs(
+        &mut bad,
+        "access",
+        ours["access"].as_str().unwrap(),
+        theirs.access.trim(),
+    );
+    let flags = u32::from_str_radix(ours["flags"].as_str().unwrap(), 8).unwrap();
+    let lsof_flags = theirs.flags.split(';').next().unwrap_or("");
+    differs(&mut bad, "flags", &format!("0x{flags:x}"), lsof_flags);
+    // lsof gives no device for sockets.
+    if !theirs.dev.is_empty() {
+        let dev = lsof_dev(ours["dev"].as_str().unwrap());
+        differs(&mut bad, "dev", &dev, &theirs.dev);
+    }
+    if !theirs.inode.is_empty() {
+        differs(&mut bad, "inode", &ours["ino"].to_string(), &theirs.inode);
+    }
+    if !theirs.offset.is_empty()
+        && !lsof_offset(ours["pos"].as_u64().unwrap()).contains(&theirs.offset)
+    {
+        bad.push(format!(
+            "offset: ours {}, lsof {}",
+            ours["pos"], theirs.offset
+        ));
+    }
+    // lsof names a socket by its protocol (unix, IPv4, …): itersnap's SOCK.
+    let lsof_kind = match theirs.kind.as_str() {
+        "unix" | "IPv4" | "IPv6" | "sock" | "netlink" | "pack" | "ax25" | "raw" | "raw6" => "SOCK",
+        k => k,
+    };
+    differs(&mut bad, "type", kind, lsof_kind);
+    match kind {
+        // A namespace: readlink's `net:[4026531833]`, lsof's `net`.
+        "REG"
+            if NAMESPACES
+                .iter()
+                .any(|ns| path.starts_with(&format!("{ns}:["))) =>
+        {
+            let ns = path.split(":[").next().unwrap_or(path);
+            differs(&mut bad, "name", ns, &theirs.name)
+        }
+        // Paths: exactly readlink's text, " (deleted)" included.
+        "REG" | "DIR" | "CHR" | "BLK" | "LINK" if !path.starts_with("anon_inode:") => {
+            differs(&mut bad, "name", path, &theirs.name)
+        }
+        // lsof adds an id to some anon inodes: [eventfd:3], [pidfd:1234].
+        "a_inode" => {
+            let ours = path.trim_start_matches("anon_inode:").trim_end_matches(']');
+            if !theirs.name.starts_with(ours) {
+                bad.push(format!("name: ours {path:?}, lsof {:?}", theirs.name));
+            }
+        }
+        "FIFO" => differs(&mut bad, "name", "pipe", &theirs.name),
+        _ => {}
+    }
+    bad
+}
+
+/// This process's snapshot files against lsof, looked at alone.
+fn files_agree_with_lsof_alone(pid: u32, backend: &str) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..3 {
+        let before = lsof(Some(pid));
+        let snap = snapshot(&["--pid", &pid.to_string(), "--backend", backend]);
+        if lsof(Some(pid)) != before {
+            continue;
+        }
+        let Some(row) = rows_of(&snap, pid).first().copied() else {
+            return Ok(());
+        };
+        let bad = compare_with_lsof(row, before.get(&pid).cloned().unwrap_or_default());
+        if bad.is_empty() {
+            return Ok(());
+        }
+        last = bad.join("\n");
+    }
+    if last.is_empty() {
+        Ok(())
+    } else {
+        Err(last)
+    }
+}
+
+fn compare_with_lsof(row: &serde_json::Value, theirs: BTreeMap<i32, LsofFile>) -> Vec<String> {
+    let ours: BTreeMap<i32, &serde_json::Value> = row["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["fd"].as_i64().unwrap() as i32, f))
+        .collect();
+    let mut bad = Vec::new();
+    let fds_ours: Vec<_> = ours.keys().collect();
+    let fds_theirs: Vec<_> = theirs.keys().collect();
+    if fds_ours != fds_theirs {
+        bad.push(format!("fds: ours {fds_ours:?}, lsof {fds_theirs:?}"));
+    }
+    for (fd, file) in &theirs {
+        if let Some(our) = ours.get(fd) {
+            for m in lsof_mismatches(our, file) {
+                bad.push(format!("fd {fd}: {m}"));
+            }
+        }
+    }
+    bad
+}
+
+/// Every fd of every process that did not change while read agrees with
+/// lsof: access, flags, device, inode, offset, type and name.
+#[test]
+fn every_fd_agrees_with_lsof() {
+    // Not this test, whose fds change as it runs lsof. The fixture holds
+    // one of each kind of file, and keeps them.
+    let me = std::process::id();
+    let fx = Fixture::start("lsof");
+    for backend in BACKENDS {
+        let before = lsof(None);
+        let snap = snapshot(&["--backend", backend]);
+        let after = lsof(None);
+        let (mut compared, mut fds, mut fixture_fds) = (0, 0, 0);
+        let mut failures = Vec::new();
+        for (pid, theirs) in &before {
+            if *pid == 1 || *pid == me || after.get(pid) != Some(theirs) {
+                continue;
+            }
+            let Some(row) = rows_of(&snap, *pid).first().copied() else {
+                continue;
+            };
+            if !compare_with_lsof(row, theirs.clone()).is_empty() {
+                // Equal before and after need not be unchanged in between.
+                if let Err(e) = files_agree_with_lsof_alone(*pid, backend) {
+                    failures.push(format!("pid {pid} ({}): {e}", row["comm"]));
+                }
+            }
+            compared += 1;
+            fds += theirs.len();
+        }
+        assert!(failures.is_empty(), "{backend}:\n{}", failures.join("\n"));
+        assert!(
+            compared > 10 && fds > 100,
+            "{backend}: {compared} processes, {fds} fds"
+        );
+    }
+}
