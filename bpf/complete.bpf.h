@@ -20,14 +20,17 @@
  */
 __u32 learn_root_only = 0;
 
-static __always_inline void seq_emit(struct seq_file *seq, void *rec, __u64 size)
+/* A record to the seq_file; `max` is its buffer's size (seq_emit() passes it). */
+static __always_inline void seq_emit_rec(struct seq_file *seq, void *rec, __u64 size, __u64 max)
 {
 	/* Keep the bound check on the very register passed to the helper. */
 	barrier_var(size);
-	if (size == 0 || size > sizeof(union scratch))
+	if (size == 0 || size > max)
 		return;
 	bpf_seq_write(seq, rec, size);
 }
+
+#define seq_emit(seq, rec, size) seq_emit_rec(seq, rec, size, sizeof(*(rec)))
 
 /*
  * Is this object a task to write? Iterators run in the reader's context:
@@ -112,7 +115,8 @@ static __always_inline int dump_one_file(struct bpf_iter__task_file *ctx, bool d
 	struct task_struct *t = ctx->task;
 	struct file *f = ctx->file;
 	union scratch *buf;
-	__u32 size, tgid;
+	struct sock_rec *sr;
+	__u32 size, sock_size, tgid;
 	__u64 file_addr;
 	bool cloexec;
 
@@ -137,7 +141,13 @@ static __always_inline int dump_one_file(struct bpf_iter__task_file *ctx, bool d
 	if (d_path)
 		size = file_rec_set_text(&buf->file,
 					 bpf_d_path(&f->f_path, buf->file.path, sizeof(buf->file.path)));
+	sock_size = fill_socket(file_addr, tgid, ctx->fd, buf->file.ino, buf->file.magic);
+	if (!fd_kept(sock_size))
+		return 0;
 	seq_emit(seq, &buf->file, size);
+	sr = sock_buf();
+	if (sock_size && sr)
+		seq_emit(seq, sr, sock_size);
 	return 0;
 }
 

@@ -33,6 +33,7 @@ enum rec_kind {
 	REC_STACK = 3,	/* kinds/stack.h */
 	REC_BEGIN = 4,	/* first record of a snapshot: what triggered it */
 	REC_END = 5,	/* last record: what the walk emitted */
+	REC_SOCKET = 6,	/* kinds/socket.h */
 };
 
 /* What fired a snapshot (struct begin_rec.trigger). */
@@ -55,6 +56,7 @@ struct rec_hdr {
 #include "kinds/task.h"
 #include "kinds/file.h"
 #include "kinds/stack.h"
+#include "kinds/socket.h"
 
 /*
  * Sent when a trigger fires, followed by the records captured inside the
@@ -120,5 +122,6 @@ struct snap_stats {
 #define OPT_THREADS (1 << 2)  /* stacks for every thread, not just leaders */
 #define OPT_STACKS (1 << 3)
 #define OPT_FILES (1 << 4)
+#define FILTER_SOCK_ON (1 << 5)  /* --port, --proto, --state: only matching sockets */
 
 #endif /* ITERSNAP_H */

@@ -139,16 +139,19 @@ struct walk_state {
 };
 struct walk_state ws = {};
 
-static __always_inline void emit(void *rec, __u32 size, __u64 flags)
+/* A record to the ring; `max` is its buffer's size (emit() passes it). */
+static __always_inline void emit_rec(void *rec, __u32 size, __u32 max, __u64 flags)
 {
 	/* Keep the bound check on the very register passed to the helper. */
 	barrier_var(size);
-	if (size > sizeof(union scratch))
+	if (size > max)
 		return;
 	ws.emitted++;
 	if (bpf_ringbuf_output(&events, rec, size, flags))
 		ws.dropped++;
 }
+
+#define emit(rec, size, flags) emit_rec(rec, size, sizeof(*(rec)), flags)
 
 /* Has the in-event part used its budget? Then the rest comes after. */
 static __always_inline bool over_budget(__u64 deadline)
@@ -253,6 +256,7 @@ __noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline, __u32
 	struct files_struct *files = (struct files_struct *)files_addr;
 	union scratch *buf = scratch_buf();
 	struct fd_stage *st = fd_stage();
+	struct sock_rec *sr = sock_buf();
 	__u32 zero = 0;
 	struct fd_slots *slots = bpf_map_lookup_elem(&fd_slots_map, &zero);
 	struct fdtable *fdt;
@@ -261,7 +265,7 @@ __noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline, __u32
 	__u32 words;
 	int w;
 
-	if (!files || !buf || !slots || !st)
+	if (!files || !buf || !slots || !st || !sr)
 		return FDS_ALL;
 	fdt = BPF_CORE_READ(files, fdt);
 	open_fds = BPF_CORE_READ(fdt, open_fds);
@@ -291,7 +295,7 @@ __noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline, __u32
 			continue;
 		bpf_for(i, 0, 64) {
 			struct file *f = NULL;
-			__u32 size, bit;
+			__u32 size, sock_size, bit;
 			__u64 low;
 			int fd;
 
@@ -309,14 +313,26 @@ __noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline, __u32
 			size = fill_file((__u64)f, tgid, fd, cloexec & low);
 			if (!size)
 				continue;
+			sock_size = fill_socket((__u64)f, tgid, fd, buf->file.ino, buf->file.magic);
+			if (!fd_kept(sock_size))
+				continue;
 			if (sink == FDS_TO_STAGE) {
+				__u32 mark = st->used;
+
+				/* A file and its socket go together, or both after. */
 				if ((buf->file.path_flags & (PATH_TRUNCATED | PATH_FAULT)) ||
 				    !stage_append(st, &buf->file, size))
 					return fd;
+				if (sock_size && !stage_append(st, sr, sock_size)) {
+					st->used = mark;
+					return fd;
+				}
 				continue;
 			}
 			emit(&buf->file, size, BPF_RB_NO_WAKEUP);
 			ws.files++;
+			if (sock_size)
+				emit(sr, sock_size, BPF_RB_NO_WAKEUP);
 		}
 	}
 	/* A table larger than the bound: its higher fds are the completion's. */
@@ -338,13 +354,14 @@ __noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline, __u32
 {
 	struct files_struct *files = (struct files_struct *)files_addr;
 	union scratch *buf = scratch_buf();
+	struct sock_rec *sr = sock_buf();
 	unsigned long *open_fds, *close_on_exec;
 	unsigned long word = 0, cloexec = 0;
 	struct file **fd_array;
 	struct fdtable *fdt;
 	__u32 max_fds;
 
-	if (!files || !buf || sink != FDS_TO_RING)
+	if (!files || !buf || !sr || sink != FDS_TO_RING)
 		return FDS_ALL;
 	fdt = BPF_CORE_READ(files, fdt);
 	open_fds = BPF_CORE_READ(fdt, open_fds);
@@ -354,7 +371,7 @@ __noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline, __u32
 
 	for (int fd = 0; fd < BOUNDED_FDS; fd++) {
 		struct file *f = NULL;
-		__u32 size;
+		__u32 size, sock_size;
 
 		if (fd >= max_fds)
 			return FDS_ALL;
@@ -371,10 +388,15 @@ __noinline __u32 capture_fds(__u64 files_addr, __u32 tgid, __u64 deadline, __u32
 		if (bpf_probe_read_kernel(&f, sizeof(f), fd_array + fd) || !f)
 			continue;
 		size = fill_file((__u64)f, tgid, fd, cloexec & (1UL << (fd & 63)));
-		if (size) {
-			emit(&buf->file, size, BPF_RB_NO_WAKEUP);
-			ws.files++;
-		}
+		if (!size)
+			continue;
+		sock_size = fill_socket((__u64)f, tgid, fd, buf->file.ino, buf->file.magic);
+		if (!fd_kept(sock_size))
+			continue;
+		emit(&buf->file, size, BPF_RB_NO_WAKEUP);
+		ws.files++;
+		if (sock_size)
+			emit(sr, sock_size, BPF_RB_NO_WAKEUP);
 	}
 	return max_fds <= BOUNDED_FDS ? FDS_ALL : BOUNDED_FDS;
 }

@@ -143,5 +143,6 @@ static __always_inline void set_hdr(struct rec_hdr *h, __u16 kind, __u16 size)
 #include "kinds/task.bpf.h"
 #include "kinds/file.bpf.h"
 #include "kinds/stack.bpf.h"
+#include "kinds/socket.bpf.h"
 
 #endif /* WALK_BPF_H */

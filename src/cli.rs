@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Parser, Subcommand};
 
+use crate::kinds::sockets::{SocketFilter, PROTOCOLS, STATES};
 use crate::model::TriggerSpec;
 use crate::run::Request;
 use crate::{signals, syscalls};
@@ -54,6 +55,22 @@ pub struct Cli {
     /// Show each task's kernel stack, symbolized
     #[arg(short = 'k', long)]
     pub stacks: bool,
+
+    /// Only sockets with this local or remote port, and the processes
+    /// holding one, like `lsof -i :PORT` (repeatable, up to 8)
+    #[arg(long, value_name = "PORT", value_parser = parse_port, conflicts_with = "no_files", help_heading = "Sockets")]
+    pub port: Vec<u16>,
+
+    /// Only sockets of this protocol: tcp, udp, udplite, raw, sctp, icmp,
+    /// unix, netlink, packet (repeatable)
+    #[arg(long, value_name = "PROTO", value_parser = parse_proto, conflicts_with = "no_files", help_heading = "Sockets")]
+    pub proto: Vec<u32>,
+
+    /// Only sockets in this state, like `ss state …`: LISTEN, ESTABLISHED,
+    /// SYN_SENT, SYN_RECV, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK,
+    /// CLOSING, CLOSE, CONNECTED, UNCONNECTED (repeatable)
+    #[arg(long, value_name = "STATE", value_parser = parse_state, conflicts_with = "no_files", help_heading = "Sockets")]
+    pub state: Vec<u8>,
 
     /// Show tasks under their parents, like `ps f` (table output)
     #[arg(short = 't', long, help_heading = "Output")]
@@ -146,6 +163,11 @@ impl Cli {
             threads: self.threads,
             files: !self.no_files,
             stacks: self.stacks,
+            sockets: SocketFilter {
+                ports: self.port.clone(),
+                protocols: self.proto.iter().fold(0, |m, p| m | 1 << p),
+                states: self.state.iter().fold(0, |m, s| m | 1 << s),
+            },
             tree: self.tree,
             columns: self.columns.as_ref().map(|c| c.0.clone()),
             output: self.output,
@@ -388,6 +410,42 @@ pub fn parse_comm(s: &str) -> Result<Comm, String> {
         ));
     }
     Ok(Comm(bytes.to_vec()))
+}
+
+pub fn parse_port(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("PORT must be a number from 1 to 65535, not {s:?}")),
+        Ok(port) => Ok(port),
+    }
+}
+
+/// --proto: the index of its name in PROTOCOLS.
+pub fn parse_proto(s: &str) -> Result<u32, String> {
+    let name = s.to_ascii_lowercase();
+    PROTOCOLS
+        .iter()
+        .position(|p| *p == name)
+        .map(|i| i as u32)
+        .ok_or_else(|| format!("unknown protocol {s:?}: one of {}", PROTOCOLS.join(", ")))
+}
+
+/// --state: the sk_state it names.
+pub fn parse_state(s: &str) -> Result<u8, String> {
+    let name = s.to_ascii_uppercase().replace('-', "_");
+    let name = match name.as_str() {
+        "ESTAB" => "ESTABLISHED",
+        "UNCONN" => "UNCONNECTED",
+        "CLOSED" => "CLOSE",
+        n => n,
+    };
+    STATES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = STATES.iter().map(|(n, _)| *n).collect();
+            format!("unknown socket state {s:?}: one of {}", names.join(", "))
+        })
 }
 
 pub fn parse_pid(s: &str) -> Result<u32, String> {

@@ -101,6 +101,8 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
             ksyms,
             wall_offset_ns: u64::MAX / 2,
             event_budget_ns: 1_000_000,
+            socket_filter: false,
+            reader_netns: 4026531840,
         };
         let snap = snapshot::assemble(raw, &ctx, (1, 2, 3));
         let _ = printer_table.write(sink, &snap);

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use itersnap::cli::{self, Cli};
+use itersnap::kinds::sockets::SocketFilter;
 use itersnap::{backend, check, features, man, run};
 
 fn main() -> ExitCode {
@@ -14,6 +15,16 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
+    if cli.port.len() > SocketFilter::PORTS_MAX {
+        return usage_error(clap::Error::raw(
+            clap::error::ErrorKind::TooManyValues,
+            format!(
+                "--port is given {} times, at most {} are checked in the kernel",
+                cli.port.len(),
+                SocketFilter::PORTS_MAX
+            ),
+        ));
+    }
     configure_libbpf_log(cli.verbose);
     match cli.command {
         Some(cli::Command::Check) => return check(&cli),

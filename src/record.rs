@@ -12,6 +12,7 @@
 use std::fmt;
 
 use crate::kinds::files::{self, FileRec};
+use crate::kinds::sockets::{self, SockRec};
 use crate::kinds::stacks::{self, StackRec};
 use crate::kinds::task::{self, TaskRec};
 use crate::wire::{Fields, COMM_LEN, HDR_SIZE};
@@ -22,6 +23,7 @@ pub const REC_FILE: u16 = 2;
 pub const REC_STACK: u16 = 3;
 pub const REC_BEGIN: u16 = 4;
 pub const REC_END: u16 = 5;
+pub const REC_SOCKET: u16 = 6;
 
 pub const BEGIN_SIZE: usize = 96;
 pub const END_SIZE: usize = 56;
@@ -70,6 +72,7 @@ pub enum Record {
     Task(TaskRec),
     File(FileRec),
     Stack(StackRec),
+    Socket(SockRec),
     Begin(BeginRec),
     End(EndRec),
 }
@@ -80,6 +83,7 @@ impl Record {
             Record::Task(r) => r.seq,
             Record::File(r) => r.seq,
             Record::Stack(r) => r.seq,
+            Record::Socket(r) => r.seq,
             Record::Begin(r) => r.seq,
             Record::End(r) => r.seq,
         }
@@ -126,6 +130,7 @@ pub fn decode_one(buf: &[u8], offset: usize) -> Result<(Option<Record>, usize), 
         REC_TASK => task::decode(&f, seq).map(Record::Task),
         REC_FILE => files::decode(&f, seq).map(Record::File),
         REC_STACK => stacks::decode(&f, seq).map(Record::Stack),
+        REC_SOCKET => sockets::decode(&f, seq).map(Record::Socket),
         REC_BEGIN => decode_begin(&f, seq),
         REC_END => decode_end(&f, seq),
         _ => return Ok((None, size)),
@@ -449,6 +454,7 @@ mod corpus_tests {
                 Record::Task(_) => b'T',
                 Record::File(_) => b'F',
                 Record::Stack(_) => b'S',
+                Record::Socket(_) => b'K',
                 Record::End(_) => b'E',
             })
             .collect();

@@ -13,6 +13,7 @@ use crate::backend::BackendChoice;
 use crate::backend::{self, TriggerOptions, TriggerSpec, WalkOptions};
 use crate::diff::{self, SortKey};
 use crate::features::{self, BtfNames};
+use crate::kinds::sockets::SocketFilter;
 use crate::ksyms::Ksyms;
 use crate::output::Printer;
 use crate::output::{Column, OutputFormat};
@@ -35,6 +36,8 @@ pub struct Request {
     pub threads: bool,
     pub files: bool,
     pub stacks: bool,
+    /// --port, --proto, --state.
+    pub sockets: SocketFilter,
     pub tree: bool,
     /// --columns; None for the default set.
     pub columns: Option<Vec<Column>>,
@@ -60,6 +63,7 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
         threads: req.threads,
         files: req.files,
         stacks: req.stacks,
+        sockets: req.sockets.clone(),
     };
     let mut spec = req.trigger.clone();
     if let TriggerSpec::Uprobe { path, .. } = &mut spec {
@@ -96,6 +100,12 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
         event_budget,
     };
     Ok((walk, trig))
+}
+
+/// The inode of itersnap's own network namespace (0 if unknown).
+fn own_netns() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/net").map_or(0, |m| m.ino())
 }
 
 /// Loads and attaches the backend, and says so on stderr.
@@ -166,6 +176,8 @@ pub fn run(req: &Request) -> Result<()> {
         ksyms: ksyms.as_ref(),
         wall_offset_ns: backend::realtime_ns().saturating_sub(backend::monotonic_ns()),
         event_budget_ns: event_budget.as_nanos().min(u64::MAX as u128) as u64,
+        socket_filter: req.sockets.is_on(),
+        reader_netns: own_netns(),
     };
 
     let mut taken = 0u64;

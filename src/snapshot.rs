@@ -3,12 +3,13 @@
 //! own account: what fired it, which tasks the event captured, what is
 //! missing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::kinds::files::{self, FileEntry};
+use crate::kinds::sockets::Socket;
 use crate::kinds::stacks::{self, Frame, StackRec};
 use crate::kinds::task::{Task, TaskRec};
 use crate::ksyms::Ksyms;
@@ -154,6 +155,8 @@ pub struct WalkInfo {
     /// the event's (see Capture).
     pub after_event: bool,
     pub capture: Capture,
+    /// itersnap's own network namespace (sockets elsewhere say theirs).
+    pub reader_netns: u64,
     /// CPU the trigger fired on, when there was a trigger.
     pub cpu: Option<u32>,
     /// Wall-clock time at the start of the walk.
@@ -202,6 +205,8 @@ pub struct Counts {
     pub processes: usize,
     pub threads: usize,
     pub files: usize,
+    /// Of the files, sockets with their socket record.
+    pub sockets: usize,
     pub stacks: usize,
     /// Task, file and stack records in the snapshot (the event's and the
     /// completion's, merged).
@@ -234,6 +239,11 @@ pub struct Context<'a> {
     pub wall_offset_ns: u64,
     /// --event-budget, as the trigger programs were given it.
     pub event_budget_ns: u64,
+    /// A --port/--proto/--state filter is on: processes without a matching
+    /// socket are not shown.
+    pub socket_filter: bool,
+    /// itersnap's own network namespace: sockets of others say theirs.
+    pub reader_netns: u64,
 }
 
 /// One task of a snapshot (a process, or a thread with `--threads`) and
@@ -287,6 +297,7 @@ fn walk_info(raw: &RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -> 
         trigger: Trigger::from_event(ctx.spec, raw.begin.as_ref()),
         backend: ctx.backend,
         after_event: raw.after_event,
+        reader_netns: ctx.reader_netns,
         capture: Capture {
             in_event_ns: raw.in_event_ns,
             // A tick captures nothing in its event, whatever the budget.
@@ -339,6 +350,8 @@ struct Gathered {
     procs: BTreeMap<u32, Process>,
     files: BTreeMap<u32, Vec<FileEntry>>,
     stacks: BTreeMap<u32, StackRec>,
+    /// Socket records not right after their file's (pid, fd).
+    sockets: HashMap<(u32, i32), Socket>,
 }
 
 /// Tasks by process, files by process, stacks by thread; counts in
@@ -347,6 +360,7 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
     let mut procs: BTreeMap<u32, Process> = BTreeMap::new();
     let mut files: BTreeMap<u32, Vec<FileEntry>> = BTreeMap::new();
     let mut stacks: BTreeMap<u32, StackRec> = BTreeMap::new();
+    let mut sockets: HashMap<(u32, i32), Socket> = HashMap::new();
     // A process's files arrive one after another: gather each run before
     // touching the map, instead of a map lookup per file.
     let mut run: Option<(u32, Vec<FileEntry>)> = None;
@@ -381,6 +395,20 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
             Record::Stack(s) => {
                 stacks.entry(s.pid).or_insert(s);
             }
+            // A socket follows its file's record: it goes with it.
+            Record::Socket(s) => {
+                let file = run
+                    .as_mut()
+                    .filter(|(pid, _)| *pid == s.pid)
+                    .and_then(|(_, list)| list.last_mut())
+                    .filter(|f| f.fd == s.fd && f.socket.is_none());
+                match file {
+                    Some(f) => f.socket = Some(s.socket),
+                    None => {
+                        sockets.entry((s.pid, s.fd)).or_insert(s.socket);
+                    }
+                }
+            }
             Record::Begin(_) | Record::End(_) => {}
         }
     }
@@ -389,6 +417,7 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
         procs,
         files,
         stacks,
+        sockets,
     }
 }
 
@@ -398,6 +427,7 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         procs,
         mut files,
         mut stacks,
+        mut sockets,
     } = g;
     let mut rows = Vec::with_capacity(procs.len());
     for (tgid, mut proc) in procs {
@@ -412,12 +442,20 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         else {
             continue;
         };
-        counts.processes += 1;
-        counts.threads += proc.threads.len();
-
         let mut open_files: Vec<FileEntry> = files.remove(&tgid).unwrap_or_default();
         files::by_fd(&mut open_files);
+        if !sockets.is_empty() {
+            for f in open_files.iter_mut().filter(|f| f.socket.is_none()) {
+                f.socket = sockets.remove(&(tgid, f.fd));
+            }
+        }
+        if ctx.socket_filter && !open_files.iter().any(|f| f.socket.is_some()) {
+            continue; // --port, --proto, --state: only processes holding one
+        }
+        counts.processes += 1;
+        counts.threads += proc.threads.len();
         counts.files += open_files.len();
+        counts.sockets += open_files.iter().filter(|f| f.socket.is_some()).count();
         counts.truncated += open_files.iter().filter(|f| f.truncated).count();
 
         let mut stack_of = |pid: u32| {

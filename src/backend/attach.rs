@@ -66,6 +66,13 @@ macro_rules! configure_rodata {
         rodata.cfg_max_snapshots = trig.count.unwrap_or(0);
         rodata.cfg_ringbuf_bytes = u64::from($crate::backend::ringbuf_bytes(trig.ringbuf_size));
         rodata.cfg_event_budget_ns = trig.event_budget.as_nanos().min(u64::MAX as u128) as u64;
+        rodata.cfg_sock_protos = walk.sockets.protocols;
+        rodata.cfg_sock_states = walk.sockets.states;
+        let ports = &walk.sockets.ports;
+        rodata.cfg_sock_nports = ports.len().min(rodata.cfg_sock_ports.len()) as u32;
+        for (slot, port) in rodata.cfg_sock_ports.iter_mut().zip(ports) {
+            *slot = *port;
+        }
     }};
 }
 pub(crate) use configure_rodata;

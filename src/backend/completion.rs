@@ -337,12 +337,13 @@ impl Completion {
         for link in links {
             let (files, e) = link.read("task_file")?;
             out.extend(files.into_iter().filter(|r| {
-                match r {
-                    Record::File(f) => from
-                        .get(&f.pid)
-                        .is_some_and(|&upto| u32::try_from(f.fd).is_ok_and(|fd| fd >= upto)),
-                    _ => false,
-                }
+                let (pid, fd) = match r {
+                    Record::File(f) => (f.pid, f.fd),
+                    Record::Socket(s) => (s.pid, s.fd),
+                    _ => return false,
+                };
+                from.get(&pid)
+                    .is_some_and(|&upto| u32::try_from(fd).is_ok_and(|fd| fd >= upto))
             }));
             error = error.or(e.map(|e| e.to_string()));
         }
@@ -369,6 +370,7 @@ pub fn merge(in_event: Vec<Record>, after: Vec<Record>, lost: bool) -> Vec<Recor
     let mut stack_tids = HashSet::new();
     let mut fds_upto = HashMap::new();
     let mut fds = HashSet::new();
+    let mut sockets = HashSet::new();
     for rec in &in_event {
         match rec {
             Record::Task(t) => {
@@ -379,6 +381,9 @@ pub fn merge(in_event: Vec<Record>, after: Vec<Record>, lost: bool) -> Vec<Recor
             }
             Record::File(f) => {
                 fds.insert((f.pid, f.fd));
+            }
+            Record::Socket(s) => {
+                sockets.insert((s.pid, s.fd));
             }
             Record::Stack(s) => {
                 stack_tids.insert(s.pid);
@@ -401,6 +406,13 @@ pub fn merge(in_event: Vec<Record>, after: Vec<Record>, lost: bool) -> Vec<Recor
                     && fds_upto
                         .get(&f.pid)
                         .is_none_or(|&upto| u32::try_from(f.fd).is_ok_and(|fd| fd >= upto))
+            }
+            // A socket goes as its file: the event's when it has one.
+            Record::Socket(s) => {
+                !sockets.contains(&(s.pid, s.fd))
+                    && fds_upto
+                        .get(&s.pid)
+                        .is_none_or(|&upto| u32::try_from(s.fd).is_ok_and(|fd| fd >= upto))
             }
             Record::Begin(_) | Record::End(_) => false,
         };

@@ -13,6 +13,7 @@ pub mod open_coded;
 pub mod seq;
 pub mod session;
 
+use crate::kinds::sockets::SocketFilter;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -41,6 +42,8 @@ pub struct WalkOptions {
     pub threads: bool,
     pub files: bool,
     pub stacks: bool,
+    /// --port, --proto, --state: only the sockets they select.
+    pub sockets: SocketFilter,
 }
 
 /// The trigger and its in-kernel guards.
@@ -85,6 +88,7 @@ pub(crate) fn cfg_flags(opts: &WalkOptions) -> u32 {
     const OPT_THREADS: u32 = 1 << 2;
     const OPT_STACKS: u32 = 1 << 3;
     const OPT_FILES: u32 = 1 << 4;
+    const FILTER_SOCK_ON: u32 = 1 << 5;
     let mut flags = 0;
     for (on, bit) in [
         (opts.comm.is_some(), FILTER_COMM_ON),
@@ -92,6 +96,7 @@ pub(crate) fn cfg_flags(opts: &WalkOptions) -> u32 {
         (opts.threads, OPT_THREADS),
         (opts.stacks, OPT_STACKS),
         (opts.files, OPT_FILES),
+        (opts.sockets.is_on(), FILTER_SOCK_ON),
     ] {
         if on {
             flags |= bit;

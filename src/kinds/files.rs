@@ -10,6 +10,7 @@ use std::io::{self, Write};
 
 use serde::{Serialize, Serializer};
 
+use crate::kinds::sockets::{self, Socket, SocketJson};
 use crate::text::{digits_before, printable};
 use crate::wire::Fields;
 
@@ -86,6 +87,8 @@ pub struct FileEntry {
     pub size: u64,
     /// The path lost leading components to the walk's depth or buffer bound.
     pub truncated: bool,
+    /// A socket's endpoints, state, queues (kinds/sockets.rs).
+    pub socket: Option<Socket>,
 }
 
 impl FileEntry {
@@ -111,6 +114,20 @@ impl FileEntry {
             pos: f.pos,
             size: f.size,
             truncated: f.path_flags & (PATH_TRUNCATED | PATH_FAULT) != 0,
+            socket: None,
+        }
+    }
+
+    /// lsof's TYPE: the socket's (IPv4, unix, …) for a socket, else ours.
+    pub fn lsof_type(&self) -> &'static str {
+        self.socket.as_ref().map_or(self.kind, |s| s.lsof_type())
+    }
+
+    /// The table's description: lsof's NAME for a socket, else readlink's.
+    pub fn description(&self, reader_netns: u64) -> Cow<'_, str> {
+        match &self.socket {
+            Some(s) => Cow::Owned(s.lsof_name(reader_netns)),
+            None => printable(&self.desc),
         }
     }
 }
@@ -283,6 +300,8 @@ pub struct FileJson<'a> {
     pos: u64,
     size: u64,
     truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    socket: Option<SocketJson>,
 }
 
 /// The file's JSON object (docs/json.md).
@@ -300,6 +319,7 @@ pub fn json(f: &FileEntry) -> FileJson<'_> {
         pos: f.pos,
         size: f.size,
         truncated: f.truncated,
+        socket: f.socket.as_ref().map(sockets::json),
     }
 }
 
@@ -446,14 +466,23 @@ pub fn write_heading(w: &mut dyn Write, indent: usize, flags_width: usize) -> io
 }
 
 /// "fd 3u REG /tmp/x": a file as a change line names it.
-pub fn summary(f: &FileEntry) -> String {
+pub fn summary(f: &FileEntry, reader_netns: u64) -> String {
     format!(
         "fd {}{} {} {}",
         f.fd,
         f.access(),
-        f.kind,
-        printable(&f.desc)
+        f.lsof_type(),
+        f.description(reader_netns)
     )
+}
+
+/// Where a file line's parts go, the same for every file of a snapshot.
+pub struct LineLayout {
+    pub indent: usize,
+    /// FLAGS' width (flags_width()).
+    pub flags_width: usize,
+    /// itersnap's own network namespace: sockets of others say theirs.
+    pub reader_netns: u64,
 }
 
 /// One file under its task: `{indent}{fd:>5}{access} {type:<7} {flags:<8}
@@ -462,8 +491,7 @@ pub fn summary(f: &FileEntry) -> String {
 pub fn write_line(
     w: &mut dyn Write,
     line: &mut Vec<u8>,
-    indent: usize,
-    flags_width: usize,
+    layout: &LineLayout,
     f: &FileEntry,
 ) -> io::Result<()> {
     fn pad_to(line: &mut Vec<u8>, text: &[u8], width: usize, right: bool) {
@@ -478,20 +506,20 @@ pub fn write_line(
     }
     let mut fd = [0u8; 12];
     line.clear();
-    line.resize(indent, b' ');
+    line.resize(layout.indent, b' ');
     pad_to(line, format_int(&mut fd, f.fd), 5, true);
     line.push(f.access() as u8);
     line.push(b' ');
-    pad_to(line, f.kind.as_bytes(), 7, false);
+    pad_to(line, f.lsof_type().as_bytes(), 7, false);
     line.push(b' ');
     pad_to(
         line,
         open_flags_short(f.f_flags).as_bytes(),
-        flags_width,
+        layout.flags_width,
         false,
     );
     line.push(b' ');
-    line.extend_from_slice(printable(&f.desc).as_bytes());
+    line.extend_from_slice(f.description(layout.reader_netns).as_bytes());
     if f.truncated {
         line.extend_from_slice(b" [truncated]");
     }
@@ -600,6 +628,7 @@ mod tests {
                 pos: 0,
                 size: 0,
                 truncated,
+                socket: None,
             };
             let mark = if truncated { " [truncated]" } else { "" };
             let want = format!(
@@ -613,7 +642,12 @@ mod tests {
                 mark
             );
             let mut out = Vec::new();
-            write_line(&mut out, &mut Vec::new(), 10, 8, &f).unwrap();
+            let layout = LineLayout {
+                indent: 10,
+                flags_width: 8,
+                reader_netns: 0,
+            };
+            write_line(&mut out, &mut Vec::new(), &layout, &f).unwrap();
             assert_eq!(String::from_utf8(out).unwrap(), want);
         }
     }

@@ -11,5 +11,6 @@
 //! docs/architecture.md has the checklist.
 
 pub mod files;
+pub mod sockets;
 pub mod stacks;
 pub mod task;

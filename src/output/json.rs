@@ -291,6 +291,7 @@ mod tests {
             pos: 0,
             size: 0,
             truncated: false,
+            socket: None,
         };
         for (n, files_each) in [(0, 0), (1, 0), (3, 5000), (500, 10), (7, 1)] {
             let rows: Vec<Row> = (0..n)

@@ -92,6 +92,7 @@ fn clock(snap: &Snapshot) -> Clock {
 /// their ancestors for context), marked `+` appeared, `-` exited, `~` state
 /// changed, their opened (`+`) and closed (`-`) files beneath them.
 fn write_diff_tree(w: &mut dyn Write, snap: &Snapshot, d: &Diff, threads: bool) -> io::Result<()> {
+    let snap_netns = snap.info.reader_netns;
     use std::collections::{BTreeMap, BTreeSet};
     let mut marks: BTreeMap<(u32, u32), char> = BTreeMap::new();
     let mut notes: BTreeMap<(u32, u32), Vec<String>> = BTreeMap::new();
@@ -111,7 +112,7 @@ fn write_diff_tree(w: &mut dyn Write, snap: &Snapshot, d: &Diff, threads: bool) 
             notes
                 .entry((c.task.pid, c.task.tid))
                 .or_default()
-                .push(format!("{sign} {}", files::summary(&c.file)));
+                .push(format!("{sign} {}", files::summary(&c.file, snap_netns)));
         }
     }
     // Current rows that changed, exited ones rebuilt from the diff, and the
@@ -196,12 +197,17 @@ pub fn write_diff(w: &mut dyn Write, snap: &Snapshot, d: &Diff, p: &Printer) -> 
     if tree {
         write_diff_tree(w, snap, d, threads)?;
     } else {
-        write_change_lines(w, d, threads)?;
+        write_change_lines(w, d, threads, snap.info.reader_netns)?;
     }
     write_cpu_table(w, d)
 }
 
-fn write_change_lines(w: &mut dyn Write, d: &Diff, threads: bool) -> io::Result<()> {
+fn write_change_lines(
+    w: &mut dyn Write,
+    d: &Diff,
+    threads: bool,
+    snap_netns: u64,
+) -> io::Result<()> {
     for t in &d.appeared {
         writeln!(w, "+ {} appeared, parent {}", t.who(threads), t.ppid)?;
     }
@@ -216,7 +222,7 @@ fn write_change_lines(w: &mut dyn Write, d: &Diff, threads: bool) -> io::Result<
             w,
             "+ {} opened {}",
             c.task.who(threads),
-            files::summary(&c.file)
+            files::summary(&c.file, snap_netns)
         )?;
     }
     for c in &d.files_closed {
@@ -224,7 +230,7 @@ fn write_change_lines(w: &mut dyn Write, d: &Diff, threads: bool) -> io::Result<
             w,
             "- {} closed {}",
             c.task.who(threads),
-            files::summary(&c.file)
+            files::summary(&c.file, snap_netns)
         )?;
     }
     Ok(())
@@ -286,8 +292,13 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, p: &Printer) -> io::Result<()> 
         writeln!(w, "{line_of_task}")?;
         // Under a task, its files and stack, indented with it.
         let indent = indent + 2 * depth;
+        let layout = files::LineLayout {
+            indent,
+            flags_width,
+            reader_netns: snap.info.reader_netns,
+        };
         for f in &row.files {
-            files::write_line(w, &mut line, indent, flags_width, f)?;
+            files::write_line(w, &mut line, &layout, f)?;
         }
         if let Some(stack) = &row.stack {
             stacks::write_lines(w, indent, stack)?;
