@@ -154,12 +154,14 @@ struct LsofFile {
     offset: String,
     inode: String,
     name: String,
+    /// A socket's TST= (state), TQR= and TQS= (queues).
+    tcp_info: BTreeMap<String, String>,
 }
 
 /// pid → fd → file, for numeric fds (cwd, txt, mem… are not fds).
 fn lsof(pid: Option<u32>) -> BTreeMap<u32, BTreeMap<i32, LsofFile>> {
     let mut cmd = Command::new("lsof");
-    cmd.args(["-n", "-P", "-w", "-F", "pfatGDoin"]);
+    cmd.args(["-n", "-P", "-w", "-F", "pfatGDoinT"]);
     if let Some(pid) = pid {
         cmd.args(["-p", &pid.to_string()]);
     }
@@ -184,6 +186,11 @@ fn lsof(pid: Option<u32>) -> BTreeMap<u32, BTreeMap<i32, LsofFile>> {
             "o" => file.offset = value,
             "i" => file.inode = value,
             "n" => file.name = value,
+            "T" => {
+                if let Some((k, v)) = value.split_once('=') {
+                    file.tcp_info.insert(k.to_string(), v.to_string());
+                }
+            }
             _ => {}
         }
     }
@@ -302,7 +309,64 @@ fn lsof_mismatches(ours: &serde_json::Value, theirs: &LsofFile) -> Vec<String> {
             }
         }
         "FIFO" => differs(&mut bad, "name", "pipe", &theirs.name),
+        "SOCK" => bad.extend(socket_mismatches(ours, theirs)),
         _ => {}
+    }
+    bad
+}
+
+/// A socket's name, state and queues as lsof gives them (`n`, `TST=`,
+/// `TQR=`, `TQS=`): inet `127.0.0.1:41234->127.0.0.1:8080` (`*` for any
+/// address), UNIX `PATH type=STREAM`.
+fn socket_mismatches(ours: &serde_json::Value, theirs: &LsofFile) -> Vec<String> {
+    let s = &ours["socket"];
+    let mut bad = Vec::new();
+    if s.is_null() {
+        return vec!["no socket object".into()];
+    }
+    let family = s["family"].as_str().unwrap_or("");
+    let endpoint = |e: &serde_json::Value| {
+        let addr = e["addr"].as_str().unwrap_or("");
+        let host = match addr {
+            "0.0.0.0" | "::" => "*".to_string(),
+            a if family == "inet6" => format!("[{a}]"),
+            a => a.to_string(),
+        };
+        format!("{host}:{}", e["port"])
+    };
+    let name = match family {
+        "inet" | "inet6" => {
+            let mut n = endpoint(&s["local"]);
+            if s["remote"].is_object() {
+                n = format!("{n}->{}", endpoint(&s["remote"]));
+            }
+            n
+        }
+        "unix" => {
+            let kind = s["type"].as_str().unwrap_or("").to_uppercase();
+            match s["path"].as_str() {
+                Some(p) => format!("{p} type={kind}"),
+                None => format!("type={kind}"),
+            }
+        }
+        _ => return bad, // lsof names others its own way
+    };
+    if name != theirs.name {
+        bad.push(format!(
+            "socket name: ours {name:?}, lsof {:?}",
+            theirs.name
+        ));
+    }
+    for (key, ours) in [
+        ("TST", s["state"].as_str().unwrap_or("").to_string()),
+        ("TQR", s["rx_queue"].to_string()),
+        ("TQS", s["tx_queue"].to_string()),
+    ] {
+        if let Some(theirs) = theirs.tcp_info.get(key) {
+            if *theirs != ours {
+                bad.push(format!("socket {key}: ours {ours}, lsof {theirs}"));
+            }
+        }
     }
     bad
 }
