@@ -58,18 +58,18 @@ pub struct Cli {
 
     /// Only sockets with this local or remote port, and the processes
     /// holding one, like `lsof -i :PORT` (repeatable, up to 8)
-    #[arg(long, value_name = "PORT", value_parser = parse_port, conflicts_with = "no_files", help_heading = "Sockets")]
+    #[arg(long, value_name = "PORT", value_parser = parse_port, conflicts_with = "no_files")]
     pub port: Vec<u16>,
 
     /// Only sockets of this protocol: tcp, udp, udplite, raw, sctp, icmp,
     /// unix, netlink, packet (repeatable)
-    #[arg(long, value_name = "PROTO", value_parser = parse_proto, conflicts_with = "no_files", help_heading = "Sockets")]
+    #[arg(long, value_name = "PROTO", value_parser = parse_proto, conflicts_with = "no_files")]
     pub proto: Vec<u32>,
 
-    /// Only sockets in this state, like `ss state …`: LISTEN, ESTABLISHED,
+    /// Only sockets in this state, like `ss state`: LISTEN, ESTABLISHED,
     /// SYN_SENT, SYN_RECV, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK,
     /// CLOSING, CLOSE, CONNECTED, UNCONNECTED (repeatable)
-    #[arg(long, value_name = "STATE", value_parser = parse_state, conflicts_with = "no_files", help_heading = "Sockets")]
+    #[arg(long, value_name = "STATE", value_parser = parse_state, conflicts_with = "no_files")]
     pub state: Vec<u8>,
 
     /// Show tasks under their parents, like `ps f` (table output)
