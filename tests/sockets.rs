@@ -76,15 +76,20 @@ impl Drop for NetnsListener {
     }
 }
 
-/// Sockets of every kind, held by this test process while it looks.
+/// Sockets of every kind, held by this test process while it looks. One
+/// test at a time holds them (tests share this process): each counts them.
 struct Sockets {
+    // Fields drop in this order: the sockets close before the lock goes.
     _held: Vec<Box<dyn std::any::Any>>,
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
     path: std::path::PathBuf,
     tcp4_port: u16,
 }
 
 impl Sockets {
     fn open() -> Sockets {
+        static HELD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let one_at_a_time = HELD.lock().unwrap_or_else(|e| e.into_inner());
         let mut held: Vec<Box<dyn std::any::Any>> = Vec::new();
         let l4 = TcpListener::bind("127.0.0.1:0").unwrap();
         let tcp4_port = l4.local_addr().unwrap().port();
@@ -97,15 +102,20 @@ impl Sockets {
         let u_bound = UdpSocket::bind("127.0.0.1:0").unwrap();
         let u_conn = UdpSocket::bind("127.0.0.1:0").unwrap();
         u_conn.connect(u_bound.local_addr().unwrap()).unwrap();
-        let path = std::env::temp_dir().join(unique_comm("sock"));
+        // Names of their own: unique_comm() is cut to a task name's 15 bytes.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let unique = format!("itersnap-test-{}-{n}", std::process::id());
+        let path = std::env::temp_dir().join(&unique);
         let ux = UnixListener::bind(&path).unwrap();
-        let name = unique_comm("abstract");
+        let name = format!("{unique}-abstract");
         let abs = UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name).unwrap()).unwrap();
         let (p1, p2) = UnixStream::pair().unwrap();
         held.push(Box::new((l4, c4, a4, l6, c6, a6, u_bound, u_conn)));
         held.push(Box::new((ux, abs, p1, p2)));
         Sockets {
             _held: held,
+            _one_at_a_time: one_at_a_time,
             path,
             tcp4_port,
         }
