@@ -518,3 +518,46 @@ fn sockets_are_captured_inside_the_event() {
     }
     drop(held);
 }
+
+/// With --diff, a connection opened between two snapshots is a change,
+/// named as lsof names it, and the socket filter applies to the diff too.
+#[test]
+fn a_new_connection_is_a_change() {
+    let me = std::process::id().to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let armed = Armed::start(&[
+        "-o",
+        "json",
+        "--interval",
+        "300ms",
+        "--count",
+        "4",
+        "--diff",
+        "--pid",
+        &me,
+        "--port",
+        &port,
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(450));
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (code, out, err) = armed.finish();
+    assert_eq!(code, Some(0), "{err}");
+    let opened: Vec<Value> = parse_lines(&out)
+        .iter()
+        .filter_map(|s| s["diff"]["files_opened"].as_array().cloned())
+        .flatten()
+        .collect();
+    let sockets: Vec<&Value> = opened.iter().map(|c| &c["file"]["socket"]).collect();
+    assert!(
+        sockets
+            .iter()
+            .any(|s| s["state"] == "ESTABLISHED" && s["remote"]["port"].to_string() == port),
+        "the client's end appears: {opened:?}"
+    );
+    assert!(
+        sockets.iter().all(|s| s["protocol"] == "tcp"),
+        "only port {port}'s sockets: {opened:?}"
+    );
+    drop(client);
+}
