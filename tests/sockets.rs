@@ -525,7 +525,8 @@ fn sockets_are_captured_inside_the_event() {
 fn a_new_connection_is_a_change() {
     let me = std::process::id().to_string();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
+    let port_number = listener.local_addr().unwrap().port();
+    let port = port_number.to_string();
     let armed = Armed::start(&[
         "-o",
         "json",
@@ -552,7 +553,7 @@ fn a_new_connection_is_a_change() {
     assert!(
         sockets
             .iter()
-            .any(|s| s["state"] == "ESTABLISHED" && s["remote"]["port"].to_string() == port),
+            .any(|s| s["state"] == "ESTABLISHED" && s["remote"]["port"] == port_number),
         "the client's end appears: {opened:?}"
     );
     assert!(
