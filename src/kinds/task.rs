@@ -93,6 +93,48 @@ pub fn decode(f: &Fields<'_>, seq: u32) -> Result<TaskRec, &'static str> {
     })
 }
 
+/// A task record's bytes, as the BPF side lays them out: for the fuzz
+/// seeds' generator (record.rs, `ITERSNAP_WRITE_SEEDS=1`).
+#[cfg(test)]
+pub(crate) fn encode(t: &TaskRec) -> Vec<u8> {
+    let mut b = vec![0u8; TASK_SIZE];
+    let mut put = |at: usize, bytes: &[u8]| b[at..at + bytes.len()].copy_from_slice(bytes);
+    put(0, &crate::record::REC_TASK.to_ne_bytes());
+    put(2, &(TASK_SIZE as u16).to_ne_bytes());
+    put(4, &t.seq.to_ne_bytes());
+    for (at, v) in [
+        (8, t.pid),
+        (12, t.tgid),
+        (16, t.ppid),
+        (20, t.uid),
+        (24, t.euid),
+        (28, t.gid),
+        (32, t.state),
+        (36, t.exit_state),
+        (40, t.flags),
+        (44, t.nr_threads),
+        (128, t.capture),
+        (132, t.fds_upto),
+    ] {
+        put(at, &v.to_ne_bytes());
+    }
+    for (at, v) in [
+        (48, t.utime_ns),
+        (56, t.stime_ns),
+        (64, t.runtime_ns),
+        (72, t.dead_utime_ns),
+        (80, t.dead_stime_ns),
+        (88, t.dead_runtime_ns),
+        (96, t.start_ns),
+        (120, t.taken_ns),
+    ] {
+        put(at, &v.to_ne_bytes());
+    }
+    let comm = &t.comm[..t.comm.len().min(COMM_LEN - 1)];
+    put(104, comm);
+    b
+}
+
 /// A thread, or a process (its thread group's totals), as a snapshot holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
