@@ -97,6 +97,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
             backend: "open-coded",
             spec,
             per_thread: i % 2 == 0,
+            files: true,
             ksyms,
             wall_offset_ns: u64::MAX / 2,
             event_budget_ns: 1_000_000,

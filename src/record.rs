@@ -561,7 +561,11 @@ mod seeds {
 
     fn encode(r: &Record) -> Vec<u8> {
         match r {
-            Record::Task(t) => task::encode(t),
+            Record::Task(t) => {
+                let mut b = task::encode(t);
+                hdr(&mut b, REC_TASK, t.seq);
+                b
+            }
             Record::File(f) => file(f),
             Record::Stack(s) => stack(s),
             Record::Begin(b) => begin(b),
@@ -587,27 +591,41 @@ mod seeds {
         })
     }
 
-    /// A sleeping task of one thread, as the old seeds had them.
+    /// A sleeping task of one thread, root's, that never had its CPU time
+    /// reported (prev_cputime zero).
     fn task(seq: u32, pid: u32, tgid: u32, comm: &[u8], taken_ns: u64) -> TaskRec {
         TaskRec {
             seq,
             pid,
             tgid,
             ppid: 1,
-            uid: 0,
-            euid: 0,
-            gid: 0,
             state: 1,
             exit_state: 0,
             flags: 0,
             nr_threads: 1,
+            ruid: 0,
+            euid: 0,
+            suid: 0,
+            fsuid: 0,
+            rgid: 0,
+            egid: 0,
+            sgid: 0,
+            fsgid: 0,
+            present: task::TASK_PREV_CPUTIME,
             utime_ns: 1000,
             stime_ns: 2000,
             runtime_ns: 3500,
+            prev_utime_ns: 0,
+            prev_stime_ns: 0,
             dead_utime_ns: 0,
             dead_stime_ns: 0,
             dead_runtime_ns: 0,
+            group_prev_utime_ns: 0,
+            group_prev_stime_ns: 0,
             start_ns: 123_456_789,
+            // The boot clock is ahead of the monotonic one by a suspend.
+            start_boottime_ns: 1_123_456_789,
+            self_exec_id: 1,
             comm: comm.to_vec(),
             taken_ns,
             capture: 0,
@@ -648,9 +666,18 @@ mod seeds {
 
     fn open_coded_snapshot() -> Vec<Record> {
         let mut recs = vec![signal_begin(1)];
+        // Every id distinct, as after setresuid(1000, 0, 1001), setfsuid(1002).
         recs.push(Record::Task(TaskRec {
             capture: CAPTURE_IN_EVENT_FILES,
             fds_upto: u32::MAX,
+            ruid: 1000,
+            euid: 0,
+            suid: 1001,
+            fsuid: 1002,
+            rgid: 100,
+            egid: 101,
+            sgid: 102,
+            fsgid: 103,
             ..task(1, 100, 100, b"fixture", 1000)
         }));
         recs.push(Record::Task(TaskRec {
@@ -686,9 +713,13 @@ mod seeds {
     fn seq_snapshot() -> Vec<Record> {
         let mut recs = vec![Record::Task(task(0, 100, 100, b"fixture", 1000))];
         recs.extend(files(1));
+        // A busy workqueue worker: kernel thread, name longer than comm.
         recs.push(Record::Task(TaskRec {
             state: 0x402,
-            ..task(0, 5, 5, b"kworker/0:1", 2000)
+            flags: 0x0020_0020, // PF_KTHREAD | PF_WQ_WORKER
+            ppid: 2,
+            comm: b"kworker/u8:2-ext4-rsv-conversion".to_vec(),
+            ..task(0, 5, 5, b"", 2000)
         }));
         recs
     }

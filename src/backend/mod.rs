@@ -138,10 +138,11 @@ pub(crate) fn trigger_arg(spec: &TriggerSpec) -> i32 {
     }
 }
 
-/// A C char array filled from bytes, NUL-padded (callers check the length).
-pub(crate) fn c_comm(bytes: &[u8]) -> [i8; 16] {
-    let mut out = [0i8; 16];
-    for (dst, &src) in out.iter_mut().zip(bytes.iter().take(15)) {
+/// A C char array filled from bytes, NUL-padded and NUL-terminated
+/// (callers check the length).
+pub(crate) fn c_comm<const N: usize>(bytes: &[u8]) -> [i8; N] {
+    let mut out = [0i8; N];
+    for (dst, &src) in out.iter_mut().zip(bytes.iter().take(N.saturating_sub(1))) {
         *dst = src as i8;
     }
     out

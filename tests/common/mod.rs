@@ -535,6 +535,7 @@ fn still_orphaned(sample: fn() -> Vec<u32>) -> Vec<u32> {
 /// Names of itersnap's maps as the kernel shows them (15 bytes kept).
 const OUR_MAPS: &[&str] = &[
     "scratch_map",
+    "name_map",
     "events",
     "seqiter_.rodata",
     "seqiter_.bss",
