@@ -17,7 +17,7 @@
 #ifndef ITERSNAP_H
 #define ITERSNAP_H
 
-#define ITERSNAP_ABI 3
+#define ITERSNAP_ABI 4
 
 #define COMM_LEN 16
 

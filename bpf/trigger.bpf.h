@@ -27,9 +27,9 @@
 const volatile __u32 cfg_trigger_flags = 0;
 const volatile __s32 cfg_trigger_arg = 0;	/* signal or syscall number */
 const volatile __u32 cfg_caller_pid = 0;
-const volatile char cfg_caller_comm[COMM_LEN] = {};
+const volatile char cfg_caller_comm[TASK_NAME_LEN] = {};
 const volatile __u32 cfg_target_pid = 0;
-const volatile char cfg_target_comm[COMM_LEN] = {};
+const volatile char cfg_target_comm[TASK_NAME_LEN] = {};
 const volatile __u64 cfg_min_gap_ns = 0;
 const volatile __u64 cfg_max_snapshots = 0;	/* 0: no limit */
 const volatile __u64 cfg_ringbuf_bytes = 0;	/* size of the events map */
@@ -54,30 +54,16 @@ struct {
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
-static __always_inline bool comm_equal(const char *comm, const volatile char *want)
-{
-	for (int i = 0; i < COMM_LEN; i++) {
-		if (comm[i] != want[i])
-			return false;
-		if (comm[i] == '\0')
-			return true;
-	}
-	return true;
-}
-
 /* --caller-pid / --caller-comm: the task running when the event fires. */
 static __always_inline bool caller_selected(void)
 {
-	char comm[COMM_LEN];
-
 	if ((cfg_trigger_flags & TRIG_CALLER_PID) &&
 	    (bpf_get_current_pid_tgid() >> 32) != cfg_caller_pid)
 		return false;
-	if (cfg_trigger_flags & TRIG_CALLER_COMM) {
-		bpf_get_current_comm(comm, sizeof(comm));
-		if (!comm_equal(comm, cfg_caller_comm))
-			return false;
-	}
+	/* Its name as /proc shows it (a kernel thread's in full), like pgrep -x. */
+	if ((cfg_trigger_flags & TRIG_CALLER_COMM) &&
+	    !task_name_is((struct task_struct *)bpf_get_current_task(), cfg_caller_comm))
+		return false;
 	return true;
 }
 
@@ -582,17 +568,13 @@ SEC("tp_btf/signal_generate")
 int BPF_PROG(on_signal, int sig, struct kernel_siginfo *info, struct task_struct *task,
 	     int group, int result)
 {
-	char comm[COMM_LEN];
-
 	if (sig != cfg_trigger_arg)
 		return 0;
 	if ((cfg_trigger_flags & TRIG_TARGET_PID) && BPF_CORE_READ(task, tgid) != cfg_target_pid)
 		return 0;
-	if (cfg_trigger_flags & TRIG_TARGET_COMM) {
-		BPF_CORE_READ_STR_INTO(&comm, task, group_leader, comm);
-		if (!comm_equal(comm, cfg_target_comm))
-			return 0;
-	}
+	if ((cfg_trigger_flags & TRIG_TARGET_COMM) &&
+	    !task_name_is(BPF_CORE_READ(task, group_leader), cfg_target_comm))
+		return 0;
 	if (!caller_selected())
 		return 0;
 	return fire(TRIGGER_SIGNAL, sig, task);

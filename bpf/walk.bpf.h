@@ -5,9 +5,10 @@
  * only decides how tasks and files are visited and where the bytes go.
  *
  * This file holds what every kind of data shares: the load-time options,
- * the reader's root, the scratch and copy buffers, the CO-RE helpers,
- * selection and the record header. Each kind's fill functions live in
- * kinds/<kind>.bpf.h, included at the end (a new kind adds its line there).
+ * the reader's root, the scratch and copy buffers, the CO-RE helpers and
+ * the record header; each kind's fill functions live in kinds/<kind>.bpf.h,
+ * included after them (a new kind adds its line there); then selection,
+ * which names tasks as kinds/task.bpf.h does.
  *
  * Everything is read with CO-RE probe reads so that the same object loads on
  * every kernel from 5.8 on, whatever the layout of the structures.
@@ -28,7 +29,7 @@
 /* Set by user space before load; constant to the verifier. */
 const volatile __u32 cfg_flags = 0;
 const volatile __u32 cfg_pid = 0;
-const volatile char cfg_comm[COMM_LEN] = {};
+const volatile char cfg_comm[TASK_NAME_LEN] = {};
 
 /* Sequence number stamped on every record; user space sets it per snapshot. */
 __u32 snapshot_seq = 0;
@@ -107,31 +108,6 @@ static __always_inline struct struct_copy *copy_buf(void)
 	(*(typeof(((type *)0)->field) *)((void *)(buf) +                        \
 					  bpf_core_field_offset(type, field)))
 
-/* COMM filter: exact match on the process (group leader) name, like pgrep -x. */
-static __always_inline bool comm_matches(struct task_struct *t)
-{
-	char comm[COMM_LEN];
-
-	BPF_CORE_READ_STR_INTO(&comm, t, group_leader, comm);
-	for (int i = 0; i < COMM_LEN; i++) {
-		if (comm[i] != cfg_comm[i])
-			return false;
-		if (comm[i] == '\0')
-			return true;
-	}
-	return true;
-}
-
-/* In-kernel filters: is this task (thread) part of the snapshot? */
-static __always_inline bool task_selected(struct task_struct *t)
-{
-	if ((cfg_flags & FILTER_PID_ON) && BPF_CORE_READ(t, tgid) != cfg_pid)
-		return false;
-	if ((cfg_flags & FILTER_COMM_ON) && !comm_matches(t))
-		return false;
-	return true;
-}
-
 static __always_inline void set_hdr(struct rec_hdr *h, __u16 kind, __u16 size)
 {
 	h->kind = kind;
@@ -144,5 +120,25 @@ static __always_inline void set_hdr(struct rec_hdr *h, __u16 kind, __u16 size)
 #include "kinds/file.bpf.h"
 #include "kinds/stack.bpf.h"
 #include "kinds/socket.bpf.h"
+
+/*
+ * COMM filter: exact match on the process's name as /proc shows it (its
+ * group leader's; a kernel thread's full name, kinds/task.bpf.h), like
+ * pgrep -x.
+ */
+static __always_inline bool comm_matches(struct task_struct *t)
+{
+	return task_name_is(BPF_CORE_READ(t, group_leader), cfg_comm);
+}
+
+/* In-kernel filters: is this task (thread) part of the snapshot? */
+static __always_inline bool task_selected(struct task_struct *t)
+{
+	if ((cfg_flags & FILTER_PID_ON) && BPF_CORE_READ(t, tgid) != cfg_pid)
+		return false;
+	if ((cfg_flags & FILTER_COMM_ON) && !comm_matches(t))
+		return false;
+	return true;
+}
 
 #endif /* WALK_BPF_H */

@@ -36,7 +36,7 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Only processes whose name is exactly COMM (like `pgrep -x`), at most 15 bytes
+    /// Only processes whose name is exactly COMM, as /proc/PID/comm shows it (like `pgrep -x`; kernel threads by their full name, e.g. kworker/0:1-events)
     #[arg(value_parser = parse_comm)]
     pub comm: Option<Comm>,
 
@@ -76,7 +76,7 @@ pub struct Cli {
     #[arg(short = 't', long, help_heading = "Output")]
     pub tree: bool,
 
-    /// Task columns of the table, like `ps -o`: pid,tid,ppid,uid,ruid,gid,state,nlwp,time,start,taken,comm
+    /// Task columns of the table, like `ps -o`: pid,tid,ppid,uid,euid,ruid,suid,fsuid,gid,egid,rgid,sgid,fsgid,state,nlwp,time,start,taken,comm
     #[arg(long, value_name = "LIST", value_parser = parse_columns, help_heading = "Output")]
     pub columns: Option<Columns>,
 
@@ -393,21 +393,33 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
     Ok(bytes as u32)
 }
 
-/// A task name as the kernel stores it (a newtype so clap sees one value).
+/// A task name as /proc shows it (a newtype so clap sees one value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Comm(pub Vec<u8>);
 
-/// Task names (comm) are at most 15 bytes: the kernel keeps 16 with the NUL.
+/// The longest name /proc/PID/comm shows: proc_task_name() prints into 64
+/// bytes, the NUL included (bpf/kinds/task.h's TASK_NAME_LEN).
+pub const COMM_MAX: usize = crate::kinds::task::TASK_NAME_LEN - 1;
+
+/// A name as `pgrep -x` takes it: compared whole with the name /proc
+/// shows. A process names itself with at most 15 bytes (the kernel keeps
+/// comm in 16, the NUL included), so a longer COMM only ever matches a
+/// kernel thread, which /proc names in full (rcu_tasks_trace_kthread,
+/// kworker/R-kblockd, kworker/0:1-events), up to 63 bytes; and, as with
+/// pgrep -x, a longer name's first 15 bytes are not a match.
 pub fn parse_comm(s: &str) -> Result<Comm, String> {
     let bytes = s.as_bytes();
     if bytes.is_empty() {
         return Err("COMM must not be empty".into());
     }
-    if bytes.len() > 15 {
+    if bytes.len() > COMM_MAX {
         return Err(format!(
-            "COMM is {} bytes long, but task names are at most 15 bytes (the kernel truncates longer names)",
+            "COMM is {} bytes long, but /proc shows task names of at most {COMM_MAX} bytes",
             bytes.len()
         ));
+    }
+    if bytes.contains(&0) {
+        return Err("COMM must not contain a NUL byte".into());
     }
     Ok(Comm(bytes.to_vec()))
 }
@@ -464,7 +476,12 @@ mod tests {
     fn comm_limits() {
         assert_eq!(parse_comm("bash").unwrap().0, b"bash");
         assert!(parse_comm("exactly15bytes!").is_ok());
-        assert!(parse_comm("sixteen-bytes-xx").is_err());
+        // Kernel threads' names, as /proc shows them, up to 63 bytes.
+        assert!(parse_comm("sixteen-bytes-xx").is_ok());
+        assert!(parse_comm("kworker/u8:2-ext4-rsv-conversion").is_ok());
+        assert!(parse_comm(&"x".repeat(63)).is_ok());
+        assert!(parse_comm(&"x".repeat(64)).is_err());
+        assert!(parse_comm("a\0b").is_err());
         assert!(parse_comm("").is_err());
     }
 

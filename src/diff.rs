@@ -1,13 +1,14 @@
 //! What changed between two snapshots (`--diff`): tasks that appeared or
-//! exited, state changes, files opened or closed, and the CPU time each task
-//! gained over the interval, top-like.
+//! exited, state changes, execs, reparenting and id changes, files opened
+//! or closed, and the CPU time each task gained over the interval,
+//! top-like.
 
 use std::collections::BTreeMap;
 
 use clap::ValueEnum;
 
 use crate::kinds::files::{self, FileEntry};
-use crate::kinds::task::{self, StateChange, TaskRef};
+use crate::kinds::task::{self, CredChange, Exec, Reparent, StateChange, TaskRef};
 use crate::snapshot::{Row, Snapshot};
 
 /// Order of the CPU-time table (--sort).
@@ -30,10 +31,14 @@ pub struct FileChange {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CpuGain {
     pub task: TaskRef,
+    /// CPU time used in the interval.
     pub cpu_ns: u64,
+    /// CPU time used since the task started (top's TIME+).
+    pub total_cpu_ns: u64,
     /// Share of one CPU over the interval, in percent.
     pub percent: f64,
-    pub files: usize,
+    /// Open files; None when files were not walked (--no-files).
+    pub files: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +48,9 @@ pub struct Diff {
     pub appeared: Vec<TaskRef>,
     pub exited: Vec<TaskRef>,
     pub state_changes: Vec<StateChange>,
+    pub execs: Vec<Exec>,
+    pub reparented: Vec<Reparent>,
+    pub cred_changes: Vec<CredChange>,
     pub files_opened: Vec<FileChange>,
     pub files_closed: Vec<FileChange>,
     /// Tasks that used CPU in the interval, ordered by the sort key.
@@ -54,6 +62,9 @@ impl Diff {
         self.appeared.is_empty()
             && self.exited.is_empty()
             && self.state_changes.is_empty()
+            && self.execs.is_empty()
+            && self.reparented.is_empty()
+            && self.cred_changes.is_empty()
             && self.files_opened.is_empty()
             && self.files_closed.is_empty()
             && self.cpu.is_empty()
@@ -74,6 +85,9 @@ pub fn diff(prev: &Snapshot, cur: &Snapshot, sort: SortKey) -> Diff {
         appeared: Vec::new(),
         exited: Vec::new(),
         state_changes: Vec::new(),
+        execs: Vec::new(),
+        reparented: Vec::new(),
+        cred_changes: Vec::new(),
         files_opened: Vec::new(),
         files_closed: Vec::new(),
         cpu: Vec::new(),
@@ -94,8 +108,11 @@ pub fn diff(prev: &Snapshot, cur: &Snapshot, sort: SortKey) -> Diff {
             // A new task's files come with it: not listed as opened.
             None => d.appeared.push(new.task.reference()),
             Some(old) => {
-                d.state_changes
-                    .extend(task::state_change(&old.task, &new.task));
+                let changed = task::changes(&old.task, &new.task);
+                d.state_changes.extend(changed.state);
+                d.execs.extend(changed.exec);
+                d.reparented.extend(changed.reparent);
+                d.cred_changes.extend(changed.creds);
                 let changed = files::changes(&old.files, &new.files);
                 let change = |f: &FileEntry| FileChange {
                     task: new.task.reference(),
@@ -117,8 +134,9 @@ pub fn diff(prev: &Snapshot, cur: &Snapshot, sort: SortKey) -> Diff {
             d.cpu.push(CpuGain {
                 task: new.task.reference(),
                 cpu_ns: gained,
+                total_cpu_ns: new.task.cpu_ns(),
                 percent,
-                files: new.files.len(),
+                files: cur.info.files.then_some(new.files.len()),
             });
         }
     }

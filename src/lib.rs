@@ -98,10 +98,11 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
             backend: "open-coded",
             spec,
             per_thread: i % 2 == 0,
+            files: true,
             ksyms,
             wall_offset_ns: u64::MAX / 2,
             event_budget_ns: 1_000_000,
-            socket_filter: false,
+            socket_filter: i == 2,
             reader_netns: 4026531840,
         };
         let snap = snapshot::assemble(raw, &ctx, (1, 2, 3));

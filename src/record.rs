@@ -458,6 +458,385 @@ mod corpus_tests {
                 Record::End(_) => b'E',
             })
             .collect();
-        assert_eq!(kinds, b"BTTTFFFFFFFSSE");
+        assert_eq!(kinds, b"BTTTFFFKFFFFFKFKSSE");
+    }
+}
+
+/// The fuzzer's seeds (fuzz/seeds/records) are generated here from the
+/// records below, encoded as the BPF side lays them out: after a layout
+/// change, `ITERSNAP_WRITE_SEEDS=1 cargo test --lib fuzz_seeds_are_generated`
+/// rewrites them, and `ITERSNAP_BLESS=1 cargo test --lib seed_renderings`
+/// their renderings in tests/golden/ (review both diffs). Without the
+/// variable the test checks that the files are what it would write.
+#[cfg(test)]
+mod seeds {
+    use super::*;
+    use crate::kinds::files::FILE_HDR_SIZE;
+    use crate::kinds::task;
+
+    fn put(b: &mut [u8], at: usize, bytes: &[u8]) {
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+
+    fn hdr(b: &mut [u8], kind: u16, seq: u32) {
+        let size = b.len() as u16;
+        put(b, 0, &kind.to_ne_bytes());
+        put(b, 2, &size.to_ne_bytes());
+        put(b, 4, &seq.to_ne_bytes());
+    }
+
+    fn comm(b: &mut [u8], at: usize, name: &[u8]) {
+        put(b, at, &name[..name.len().min(COMM_LEN - 1)]);
+    }
+
+    fn begin(r: &BeginRec) -> Vec<u8> {
+        let mut b = vec![0u8; BEGIN_SIZE];
+        hdr(&mut b, REC_BEGIN, r.seq);
+        put(&mut b, 8, &r.trigger.to_ne_bytes());
+        put(&mut b, 12, &r.arg.to_ne_bytes());
+        for (at, v) in [
+            (16, r.pid),
+            (20, r.tid),
+            (24, r.target_pid),
+            (28, r.target_tid),
+            (32, r.cpu),
+        ] {
+            put(&mut b, at, &v.to_ne_bytes());
+        }
+        for (at, v) in [(40, r.ktime_ns), (48, r.skipped_gap), (56, r.skipped_busy)] {
+            put(&mut b, at, &v.to_ne_bytes());
+        }
+        comm(&mut b, 64, &r.comm);
+        comm(&mut b, 80, &r.target_comm);
+        b
+    }
+
+    fn end(r: &EndRec) -> Vec<u8> {
+        let mut b = vec![0u8; END_SIZE];
+        hdr(&mut b, REC_END, r.seq);
+        for (at, v) in [
+            (8, r.tasks),
+            (12, r.files),
+            (16, r.stacks),
+            (20, r.truncated_fds),
+        ] {
+            put(&mut b, at, &v.to_ne_bytes());
+        }
+        for (at, v) in [(24, r.ktime_ns), (32, r.emitted), (40, r.dropped)] {
+            put(&mut b, at, &v.to_ne_bytes());
+        }
+        put(&mut b, 48, &r.flags.to_ne_bytes());
+        b
+    }
+
+    /// `struct file_rec` (bpf/kinds/file.h); its decoder is kinds/files.rs.
+    fn file(r: &FileRec) -> Vec<u8> {
+        let mut b = vec![0u8; (FILE_HDR_SIZE + r.path.len()).div_ceil(8) * 8];
+        hdr(&mut b, REC_FILE, r.seq);
+        put(&mut b, 8, &r.pid.to_ne_bytes());
+        put(&mut b, 12, &r.fd.to_ne_bytes());
+        for (at, v) in [
+            (16, r.f_flags),
+            (20, r.f_mode),
+            (24, r.i_mode),
+            (28, r.magic),
+            (32, r.dev),
+        ] {
+            put(&mut b, at, &v.to_ne_bytes());
+        }
+        put(&mut b, 36, &(r.path.len() as u16).to_ne_bytes());
+        put(&mut b, 38, &r.path_flags.to_ne_bytes());
+        for (at, v) in [(40, r.ino), (48, r.pos), (56, r.size)] {
+            put(&mut b, at, &v.to_ne_bytes());
+        }
+        put(&mut b, FILE_HDR_SIZE, &r.path);
+        b
+    }
+
+    /// `struct sock_rec` (bpf/kinds/socket.h), with only the used path.
+    fn socket(r: &SockRec) -> Vec<u8> {
+        use crate::kinds::sockets::SOCK_HDR_SIZE;
+        let s = &r.socket;
+        let mut b = vec![0u8; (SOCK_HDR_SIZE + s.path.len()).div_ceil(8) * 8];
+        hdr(&mut b, REC_SOCKET, r.seq);
+        put(&mut b, 8, &r.pid.to_ne_bytes());
+        put(&mut b, 12, &r.fd.to_ne_bytes());
+        for (at, v) in [(16, s.ino), (24, s.netns), (32, s.peer_ino)] {
+            put(&mut b, at, &v.to_ne_bytes());
+        }
+        put(&mut b, 40, &s.rx_queue.to_ne_bytes());
+        put(&mut b, 44, &s.tx_queue.to_ne_bytes());
+        for (at, v) in [(48, s.family), (50, s.kind), (52, s.protocol)] {
+            put(&mut b, at, &v.to_ne_bytes());
+        }
+        put(&mut b, 54, &[s.state, s.flags]);
+        for (at, v) in [
+            (56, s.local_port),
+            (58, s.remote_port),
+            (60, s.path.len() as u16),
+        ] {
+            put(&mut b, at, &v.to_ne_bytes());
+        }
+        put(&mut b, 64, &s.local_addr);
+        put(&mut b, 80, &s.remote_addr);
+        put(&mut b, SOCK_HDR_SIZE, &s.path);
+        b
+    }
+
+    /// `struct stack_rec` (bpf/kinds/stack.h), with only the used frames.
+    fn stack(r: &StackRec) -> Vec<u8> {
+        let mut b = vec![0u8; 16 + 8 * r.ips.len()];
+        hdr(&mut b, REC_STACK, r.seq);
+        put(&mut b, 8, &r.pid.to_ne_bytes());
+        put(&mut b, 12, &(r.ips.len() as u32).to_ne_bytes());
+        for (i, ip) in r.ips.iter().enumerate() {
+            put(&mut b, 16 + 8 * i, &ip.to_ne_bytes());
+        }
+        b
+    }
+
+    fn encode(r: &Record) -> Vec<u8> {
+        match r {
+            Record::Task(t) => {
+                let mut b = task::encode(t);
+                hdr(&mut b, REC_TASK, t.seq);
+                b
+            }
+            Record::File(f) => file(f),
+            Record::Stack(s) => stack(s),
+            Record::Socket(s) => socket(s),
+            Record::Begin(b) => begin(b),
+            Record::End(e) => end(e),
+        }
+    }
+
+    fn signal_begin(seq: u32) -> Record {
+        Record::Begin(BeginRec {
+            seq,
+            trigger: 2,
+            arg: 10,
+            pid: 100,
+            tid: 100,
+            target_pid: 200,
+            target_tid: 200,
+            cpu: 1,
+            ktime_ns: 5_000_000_000,
+            skipped_gap: 3,
+            skipped_busy: 1,
+            comm: b"sender".to_vec(),
+            target_comm: b"target".to_vec(),
+        })
+    }
+
+    /// A sleeping task of one thread, root's, that never had its CPU time
+    /// reported (prev_cputime zero).
+    fn task(seq: u32, pid: u32, tgid: u32, comm: &[u8], taken_ns: u64) -> TaskRec {
+        TaskRec {
+            seq,
+            pid,
+            tgid,
+            ppid: 1,
+            state: 1,
+            exit_state: 0,
+            flags: 0,
+            nr_threads: 1,
+            ruid: 0,
+            euid: 0,
+            suid: 0,
+            fsuid: 0,
+            rgid: 0,
+            egid: 0,
+            sgid: 0,
+            fsgid: 0,
+            present: task::TASK_PREV_CPUTIME,
+            utime_ns: 1000,
+            stime_ns: 2000,
+            runtime_ns: 3500,
+            prev_utime_ns: 0,
+            prev_stime_ns: 0,
+            dead_utime_ns: 0,
+            dead_stime_ns: 0,
+            dead_runtime_ns: 0,
+            group_prev_utime_ns: 0,
+            group_prev_stime_ns: 0,
+            start_ns: 123_456_789,
+            // The boot clock is ahead of the monotonic one by a suspend.
+            start_boottime_ns: 1_123_456_789,
+            self_exec_id: 1,
+            comm: comm.to_vec(),
+            taken_ns,
+            capture: 0,
+            fds_upto: 0,
+        }
+    }
+
+    /// Process 100's files: one of each kind of description.
+    fn files(seq: u32) -> Vec<Record> {
+        let file = |fd: i32, magic: u32, path_flags: u16, path: &[u8]| {
+            Record::File(FileRec {
+                seq,
+                pid: 100,
+                fd,
+                f_flags: 0o2100002,
+                f_mode: 3,
+                i_mode: 0o100644,
+                magic,
+                dev: 8 << 20 | 1,
+                path_flags,
+                ino: 42,
+                pos: 17,
+                size: 4096,
+                path: path.to_vec(),
+            })
+        };
+        const EXT4: u32 = 0xef53;
+        const SOCKFS: u32 = 0x534f_434b;
+        let socket = |fd: i32, s: crate::kinds::sockets::Socket| {
+            Record::Socket(SockRec {
+                seq,
+                pid: 100,
+                fd,
+                socket: s,
+            })
+        };
+        let inet = |family: u16, state: u8, local: &[u8], lport, remote: &[u8], rport, netns| {
+            let mut s = crate::kinds::sockets::Socket {
+                ino: 42,
+                netns,
+                peer_ino: 0,
+                rx_queue: 3,
+                tx_queue: 5,
+                family,
+                kind: 1,     // SOCK_STREAM
+                protocol: 6, // TCP
+                state,
+                flags: 0,
+                local_port: lport,
+                remote_port: rport,
+                local_addr: [0; 16],
+                remote_addr: [0; 16],
+                path: Vec::new(),
+            };
+            s.local_addr[..local.len()].copy_from_slice(local);
+            s.remote_addr[..remote.len()].copy_from_slice(remote);
+            s
+        };
+        let loopback6: [u8; 16] = std::net::Ipv6Addr::LOCALHOST.octets();
+        vec![
+            file(0, EXT4, 0, b"null\0dev\0"),
+            file(1, EXT4, files::PATH_DELETED, b"file.txt\0tmp\0"),
+            file(3, SOCKFS, files::PATH_DNAME, b"dentry\0"),
+            socket(3, inet(2, 10, &[0; 4], 8080, &[], 0, 4026531840)),
+            file(4, 0x0904_1934, files::PATH_DNAME, b"[eventfd]\0"),
+            file(5, 0x6e73_6673, files::PATH_DNAME, b"net\0"),
+            file(6, EXT4, files::PATH_TRUNCATED, &b"deep\0".repeat(10)),
+            file(7, EXT4, 0, b"\xff\xfe\nodd\0tmp\0"),
+            // A TCP connection in another network namespace, a UNIX one.
+            file(8, SOCKFS, files::PATH_DNAME, b"dentry\0"),
+            socket(
+                8,
+                inet(10, 1, &loopback6, 41234, &loopback6, 8080, 4026532000),
+            ),
+            file(9, SOCKFS, files::PATH_DNAME, b"dentry\0"),
+            socket(
+                9,
+                crate::kinds::sockets::Socket {
+                    family: 1, // AF_UNIX
+                    protocol: 0,
+                    peer_ino: 43,
+                    path: b"/run/x.sock\0".to_vec(),
+                    ..inet(1, 1, &[], 0, &[], 0, 4026531840)
+                },
+            ),
+        ]
+    }
+
+    fn open_coded_snapshot() -> Vec<Record> {
+        let mut recs = vec![signal_begin(1)];
+        // Every id distinct, as after setresuid(1000, 0, 1001), setfsuid(1002).
+        recs.push(Record::Task(TaskRec {
+            capture: CAPTURE_IN_EVENT_FILES,
+            fds_upto: u32::MAX,
+            ruid: 1000,
+            euid: 0,
+            suid: 1001,
+            fsuid: 1002,
+            rgid: 100,
+            egid: 101,
+            sgid: 102,
+            fsgid: 103,
+            ..task(1, 100, 100, b"fixture", 1000)
+        }));
+        recs.push(Record::Task(TaskRec {
+            capture: 1,
+            ..task(1, 101, 100, b"worker\n", 2000)
+        }));
+        recs.push(Record::Task(task(1, 200, 200, b"\xffbad", 3000)));
+        recs.extend(files(1));
+        recs.push(Record::Stack(StackRec {
+            seq: 1,
+            pid: 100,
+            ips: vec![0xffff_ffff_8100_0110, 0xffff_ffff_8100_0200],
+        }));
+        recs.push(Record::Stack(StackRec {
+            seq: 1,
+            pid: 101,
+            ips: vec![],
+        }));
+        recs.push(Record::End(EndRec {
+            seq: 1,
+            tasks: 3,
+            files: 5,
+            stacks: 2,
+            truncated_fds: 0,
+            ktime_ns: 5_000_100_000,
+            emitted: 10,
+            dropped: 0,
+            flags: 0,
+        }));
+        recs
+    }
+
+    fn seq_snapshot() -> Vec<Record> {
+        let mut recs = vec![Record::Task(task(0, 100, 100, b"fixture", 1000))];
+        recs.extend(files(1));
+        // A busy workqueue worker: kernel thread, name longer than comm.
+        recs.push(Record::Task(TaskRec {
+            state: 0x402,
+            flags: 0x0020_0020, // PF_KTHREAD | PF_WQ_WORKER
+            ppid: 2,
+            comm: b"kworker/u8:2-ext4-rsv-conversion".to_vec(),
+            ..task(0, 5, 5, b"", 2000)
+        }));
+        recs
+    }
+
+    fn lost_end() -> Vec<Record> {
+        vec![signal_begin(7), Record::Task(task(7, 1, 1, b"x", 1000))]
+    }
+
+    const CAPTURE_IN_EVENT_FILES: u32 = task::CAPTURE_IN_EVENT | task::CAPTURE_FILES;
+
+    #[test]
+    fn fuzz_seeds_are_generated() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/records");
+        for (name, records) in [
+            ("open-coded-snapshot", open_coded_snapshot()),
+            ("seq-snapshot", seq_snapshot()),
+            ("lost-end", lost_end()),
+        ] {
+            let bytes: Vec<u8> = records.iter().flat_map(encode).collect();
+            // What is written decodes back to the very records.
+            assert_eq!(decode_all(&bytes), (records, None), "{name}");
+            let path = format!("{dir}/{name}");
+            if std::env::var_os("ITERSNAP_WRITE_SEEDS").is_some() {
+                std::fs::write(&path, &bytes).unwrap();
+            }
+            let on_disk = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                on_disk == bytes,
+                "{path} is not what the generator writes (ITERSNAP_WRITE_SEEDS=1 rewrites it)"
+            );
+        }
     }
 }

@@ -173,6 +173,7 @@ pub fn run(req: &Request) -> Result<()> {
         backend: backend.name(),
         spec: &trig.spec,
         per_thread: req.threads,
+        files: req.files,
         ksyms: ksyms.as_ref(),
         wall_offset_ns: backend::realtime_ns().saturating_sub(backend::monotonic_ns()),
         event_budget_ns: event_budget.as_nanos().min(u64::MAX as u128) as u64,

@@ -157,6 +157,8 @@ pub struct WalkInfo {
     pub capture: Capture,
     /// itersnap's own network namespace (sockets elsewhere say theirs).
     pub reader_netns: u64,
+    /// Open files were walked (not --no-files): a row without any has none.
+    pub files: bool,
     /// CPU the trigger fired on, when there was a trigger.
     pub cpu: Option<u32>,
     /// Wall-clock time at the start of the walk.
@@ -234,6 +236,8 @@ pub struct Context<'a> {
     pub backend: &'static str,
     pub spec: &'a TriggerSpec,
     pub per_thread: bool,
+    /// Open files are walked (not --no-files).
+    pub files: bool,
     pub ksyms: Option<&'a Ksyms>,
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC, to date kernel timestamps.
     pub wall_offset_ns: u64,
@@ -309,6 +313,7 @@ fn walk_info(raw: &RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -> 
             budget_hit: raw.end_flags & crate::record::END_BUDGET_HIT != 0,
             ..Capture::default()
         },
+        files: ctx.files,
         cpu: raw.begin.as_ref().map(|b| b.cpu),
         // Kernel timestamps are untrusted: no overflow, whatever they say.
         wall_time: UNIX_EPOCH

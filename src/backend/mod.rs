@@ -143,10 +143,11 @@ pub(crate) fn trigger_arg(spec: &TriggerSpec) -> i32 {
     }
 }
 
-/// A C char array filled from bytes, NUL-padded (callers check the length).
-pub(crate) fn c_comm(bytes: &[u8]) -> [i8; 16] {
-    let mut out = [0i8; 16];
-    for (dst, &src) in out.iter_mut().zip(bytes.iter().take(15)) {
+/// A C char array filled from bytes, NUL-padded and NUL-terminated
+/// (callers check the length).
+pub(crate) fn c_comm<const N: usize>(bytes: &[u8]) -> [i8; N] {
+    let mut out = [0i8; N];
+    for (dst, &src) in out.iter_mut().zip(bytes.iter().take(N.saturating_sub(1))) {
         *dst = src as i8;
     }
     out
@@ -154,8 +155,9 @@ pub(crate) fn c_comm(bytes: &[u8]) -> [i8; 16] {
 
 /// The default ring buffer: room for what a trigger program can capture
 /// inside the event within its budget, twice over. A record costs the walk
-/// at least ~300 ns and averages under 200 bytes: 2 bytes per ns of budget
-/// is ample, up to 64 MiB. A one-shot or a tick captures nothing in the
+/// at least ~300 ns and takes at most a few hundred bytes (a task record is
+/// 256, a file record 64 and its path, usually short): 2 bytes per ns of
+/// budget is ample, up to 64 MiB. A one-shot or a tick captures nothing in the
 /// event.
 pub fn default_ringbuf_size(budget: Duration, oneshot: bool) -> u32 {
     if oneshot {

@@ -1,6 +1,7 @@
 //! Task identity: one record per thread (`bpf/kinds/task.h`, filled by
-//! `bpf/kinds/task.bpf.h`), shown as ps shows it: its layout and decoding,
-//! a thread or a thread group as a snapshot holds it, what makes two
+//! `bpf/kinds/task.bpf.h`), shown as ps and /proc show it: its layout and
+//! decoding, a thread or a thread group as a snapshot holds it (CPU time
+//! split as the kernel's cputime_adjust() splits it), what makes two
 //! snapshots' tasks the same and what changed, its JSON fields and its
 //! table columns.
 
@@ -11,10 +12,12 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::text::{printable, ps_start_time, short_duration, Paint, StartFormat};
-use crate::wire::{Fields, COMM_LEN};
+use crate::wire::Fields;
 
 /// `struct task_rec`.
-pub const TASK_SIZE: usize = 136;
+pub const TASK_SIZE: usize = 256;
+/// `TASK_NAME_LEN`: proc_task_name()'s buffer, the name's NUL included.
+pub const TASK_NAME_LEN: usize = 64;
 
 /// enum capture_flags: where a task record was filled.
 pub const CAPTURE_IN_EVENT: u32 = 1 << 0;
@@ -22,6 +25,9 @@ pub const CAPTURE_IN_EVENT: u32 = 1 << 0;
 pub const CAPTURE_FILES: u32 = 1 << 1;
 /// `fds_upto` when the whole fd table was walked in the event.
 pub const FDS_ALL: u32 = u32::MAX;
+
+/// enum task_present: the kernel keeps prev_cputime (the record's prev_*).
+pub const TASK_PREV_CPUTIME: u32 = 1 << 0;
 
 const PF_KTHREAD: u32 = 0x0020_0000;
 
@@ -32,21 +38,41 @@ pub struct TaskRec {
     pub pid: u32,
     pub tgid: u32,
     pub ppid: u32,
-    pub uid: u32,
-    pub euid: u32,
-    pub gid: u32,
     pub state: u32,
     pub exit_state: u32,
     pub flags: u32,
     pub nr_threads: u32,
+    /// The objective credentials (`real_cred`), as /proc/PID/status has them.
+    pub ruid: u32,
+    pub euid: u32,
+    pub suid: u32,
+    pub fsuid: u32,
+    pub rgid: u32,
+    pub egid: u32,
+    pub sgid: u32,
+    pub fsgid: u32,
+    /// TASK_PREV_CPUTIME: which optional fields the kernel has.
+    pub present: u32,
     pub utime_ns: u64,
     pub stime_ns: u64,
     pub runtime_ns: u64,
+    /// task_struct.prev_cputime: the thread's split as the kernel last
+    /// reported it.
+    pub prev_utime_ns: u64,
+    pub prev_stime_ns: u64,
     pub dead_utime_ns: u64,
     pub dead_stime_ns: u64,
     pub dead_runtime_ns: u64,
+    /// signal_struct.prev_cputime: the same for the thread group.
+    pub group_prev_utime_ns: u64,
+    pub group_prev_stime_ns: u64,
     pub start_ns: u64,
-    /// Bytes up to the first NUL (at most 15): task names need not be UTF-8.
+    /// start_boottime: CLOCK_BOOTTIME at the start (/proc's starttime).
+    pub start_boottime_ns: u64,
+    /// self_exec_id: changes when the task execs.
+    pub self_exec_id: u64,
+    /// The name as /proc/PID/comm shows it, bytes up to the first NUL (at
+    /// most 63): task names need not be UTF-8.
     pub comm: Vec<u8>,
     /// CLOCK_MONOTONIC when the record was filled, ns.
     pub taken_ns: u64,
@@ -60,7 +86,25 @@ impl TaskRec {
     pub fn in_event(&self) -> bool {
         self.capture & CAPTURE_IN_EVENT != 0
     }
+
+    /// The thread's prev_cputime, if the kernel keeps it.
+    fn prev(&self) -> Option<(u64, u64)> {
+        (self.present & TASK_PREV_CPUTIME != 0).then_some((self.prev_utime_ns, self.prev_stime_ns))
+    }
+
+    /// The thread group's prev_cputime, if the kernel keeps it.
+    fn group_prev(&self) -> Option<(u64, u64)> {
+        (self.present & TASK_PREV_CPUTIME != 0)
+            .then_some((self.group_prev_utime_ns, self.group_prev_stime_ns))
+    }
 }
+
+/// The offsets of the record's u32 fields, in the order `encode` writes
+/// them (the layout test checks them against the C struct).
+#[cfg(test)]
+const U32_FIELDS: [usize; 17] = [
+    8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64, 68, 184,
+];
 
 /// A task record within a record whose header was checked.
 pub fn decode(f: &Fields<'_>, seq: u32) -> Result<TaskRec, &'static str> {
@@ -72,25 +116,91 @@ pub fn decode(f: &Fields<'_>, seq: u32) -> Result<TaskRec, &'static str> {
         pid: f.u32(8),
         tgid: f.u32(12),
         ppid: f.u32(16),
-        uid: f.u32(20),
-        euid: f.u32(24),
-        gid: f.u32(28),
-        state: f.u32(32),
-        exit_state: f.u32(36),
-        flags: f.u32(40),
-        nr_threads: f.u32(44),
-        utime_ns: f.u64(48),
-        stime_ns: f.u64(56),
-        runtime_ns: f.u64(64),
-        dead_utime_ns: f.u64(72),
-        dead_stime_ns: f.u64(80),
-        dead_runtime_ns: f.u64(88),
-        start_ns: f.u64(96),
-        comm: f.c_bytes(104, COMM_LEN),
-        taken_ns: f.u64(120),
-        capture: f.u32(128),
-        fds_upto: f.u32(132),
+        state: f.u32(20),
+        exit_state: f.u32(24),
+        flags: f.u32(28),
+        nr_threads: f.u32(32),
+        ruid: f.u32(36),
+        euid: f.u32(40),
+        suid: f.u32(44),
+        fsuid: f.u32(48),
+        rgid: f.u32(52),
+        egid: f.u32(56),
+        sgid: f.u32(60),
+        fsgid: f.u32(64),
+        present: f.u32(68),
+        utime_ns: f.u64(72),
+        stime_ns: f.u64(80),
+        runtime_ns: f.u64(88),
+        prev_utime_ns: f.u64(96),
+        prev_stime_ns: f.u64(104),
+        dead_utime_ns: f.u64(112),
+        dead_stime_ns: f.u64(120),
+        dead_runtime_ns: f.u64(128),
+        group_prev_utime_ns: f.u64(136),
+        group_prev_stime_ns: f.u64(144),
+        start_ns: f.u64(152),
+        start_boottime_ns: f.u64(160),
+        self_exec_id: f.u64(168),
+        taken_ns: f.u64(176),
+        capture: f.u32(184),
+        fds_upto: f.u32(188),
+        comm: f.c_bytes(192, TASK_NAME_LEN),
     })
+}
+
+/// A task record's bytes, as the BPF side lays them out, all but the
+/// header's kind and seq (the framing's, record.rs): for the fuzz seeds'
+/// generator there (`ITERSNAP_WRITE_SEEDS=1`).
+#[cfg(test)]
+pub(crate) fn encode(t: &TaskRec) -> Vec<u8> {
+    let mut b = vec![0u8; TASK_SIZE];
+    let mut put = |at: usize, bytes: &[u8]| b[at..at + bytes.len()].copy_from_slice(bytes);
+    put(2, &(TASK_SIZE as u16).to_ne_bytes());
+    let u32s = [
+        t.pid,
+        t.tgid,
+        t.ppid,
+        t.state,
+        t.exit_state,
+        t.flags,
+        t.nr_threads,
+        t.ruid,
+        t.euid,
+        t.suid,
+        t.fsuid,
+        t.rgid,
+        t.egid,
+        t.sgid,
+        t.fsgid,
+        t.present,
+        t.capture,
+    ];
+    for (at, v) in U32_FIELDS.iter().zip(u32s) {
+        put(*at, &v.to_ne_bytes());
+    }
+    put(188, &t.fds_upto.to_ne_bytes());
+    let u64s = [
+        t.utime_ns,
+        t.stime_ns,
+        t.runtime_ns,
+        t.prev_utime_ns,
+        t.prev_stime_ns,
+        t.dead_utime_ns,
+        t.dead_stime_ns,
+        t.dead_runtime_ns,
+        t.group_prev_utime_ns,
+        t.group_prev_stime_ns,
+        t.start_ns,
+        t.start_boottime_ns,
+        t.self_exec_id,
+        t.taken_ns,
+    ];
+    for (i, v) in u64s.iter().enumerate() {
+        put(72 + 8 * i, &v.to_ne_bytes());
+    }
+    put(192, &t.comm[..t.comm.len().min(TASK_NAME_LEN - 1)]);
+    b
 }
 
 /// A thread, or a process (its thread group's totals), as a snapshot holds it.
@@ -99,15 +209,18 @@ pub struct Task {
     pub pid: u32,
     pub tid: u32,
     pub ppid: u32,
+    /// As /proc/PID/comm shows it (a kernel thread's full name).
     pub comm: Vec<u8>,
     pub state: char,
-    pub uid: u32,
-    pub euid: u32,
-    pub gid: u32,
+    pub creds: Creds,
     pub threads: u32,
+    /// As /proc/PID/stat's utime and stime (ns, not clock ticks).
     pub utime_ns: u64,
     pub stime_ns: u64,
     pub start_ns: u64,
+    pub start_boottime_ns: u64,
+    /// The kernel's self_exec_id: a change means an exec.
+    pub exec_id: u64,
     pub kthread: bool,
     /// Captured by the trigger program inside the event.
     pub in_event: bool,
@@ -115,15 +228,48 @@ pub struct Task {
     pub since_event_ns: u64,
 }
 
+/// A task's user and group ids, as /proc/PID/status's `Uid:` and `Gid:`
+/// lines give them: real, effective, saved, filesystem.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Creds {
+    pub ruid: u32,
+    pub euid: u32,
+    pub suid: u32,
+    pub fsuid: u32,
+    pub rgid: u32,
+    pub egid: u32,
+    pub sgid: u32,
+    pub fsgid: u32,
+}
+
+impl Creds {
+    /// Every id with its name (JSON's and the table's), in status's order.
+    pub fn named(&self) -> [(&'static str, u32); 8] {
+        [
+            ("ruid", self.ruid),
+            ("euid", self.euid),
+            ("suid", self.suid),
+            ("fsuid", self.fsuid),
+            ("rgid", self.rgid),
+            ("egid", self.egid),
+            ("sgid", self.sgid),
+            ("fsgid", self.fsgid),
+        ]
+    }
+}
+
 impl Task {
-    /// One thread, `ktime_ns` being the event's (or the walk's start).
+    /// One thread, `ktime_ns` being the event's (or the walk's start):
+    /// its CPU time as /proc/PID/task/TID/stat gives it.
     pub fn thread(t: &TaskRec, ktime_ns: u64) -> Task {
-        let (utime_ns, stime_ns) = cputime_adjust(t.utime_ns, t.stime_ns, t.runtime_ns);
+        let (utime_ns, stime_ns) = cputime_adjust(t.utime_ns, t.stime_ns, t.runtime_ns, t.prev());
         Task::with_times(t, t.tgid, ktime_ns, utime_ns, stime_ns)
     }
 
     /// A process: its leader's identity, and the CPU time of its live
-    /// threads plus its dead ones, as /proc/PID/stat adds them.
+    /// threads plus its dead ones, as /proc/PID/stat adds them
+    /// (thread_group_cputime()) and splits them (with the group's
+    /// prev_cputime).
     pub fn process(leader: &TaskRec, threads: &[TaskRec], ktime_ns: u64) -> Task {
         // Saturating: the counters come from the kernel, untrusted.
         let sum = |f: fn(&TaskRec) -> u64| threads.iter().map(f).fold(0u64, u64::saturating_add);
@@ -131,6 +277,7 @@ impl Task {
             sum(|t| t.utime_ns).saturating_add(leader.dead_utime_ns),
             sum(|t| t.stime_ns).saturating_add(leader.dead_stime_ns),
             sum(|t| t.runtime_ns).saturating_add(leader.dead_runtime_ns),
+            leader.group_prev(),
         );
         let mut task = Task::with_times(leader, leader.tgid, ktime_ns, utime_ns, stime_ns);
         task.tid = leader.tgid;
@@ -144,13 +291,22 @@ impl Task {
             ppid: t.ppid,
             comm: t.comm.clone(),
             state: state_letter(t.state, t.exit_state),
-            uid: t.uid,
-            euid: t.euid,
-            gid: t.gid,
+            creds: Creds {
+                ruid: t.ruid,
+                euid: t.euid,
+                suid: t.suid,
+                fsuid: t.fsuid,
+                rgid: t.rgid,
+                egid: t.egid,
+                sgid: t.sgid,
+                fsgid: t.fsgid,
+            },
             threads: t.nr_threads.max(1),
             utime_ns,
             stime_ns,
             start_ns: t.start_ns,
+            start_boottime_ns: t.start_boottime_ns,
+            exec_id: t.self_exec_id,
             kthread: t.flags & PF_KTHREAD != 0,
             in_event: t.in_event(),
             since_event_ns: t.taken_ns.saturating_sub(ktime_ns),
@@ -165,13 +321,13 @@ impl Task {
             ppid: r.ppid,
             comm: r.comm.clone(),
             state: 'X',
-            uid: 0,
-            euid: 0,
-            gid: 0,
+            creds: Creds::default(),
             threads: 0,
             utime_ns: 0,
             stime_ns: 0,
             start_ns: 0,
+            start_boottime_ns: 0,
+            exec_id: 0,
             kthread: false,
             in_event: false,
             since_event_ns: 0,
@@ -213,20 +369,42 @@ pub fn state_letter(state: u32, exit_state: u32) -> char {
     b"RSDTtXZPI".get(index).map_or('?', |&b| b as char)
 }
 
-/// Splits on-CPU time into user and system the way the kernel's
-/// cputime_adjust() does, so totals match /proc/PID/stat.
-fn cputime_adjust(utime: u64, stime: u64, rtime: u64) -> (u64, u64) {
-    if rtime == 0 {
+/// The kernel's cputime_adjust() (kernel/sched/cputime.c), which gives
+/// /proc/PID/stat its utime and stime: the exact runtime `rtime` split in
+/// the ratio of the tick-sampled `utime` and `stime`, but never below the
+/// split last reported (`prev`, the kernel's prev_cputime), so that neither
+/// goes backwards; if that already covers `rtime`, it is reported again.
+/// Without prev_cputime (VIRT_CPU_ACCOUNTING_NATIVE) the samples are exact
+/// and reported as they are. Wrapping and u128 arithmetic where the kernel's
+/// u64 would wrap or mul_u64_u64_div_u64() widen: the inputs are
+/// untrusted, and this must not panic.
+pub fn cputime_adjust(utime: u64, stime: u64, rtime: u64, prev: Option<(u64, u64)>) -> (u64, u64) {
+    let Some((prev_utime, prev_stime)) = prev else {
         return (utime, stime);
+    };
+    // rtime not past what was reported: report that again.
+    if prev_stime.wrapping_add(prev_utime) >= rtime {
+        return (prev_utime, prev_stime);
     }
-    if stime == 0 {
-        return (rtime, 0);
+    // Without a tick of one kind, all of it is the other's (user time if
+    // neither): the monotonicity below makes later splits converge.
+    let stime = if stime == 0 {
+        0
+    } else if utime == 0 {
+        rtime
+    } else {
+        let total = u128::from(stime) + u128::from(utime);
+        let scaled = u128::from(stime) * u128::from(rtime) / total;
+        scaled.min(u128::from(rtime)) as u64
+    };
+    // Neither goes backwards: stime not below its last, then utime.
+    let mut stime = stime.max(prev_stime);
+    let mut utime = rtime - stime.min(rtime);
+    if utime < prev_utime {
+        utime = prev_utime;
+        stime = rtime.saturating_sub(utime);
     }
-    if utime == 0 {
-        return (0, rtime);
-    }
-    let stime_adj = (rtime as u128 * stime as u128 / (utime as u128 + stime as u128)) as u64;
-    (rtime - stime_adj, stime_adj)
+    (utime, stime)
 }
 
 /// A task as a diff names it.
@@ -266,17 +444,83 @@ pub struct StateChange {
     pub to: char,
 }
 
+/// A task exec'd between two snapshots (its self_exec_id changed): the
+/// name it had and the one it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    pub task: TaskRef,
+    pub from_comm: Vec<u8>,
+    pub to_comm: Vec<u8>,
+}
+
+/// A task got another parent (its own exited: it was reparented to a
+/// subreaper or init).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reparent {
+    pub task: TaskRef,
+    pub from_ppid: u32,
+    pub to_ppid: u32,
+}
+
+/// One of a task's ids changed (`field`: ruid, euid, … fsgid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredChange {
+    pub task: TaskRef,
+    pub field: &'static str,
+    pub from: u32,
+    pub to: u32,
+}
+
 /// What changed in one task between two snapshots.
-pub fn state_change(old: &Task, new: &Task) -> Option<StateChange> {
-    (old.state != new.state).then(|| StateChange {
-        task: new.reference(),
-        from: old.state,
-        to: new.state,
-    })
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub state: Option<StateChange>,
+    pub exec: Option<Exec>,
+    pub reparent: Option<Reparent>,
+    pub creds: Vec<CredChange>,
+}
+
+/// What changed in one task (the same task: `identity()` equal) between
+/// two snapshots. An exec is told by self_exec_id, not by the name, which
+/// a task may change without exec'ing (prctl, /proc/PID/comm) and a
+/// workqueue worker changes with each work item.
+pub fn changes(old: &Task, new: &Task) -> Changes {
+    let task = new.reference();
+    Changes {
+        state: (old.state != new.state).then(|| StateChange {
+            task: task.clone(),
+            from: old.state,
+            to: new.state,
+        }),
+        exec: (old.exec_id != new.exec_id).then(|| Exec {
+            task: task.clone(),
+            from_comm: old.comm.clone(),
+            to_comm: new.comm.clone(),
+        }),
+        reparent: (old.ppid != new.ppid).then(|| Reparent {
+            task: task.clone(),
+            from_ppid: old.ppid,
+            to_ppid: new.ppid,
+        }),
+        creds: old
+            .creds
+            .named()
+            .into_iter()
+            .zip(new.creds.named())
+            .filter(|((_, from), (_, to))| from != to)
+            .map(|((field, from), (_, to))| CredChange {
+                task: task.clone(),
+                field,
+                from,
+                to,
+            })
+            .collect(),
+    }
 }
 
 /// The task's JSON fields (docs/json.md); a snapshot's task object adds
-/// its files and stack.
+/// its files and stack. `uid` and `gid` are the effective ids, as ps's
+/// columns of those names.
 #[derive(Serialize)]
 pub struct TaskJson<'a> {
     pid: u32,
@@ -285,31 +529,48 @@ pub struct TaskJson<'a> {
     comm: Cow<'a, str>,
     state: char,
     uid: u32,
-    euid: u32,
     gid: u32,
+    ruid: u32,
+    euid: u32,
+    suid: u32,
+    fsuid: u32,
+    rgid: u32,
+    egid: u32,
+    sgid: u32,
+    fsgid: u32,
     threads: u32,
     utime_ns: u64,
     stime_ns: u64,
     start_ns: u64,
+    start_boottime_ns: u64,
     kthread: bool,
     in_event: bool,
     since_event_ns: u64,
 }
 
 pub fn json(t: &Task) -> TaskJson<'_> {
+    let c = &t.creds;
     TaskJson {
         pid: t.pid,
         tid: t.tid,
         ppid: t.ppid,
         comm: String::from_utf8_lossy(&t.comm),
         state: t.state,
-        uid: t.uid,
-        euid: t.euid,
-        gid: t.gid,
+        uid: c.euid,
+        gid: c.egid,
+        ruid: c.ruid,
+        euid: c.euid,
+        suid: c.suid,
+        fsuid: c.fsuid,
+        rgid: c.rgid,
+        egid: c.egid,
+        sgid: c.sgid,
+        fsgid: c.fsgid,
         threads: t.threads,
         utime_ns: t.utime_ns,
         stime_ns: t.stime_ns,
         start_ns: t.start_ns,
+        start_boottime_ns: t.start_boottime_ns,
         kthread: t.kthread,
         in_event: t.in_event,
         since_event_ns: t.since_event_ns,
@@ -322,9 +583,18 @@ pub enum Column {
     Pid,
     Tid,
     Ppid,
+    /// The effective uid, as ps's `uid` (and `euid`).
     Uid,
     Euid,
+    Ruid,
+    Suid,
+    Fsuid,
+    /// The effective gid, as ps's `gid` (and `egid`).
     Gid,
+    Egid,
+    Rgid,
+    Sgid,
+    Fsgid,
     State,
     Nlwp,
     Time,
@@ -354,10 +624,16 @@ impl Column {
         ("tid", Column::Tid),
         ("lwp", Column::Tid),
         ("ppid", Column::Ppid),
-        ("uid", Column::Euid),
+        ("uid", Column::Uid),
         ("euid", Column::Euid),
-        ("ruid", Column::Uid),
+        ("ruid", Column::Ruid),
+        ("suid", Column::Suid),
+        ("fsuid", Column::Fsuid),
         ("gid", Column::Gid),
+        ("egid", Column::Egid),
+        ("rgid", Column::Rgid),
+        ("sgid", Column::Sgid),
+        ("fsgid", Column::Fsgid),
         ("state", Column::State),
         ("s", Column::State),
         ("stat", Column::State),
@@ -383,7 +659,7 @@ impl Column {
         }
         cols.extend([
             Column::Ppid,
-            Column::Euid,
+            Column::Uid,
             Column::State,
             Column::Nlwp,
             Column::Time,
@@ -398,9 +674,16 @@ impl Column {
             Column::Pid => ("PID", 7),
             Column::Tid => ("TID", 7),
             Column::Ppid => ("PPID", 7),
-            Column::Uid => ("RUID", 6),
-            Column::Euid => ("UID", 6),
+            Column::Uid => ("UID", 6),
+            Column::Euid => ("EUID", 6),
+            Column::Ruid => ("RUID", 6),
+            Column::Suid => ("SUID", 6),
+            Column::Fsuid => ("FSUID", 6),
             Column::Gid => ("GID", 6),
+            Column::Egid => ("EGID", 6),
+            Column::Rgid => ("RGID", 6),
+            Column::Sgid => ("SGID", 6),
+            Column::Fsgid => ("FSGID", 6),
             Column::State => ("S", 1),
             Column::Nlwp => ("NLWP", 4),
             Column::Time => ("TIME", 9),
@@ -417,13 +700,19 @@ impl Column {
     /// The task's cell in this column, unpadded; `branch` goes before the
     /// command, as `ps f` draws its tree.
     pub fn cell(self, t: &Task, clock: Clock, branch: &str, paint: Paint) -> String {
+        let c = &t.creds;
         match self {
             Column::Pid => t.pid.to_string(),
             Column::Tid => t.tid.to_string(),
             Column::Ppid => t.ppid.to_string(),
-            Column::Uid => t.uid.to_string(),
-            Column::Euid => t.euid.to_string(),
-            Column::Gid => t.gid.to_string(),
+            Column::Uid | Column::Euid => c.euid.to_string(),
+            Column::Ruid => c.ruid.to_string(),
+            Column::Suid => c.suid.to_string(),
+            Column::Fsuid => c.fsuid.to_string(),
+            Column::Gid | Column::Egid => c.egid.to_string(),
+            Column::Rgid => c.rgid.to_string(),
+            Column::Sgid => c.sgid.to_string(),
+            Column::Fsgid => c.fsgid.to_string(),
             Column::State => paint.state(t.state),
             Column::Nlwp => t.threads.to_string(),
             Column::Time => cpu_time(t.cpu_ns()),
@@ -514,20 +803,102 @@ fn start_time(t: &Task, clock: Clock, format: StartFormat) -> String {
 mod tests {
     use super::*;
 
-    /// The decoder's offsets are those of the C struct the BPF compiler built.
+    /// The decoder's offsets are those of the C struct the BPF compiler
+    /// built, every field.
     #[test]
     fn layout_matches_the_bpf_header() {
         use crate::bpf::seqiter::types::task_rec;
         use std::mem::{offset_of, size_of};
         assert_eq!(size_of::<task_rec>(), TASK_SIZE);
-        assert_eq!(offset_of!(task_rec, pid), 8);
-        assert_eq!(offset_of!(task_rec, nr_threads), 44);
-        assert_eq!(offset_of!(task_rec, utime_ns), 48);
-        assert_eq!(offset_of!(task_rec, start_ns), 96);
-        assert_eq!(offset_of!(task_rec, comm), 104);
-        assert_eq!(offset_of!(task_rec, taken_ns), 120);
-        assert_eq!(offset_of!(task_rec, capture), 128);
-        assert_eq!(offset_of!(task_rec, fds_upto), 132);
+        let u32s = [
+            offset_of!(task_rec, pid),
+            offset_of!(task_rec, tgid),
+            offset_of!(task_rec, ppid),
+            offset_of!(task_rec, state),
+            offset_of!(task_rec, exit_state),
+            offset_of!(task_rec, flags),
+            offset_of!(task_rec, nr_threads),
+            offset_of!(task_rec, ruid),
+            offset_of!(task_rec, euid),
+            offset_of!(task_rec, suid),
+            offset_of!(task_rec, fsuid),
+            offset_of!(task_rec, rgid),
+            offset_of!(task_rec, egid),
+            offset_of!(task_rec, sgid),
+            offset_of!(task_rec, fsgid),
+            offset_of!(task_rec, present),
+            offset_of!(task_rec, capture),
+        ];
+        assert_eq!(u32s, U32_FIELDS);
+        assert_eq!(offset_of!(task_rec, fds_upto), 188);
+        let u64s = [
+            offset_of!(task_rec, utime_ns),
+            offset_of!(task_rec, stime_ns),
+            offset_of!(task_rec, runtime_ns),
+            offset_of!(task_rec, prev_utime_ns),
+            offset_of!(task_rec, prev_stime_ns),
+            offset_of!(task_rec, dead_utime_ns),
+            offset_of!(task_rec, dead_stime_ns),
+            offset_of!(task_rec, dead_runtime_ns),
+            offset_of!(task_rec, group_prev_utime_ns),
+            offset_of!(task_rec, group_prev_stime_ns),
+            offset_of!(task_rec, start_ns),
+            offset_of!(task_rec, start_boottime_ns),
+            offset_of!(task_rec, self_exec_id),
+            offset_of!(task_rec, taken_ns),
+        ];
+        assert_eq!(u64s, std::array::from_fn(|i| 72 + 8 * i));
+        assert_eq!(offset_of!(task_rec, comm), 192);
+        assert_eq!(size_of::<task_rec>() - 192, TASK_NAME_LEN);
+    }
+
+    /// What is encoded decodes back, every field in its place.
+    #[test]
+    fn encode_and_decode_agree() {
+        let mut n = 0u32;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        let rec = TaskRec {
+            seq: next(),
+            pid: next(),
+            tgid: next(),
+            ppid: next(),
+            state: next(),
+            exit_state: next(),
+            flags: next(),
+            nr_threads: next(),
+            ruid: next(),
+            euid: next(),
+            suid: next(),
+            fsuid: next(),
+            rgid: next(),
+            egid: next(),
+            sgid: next(),
+            fsgid: next(),
+            present: next(),
+            utime_ns: next().into(),
+            stime_ns: next().into(),
+            runtime_ns: next().into(),
+            prev_utime_ns: next().into(),
+            prev_stime_ns: next().into(),
+            dead_utime_ns: next().into(),
+            dead_stime_ns: next().into(),
+            dead_runtime_ns: next().into(),
+            group_prev_utime_ns: next().into(),
+            group_prev_stime_ns: next().into(),
+            start_ns: next().into(),
+            start_boottime_ns: next().into(),
+            self_exec_id: next().into(),
+            comm: b"kworker/R-a_workqueue_name_of_31".to_vec(),
+            taken_ns: next().into(),
+            capture: next(),
+            fds_upto: next(),
+        };
+        let bytes = encode(&rec);
+        assert_eq!(&bytes[2..4], &(TASK_SIZE as u16).to_ne_bytes());
+        assert_eq!(decode(&Fields::new(&bytes), rec.seq), Ok(rec));
     }
 
     #[test]
@@ -541,10 +912,152 @@ mod tests {
         assert_eq!(state_letter(0x402, 0), 'I');
     }
 
+    /// cputime_adjust() worked by hand from kernel/sched/cputime.c:
+    /// (utime, stime, rtime, prev) → what /proc/PID/stat shows.
     #[test]
-    fn cputime_split_keeps_the_total() {
-        assert_eq!(cputime_adjust(3, 1, 100), (75, 25));
-        assert_eq!(cputime_adjust(0, 0, 100), (100, 0));
-        assert_eq!(cputime_adjust(5, 0, 9), (9, 0));
+    fn cputime_as_the_kernel_adjusts_it() {
+        let fresh = Some((0, 0));
+        // stime = 1 * 100 / (3 + 1) = 25, utime = 100 - 25.
+        assert_eq!(cputime_adjust(3, 1, 100, fresh), (75, 25));
+        // Truncating division: stime = 1 * 10 / 3 = 3.
+        assert_eq!(cputime_adjust(2, 1, 10, fresh), (7, 3));
+        // No system tick: all of rtime is user time; no user tick: system.
+        assert_eq!(cputime_adjust(5, 0, 9, fresh), (9, 0));
+        assert_eq!(cputime_adjust(0, 5, 9, fresh), (0, 9));
+        // No tick at all: user time.
+        assert_eq!(cputime_adjust(0, 0, 100, fresh), (100, 0));
+        // Nothing ran yet: prev (0, 0) covers rtime 0.
+        assert_eq!(cputime_adjust(0, 0, 0, fresh), (0, 0));
+        // prev already covers rtime (bigger, or equal): reported again.
+        assert_eq!(cputime_adjust(3, 1, 100, Some((60, 50))), (60, 50));
+        assert_eq!(cputime_adjust(3, 1, 100, Some((60, 40))), (60, 40));
+        // stime would go back (10 < 50): kept at 50, utime the rest.
+        assert_eq!(cputime_adjust(9, 1, 100, Some((10, 50))), (50, 50));
+        // utime would go back (100 - 90 = 10 < 80): kept at 80, stime the rest.
+        assert_eq!(cputime_adjust(1, 9, 100, Some((80, 10))), (80, 20));
+        // stime 0 ticks, yet it had system time: not below it.
+        assert_eq!(cputime_adjust(5, 0, 100, Some((10, 20))), (80, 20));
+        // utime 0 ticks, yet it had user time: not below it.
+        assert_eq!(cputime_adjust(0, 5, 100, Some((30, 10))), (30, 70));
+        // Without prev_cputime (VIRT_CPU_ACCOUNTING_NATIVE): as sampled.
+        assert_eq!(cputime_adjust(3, 1, 100, None), (3, 1));
+        // Untrusted extremes never panic and keep the total.
+        let (u, s) = cputime_adjust(u64::MAX, u64::MAX, u64::MAX, fresh);
+        assert_eq!(u.wrapping_add(s), u64::MAX);
+        cputime_adjust(1, 1, 5, Some((u64::MAX, 1)));
+        cputime_adjust(u64::MAX, 1, 5, Some((1, u64::MAX - 1)));
+    }
+
+    fn rec(pid: u32, tgid: u32) -> TaskRec {
+        let mut r = decode(&Fields::new(&[0u8; TASK_SIZE]), 0).unwrap();
+        r.pid = pid;
+        r.tgid = tgid;
+        r.present = TASK_PREV_CPUTIME;
+        r
+    }
+
+    /// A thread is split with its own prev_cputime, a process with its
+    /// group's and the times of its dead threads.
+    #[test]
+    fn threads_and_processes_use_their_own_prev() {
+        let mut leader = rec(10, 10);
+        (leader.utime_ns, leader.stime_ns, leader.runtime_ns) = (3, 1, 100);
+        (leader.prev_utime_ns, leader.prev_stime_ns) = (60, 50);
+        (leader.group_prev_utime_ns, leader.group_prev_stime_ns) = (0, 0);
+        (
+            leader.dead_utime_ns,
+            leader.dead_stime_ns,
+            leader.dead_runtime_ns,
+        ) = (1, 3, 100);
+        let mut other = rec(11, 10);
+        (other.utime_ns, other.stime_ns, other.runtime_ns) = (0, 0, 0);
+        let t = Task::thread(&leader, 0);
+        assert_eq!((t.utime_ns, t.stime_ns), (60, 50));
+        // (3 + 0 + 1) user and (1 + 0 + 3) system ticks over 200 ns.
+        let p = Task::process(&leader, &[leader.clone(), other], 0);
+        assert_eq!((p.utime_ns, p.stime_ns), (100, 100));
+        assert_eq!((p.pid, p.tid), (10, 10));
+    }
+
+    #[test]
+    fn changes_name_exec_reparent_and_ids() {
+        let mut r = rec(7, 7);
+        r.comm = b"bash".to_vec();
+        (r.ppid, r.euid, r.fsuid, r.self_exec_id) = (5, 1000, 1000, 3);
+        let old = Task::thread(&r, 0);
+        assert_eq!(changes(&old, &old), Changes::default());
+        let mut renamed = old.clone();
+        renamed.comm = b"kworker/0:1-events".to_vec();
+        assert_eq!(
+            changes(&old, &renamed),
+            Changes::default(),
+            "a rename is no exec"
+        );
+        r.comm = b"sleep".to_vec();
+        (r.ppid, r.euid, r.fsuid, r.self_exec_id) = (1, 0, 0, 4);
+        r.state = 2;
+        let new = Task::thread(&r, 0);
+        let c = changes(&old, &new);
+        let task = new.reference();
+        assert_eq!(
+            c.state,
+            Some(StateChange {
+                task: task.clone(),
+                from: 'R',
+                to: 'D'
+            })
+        );
+        assert_eq!(
+            c.exec,
+            Some(Exec {
+                task: task.clone(),
+                from_comm: b"bash".to_vec(),
+                to_comm: b"sleep".to_vec()
+            })
+        );
+        assert_eq!(
+            c.reparent,
+            Some(Reparent {
+                task: task.clone(),
+                from_ppid: 5,
+                to_ppid: 1
+            })
+        );
+        let creds: Vec<_> = c.creds.iter().map(|c| (c.field, c.from, c.to)).collect();
+        assert_eq!(creds, [("euid", 1000, 0), ("fsuid", 1000, 0)]);
+    }
+
+    /// `uid` and `gid` are the effective ids, as ps's; each id has its
+    /// column, headed as ps heads it.
+    #[test]
+    fn id_columns_as_ps_names_them() {
+        let mut r = rec(7, 7);
+        (r.ruid, r.euid, r.suid, r.fsuid) = (1, 2, 3, 4);
+        (r.rgid, r.egid, r.sgid, r.fsgid) = (5, 6, 7, 8);
+        let t = Task::thread(&r, 0);
+        let clock = Clock {
+            ktime_ns: 0,
+            wall_time: UNIX_EPOCH,
+        };
+        let names = "uid euid ruid suid fsuid gid egid rgid sgid fsgid";
+        let cols: Vec<Column> = names
+            .split(' ')
+            .map(|n| Column::NAMES.iter().find(|(c, _)| *c == n).unwrap().1)
+            .collect();
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|c| c.cell(&t, clock, "", Paint(false)))
+            .collect();
+        assert_eq!(cells, ["2", "2", "1", "3", "4", "6", "6", "5", "7", "8"]);
+        assert_eq!(
+            table_heading(&cols).split_whitespace().collect::<Vec<_>>(),
+            ["UID", "EUID", "RUID", "SUID", "FSUID", "GID", "EGID", "RGID", "SGID", "FSGID"]
+        );
+        let v = serde_json::to_value(json(&t)).unwrap();
+        assert_eq!((v["uid"].as_u64(), v["gid"].as_u64()), (Some(2), Some(6)));
+        assert_eq!(
+            (v["ruid"].as_u64(), v["fsgid"].as_u64()),
+            (Some(1), Some(8))
+        );
     }
 }

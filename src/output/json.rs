@@ -122,16 +122,19 @@ fn text(bytes: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(bytes)
 }
 
+/// A diff entry: the task's reference with the entry's own fields.
+fn task_with(task: &task::TaskRef, fields: Value) -> Value {
+    let mut v = task.json();
+    if let (Value::Object(map), Value::Object(extra)) = (&mut v, fields) {
+        map.extend(extra);
+    }
+    v
+}
+
 fn diff_json(d: &Diff) -> Value {
     let file_change = |c: &FileChange| {
-        let mut v = c.task.json();
-        if let Value::Object(map) = &mut v {
-            map.insert(
-                "file".into(),
-                serde_json::to_value(files::json(&c.file)).unwrap_or_default(),
-            );
-        }
-        v
+        let file = serde_json::to_value(files::json(&c.file)).unwrap_or_default();
+        task_with(&c.task, json!({ "file": file }))
     };
     json!({
         "from_seq": d.from_seq,
@@ -139,23 +142,26 @@ fn diff_json(d: &Diff) -> Value {
         "appeared": d.appeared.iter().map(|t| t.json()).collect::<Vec<_>>(),
         "exited": d.exited.iter().map(|t| t.json()).collect::<Vec<_>>(),
         "state_changes": d.state_changes.iter().map(|c| {
-            let mut v = c.task.json();
-            if let Value::Object(map) = &mut v {
-                map.insert("from".into(), c.from.to_string().into());
-                map.insert("to".into(), c.to.to_string().into());
-            }
-            v
+            task_with(&c.task, json!({ "from": c.from.to_string(), "to": c.to.to_string() }))
+        }).collect::<Vec<_>>(),
+        "execs": d.execs.iter().map(|c| {
+            task_with(&c.task, json!({ "from_comm": text(&c.from_comm), "to_comm": text(&c.to_comm) }))
+        }).collect::<Vec<_>>(),
+        "reparented": d.reparented.iter().map(|c| {
+            task_with(&c.task, json!({ "from_ppid": c.from_ppid, "to_ppid": c.to_ppid }))
+        }).collect::<Vec<_>>(),
+        "cred_changes": d.cred_changes.iter().map(|c| {
+            task_with(&c.task, json!({ "field": c.field, "from": c.from, "to": c.to }))
         }).collect::<Vec<_>>(),
         "files_opened": d.files_opened.iter().map(file_change).collect::<Vec<_>>(),
         "files_closed": d.files_closed.iter().map(file_change).collect::<Vec<_>>(),
         "cpu": d.cpu.iter().map(|c| {
-            let mut v = c.task.json();
-            if let Value::Object(map) = &mut v {
-                map.insert("cpu_ns".into(), c.cpu_ns.into());
-                map.insert("percent".into(), ((c.percent * 10.0).round() / 10.0).into());
-                map.insert("files".into(), c.files.into());
-            }
-            v
+            task_with(&c.task, json!({
+                "cpu_ns": c.cpu_ns,
+                "total_cpu_ns": c.total_cpu_ns,
+                "percent": (c.percent * 10.0).round() / 10.0,
+                "files": c.files,
+            }))
         }).collect::<Vec<_>>(),
     })
 }
@@ -304,13 +310,13 @@ mod tests {
                         ppid: 1,
                         comm: b"x".to_vec(),
                         state: 'S',
-                        uid: 0,
-                        euid: 0,
-                        gid: 0,
+                        creds: Default::default(),
                         threads: 1,
                         utime_ns: 0,
                         stime_ns: 0,
                         start_ns: 0,
+                        start_boottime_ns: 0,
+                        exec_id: 0,
                         kthread: false,
                         in_event: i % 2 == 0,
                         since_event_ns: u64::from(i),

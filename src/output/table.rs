@@ -88,9 +88,33 @@ fn clock(snap: &Snapshot) -> Clock {
     }
 }
 
+/// Each change of a task (state, exec, parent, ids) as the diff's lines
+/// say it after the task's name, with the task it is about.
+fn task_changes(d: &Diff) -> Vec<(&task::TaskRef, String)> {
+    let mut out = Vec::new();
+    for c in &d.state_changes {
+        out.push((&c.task, format!("state {} -> {}", c.from, c.to)));
+    }
+    for c in &d.execs {
+        let (from, to) = (printable(&c.from_comm), printable(&c.to_comm));
+        out.push((&c.task, format!("exec {from} -> {to}")));
+    }
+    for c in &d.reparented {
+        out.push((
+            &c.task,
+            format!("reparented {} -> {}", c.from_ppid, c.to_ppid),
+        ));
+    }
+    for c in &d.cred_changes {
+        out.push((&c.task, format!("{} {} -> {}", c.field, c.from, c.to)));
+    }
+    out
+}
+
 /// With --tree: the changed tasks in their place in the process tree (with
-/// their ancestors for context), marked `+` appeared, `-` exited, `~` state
-/// changed, their opened (`+`) and closed (`-`) files beneath them.
+/// their ancestors for context), marked `+` appeared, `-` exited, `~`
+/// changed (state, exec, parent, ids: each on a line beneath), their opened
+/// (`+`) and closed (`-`) files beneath them.
 fn write_diff_tree(w: &mut dyn Write, snap: &Snapshot, d: &Diff, threads: bool) -> io::Result<()> {
     let snap_netns = snap.info.reader_netns;
     use std::collections::{BTreeMap, BTreeSet};
@@ -99,12 +123,12 @@ fn write_diff_tree(w: &mut dyn Write, snap: &Snapshot, d: &Diff, threads: bool) 
     for t in &d.appeared {
         marks.insert((t.pid, t.tid), '+');
     }
-    for c in &d.state_changes {
-        marks.entry((c.task.pid, c.task.tid)).or_insert('~');
+    for (t, change) in task_changes(d) {
+        marks.entry((t.pid, t.tid)).or_insert('~');
         notes
-            .entry((c.task.pid, c.task.tid))
+            .entry((t.pid, t.tid))
             .or_default()
-            .push(format!("~ state {} -> {}", c.from, c.to));
+            .push(format!("~ {change}"));
     }
     for (sign, list) in [('+', &d.files_opened), ('-', &d.files_closed)] {
         for c in list {
@@ -214,8 +238,8 @@ fn write_change_lines(
     for t in &d.exited {
         writeln!(w, "- {} exited", t.who(threads))?;
     }
-    for c in &d.state_changes {
-        writeln!(w, "~ {} state {} -> {}", c.task.who(threads), c.from, c.to)?;
+    for (t, change) in task_changes(d) {
+        writeln!(w, "~ {} {change}", t.who(threads))?;
     }
     for c in &d.files_opened {
         writeln!(
@@ -236,6 +260,9 @@ fn write_change_lines(
     Ok(())
 }
 
+/// Tasks that used CPU in the interval, top-like: CPU% is their share of
+/// one CPU over the interval, TIME+ their CPU time since they started;
+/// FILES is `-` when files were not walked (--no-files).
 fn write_cpu_table(w: &mut dyn Write, d: &Diff) -> io::Result<()> {
     if !d.cpu.is_empty() {
         writeln!(
@@ -244,14 +271,15 @@ fn write_cpu_table(w: &mut dyn Write, d: &Diff) -> io::Result<()> {
             "PID", "TID", "CPU%", "TIME+", "FILES"
         )?;
         for c in &d.cpu {
+            let files = c.files.map_or_else(|| "-".to_string(), |n| n.to_string());
             writeln!(
                 w,
                 "{:>7} {:>7} {:>6.1}  {:>9} {:>5} {}",
                 c.task.pid,
                 c.task.tid,
                 c.percent,
-                task::cpu_time(c.cpu_ns),
-                c.files,
+                task::cpu_time(c.total_cpu_ns),
+                files,
                 printable(&c.task.comm)
             )?;
         }
@@ -368,4 +396,106 @@ pub fn tree_order<'a>(tasks: impl Iterator<Item = &'a Task>) -> Vec<(usize, usiz
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::{self, SortKey};
+    use crate::kinds::task::{TaskRec, TASK_PREV_CPUTIME, TASK_SIZE};
+    use crate::model::{RawSnapshot, TriggerSpec};
+    use crate::record::Record;
+    use crate::snapshot::{self, Context};
+    use crate::wire::Fields;
+
+    fn rec(pid: u32, ppid: u32, comm: &str, exec_id: u64, euid: u32, runtime_ns: u64) -> Record {
+        let mut r: TaskRec = task::decode(&Fields::new(&[0u8; TASK_SIZE]), 0).unwrap();
+        (r.pid, r.tgid, r.ppid, r.state, r.nr_threads) = (pid, pid, ppid, 1, 1);
+        (r.comm, r.self_exec_id, r.euid) = (comm.as_bytes().to_vec(), exec_id, euid);
+        (r.utime_ns, r.stime_ns, r.runtime_ns) = (1, 1, runtime_ns);
+        r.present = TASK_PREV_CPUTIME;
+        Record::Task(r)
+    }
+
+    fn snap(seq: u32, ktime_ns: u64, records: Vec<Record>) -> Snapshot {
+        let raw = RawSnapshot {
+            seq,
+            records,
+            ktime_ns,
+            ..RawSnapshot::default()
+        };
+        let ctx = Context {
+            backend: "seq",
+            spec: &TriggerSpec::OneShot,
+            per_thread: false,
+            files: false,
+            ksyms: None,
+            wall_offset_ns: 0,
+            event_budget_ns: 0,
+            socket_filter: false,
+            reader_netns: 0,
+        };
+        snapshot::assemble(raw, &ctx, (0, 0, 0))
+    }
+
+    /// bash (10) execs sleep and gains root's euid; sh (12) exits and its
+    /// child (11) goes to init. Each change on a line, in the list and in
+    /// the tree; TIME+ is the cumulative CPU time, FILES `-` without files.
+    #[test]
+    fn diff_lines_name_execs_parents_and_ids() {
+        let before = snap(
+            1,
+            1_000_000_000,
+            vec![
+                rec(10, 1, "bash", 1, 1000, 1_000_000_000),
+                rec(11, 12, "sleep", 1, 0, 0),
+                rec(12, 1, "sh", 1, 0, 0),
+            ],
+        );
+        let after = snap(
+            2,
+            2_000_000_000,
+            vec![
+                rec(10, 1, "sleep", 2, 0, 1_500_000_000),
+                rec(11, 1, "sleep", 1, 0, 0),
+            ],
+        );
+        let d = diff::diff(&before, &after, SortKey::Cpu);
+        let printer = |tree| Printer {
+            format: super::super::OutputFormat::Table,
+            threads: false,
+            tree,
+            columns: None,
+            color: false,
+        };
+        let render = |tree| {
+            let mut out = Vec::new();
+            write_diff(&mut out, &after, &d, &printer(tree)).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let list = render(false);
+        let lines: Vec<&str> = list.lines().skip(1).collect();
+        assert_eq!(
+            lines,
+            [
+                "- 12 (sh) exited",
+                "~ 10 (sleep) exec bash -> sleep",
+                "~ 11 (sleep) reparented 12 -> 1",
+                "~ 10 (sleep) euid 1000 -> 0",
+                "    PID     TID   CPU%      TIME+ FILES COMMAND",
+                "     10      10   50.0    0:01.50     - sleep",
+            ],
+            "{list}"
+        );
+        let tree = render(true);
+        for note in [
+            "~ exec bash -> sleep",
+            "~ euid 1000 -> 0",
+            "~ reparented 12 -> 1",
+        ] {
+            assert!(tree.contains(note), "{note} in {tree}");
+        }
+        assert!(tree.contains("~      10 sleep"), "{tree}");
+        assert!(tree.contains("-      12 sh"), "{tree}");
+    }
 }

@@ -143,6 +143,8 @@ pub fn unique_comm(tag: &str) -> String {
 pub struct Fixture {
     pub pid: u32,
     pub comm: String,
+    /// With `start_with_creds`: the child whose ids all differ (CREDS).
+    pub creds_pid: Option<u32>,
     pub dir: PathBuf,
     child: Child,
     /// Kept open so the fixture never writes to a closed pipe.
@@ -168,20 +170,32 @@ impl Fixture {
 
     /// A quiescent fixture that also holds `extra_fds` more fds (dups of /dev/null).
     pub fn start_with_fds(tag: &str, extra_fds: usize) -> Fixture {
-        Self::start_full(tag, None, extra_fds, 0)
+        Self::start_full(tag, None, extra_fds, 0, false)
     }
 
     /// A quiescent fixture with `children` forked children of its name, each
     /// holding the fixture's files, paused until the fixture exits.
     pub fn start_with_children(tag: &str, children: usize) -> Fixture {
-        Self::start_full(tag, None, 0, children)
+        Self::start_full(tag, None, 0, children, false)
+    }
+
+    /// A quiescent fixture with a child of its name (`creds_pid`) whose
+    /// real, effective, saved and filesystem ids all differ: CREDS.
+    pub fn start_with_creds(tag: &str) -> Fixture {
+        Self::start_full(tag, None, 0, 0, true)
     }
 
     fn start_with(tag: &str, event: Option<&str>, extra_fds: usize) -> Fixture {
-        Self::start_full(tag, event, extra_fds, 0)
+        Self::start_full(tag, event, extra_fds, 0, false)
     }
 
-    fn start_full(tag: &str, event: Option<&str>, extra_fds: usize, children: usize) -> Fixture {
+    fn start_full(
+        tag: &str,
+        event: Option<&str>,
+        extra_fds: usize,
+        children: usize,
+        creds: bool,
+    ) -> Fixture {
         let comm = unique_comm(tag);
         let dir = std::env::temp_dir().join(format!("itersnap-{comm}"));
         // Not the test's stderr: that file is written by other tests as this
@@ -195,6 +209,7 @@ impl Fixture {
             .env("ITERSNAP_FIXTURE_EVENT", event.unwrap_or(""))
             .env("ITERSNAP_FIXTURE_EXTRA_FDS", extra_fds.to_string())
             .env("ITERSNAP_FIXTURE_CHILDREN", children.to_string())
+            .env("ITERSNAP_FIXTURE_CREDS", if creds { "1" } else { "" })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -203,6 +218,7 @@ impl Fixture {
         // libtest prints its own lines first; the fixture's is "ready".
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
+        let mut creds_pid = None;
         while line.trim() != "ready" {
             line.clear();
             let n = stdout.read_line(&mut line).unwrap();
@@ -211,10 +227,14 @@ impl Fixture {
                 "fixture exited before it was ready: {}",
                 fs::read_to_string(&stderr_path).unwrap_or_default()
             );
+            if let Some(pid) = line.trim().strip_prefix("creds ") {
+                creds_pid = pid.parse().ok();
+            }
         }
         Fixture {
             pid: child.id(),
             comm,
+            creds_pid,
             dir,
             child,
             _stdout: stdout,
@@ -306,6 +326,11 @@ pub fn run_fixture_if_asked() {
         // SAFETY: the child makes only async-signal-safe calls.
         unsafe { fork_paused(&name) };
     }
+    if std::env::var("ITERSNAP_FIXTURE_CREDS").is_ok_and(|v| v == "1") {
+        // SAFETY: the child makes only async-signal-safe calls.
+        let pid = unsafe { fork_with_creds(&name) };
+        println!("creds {pid}");
+    }
     println!("ready");
     std::io::stdout().flush().unwrap();
     if !event.is_empty() {
@@ -348,6 +373,46 @@ unsafe fn fork_paused(comm: &std::ffi::CStr) {
             libc::pause();
         }
     }
+}
+
+/// The ids of the `start_with_creds` child: real, effective, saved and
+/// filesystem uids, then gids (euid 0 keeps the capability to set fsuid).
+pub const CREDS: [u32; 8] = [1001, 0, 1003, 1004, 2001, 2002, 2003, 2004];
+
+/// Forks a child named like the fixture, with the ids of CREDS, paused
+/// until the fixture exits; returns once the ids are set. Raw syscalls (a
+/// thread's own ids, not glibc's broadcast to every thread) in the child
+/// of a threaded process, which makes only async-signal-safe calls.
+unsafe fn fork_with_creds(comm: &std::ffi::CStr) -> libc::pid_t {
+    let parent = libc::getpid();
+    let mut pipe = [0; 2];
+    check(libc::pipe(pipe.as_mut_ptr()), "pipe");
+    let child = libc::fork();
+    if child == 0 {
+        libc::prctl(libc::PR_SET_NAME, comm.as_ptr());
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != parent {
+            libc::_exit(0);
+        }
+        let [ruid, euid, suid, fsuid, rgid, egid, sgid, fsgid] = CREDS;
+        let ok = libc::syscall(libc::SYS_setresgid, rgid, egid, sgid) == 0
+            && libc::syscall(libc::SYS_setfsgid, fsgid) >= 0
+            && libc::syscall(libc::SYS_setresuid, ruid, euid, suid) == 0
+            && libc::syscall(libc::SYS_setfsuid, fsuid) >= 0;
+        libc::write(pipe[1], [u8::from(ok)].as_ptr().cast(), 1);
+        loop {
+            libc::pause();
+        }
+    }
+    libc::close(pipe[1]);
+    let mut ok = [0u8];
+    let n = libc::read(pipe[0], ok.as_mut_ptr().cast(), 1);
+    libc::close(pipe[0]);
+    assert!(
+        n == 1 && ok[0] == 1,
+        "the creds child could not set its ids"
+    );
+    child
 }
 
 /// Forks a child named like the fixture (the COMM filter shows it; otherwise
@@ -423,6 +488,12 @@ fn cause_event(event: &str) {
                     true,
                 );
                 std::thread::sleep(std::time::Duration::from_millis(2500));
+            }
+            // The --diff test of ids: euid (and with it fsuid) to 4242, in
+            // every thread (glibc's seteuid), then 1.5 s to be seen.
+            "setuid" => {
+                check(libc::seteuid(4242), "seteuid");
+                std::thread::sleep(std::time::Duration::from_millis(1500));
             }
             // A hot syscall for one second: the rate-limit test.
             "spin" => {
@@ -535,6 +606,7 @@ fn still_orphaned(sample: fn() -> Vec<u32>) -> Vec<u32> {
 /// Names of itersnap's maps as the kernel shows them (15 bytes kept).
 const OUR_MAPS: &[&str] = &[
     "scratch_map",
+    "name_map",
     "events",
     "seqiter_.rodata",
     "seqiter_.bss",
