@@ -103,6 +103,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
             wall_offset_ns: u64::MAX / 2,
             event_budget_ns: 1_000_000,
             socket_filter: i == 2,
+            boot_wall_ns: u64::MAX / 2 - 1_000_000_000,
             reader_netns: 4026531840,
         };
         let snap = snapshot::assemble(raw, &ctx, (1, 2, 3));

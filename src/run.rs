@@ -176,6 +176,7 @@ pub fn run(req: &Request) -> Result<()> {
         files: req.files,
         ksyms: ksyms.as_ref(),
         wall_offset_ns: backend::realtime_ns().saturating_sub(backend::monotonic_ns()),
+        boot_wall_ns: backend::realtime_ns().saturating_sub(backend::boottime_ns()),
         event_budget_ns: event_budget.as_nanos().min(u64::MAX as u128) as u64,
         socket_filter: req.sockets.is_on(),
         reader_netns: own_netns(),

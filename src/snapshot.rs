@@ -157,6 +157,8 @@ pub struct WalkInfo {
     pub capture: Capture,
     /// itersnap's own network namespace (sockets elsewhere say theirs).
     pub reader_netns: u64,
+    /// When the machine booted, wall clock ns (Context::boot_wall_ns).
+    pub boot_wall_ns: u64,
     /// Open files were walked (not --no-files): a row without any has none.
     pub files: bool,
     /// CPU the trigger fired on, when there was a trigger.
@@ -241,6 +243,9 @@ pub struct Context<'a> {
     pub ksyms: Option<&'a Ksyms>,
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC, to date kernel timestamps.
     pub wall_offset_ns: u64,
+    /// CLOCK_REALTIME minus CLOCK_BOOTTIME: when the machine booted, as
+    /// /proc/stat's btime (which ps dates start times from).
+    pub boot_wall_ns: u64,
     /// --event-budget, as the trigger programs were given it.
     pub event_budget_ns: u64,
     /// A --port/--proto/--state filter is on: processes without a matching
@@ -302,6 +307,7 @@ fn walk_info(raw: &RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -> 
         backend: ctx.backend,
         after_event: raw.after_event,
         reader_netns: ctx.reader_netns,
+        boot_wall_ns: ctx.boot_wall_ns,
         capture: Capture {
             in_event_ns: raw.in_event_ns,
             // A tick captures nothing in its event, whatever the budget.

@@ -616,6 +616,8 @@ pub enum Column {
 pub struct Clock {
     pub ktime_ns: u64,
     pub wall_time: SystemTime,
+    /// When the machine booted, wall clock ns (/proc/stat's btime).
+    pub boot_wall_ns: u64,
 }
 
 impl Column {
@@ -785,16 +787,17 @@ pub fn cpu_time(ns: u64) -> String {
 }
 
 /// The start time in the local time zone, as ps computes it: the boot
-/// time in whole seconds (/proc/stat's btime) plus the whole seconds since
-/// boot, against the snapshot's time as "now".
+/// time in whole seconds (/proc/stat's btime) plus the whole seconds from
+/// boot to the start on the boot clock (starttime), against the
+/// snapshot's time as "now".
 fn start_time(t: &Task, clock: Clock, format: StartFormat) -> String {
     let wall_ns = clock
         .wall_time
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos() as u64;
-    let boot_s = wall_ns.saturating_sub(clock.ktime_ns) / 1_000_000_000;
-    let start_s = boot_s.saturating_add(t.start_ns / 1_000_000_000);
+    let boot_s = clock.boot_wall_ns / 1_000_000_000;
+    let start_s = boot_s.saturating_add(t.start_boottime_ns / 1_000_000_000);
     let now_s = wall_ns / 1_000_000_000;
     ps_start_time(format, start_s as i64, now_s as i64)
 }
@@ -1038,6 +1041,7 @@ mod tests {
         let clock = Clock {
             ktime_ns: 0,
             wall_time: UNIX_EPOCH,
+            boot_wall_ns: 0,
         };
         let names = "uid euid ruid suid fsuid gid egid rgid sgid fsgid";
         let cols: Vec<Column> = names

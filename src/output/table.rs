@@ -85,6 +85,7 @@ fn clock(snap: &Snapshot) -> Clock {
     Clock {
         ktime_ns: snap.info.ktime_ns,
         wall_time: snap.info.wall_time,
+        boot_wall_ns: snap.info.boot_wall_ns,
     }
 }
 
@@ -434,6 +435,7 @@ mod tests {
             event_budget_ns: 0,
             socket_filter: false,
             reader_netns: 0,
+            boot_wall_ns: 0,
         };
         snapshot::assemble(raw, &ctx, (0, 0, 0))
     }
