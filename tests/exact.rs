@@ -14,25 +14,6 @@ fn fixture_process() {
     run_fixture_if_asked();
 }
 
-/// The backends this kernel runs (the open-coded one needs 6.7: these
-/// tests also run in the older kernels' VMs, scripts/test).
-fn backends_here() -> Vec<&'static str> {
-    let me = std::process::id().to_string();
-    let here: Vec<_> = BACKENDS
-        .into_iter()
-        .filter(|b| {
-            itersnap(&["--backend", b, "--pid", &me, "--no-files"])
-                .status
-                .success()
-        })
-        .collect();
-    assert!(
-        here.contains(&"seq"),
-        "the seq backend runs on every kernel"
-    );
-    here
-}
-
 /// `pid → rest of the line` of a ps or itersnap table, first column the pid.
 fn by_pid(text: &str) -> BTreeMap<u32, String> {
     text.lines()
@@ -463,4 +444,40 @@ fn every_fd_agrees_with_lsof() {
         );
     }
     fx.wait();
+}
+
+/// Every process that held still reads as `ps -eo` prints it: parent,
+/// each uid and gid, thread count, state, name (kernel threads in full; ps
+/// shows them without the brackets the table adds).
+#[test]
+fn every_process_reads_as_ps_eo_prints_it() {
+    const FIELDS: &str = "ppid,uid,euid,ruid,suid,fsuid,gid,egid,rgid,sgid,fsgid,nlwp,s,comm";
+    let normal = |line: &str| line.split_whitespace().collect::<Vec<_>>().join(" ");
+    for backend in backends_here() {
+        let before = ps_columns("UTC", FIELDS);
+        let ours = itersnap_columns("UTC", backend, FIELDS);
+        let after = ps_columns("UTC", FIELDS);
+        let mut compared = 0;
+        let mut kthreads = 0;
+        for (pid, want) in &before {
+            if *pid == 1 || after.get(pid) != Some(want) {
+                continue;
+            }
+            let Some(got) = ours.get(pid) else {
+                continue;
+            };
+            let mut got = normal(got);
+            // `[name]`: the table's mark of a kernel thread.
+            if let Some(at) = got.rfind(" [").filter(|_| got.ends_with(']')) {
+                got = format!("{} {}", &got[..at], &got[at + 2..got.len() - 1]);
+                kthreads += 1;
+            }
+            assert_eq!(got, normal(want), "pid {pid} ({FIELDS}), {backend}");
+            compared += 1;
+        }
+        assert!(
+            compared > 10 && kthreads > 0,
+            "{backend}: {compared} compared, {kthreads} kernel threads"
+        );
+    }
 }

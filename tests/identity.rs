@@ -213,7 +213,7 @@ fn compare_with_proc(backend: &str, threads: bool) -> Compared {
 fn every_process_is_as_proc_shows_it() {
     let fx = Fixture::start_with_creds("p");
     let creds = fx.creds_pid.unwrap();
-    for backend in BACKENDS {
+    for backend in backends_here() {
         let seen = compare_with_proc(backend, false);
         assert!(
             seen.tasks.len() > 10,
@@ -237,7 +237,7 @@ fn every_process_is_as_proc_shows_it() {
 #[test]
 fn every_thread_is_as_proc_shows_it() {
     let fx = Fixture::start("t");
-    for backend in BACKENDS {
+    for backend in backends_here() {
         let seen = compare_with_proc(backend, true);
         // The fixture's threads sleep: each is compared.
         for tid in proc_tids(fx.pid) {
@@ -263,7 +263,7 @@ fn each_id_has_its_field_and_column() {
         numbers(status["Uid"]),
         [ruid, euid, suid, fsuid].map(u64::from)
     );
-    for backend in BACKENDS {
+    for backend in backends_here() {
         let snap = snapshot(&["--backend", backend, "--no-files", &fx.comm]);
         let row = rows_of(&snap, pid)[0];
         let got: Vec<u64> = [
@@ -401,14 +401,14 @@ fn long_kernel_thread_names_filter_like_pgrep() {
         let agreed = (0..5).any(|_| {
             let truth = named(name);
             let pgrep = pgrep(name).unwrap_or_else(|| truth.clone());
-            let ours: Vec<BTreeSet<u32>> = BACKENDS.iter().map(|b| shown(b, name)).collect();
+            let ours: Vec<BTreeSet<u32>> = backends_here().iter().map(|b| shown(b, name)).collect();
             last = format!("{name}: /proc {truth:?}, pgrep -x {pgrep:?}, ours {ours:?}");
             !truth.is_empty() && pgrep == truth && ours.iter().all(|o| *o == truth)
         });
         assert!(agreed, "{last}");
         let prefix = &name[..15];
         let pids = named(name);
-        for backend in BACKENDS {
+        for backend in backends_here() {
             let by_prefix = shown(backend, prefix);
             assert!(by_prefix.is_disjoint(&pids), "{backend}: {prefix}");
         }
@@ -431,7 +431,7 @@ fn signal_target_comm_takes_a_long_kernel_thread_name() {
         })
         .next()
         .expect("a kernel thread with a long name of its own");
-    for backend in BACKENDS {
+    for backend in backends_here() {
         let armed = Armed::start(&[
             "-o",
             "json",
@@ -563,7 +563,7 @@ fn diff_shows_execs_reparenting_and_id_changes() {
         }
         Armed::start(&args)
     };
-    let armed: Vec<_> = BACKENDS
+    let armed: Vec<_> = backends_here()
         .iter()
         .flat_map(|b| [(b, true, run(b, true)), (b, false, run(b, false))])
         .collect();

@@ -23,6 +23,30 @@ pub const ITERSNAP: &str = env!("CARGO_BIN_EXE_itersnap");
 /// Both backends; tests that check snapshots against /proc run each.
 pub const BACKENDS: [&str; 2] = ["seq", "open-coded"];
 
+/// The backends this kernel runs, of BACKENDS (the open-coded one needs
+/// 6.7): the tests that scripts/test also runs in the older kernels' VMs
+/// (tests/exact.rs, tests/identity.rs) take each of these.
+pub fn backends_here() -> Vec<&'static str> {
+    static HERE: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    HERE.get_or_init(|| {
+        let me = std::process::id().to_string();
+        let here: Vec<_> = BACKENDS
+            .into_iter()
+            .filter(|b| {
+                itersnap(&["--backend", b, "--pid", &me, "--no-files"])
+                    .status
+                    .success()
+            })
+            .collect();
+        assert!(
+            here.contains(&"seq"),
+            "the seq backend runs on every kernel"
+        );
+        here
+    })
+    .clone()
+}
+
 /// Runs itersnap with `args`.
 pub fn itersnap(args: &[&str]) -> Output {
     Command::new(ITERSNAP)
