@@ -563,7 +563,8 @@ fn diff_shows_execs_reparenting_and_id_changes() {
         }
         Armed::start(&args)
     };
-    let armed: Vec<_> = backends_here()
+    let backends = backends_here();
+    let armed: Vec<_> = backends
         .iter()
         .flat_map(|b| [(b, true, run(b, true)), (b, false, run(b, false))])
         .collect();
