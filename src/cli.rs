@@ -76,7 +76,10 @@ pub struct Cli {
     #[arg(short = 't', long, help_heading = "Output")]
     pub tree: bool,
 
-    /// Task columns of the table, like `ps -o`: pid,tid,ppid,uid,euid,ruid,suid,fsuid,gid,egid,rgid,sgid,fsgid,state,nlwp,time,start,taken,comm
+    /// Task columns of the table, comma-separated, like `ps -o`: pid, tid,
+    /// ppid, uid, euid, ruid, suid, fsuid, gid, egid, rgid, sgid, fsgid,
+    /// state, nlwp, time, start, stime, start_time, bsdstart, lstart, taken,
+    /// comm
     #[arg(long, value_name = "LIST", value_parser = parse_columns, help_heading = "Output")]
     pub columns: Option<Columns>,
 

@@ -76,6 +76,13 @@ impl Drop for NetnsListener {
     }
 }
 
+/// The tests that open sockets in this process, one at a time: each
+/// counts what this process holds.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static HELD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HELD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Sockets of every kind, held by this test process while it looks. One
 /// test at a time holds them (tests share this process): each counts them.
 struct Sockets {
@@ -88,8 +95,7 @@ struct Sockets {
 
 impl Sockets {
     fn open() -> Sockets {
-        static HELD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let one_at_a_time = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        let one_at_a_time = one_at_a_time();
         let mut held: Vec<Box<dyn std::any::Any>> = Vec::new();
         let l4 = TcpListener::bind("127.0.0.1:0").unwrap();
         let tcp4_port = l4.local_addr().unwrap().port();
@@ -523,6 +529,7 @@ fn sockets_are_captured_inside_the_event() {
 /// named as lsof names it, and the socket filter applies to the diff too.
 #[test]
 fn a_new_connection_is_a_change() {
+    let _one_at_a_time = one_at_a_time();
     let me = std::process::id().to_string();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port_number = listener.local_addr().unwrap().port();
