@@ -338,11 +338,18 @@ fn socket_mismatches(ours: &serde_json::Value, theirs: &LsofFile) -> Vec<String>
             theirs.name
         ));
     }
+    // `-F T` lines read `TST=LISTEN`: the tag T, then ST=, QR=, QS=. lsof
+    // takes queues from /proc/net/tcp, where a listener's send queue is 0;
+    // itersnap's are sock_diag's (ss's), where it is the backlog's limit.
+    let listening = s["state"] == "LISTEN";
     for (key, ours) in [
-        ("TST", s["state"].as_str().unwrap_or("").to_string()),
-        ("TQR", s["rx_queue"].to_string()),
-        ("TQS", s["tx_queue"].to_string()),
+        ("ST", s["state"].as_str().unwrap_or("").to_string()),
+        ("QR", s["rx_queue"].to_string()),
+        ("QS", s["tx_queue"].to_string()),
     ] {
+        if key == "QS" && listening {
+            continue;
+        }
         if let Some(theirs) = theirs.tcp_info.get(key) {
             if *theirs != ours {
                 bad.push(format!("socket {key}: ours {ours}, lsof {theirs}"));

@@ -313,7 +313,7 @@ fn ss_sockets_of(all: &BTreeMap<(u32, i32), SsSocket>, pid: u32) -> BTreeMap<i32
 fn every_kind_of_socket_reads_as_ss_shows_it() {
     let held = Sockets::open();
     let me = std::process::id();
-    for backend in BACKENDS {
+    for backend in backends_here() {
         let snap = snapshot(&["--pid", &me.to_string(), "--backend", backend]);
         let ours = our_sockets(&snap, me);
         let theirs = ss_sockets_of(&ss(None), me);
@@ -343,7 +343,7 @@ fn a_listener_in_another_netns_is_seen_with_its_netns() {
         m.ino()
     });
     assert_ne!(own.as_ref().ok(), theirs_ns.as_ref().ok());
-    for backend in BACKENDS {
+    for backend in backends_here() {
         let snap = snapshot(&["--pid", &pid.to_string(), "--backend", backend]);
         assert_eq!(
             our_sockets(&snap, pid),
@@ -379,7 +379,7 @@ fn port_proto_and_state_filters_keep_exactly_the_holders() {
     let held = Sockets::open();
     let me = std::process::id();
     let port = held.tcp4_port.to_string();
-    for backend in BACKENDS {
+    for backend in backends_here() {
         let snap = snapshot(&["--port", &port, "--backend", backend]);
         let pids: Vec<u32> = snap["tasks"]
             .as_array()
@@ -433,7 +433,7 @@ fn port_proto_and_state_filters_keep_exactly_the_holders() {
 #[test]
 fn every_socket_of_the_system_agrees_with_ss() {
     let held = Sockets::open();
-    for backend in BACKENDS {
+    for backend in backends_here() {
         let before = ss(None);
         let snap = snapshot(&["--backend", backend]);
         let after = ss(None);
@@ -490,7 +490,7 @@ fn bad_filter_values_are_refused() {
 fn sockets_are_captured_inside_the_event() {
     let held = Sockets::open();
     let me = std::process::id().to_string();
-    for backend in BACKENDS {
+    for backend in backends_here() {
         let armed = Armed::start(&[
             "-o",
             "json",
