@@ -447,36 +447,6 @@ fn closed_stdout_ends_quietly() {
 /// A path deeper than the walk's bound, captured inside an event (where
 /// paths are built from dentries), is marked truncated and keeps its tail;
 /// through d_path() (the iterators of every one-shot) it is whole.
-/// A snapshot of this process, taken inside an event: this process is the
-/// target of an (ignored) SIGWINCH.
-fn in_event_snapshot_of_me(backend: &str) -> serde_json::Value {
-    let me = std::process::id().to_string();
-    let armed = Armed::start(&[
-        "-o",
-        "json",
-        "--count",
-        "1",
-        "--backend",
-        backend,
-        "--on-signal",
-        "SIGWINCH",
-        "--signal-target",
-        &me,
-        "--pid",
-        &me,
-    ]);
-    // SAFETY: kill(2) on this very process, with a signal ignored by default.
-    assert_eq!(
-        unsafe { libc::kill(std::process::id() as i32, libc::SIGWINCH) },
-        0
-    );
-    let (code, out, err) = armed.finish();
-    assert_eq!(code, Some(0), "{err}");
-    let snap = parse_lines(&out).remove(0);
-    assert_eq!(rows_of(&snap, std::process::id())[0]["in_event"], true);
-    snap
-}
-
 /// This process's file whose path ends so.
 fn my_file_ending(snap: &serde_json::Value, suffix: &str) -> serde_json::Value {
     rows_of(snap, std::process::id())[0]["files"]

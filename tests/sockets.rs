@@ -489,30 +489,8 @@ fn bad_filter_values_are_refused() {
 #[test]
 fn sockets_are_captured_inside_the_event() {
     let held = Sockets::open();
-    let me = std::process::id().to_string();
     for backend in backends_here() {
-        let armed = Armed::start(&[
-            "-o",
-            "json",
-            "--count",
-            "1",
-            "--backend",
-            backend,
-            "--on-signal",
-            "SIGWINCH",
-            "--signal-target",
-            &me,
-            "--pid",
-            &me,
-        ]);
-        // SAFETY: kill(2) on this very process, with a signal ignored by default.
-        assert_eq!(
-            unsafe { libc::kill(std::process::id() as i32, libc::SIGWINCH) },
-            0
-        );
-        let (code, out, err) = armed.finish();
-        assert_eq!(code, Some(0), "{err}");
-        let snap = parse_lines(&out).remove(0);
+        let snap = in_event_snapshot_of_me(backend);
         let pid = std::process::id();
         assert_eq!(rows_of(&snap, pid)[0]["in_event"], true, "{backend}");
         assert_eq!(

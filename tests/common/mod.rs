@@ -834,3 +834,33 @@ pub fn assert_valid_check(report: &Value) {
 pub fn check_schema_accepts(value: &Value) -> bool {
     check_schema().is_valid(value)
 }
+
+/// A snapshot of this process, taken inside an event: this process is the
+/// target of an (ignored) SIGWINCH.
+pub fn in_event_snapshot_of_me(backend: &str) -> Value {
+    let me = std::process::id().to_string();
+    let armed = Armed::start(&[
+        "-o",
+        "json",
+        "--count",
+        "1",
+        "--backend",
+        backend,
+        "--on-signal",
+        "SIGWINCH",
+        "--signal-target",
+        &me,
+        "--pid",
+        &me,
+    ]);
+    // SAFETY: kill(2) on this very process, with a signal ignored by default.
+    assert_eq!(
+        unsafe { libc::kill(std::process::id() as i32, libc::SIGWINCH) },
+        0
+    );
+    let (code, out, err) = armed.finish();
+    assert_eq!(code, Some(0), "{err}");
+    let snap = parse_lines(&out).remove(0);
+    assert_eq!(rows_of(&snap, std::process::id())[0]["in_event"], true);
+    snap
+}
