@@ -3,8 +3,12 @@
 //! other in a circle. A new module must be given its layer here, where
 //! docs/architecture.md draws the same picture.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+
+use common::rust_files;
 
 /// Top to bottom; a module may use its own layer and those below.
 const LAYERS: &[&[&str]] = &[
@@ -74,17 +78,6 @@ fn references(text: &str) -> BTreeSet<String> {
         }
     }
     out
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
 }
 
 /// module → the modules it references.

@@ -864,3 +864,16 @@ pub fn in_event_snapshot_of_me(backend: &str) -> Value {
     assert_eq!(rows_of(&snap, std::process::id())[0]["in_event"], true);
     snap
 }
+
+/// Every `.rs` file under `dir`, for the tests that read the sources
+/// (tests/layers.rs, tests/man.rs).
+pub fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
