@@ -127,7 +127,10 @@ fn descriptions_stay_in_line_with_long_flags() {
     let out = itersnap(&["--pid", &me]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    let heading = text.lines().find(|l| l.ends_with("DESCRIPTION")).unwrap();
+    let heading = text
+        .lines()
+        .find(|l| l.ends_with("DESCRIPTION"))
+        .unwrap_or_else(|| panic!("a DESCRIPTION heading: {text}"));
     let column = heading.find("DESCRIPTION").unwrap();
     let long = text
         .lines()
