@@ -48,11 +48,17 @@ static __always_inline bool task_wanted(struct task_struct *t)
 	return !learn_root_only && t && task_selected(t);
 }
 
-/* A task's record (with how far its files were written) and its stack. */
+/*
+ * A task's record (with how far its files were written) and its stack;
+ * for a leader its process record and its cwd, root and executable.
+ */
 static __always_inline int write_task(struct seq_file *seq, struct task_struct *t, __u32 capture,
 				      __u32 fds_upto)
 {
 	union scratch *buf = scratch_buf();
+	__u32 tgid = BPF_CORE_READ(t, tgid);
+	int slots[3] = { FD_CWD, FD_RTD, FD_TXT };
+	__u32 size;
 
 	if (!buf)
 		return 0;
@@ -60,6 +66,11 @@ static __always_inline int write_task(struct seq_file *seq, struct task_struct *
 	seq_emit(seq, &buf->task, sizeof(buf->task));
 	if (want_stack(t))
 		seq_emit(seq, &buf->stack, fill_stack(t, &buf->stack));
+	if (BPF_CORE_READ(t, pid) != tgid)
+		return 0;
+	seq_emit(seq, &buf->proc, fill_proc(leader_addr(t), tgid));
+	for (int i = 0; i < 3; i++)
+		seq_emit(seq, &buf->file, fill_slot(leader_addr(t), tgid, slots[i]));
 	return 0;
 }
 
@@ -108,6 +119,62 @@ int dump_task_files(struct bpf_iter__task *ctx)
 	return write_task(seq, t, capture, fds_upto);
 }
 #endif
+
+/*
+ * Each process's command line (kinds/cmdline.bpf.h), in chunks: a
+ * sleepable iterator (Linux 5.18+), the only kind of program that may read
+ * another process's memory, faulting its pages in. User space loads it
+ * where the kernel has bpf_copy_from_user_task().
+ */
+SEC("iter.s/task")
+int dump_cmdline(struct bpf_iter__task *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *t = ctx->task;
+	struct cmdline_span span;
+	struct mm_struct *mm;
+	__u32 tgid;
+
+	if (!task_wanted(t))
+		return 0;
+	tgid = BPF_CORE_READ(t, tgid);
+	mm = BPF_CORE_READ(t, mm);
+	/* Kernel threads have none (a borrowed mm is not theirs). */
+	if (BPF_CORE_READ(t, pid) != tgid || !mm || (BPF_CORE_READ(t, flags) & PF_KTHREAD))
+		return 0;
+	span = cmdline_span(t, mm);
+	for (__u32 i = 0; i < CMDLINE_CHUNKS; i++) {
+		__u32 size = fill_cmdline_chunk(t, &span, tgid, i);
+
+		if (!size)
+			break;
+		seq_emit(seq, &cmdline_buf, size);
+	}
+	return 0;
+}
+
+/*
+ * --maps: each mapping of each process (Linux 5.12+); kinds/map.bpf.h keeps
+ * one record per file of consecutive mappings.
+ */
+SEC("iter/task_vma")
+int dump_maps(struct bpf_iter__task_vma *ctx)
+{
+	struct task_struct *t = ctx->task;
+	struct vm_area_struct *vma = ctx->vma;
+	union scratch *buf;
+	__u32 size;
+
+	if (!root_dentry)
+		learn_root((struct task_struct *)bpf_get_current_task());
+	if (!t || !vma || learn_root_only)
+		return 0;
+	size = fill_map(t, vma);
+	buf = scratch_buf();
+	if (buf && size)
+		seq_emit(ctx->meta->seq, &buf->file, size);
+	return 0;
+}
 
 /*
  * One open file of one process. With `d_path` its path is the kernel's own

@@ -17,7 +17,7 @@
 #ifndef ITERSNAP_H
 #define ITERSNAP_H
 
-#define ITERSNAP_ABI 4
+#define ITERSNAP_ABI 5
 
 #define COMM_LEN 16
 
@@ -34,6 +34,8 @@ enum rec_kind {
 	REC_BEGIN = 4,	/* first record of a snapshot: what triggered it */
 	REC_END = 5,	/* last record: what the walk emitted */
 	REC_SOCKET = 6,	/* kinds/socket.h */
+	REC_PROC = 7,	/* kinds/proc.h */
+	REC_CMDLINE = 8, /* kinds/cmdline.h */
 };
 
 /* What fired a snapshot (struct begin_rec.trigger). */
@@ -57,6 +59,8 @@ struct rec_hdr {
 #include "kinds/file.h"
 #include "kinds/stack.h"
 #include "kinds/socket.h"
+#include "kinds/proc.h"
+#include "kinds/cmdline.h"
 
 /*
  * Sent when a trigger fires, followed by the records captured inside the
@@ -123,5 +127,6 @@ struct snap_stats {
 #define OPT_STACKS (1 << 3)
 #define OPT_FILES (1 << 4)
 #define FILTER_SOCK_ON (1 << 5)  /* --port, --proto, --state: only matching sockets */
+#define OPT_MAPS (1 << 6)	/* --maps: the files each process maps */
 
 #endif /* ITERSNAP_H */

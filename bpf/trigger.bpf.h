@@ -397,6 +397,29 @@ static __always_inline bool captured_already(__u32 tid)
 }
 
 /*
+ * A process's identity inside the event: its process record, then its
+ * working directory, root and executable as file records.
+ */
+static __always_inline void capture_identity(struct task_struct *t, __u32 tgid)
+{
+	int slots[3] = { FD_CWD, FD_RTD, FD_TXT };
+	union scratch *buf;
+	__u32 size;
+
+	size = fill_proc(leader_addr(t), tgid);
+	buf = scratch_buf();
+	if (!buf)
+		return;
+	if (size)
+		emit(&buf->proc, size, BPF_RB_NO_WAKEUP);
+	for (int i = 0; i < 3; i++) {
+		size = fill_slot(leader_addr(t), tgid, slots[i]);
+		if (size)
+			emit(&buf->file, size, BPF_RB_NO_WAKEUP);
+	}
+}
+
+/*
  * One task inside the event: for a leader its fd table first (so that its
  * record can say how far the walk got), then its stack and its record.
  */
@@ -423,6 +446,8 @@ static __always_inline void capture_task(struct task_struct *t, __u64 deadline)
 	fill_task(t, &buf->task, capture, fds_upto);
 	emit(&buf->task, sizeof(buf->task), BPF_RB_NO_WAKEUP);
 	ws.tasks++;
+	if (pid == tgid)
+		capture_identity(t, tgid);
 	if (ws.ncaptured < 4)
 		ws.captured[ws.ncaptured & 3] = pid;
 	ws.ncaptured++;

@@ -60,6 +60,9 @@ union scratch {
 	 * file.path below PATH_BUF: room for it past the record's end. */
 	char file_slack[sizeof(struct file_rec) + NAME_BUF];
 	struct stack_rec stack;
+	struct proc_rec proc;
+	/* The cgroup walk reads a name at any offset of proc.cgroup likewise. */
+	char proc_slack[sizeof(struct proc_rec) + NAME_BUF];
 	struct begin_rec begin;
 	struct end_rec end;
 };
@@ -120,6 +123,8 @@ static __always_inline void set_hdr(struct rec_hdr *h, __u16 kind, __u16 size)
 #include "kinds/file.bpf.h"
 #include "kinds/stack.bpf.h"
 #include "kinds/socket.bpf.h"
+#include "kinds/proc.bpf.h"
+#include "kinds/cmdline.bpf.h"
 
 /*
  * COMM filter: exact match on the process's name as /proc shows it (its
@@ -140,5 +145,8 @@ static __always_inline bool task_selected(struct task_struct *t)
 		return false;
 	return true;
 }
+
+/* Mapped files filter by process as they go: after selection. */
+#include "kinds/map.bpf.h"
 
 #endif /* WALK_BPF_H */

@@ -251,6 +251,19 @@ static __always_inline bool fd_cloexec(struct fdtable *fdt, int fd)
 	return word & (1UL << (fd % 64));
 }
 
+/* The superblock's magic and device, for a file record. */
+static __always_inline void fill_sb_fields(struct file_rec *r, struct super_block *sb,
+					   struct struct_copy *c)
+{
+	if (SB_SPAN <= COPY_BYTES && !bpf_probe_read_kernel(c->data, SB_SPAN, sb)) {
+		r->magic = COPIED(c->data, struct super_block, s_magic);
+		r->dev = COPIED(c->data, struct super_block, s_dev);
+	} else {
+		r->magic = BPF_CORE_READ(sb, s_magic);
+		r->dev = BPF_CORE_READ(sb, s_dev);
+	}
+}
+
 /*
  * Fill the CPU's scratch file record; returns its size (header plus used path
  * bytes, 8-aligned), 0 on failure. f_flags gets O_CLOEXEC when the caller
@@ -309,13 +322,7 @@ static __always_inline __u32 fill_file_rec(__u64 file_addr, __u32 tgid, int fd, 
 	}
 	if (cloexec)
 		r->f_flags |= O_CLOEXEC_FLAG;
-	if (SB_SPAN <= COPY_BYTES && !bpf_probe_read_kernel(c->data, SB_SPAN, sb)) {
-		r->magic = COPIED(c->data, struct super_block, s_magic);
-		r->dev = COPIED(c->data, struct super_block, s_dev);
-	} else {
-		r->magic = BPF_CORE_READ(sb, s_magic);
-		r->dev = BPF_CORE_READ(sb, s_dev);
-	}
+	fill_sb_fields(r, sb, c);
 	r->path_len = 0;
 	r->path_flags = 0;
 	if (build_path)
@@ -341,6 +348,38 @@ __noinline __u32 fill_file(__u64 file_addr, __u32 tgid, int fd, bool cloexec)
 __noinline __u32 fill_file_fields(__u64 file_addr, __u32 tgid, int fd, bool cloexec)
 {
 	return fill_file_rec(file_addr, tgid, fd, cloexec, false);
+}
+
+/*
+ * A process's working directory or root (fd FD_CWD, FD_RTD): a struct path
+ * of its fs_struct, not an open file, recorded as one, as lsof lists them.
+ * Global for the same reason as fill_file().
+ */
+__noinline __u32 fill_fs_path(__u64 dentry_addr, __u64 mnt_addr, __u32 tgid, int fd)
+{
+	struct dentry *dentry = (struct dentry *)dentry_addr;
+	union scratch *buf = scratch_buf();
+	struct struct_copy *c = copy_buf();
+	struct inode *inode;
+	struct file_rec *r;
+
+	if (!buf || !c || !dentry)
+		return 0;
+	r = &buf->file;
+	r->pid = tgid;
+	r->fd = fd;
+	r->f_flags = 0;
+	r->f_mode = 0;
+	r->pos = 0;
+	inode = BPF_CORE_READ(dentry, d_inode);
+	if (!inode)
+		return 0;
+	r->i_mode = BPF_CORE_READ(inode, i_mode);
+	r->ino = BPF_CORE_READ(inode, i_ino);
+	r->size = BPF_CORE_READ(inode, i_size);
+	fill_sb_fields(r, BPF_CORE_READ(inode, i_sb), c);
+	fill_path(dentry, (struct vfsmount *)mnt_addr, inode, r);
+	return file_rec_size(r);
 }
 
 #endif /* ITERSNAP_KIND_FILE_BPF_H */

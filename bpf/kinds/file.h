@@ -24,6 +24,18 @@
 #define PATH_WALK_STEPS 4096
 #define PATH_MAX_DEPTH 64
 
+/*
+ * A file record's fd for what a process holds without an fd, named as
+ * lsof's FD column names them: its working directory, its root, its
+ * executable, and (--maps) each file it maps.
+ */
+enum file_slot {
+	FD_CWD = -1,
+	FD_RTD = -2,
+	FD_TXT = -3,
+	FD_MEM = -4,
+};
+
 /* How path[] of a file record is to be read. */
 enum path_flags {
 	PATH_DNAME = 1 << 0,	 /* synthetic name (socket, pipe, anon inode, ns): see magic */

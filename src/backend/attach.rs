@@ -47,6 +47,7 @@ macro_rules! configure_rodata {
         let trig: &$crate::backend::TriggerOptions = $trig;
         rodata.cfg_flags = $crate::backend::cfg_flags(walk);
         rodata.cfg_pid = walk.pid.unwrap_or(0);
+        rodata.cfg_nr_cpus = libbpf_rs::num_possible_cpus().map_or(1, |n| n as u32);
         rodata.cfg_comm = $crate::backend::c_comm(walk.comm.as_deref().unwrap_or(&[]));
         rodata.cfg_trigger_flags = $crate::backend::trigger_flags(trig);
         rodata.cfg_trigger_arg = $crate::backend::trigger_arg(&trig.spec);

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Command lines: the bytes /proc/PID/cmdline gives (get_mm_cmdline() in
+ * fs/proc/base.c), read from the process's memory with
+ * bpf_copy_from_user_task(), which may fault pages in and so sleeps: only
+ * the sleepable iterator of complete.bpf.h calls this, after the event.
+ * walk.bpf.h includes it.
+ */
+#ifndef ITERSNAP_KIND_CMDLINE_BPF_H
+#define ITERSNAP_KIND_CMDLINE_BPF_H
+
+/* See _task_rec_btf. */
+struct cmdline_rec _cmdline_rec_btf = {};
+
+/*
+ * The record being written. Not per CPU: a sleeping program may be
+ * preempted by another on its CPU; one reader at a time reads the
+ * command-line iterator (src/backend/completion.rs), so one buffer serves.
+ */
+struct cmdline_rec cmdline_buf = {};
+
+/* Where a process's command line is, as get_mm_cmdline() decides. */
+struct cmdline_span {
+	__u64 start;
+	__u64 len;
+	__u16 flags;
+};
+
+/*
+ * argv's area, or with setproctitle() (argv's last byte overwritten) the
+ * area through the environment that follows it, of which /proc shows one
+ * page up to the first NUL.
+ */
+static __always_inline struct cmdline_span cmdline_span(struct task_struct *t,
+							 struct mm_struct *mm)
+{
+	struct cmdline_span s = {};
+	__u64 arg_start = BPF_CORE_READ(mm, arg_start);
+	__u64 arg_end = BPF_CORE_READ(mm, arg_end);
+	__u64 env_start = BPF_CORE_READ(mm, env_start);
+	__u64 env_end = BPF_CORE_READ(mm, env_end);
+	char last = 0;
+
+	if (arg_start >= arg_end)
+		return s;
+	s.start = arg_start;
+	s.len = arg_end - arg_start;
+	if (bpf_copy_from_user_task(&last, 1, (void *)(arg_end - 1), t, 0)) {
+		s.flags = CMDLINE_FAULT;
+		return s;
+	}
+	if (last) {
+		if (env_start != arg_end || env_end < env_start)
+			env_end = arg_end;
+		s.len = env_end - arg_start;
+		if (s.len > CMDLINE_CHUNK)
+			s.len = CMDLINE_CHUNK;
+		s.flags = CMDLINE_PROCTITLE;
+	}
+	return s;
+}
+
+/*
+ * Chunk i of the command line into cmdline_buf; returns the record's size,
+ * 0 past the end (chunk 0 is always written: an empty or unreadable
+ * command line says so).
+ */
+static __always_inline __u32 fill_cmdline_chunk(struct task_struct *t, struct cmdline_span *s,
+						 __u32 tgid, __u32 i)
+{
+	struct cmdline_rec *r = &cmdline_buf;
+	__u64 off = (__u64)i * CMDLINE_CHUNK;
+	__u64 n;
+
+	if (i > 0 && off >= s->len)
+		return 0;
+	n = off < s->len ? s->len - off : 0;
+	if (n > CMDLINE_CHUNK)
+		n = CMDLINE_CHUNK;
+	r->pid = tgid;
+	r->offset = off;
+	r->total = s->len;
+	r->flags = s->flags;
+	if (i == CMDLINE_CHUNKS - 1 && s->len > off + n)
+		r->flags |= CMDLINE_TRUNCATED;
+	barrier_var(n);
+	if (n > CMDLINE_CHUNK)
+		return 0;
+	if (n && bpf_copy_from_user_task(r->data, n, (void *)(s->start + off), t, 0)) {
+		r->flags |= CMDLINE_FAULT;
+		n = 0;
+	}
+	r->len = n;
+	r->taken_ns = bpf_ktime_get_ns();
+	n = offsetof(struct cmdline_rec, data) + ((n + 7) & ~7);
+	set_hdr(&r->hdr, REC_CMDLINE, n);
+	return n;
+}
+
+#endif /* ITERSNAP_KIND_CMDLINE_BPF_H */

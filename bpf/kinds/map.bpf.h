@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Mapped files (--maps): one file record (fd FD_MEM, kinds/file.h) per
+ * file a process maps, as lsof's `mem` and `DEL` entries, from the
+ * task_vma iterator of complete.bpf.h (Linux 5.12+), after the event.
+ * walk.bpf.h includes it after the file kind.
+ */
+#ifndef ITERSNAP_KIND_MAP_BPF_H
+#define ITERSNAP_KIND_MAP_BPF_H
+
+/*
+ * The file of the previous mapping the iterator visited: a library's
+ * segments are consecutive mappings of one file, recorded once. Globals,
+ * not per CPU: the iterator may move between CPUs from one mapping to the
+ * next, and one reader at a time reads it (src/backend/completion.rs).
+ * User space merges what repeats further apart.
+ */
+__u64 maps_last_file = 0;
+__u32 maps_last_tgid = 0;
+__u32 maps_last_selected = 0;
+
+/*
+ * The mapping's file into the CPU's scratch file record, unless it is
+ * anonymous, the previous mapping's file, or of a process not selected.
+ * Returns the record's size, or 0.
+ */
+static __always_inline __u32 fill_map(struct task_struct *t, struct vm_area_struct *vma)
+{
+	__u32 tgid = BPF_CORE_READ(t, tgid);
+	struct file *f = BPF_CORE_READ(vma, vm_file);
+
+	/* One mm per process: its leader's visit is the process's. */
+	if (BPF_CORE_READ(t, pid) != tgid)
+		return 0;
+	if (tgid != maps_last_tgid) {
+		maps_last_tgid = tgid;
+		maps_last_file = 0;
+		maps_last_selected = task_selected(t);
+	}
+	if (!f || !maps_last_selected || (__u64)f == maps_last_file)
+		return 0;
+	maps_last_file = (__u64)f;
+	return fill_file((__u64)f, tgid, FD_MEM, false);
+}
+
+#endif /* ITERSNAP_KIND_MAP_BPF_H */

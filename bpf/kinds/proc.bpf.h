@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Process identity: how a thread-group leader becomes a process record
+ * (kinds/proc.h): its memory (as ps's RSS and VSZ), controlling terminal,
+ * pid namespace and cgroup v2 path; and its working directory, root and
+ * executable as file records (kinds/file.h's FD_CWD, FD_RTD, FD_TXT), as
+ * lsof lists them. Everything here is read without faulting, so it is read
+ * inside the event for the event's processes, and after it for the rest.
+ * walk.bpf.h includes it after the file kind, whose fill functions it
+ * uses.
+ */
+#ifndef ITERSNAP_KIND_PROC_BPF_H
+#define ITERSNAP_KIND_PROC_BPF_H
+
+/* See _task_rec_btf: the Rust side checks its offsets against this type. */
+struct proc_rec _proc_rec_btf = {};
+
+/* The CPUs whose RSS counters to add (possible CPUs), set before load. */
+const volatile __u32 cfg_nr_cpus = 1;
+/* More CPUs than this: the kernel's own running total only. */
+#define RSS_CPUS_MAX 1024
+
+/* mm->rss_stat before 6.2: one atomic counter per kind, exact. */
+struct mm_rss_stat___pre62 {
+	atomic_long_t count[4];
+} __attribute__((preserve_access_index));
+struct mm_struct___pre62 {
+	struct mm_rss_stat___pre62 rss_stat;
+} __attribute__((preserve_access_index));
+
+/* kernfs_node.parent became __parent (RCU-protected) in 6.15. */
+struct kernfs_node___pre615 {
+	struct kernfs_node *parent;
+} __attribute__((preserve_access_index));
+
+/* enum mm_counter_type (stable since 4.5). */
+#define MM_FILEPAGES 0
+#define MM_ANONPAGES 1
+#define MM_SHMEMPAGES 3
+
+/* A percpu_counter's value: its running total plus every CPU's delta. */
+struct rss_sum {
+	__u64 counters[3]; /* __percpu s32 of FILE, ANON, SHMEM */
+	__s64 sum[3];
+	__u64 base;	   /* __percpu address of scratch_map's element */
+};
+
+/*
+ * One CPU's deltas. Its per-CPU offset (__per_cpu_offset[cpu], which
+ * kallsyms lacks without CONFIG_KALLSYMS_ALL, and so does every per-CPU
+ * variable) is where a per-CPU map's element lives on that CPU minus the
+ * element's __percpu address.
+ */
+static long rss_cpu(__u32 cpu, void *arg)
+{
+	struct rss_sum *s = arg;
+	__u32 zero = 0;
+	__u64 addr = 0;
+	void *elem;
+
+	elem = bpf_map_lookup_percpu_elem(&scratch_map, &zero, cpu);
+	if (!elem)
+		return 1;
+	/* The pointer as a number: copied, the verifier sees a scalar. */
+	if (bpf_probe_read_kernel(&addr, sizeof(addr), &elem))
+		return 1;
+	for (int i = 0; i < 3; i++) {
+		__s32 delta = 0;
+
+		if (!bpf_probe_read_kernel(&delta, sizeof(delta),
+					   (void *)(s->counters[i] + addr - s->base)))
+			s->sum[i] += delta;
+	}
+	return 0;
+}
+
+/* The __percpu address of scratch_map's element (struct bpf_array.pptrs[0]). */
+static __always_inline __u64 scratch_percpu_base(void)
+{
+	void *map = &scratch_map;
+	__u64 addr = 0, base = 0;
+
+	/* Copied, the map's address is a number the verifier lets us add to. */
+	if (bpf_probe_read_kernel(&addr, sizeof(addr), &map))
+		return 0;
+	if (bpf_probe_read_kernel(&base, sizeof(base),
+				  (void *)(addr + bpf_core_field_offset(struct bpf_array, pptrs))))
+		return 0;
+	return base;
+}
+
+/* RSS pages of each kind, as /proc/PID/status adds them. */
+static __always_inline void fill_rss(struct mm_struct *mm, struct proc_rec *r)
+{
+	if (bpf_core_type_exists(struct mm_rss_stat___pre62)) {
+		struct mm_struct___pre62 *old = (void *)mm;
+
+		r->rss_file_pages = BPF_CORE_READ(old, rss_stat.count[MM_FILEPAGES].counter);
+		r->rss_anon_pages = BPF_CORE_READ(old, rss_stat.count[MM_ANONPAGES].counter);
+		r->rss_shmem_pages = BPF_CORE_READ(old, rss_stat.count[MM_SHMEMPAGES].counter);
+		return;
+	}
+	/*
+	 * 6.2+: per-CPU counters. Their running total lags by up to a batch
+	 * per CPU (on a large machine /proc once showed 0 kB this way), so the
+	 * CPUs' deltas are added, as percpu_counter_sum() does.
+	 */
+	struct rss_sum s = {};
+	int kinds[3] = { MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES };
+
+	for (int i = 0; i < 3; i++) {
+		s.sum[i] = BPF_CORE_READ(mm, rss_stat[kinds[i]].count);
+		s.counters[i] = (__u64)BPF_CORE_READ(mm, rss_stat[kinds[i]].counters);
+	}
+	s.base = scratch_percpu_base();
+	if (s.base && cfg_nr_cpus <= RSS_CPUS_MAX) {
+#ifdef WALK_USE_BPF_LOOP
+		bpf_loop(cfg_nr_cpus, rss_cpu, &s, 0);
+#else
+		for (__u32 cpu = 0; cpu < cfg_nr_cpus && cpu < RSS_CPUS_MAX; cpu++)
+			if (rss_cpu(cpu, &s))
+				break;
+#endif
+		r->flags |= PROC_RSS_SUMMED;
+	}
+	r->rss_file_pages = s.sum[0] > 0 ? s.sum[0] : 0;
+	r->rss_anon_pages = s.sum[1] > 0 ? s.sum[1] : 0;
+	r->rss_shmem_pages = s.sum[2] > 0 ? s.sum[2] : 0;
+}
+
+/* The controlling terminal: its device as tty_devnum() and its name. */
+static __always_inline void fill_tty(struct task_struct *t, struct proc_rec *r)
+{
+	struct tty_struct *tty = BPF_CORE_READ(t, signal, tty);
+	struct tty_driver *driver;
+
+	if (!tty)
+		return;
+	driver = BPF_CORE_READ(tty, driver);
+	r->tty_major = BPF_CORE_READ(driver, major);
+	r->tty_minor = BPF_CORE_READ(driver, minor_start) + BPF_CORE_READ(tty, index);
+	bpf_probe_read_kernel_str(r->tty_name, sizeof(r->tty_name),
+				  __builtin_preserve_access_index(&tty->name));
+	r->flags |= PROC_TTY;
+}
+
+/* The pid namespace the task lives in and its pid there (task_active_pid_ns()). */
+static __always_inline void fill_pidns(struct task_struct *t, struct proc_rec *r)
+{
+	struct pid *pid = BPF_CORE_READ(t, thread_pid);
+	struct upid *up;
+	__u32 level;
+
+	if (!pid)
+		return;
+	level = BPF_CORE_READ(pid, level);
+	if (level > 32)
+		return;
+	up = (void *)pid + bpf_core_field_offset(struct pid, numbers) +
+	     level * bpf_core_type_size(struct upid);
+	r->ns_pid = BPF_CORE_READ(up, nr);
+	r->pidns_ino = BPF_CORE_READ(up, ns, ns.inum);
+	r->pidns_level = level;
+	r->flags |= PROC_PIDNS;
+}
+
+static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
+{
+	if (bpf_core_field_exists(kn->__parent))
+		return BPF_CORE_READ(kn, __parent);
+	return BPF_CORE_READ((struct kernfs_node___pre615 *)kn, parent);
+}
+
+/*
+ * The cgroup v2 path, names leaf first, as /proc/PID/cgroup's `0::` line
+ * has them root first: the default hierarchy's cgroup (the root one on a
+ * machine that mounts only v1), up to its root.
+ */
+static __always_inline void fill_cgroup(struct task_struct *t, struct proc_rec *r)
+{
+	struct kernfs_node *kn = BPF_CORE_READ(t, cgroups, dfl_cgrp, kn);
+
+	if (!kn)
+		return;
+	r->cgroup_id = BPF_CORE_READ(kn, id);
+	for (int i = 0; i < CGROUP_DEPTH; i++) {
+		struct kernfs_node *parent = kn_parent(kn);
+		__u32 off = r->cgroup_len;
+		long n;
+
+		if (!parent) {
+			r->flags |= PROC_CGROUP;
+			return;
+		}
+		/* A name may be read past cgroup[CGROUP_BUF - 1]: union
+		 * scratch has NAME_BUF bytes of room after the record. */
+		if (off > CGROUP_BUF - 1)
+			break;
+		n = bpf_probe_read_kernel_str(&r->cgroup[off], NAME_BUF, BPF_CORE_READ(kn, name));
+		if (n <= 0 || n > NAME_BUF || off + n > CGROUP_BUF - 1)
+			break;
+		r->cgroup_len = off + n;
+		kn = parent;
+	}
+	r->flags |= PROC_CGROUP | PROC_CGROUP_TRUNCATED;
+}
+
+/*
+ * A leader's address as a plain number, as global functions take it (a
+ * trusted pointer is refused): its group_leader is itself, read through a
+ * probe read.
+ */
+#define leader_addr(t) ((__u64)BPF_CORE_READ(t, group_leader))
+
+/*
+ * Fill the CPU's scratch process record for leader t; returns its size.
+ * Global: the verifier checks it once, not at each call site. The task
+ * comes as a plain number because it is only ever read through probe
+ * reads.
+ */
+__noinline __u32 fill_proc(__u64 task_addr, __u32 tgid)
+{
+	struct task_struct *t = (struct task_struct *)task_addr;
+	union scratch *buf = scratch_buf();
+	struct mm_struct *mm;
+	struct proc_rec *r;
+	__u32 size;
+
+	if (!buf || !t)
+		return 0;
+	r = &buf->proc;
+	__builtin_memset(r, 0, offsetof(struct proc_rec, cgroup));
+	r->pid = tgid;
+	mm = BPF_CORE_READ(t, mm);
+	if (mm) {
+		r->flags |= PROC_MM;
+		r->vsz_pages = BPF_CORE_READ(mm, total_vm);
+		fill_rss(mm, r);
+	}
+	fill_tty(t, r);
+	fill_pidns(t, r);
+	fill_cgroup(t, r);
+	r->taken_ns = bpf_ktime_get_ns();
+	size = offsetof(struct proc_rec, cgroup) + ((r->cgroup_len + 7) & ~7);
+	if (size > sizeof(*r))
+		size = sizeof(*r);
+	set_hdr(&r->hdr, REC_PROC, size);
+	return size;
+}
+
+/*
+ * One of the files a process holds without an fd, into the CPU's scratch
+ * file record: its working directory (FD_CWD), root (FD_RTD) or executable
+ * (FD_TXT). Returns the record's size, 0 if it has none (a kernel thread
+ * has no executable; an exiting process no fs_struct).
+ */
+__noinline __u32 fill_slot(__u64 task_addr, __u32 tgid, int slot)
+{
+	struct task_struct *t = (struct task_struct *)task_addr;
+	struct fs_struct *fs;
+	struct file *exe;
+
+	if (!t)
+		return 0;
+	if (slot == FD_TXT) {
+		exe = BPF_CORE_READ(t, mm, exe_file);
+		return exe ? fill_file((__u64)exe, tgid, FD_TXT, false) : 0;
+	}
+	fs = BPF_CORE_READ(t, fs);
+	if (!fs)
+		return 0;
+	if (slot == FD_CWD)
+		return fill_fs_path((__u64)BPF_CORE_READ(fs, pwd.dentry),
+				    (__u64)BPF_CORE_READ(fs, pwd.mnt), tgid, FD_CWD);
+	return fill_fs_path((__u64)BPF_CORE_READ(fs, root.dentry),
+			    (__u64)BPF_CORE_READ(fs, root.mnt), tgid, FD_RTD);
+}
+
+#endif /* ITERSNAP_KIND_PROC_BPF_H */
