@@ -127,6 +127,5 @@ struct snap_stats {
 #define OPT_STACKS (1 << 3)
 #define OPT_FILES (1 << 4)
 #define FILTER_SOCK_ON (1 << 5)  /* --port, --proto, --state: only matching sockets */
-#define OPT_MAPS (1 << 6)	/* --maps: the files each process maps */
 
 #endif /* ITERSNAP_H */

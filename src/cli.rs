@@ -56,6 +56,11 @@ pub struct Cli {
     #[arg(short = 'k', long)]
     pub stacks: bool,
 
+    /// List the files each process maps, like lsof's `mem` and `DEL`
+    /// entries (Linux 5.12+)
+    #[arg(long)]
+    pub maps: bool,
+
     /// Only sockets with this local or remote port, and the processes
     /// holding one, like `lsof -i :PORT` (repeatable, up to 8)
     #[arg(long, value_name = "PORT", value_parser = parse_port, conflicts_with = "no_files")]
@@ -166,6 +171,7 @@ impl Cli {
             threads: self.threads,
             files: !self.no_files,
             stacks: self.stacks,
+            maps: self.maps,
             sockets: SocketFilter {
                 ports: self.port.clone(),
                 protocols: self.proto.iter().fold(0, |m, p| m | 1 << p),

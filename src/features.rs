@@ -228,6 +228,21 @@ pub fn open_coded_unsupported(btf: &dyn HasName) -> Option<String> {
     ))
 }
 
+/// Why command lines cannot be read here, if they cannot: they live in each
+/// process's memory, which only a sleepable iterator reads, with
+/// bpf_copy_from_user_task() (Linux 5.18, with sleepable iterators).
+pub fn cmdlines_unsupported(btf: &dyn HasName) -> Option<&'static str> {
+    (!btf.has("BPF_FUNC_copy_from_user_task")).then_some(
+        "command lines need Linux 5.18 or later (bpf_copy_from_user_task in a sleepable iterator)",
+    )
+}
+
+/// Why --maps cannot run here, if it cannot: it reads the task_vma iterator.
+pub fn maps_unsupported(btf: &dyn HasName) -> Option<&'static str> {
+    (!btf.has("bpf_iter__task_vma"))
+        .then_some("--maps needs Linux 5.12 or later (the kernel has no task_vma iterator)")
+}
+
 const TRACEFS_ROOTS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 /// Checks that CATEGORY:NAME is a tracepoint of this kernel: tracefs knows

@@ -105,6 +105,8 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
             socket_filter: i == 2,
             boot_wall_ns: u64::MAX / 2 - 1_000_000_000,
             reader_netns: 4026531840,
+            cmdlines: true,
+            maps: i % 2 == 1,
         };
         let snap = snapshot::assemble(raw, &ctx, (1, 2, 3));
         let _ = printer_table.write(sink, &snap);

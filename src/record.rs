@@ -11,7 +11,9 @@
 
 use std::fmt;
 
+use crate::kinds::cmdline::{self, CmdlineRec};
 use crate::kinds::files::{self, FileRec};
+use crate::kinds::process::{self, ProcRec};
 use crate::kinds::sockets::{self, SockRec};
 use crate::kinds::stacks::{self, StackRec};
 use crate::kinds::task::{self, TaskRec};
@@ -24,6 +26,8 @@ pub const REC_STACK: u16 = 3;
 pub const REC_BEGIN: u16 = 4;
 pub const REC_END: u16 = 5;
 pub const REC_SOCKET: u16 = 6;
+pub const REC_PROC: u16 = 7;
+pub const REC_CMDLINE: u16 = 8;
 
 pub const BEGIN_SIZE: usize = 96;
 pub const END_SIZE: usize = 56;
@@ -73,6 +77,8 @@ pub enum Record {
     File(FileRec),
     Stack(StackRec),
     Socket(SockRec),
+    Proc(ProcRec),
+    Cmdline(CmdlineRec),
     Begin(BeginRec),
     End(EndRec),
 }
@@ -84,6 +90,8 @@ impl Record {
             Record::File(r) => r.seq,
             Record::Stack(r) => r.seq,
             Record::Socket(r) => r.seq,
+            Record::Proc(r) => r.seq,
+            Record::Cmdline(r) => r.seq,
             Record::Begin(r) => r.seq,
             Record::End(r) => r.seq,
         }
@@ -131,6 +139,8 @@ pub fn decode_one(buf: &[u8], offset: usize) -> Result<(Option<Record>, usize), 
         REC_FILE => files::decode(&f, seq).map(Record::File),
         REC_STACK => stacks::decode(&f, seq).map(Record::Stack),
         REC_SOCKET => sockets::decode(&f, seq).map(Record::Socket),
+        REC_PROC => process::decode(&f, seq).map(Record::Proc),
+        REC_CMDLINE => cmdline::decode(&f, seq).map(Record::Cmdline),
         REC_BEGIN => decode_begin(&f, seq),
         REC_END => decode_end(&f, seq),
         _ => return Ok((None, size)),

@@ -36,6 +36,8 @@ pub struct Request {
     pub threads: bool,
     pub files: bool,
     pub stacks: bool,
+    /// --maps.
+    pub maps: bool,
     /// --port, --proto, --state.
     pub sockets: SocketFilter,
     pub tree: bool,
@@ -64,7 +66,12 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
         files: req.files,
         stacks: req.stacks,
         sockets: req.sockets.clone(),
+        cmdlines: features::cmdlines_unsupported(btf).is_none(),
+        maps: req.maps,
     };
+    if let Some(why) = req.maps.then(|| features::maps_unsupported(btf)).flatten() {
+        anyhow::bail!("{why}");
+    }
     let mut spec = req.trigger.clone();
     if let TriggerSpec::Uprobe { path, .. } = &mut spec {
         *path = features::resolve_program(path);
@@ -180,6 +187,8 @@ pub fn run(req: &Request) -> Result<()> {
         event_budget_ns: event_budget.as_nanos().min(u64::MAX as u128) as u64,
         socket_filter: req.sockets.is_on(),
         reader_netns: own_netns(),
+        cmdlines: walk.cmdlines,
+        maps: walk.maps,
     };
 
     let mut taken = 0u64;

@@ -8,7 +8,10 @@ use std::time::SystemTime;
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::kinds::cmdline::{Cmdline, CmdlineRec};
 use crate::kinds::files::{self, FileEntry};
+use crate::kinds::maps;
+use crate::kinds::process::{ProcRec, Process};
 use crate::kinds::sockets::Socket;
 use crate::kinds::stacks::{self, Frame, StackRec};
 use crate::kinds::task::{Task, TaskRec};
@@ -253,6 +256,10 @@ pub struct Context<'a> {
     pub socket_filter: bool,
     /// itersnap's own network namespace: sockets of others say theirs.
     pub reader_netns: u64,
+    /// The backend reads command lines (a sleepable iterator, 5.18+).
+    pub cmdlines: bool,
+    /// --maps: every process's mapped files are read.
+    pub maps: bool,
 }
 
 /// One task of a snapshot (a process, or a thread with `--threads`) and
@@ -260,6 +267,9 @@ pub struct Context<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     pub task: Task,
+    /// Its process as ps aux and lsof see it (a thread's row: its
+    /// process's, without the mapped files).
+    pub process: Option<Process>,
     /// Its open files, by fd (the leader's row holds a process's files).
     pub files: Vec<FileEntry>,
     /// Its kernel stack, when stacks were asked for.
@@ -270,14 +280,16 @@ impl Row {
     pub fn of(task: Task) -> Row {
         Row {
             task,
+            process: None,
             files: Vec::new(),
             stack: None,
         }
     }
 }
 
+/// A thread group's task records, as they arrive.
 #[derive(Default)]
-struct Process {
+struct ThreadGroup {
     threads: Vec<TaskRec>,
 }
 
@@ -358,20 +370,28 @@ fn record_counts(raw: &RawSnapshot) -> Counts {
 
 /// Records sorted by what they belong to.
 struct Gathered {
-    procs: BTreeMap<u32, Process>,
+    procs: BTreeMap<u32, ThreadGroup>,
     files: BTreeMap<u32, Vec<FileEntry>>,
     stacks: BTreeMap<u32, StackRec>,
     /// Socket records not right after their file's (pid, fd).
     sockets: HashMap<(u32, i32), Socket>,
+    /// Process records, the first (the event's) of each process.
+    proc_recs: HashMap<u32, ProcRec>,
+    /// What processes hold without an fd (cwd, rtd, txt, mapped files).
+    slots: HashMap<u32, Vec<FileEntry>>,
+    cmdlines: HashMap<u32, Vec<CmdlineRec>>,
 }
 
 /// Tasks by process, files by process, stacks by thread; counts in
 /// `capture` which tasks the event captured and which came after.
 fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathered {
-    let mut procs: BTreeMap<u32, Process> = BTreeMap::new();
+    let mut procs: BTreeMap<u32, ThreadGroup> = BTreeMap::new();
     let mut files: BTreeMap<u32, Vec<FileEntry>> = BTreeMap::new();
     let mut stacks: BTreeMap<u32, StackRec> = BTreeMap::new();
     let mut sockets: HashMap<(u32, i32), Socket> = HashMap::new();
+    let mut proc_recs: HashMap<u32, ProcRec> = HashMap::new();
+    let mut slots: HashMap<u32, Vec<FileEntry>> = HashMap::new();
+    let mut cmdlines: HashMap<u32, Vec<CmdlineRec>> = HashMap::new();
     // A process's files arrive one after another: gather each run before
     // touching the map, instead of a map lookup per file.
     let mut run: Option<(u32, Vec<FileEntry>)> = None;
@@ -392,6 +412,12 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
                         .max(t.taken_ns.saturating_sub(ktime_ns));
                 }
                 procs.entry(t.tgid).or_default().threads.push(t)
+            }
+            Record::File(f) if f.fd < 0 => {
+                slots
+                    .entry(f.pid)
+                    .or_default()
+                    .push(FileEntry::from_record(f));
             }
             Record::File(f) => {
                 if run.as_ref().is_none_or(|(pid, _)| *pid != f.pid) {
@@ -420,6 +446,10 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
                     }
                 }
             }
+            Record::Proc(p) => {
+                proc_recs.entry(p.pid).or_insert(p);
+            }
+            Record::Cmdline(c) => cmdlines.entry(c.pid).or_default().push(c),
             Record::Begin(_) | Record::End(_) => {}
         }
     }
@@ -429,6 +459,9 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
         files,
         stacks,
         sockets,
+        proc_recs,
+        slots,
+        cmdlines,
     }
 }
 
@@ -439,6 +472,9 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         mut files,
         mut stacks,
         mut sockets,
+        mut proc_recs,
+        mut slots,
+        mut cmdlines,
     } = g;
     let mut rows = Vec::with_capacity(procs.len());
     for (tgid, mut proc) in procs {
@@ -475,12 +511,25 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
                 stacks::frames(&s, ctx.ksyms)
             })
         };
+        let process = process_of(
+            leader,
+            proc_recs.remove(&tgid),
+            slots.remove(&tgid).unwrap_or_default(),
+            cmdlines.remove(&tgid),
+            ctx,
+        );
         if ctx.per_thread {
             for t in &proc.threads {
                 let mut row = Row::of(Task::thread(t, ktime_ns));
                 row.stack = stack_of(t.pid);
                 if t.pid == tgid {
                     row.files = std::mem::take(&mut open_files);
+                    row.process = Some(process.clone());
+                } else {
+                    row.process = Some(Process {
+                        maps: None,
+                        ..process.clone()
+                    });
                 }
                 rows.push(row);
             }
@@ -488,10 +537,43 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
             let mut row = Row::of(Task::process(leader, &proc.threads, ktime_ns));
             row.stack = stack_of(leader.pid);
             row.files = open_files;
+            row.process = Some(process);
             rows.push(row);
         }
     }
     rows
+}
+
+/// A process from its leader's record, its process record, what it holds
+/// without an fd and its command line's chunks.
+fn process_of(
+    leader: &TaskRec,
+    rec: Option<ProcRec>,
+    slots: Vec<FileEntry>,
+    cmdline: Option<Vec<CmdlineRec>>,
+    ctx: &Context<'_>,
+) -> Process {
+    let mut p = Process::from_record(rec.as_ref(), leader.euid, leader.egid);
+    for f in slots {
+        p.add_slot(f);
+    }
+    if let Some(m) = p.maps.as_mut() {
+        maps::by_file(m);
+    } else if ctx.maps {
+        p.maps = Some(Vec::new());
+    }
+    p.cmdline = cmdline.map(Cmdline::join);
+    p.cmdline_read = ctx.cmdlines;
+    // Read by iterators only: after the event, even for its own tasks.
+    if leader.in_event() {
+        if p.cmdline.is_some() {
+            p.read_after_event.push("cmdline");
+        }
+        if p.maps.is_some() {
+            p.read_after_event.push("maps");
+        }
+    }
+    p
 }
 
 /// Why the snapshot is incomplete, if it is.

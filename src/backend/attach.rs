@@ -100,6 +100,8 @@ pub(crate) use select_trigger_program;
 macro_rules! configure_completion {
     ($open:expr, $walk:expr, $trig:expr, $d_path:expr) => {{
         let files: bool = $walk.files;
+        $open.progs.dump_cmdline.set_autoload($walk.cmdlines);
+        $open.progs.dump_maps.set_autoload($walk.maps);
         $open.progs.dump_file.set_autoload(files && $d_path);
         $open.progs.dump_file_walk.set_autoload(files && !$d_path);
         $open

@@ -163,6 +163,10 @@ enum FilePass {
 /// The iterators of a loaded object.
 pub struct Completion {
     task: IterLink,
+    /// The sleepable iter/task of command lines, where the kernel has it.
+    cmdline: Option<IterLink>,
+    /// iter/task_vma, with --maps.
+    maps: Option<IterLink>,
     /// iter/task_file over every process; attached when a pass may need it.
     file: Option<IterLink>,
     /// The iter/task_file program, for links bound to one process each.
@@ -189,6 +193,10 @@ pub struct IterPrograms {
     pub tasks_carry_files: bool,
     /// iter/task_file, when files are wanted.
     pub file: Option<NonNull<sys::bpf_program>>,
+    /// iter.s/task of command lines, where loaded (5.18+).
+    pub cmdline: Option<NonNull<sys::bpf_program>>,
+    /// iter/task_vma, with --maps.
+    pub maps: Option<NonNull<sys::bpf_program>>,
 }
 
 impl Completion {
@@ -220,22 +228,54 @@ impl Completion {
             }
             _ => None,
         };
+        // Bound to --pid's process where the task iterator could be.
+        let cmdline = progs
+            .cmdline
+            .map(|prog| IterLink::attach(prog, pid))
+            .transpose()
+            .context("attaching the command-line iterator")?;
+        let maps = progs
+            .maps
+            .map(|prog| IterLink::attach(prog, pid))
+            .transpose()
+            .context("attaching iter/task_vma")?;
         Ok(Completion {
             task,
+            cmdline,
+            maps,
             file,
             file_prog: progs.file,
             pass,
         })
     }
 
-    /// Reads the iterators once.
+    /// Reads the iterators once: command lines and mapped files on
+    /// threads of their own, beside the pass over tasks and files.
     pub fn walk(&self) -> Result<Walked> {
         let start_ns = monotonic_ns();
-        let (records, error) = match self.pass {
-            FilePass::Beside | FilePass::None => self.walk_beside()?,
-            FilePass::ByProcess => self.walk_by_process()?,
-            FilePass::WithTasks => self.walk_with_tasks()?,
-        };
+        let (mut records, mut error, extra) = std::thread::scope(|scope| -> Result<_> {
+            let extra: Vec<_> = [(&self.cmdline, "command-line"), (&self.maps, "task_vma")]
+                .into_iter()
+                .filter_map(|(link, what)| link.as_ref().map(|l| scope.spawn(move || l.read(what))))
+                .collect();
+            let (records, error) = match self.pass {
+                FilePass::Beside | FilePass::None => self.walk_beside()?,
+                FilePass::ByProcess => self.walk_by_process()?,
+                FilePass::WithTasks => self.walk_with_tasks()?,
+            };
+            let extra = extra
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .map_err(|_| anyhow::anyhow!("an iterator thread panicked"))?
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((records, error, extra))
+        })?;
+        for (more, e) in extra {
+            records.extend(more);
+            error = error.or(e.map(|e| e.to_string()));
+        }
         Ok(Walked {
             records,
             error,
@@ -371,8 +411,12 @@ pub fn merge(in_event: Vec<Record>, after: Vec<Record>, lost: bool) -> Vec<Recor
     let mut fds_upto = HashMap::new();
     let mut fds = HashSet::new();
     let mut sockets = HashSet::new();
+    let mut procs = HashSet::new();
     for rec in &in_event {
         match rec {
+            Record::Proc(p) => {
+                procs.insert(p.pid);
+            }
             Record::Task(t) => {
                 tids.insert(t.pid);
                 if t.capture & CAPTURE_FILES != 0 && !lost {
@@ -401,6 +445,9 @@ pub fn merge(in_event: Vec<Record>, after: Vec<Record>, lost: bool) -> Vec<Recor
             Record::Stack(s) => !stack_tids.contains(&s.pid),
             // A negative fd is untrusted junk: kept for assembly to show, as
             // any record the kernel sent.
+            // A process's cwd, root, executable (negative fds): the event's
+            // when it has them; mapped files come only after the event.
+            Record::File(f) if f.fd < 0 => !fds.contains(&(f.pid, f.fd)),
             Record::File(f) => {
                 !fds.contains(&(f.pid, f.fd))
                     && fds_upto
@@ -414,6 +461,8 @@ pub fn merge(in_event: Vec<Record>, after: Vec<Record>, lost: bool) -> Vec<Recor
                         .get(&s.pid)
                         .is_none_or(|&upto| u32::try_from(s.fd).is_ok_and(|fd| fd >= upto))
             }
+            Record::Proc(p) => !procs.contains(&p.pid),
+            Record::Cmdline(_) => true,
             Record::Begin(_) | Record::End(_) => false,
         };
         if keep {

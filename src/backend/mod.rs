@@ -44,6 +44,10 @@ pub struct WalkOptions {
     pub stacks: bool,
     /// --port, --proto, --state: only the sockets they select.
     pub sockets: SocketFilter,
+    /// Read command lines (the kernel has bpf_copy_from_user_task, 5.18+).
+    pub cmdlines: bool,
+    /// --maps: read each process's mapped files (iter/task_vma, 5.12+).
+    pub maps: bool,
 }
 
 /// The trigger and its in-kernel guards.

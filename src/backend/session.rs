@@ -186,6 +186,10 @@ macro_rules! session_of {
                 task: $task_prog,
                 tasks_carry_files: $tasks_carry_files,
                 file: file_prog,
+                cmdline: $walk
+                    .cmdlines
+                    .then(|| skel.progs.dump_cmdline.as_libbpf_object()),
+                maps: $walk.maps.then(|| skel.progs.dump_maps.as_libbpf_object()),
             },
             $walk.pid,
             $walk.comm.is_some(),

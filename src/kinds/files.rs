@@ -87,6 +87,9 @@ pub struct FileEntry {
     pub size: u64,
     /// The path lost leading components to the walk's depth or buffer bound.
     pub truncated: bool,
+    /// Its name was unlinked: readlink appends " (deleted)" (lsof's DEL
+    /// for a mapped file).
+    pub deleted: bool,
     /// A socket's endpoints, state, queues (kinds/sockets.rs).
     pub socket: Option<Socket>,
 }
@@ -102,7 +105,9 @@ impl FileEntry {
     }
 
     pub fn from_record(mut f: FileRec) -> FileEntry {
+        let deleted = f.path_flags & PATH_DELETED != 0;
         FileEntry {
+            deleted,
             fd: f.fd,
             desc: describe(&mut f),
             kind: file_kind(f.i_mode, f.magic),
@@ -241,7 +246,7 @@ pub fn describe(rec: &mut FileRec) -> Vec<u8> {
 pub fn settle_path(f: &mut FileRec) {
     if f.path_flags & PATH_TEXT == 0 {
         f.path = describe(f);
-        f.path_flags = PATH_TEXT | (f.path_flags & (PATH_TRUNCATED | PATH_FAULT));
+        f.path_flags = PATH_TEXT | (f.path_flags & (PATH_TRUNCATED | PATH_FAULT | PATH_DELETED));
     }
 }
 
@@ -507,8 +512,16 @@ pub fn write_line(
     let mut fd = [0u8; 12];
     line.clear();
     line.resize(layout.indent, b' ');
-    pad_to(line, format_int(&mut fd, f.fd), 5, true);
-    line.push(f.access() as u8);
+    match slot_label(f) {
+        // What a process holds without an fd: lsof's cwd, rtd, txt, mem, DEL.
+        Some(label) => {
+            pad_to(line, label.as_bytes(), 6, true);
+        }
+        None => {
+            pad_to(line, format_int(&mut fd, f.fd), 5, true);
+            line.push(f.access() as u8);
+        }
+    }
     line.push(b' ');
     pad_to(line, f.lsof_type().as_bytes(), 7, false);
     line.push(b' ');
@@ -525,6 +538,20 @@ pub fn write_line(
     }
     line.push(b'\n');
     w.write_all(line)
+}
+
+/// lsof's FD column for what is not an fd (bpf/kinds/file.h's enum
+/// file_slot): None for an fd.
+pub fn slot_label(f: &FileEntry) -> Option<&'static str> {
+    match f.fd {
+        -1 => Some("cwd"),
+        -2 => Some("rtd"),
+        -3 => Some("txt"),
+        -4 if f.deleted => Some("DEL"),
+        -4 => Some("mem"),
+        fd if fd < 0 => Some("?"),
+        _ => None,
+    }
 }
 
 /// Decimal digits of `n` in `buf`, without the formatting machinery.
@@ -628,6 +655,7 @@ mod tests {
                 pos: 0,
                 size: 0,
                 truncated,
+                deleted: false,
                 socket: None,
             };
             let mark = if truncated { " [truncated]" } else { "" };

@@ -10,7 +10,10 @@
 //! (`snapshot::Row`), which assembly, diff and output walk field by field.
 //! docs/architecture.md has the checklist.
 
+pub mod cmdline;
 pub mod files;
+pub mod maps;
+pub mod process;
 pub mod sockets;
 pub mod stacks;
 pub mod task;

@@ -11,6 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::kinds::cmdline::ps_args;
+use crate::kinds::process::{self, Process, ProcessColumn};
 use crate::text::{printable, ps_start_time, short_duration, Paint, StartFormat};
 use crate::wire::Fields;
 
@@ -608,6 +610,11 @@ pub enum Column {
     /// When the task was captured: in the event, or how long after it.
     Taken,
     Comm,
+    /// ps's `args`: the command line (kinds/cmdline.rs), `[name]` without one.
+    Args,
+    /// What the task's process fills (kinds/process.rs): user, group, exe,
+    /// cwd, root, rss, vsz, tty, cgroup.
+    Process(ProcessColumn),
 }
 
 /// The clock a snapshot's times are read against: its kernel time and the
@@ -649,8 +656,24 @@ impl Column {
         ("lstart", Column::Lstart),
         ("taken", Column::Taken),
         ("comm", Column::Comm),
-        ("command", Column::Comm),
-        ("cmd", Column::Comm),
+        ("ucomm", Column::Comm),
+        ("args", Column::Args),
+        ("command", Column::Args),
+        ("cmd", Column::Args),
+        ("user", Column::Process(ProcessColumn::User)),
+        ("euser", Column::Process(ProcessColumn::User)),
+        ("group", Column::Process(ProcessColumn::Group)),
+        ("egroup", Column::Process(ProcessColumn::Group)),
+        ("exe", Column::Process(ProcessColumn::Exe)),
+        ("cwd", Column::Process(ProcessColumn::Cwd)),
+        ("root", Column::Process(ProcessColumn::Root)),
+        ("rss", Column::Process(ProcessColumn::Rss)),
+        ("rssize", Column::Process(ProcessColumn::Rss)),
+        ("vsz", Column::Process(ProcessColumn::Vsz)),
+        ("vsize", Column::Process(ProcessColumn::Vsz)),
+        ("tty", Column::Process(ProcessColumn::Tty)),
+        ("tt", Column::Process(ProcessColumn::Tty)),
+        ("cgroup", Column::Process(ProcessColumn::Cgroup)),
     ];
 
     /// The default table: ps-like, with TID when there is a row per thread.
@@ -661,13 +684,35 @@ impl Column {
         }
         cols.extend([
             Column::Ppid,
-            Column::Uid,
+            Column::Process(ProcessColumn::User),
             Column::State,
             Column::Nlwp,
+            Column::Process(ProcessColumn::Vsz),
+            Column::Process(ProcessColumn::Rss),
+            Column::Process(ProcessColumn::Tty),
             Column::Time,
-            Column::Comm,
+            Column::Args,
         ]);
         cols
+    }
+
+    /// Left-aligned, as ps aligns names and paths; the last column is free.
+    fn left_aligned(self) -> bool {
+        matches!(
+            self,
+            Column::Comm
+                | Column::Args
+                | Column::State
+                | Column::Process(
+                    ProcessColumn::User
+                        | ProcessColumn::Group
+                        | ProcessColumn::Tty
+                        | ProcessColumn::Exe
+                        | ProcessColumn::Cwd
+                        | ProcessColumn::Root
+                        | ProcessColumn::Cgroup
+                )
+        )
     }
 
     /// Header text and width (right-aligned; COMMAND is last and free).
@@ -695,13 +740,31 @@ impl Column {
             Column::BsdStart => ("START", 6),
             Column::Lstart => ("STARTED", 24),
             Column::Taken => ("TAKEN", 8),
-            Column::Comm => ("COMMAND", 0),
+            Column::Comm | Column::Args => ("COMMAND", 0),
+            Column::Process(p) => match p {
+                ProcessColumn::User => ("USER", 8),
+                ProcessColumn::Group => ("GROUP", 8),
+                ProcessColumn::Exe => ("EXE", 24),
+                ProcessColumn::Cwd => ("CWD", 24),
+                ProcessColumn::Root => ("ROOT", 8),
+                ProcessColumn::Rss => ("RSS", 7),
+                ProcessColumn::Vsz => ("VSZ", 8),
+                ProcessColumn::Tty => ("TT", 8),
+                ProcessColumn::Cgroup => ("CGROUP", 24),
+            },
         }
     }
 
     /// The task's cell in this column, unpadded; `branch` goes before the
     /// command, as `ps f` draws its tree.
-    pub fn cell(self, t: &Task, clock: Clock, branch: &str, paint: Paint) -> String {
+    pub fn cell(
+        self,
+        t: &Task,
+        p: Option<&Process>,
+        clock: Clock,
+        branch: &str,
+        paint: Paint,
+    ) -> String {
         let c = &t.creds;
         match self {
             Column::Pid => t.pid.to_string(),
@@ -731,22 +794,40 @@ impl Column {
                     format!("{branch}{comm}")
                 }
             }
+            // Without command lines (before 5.18) the name, as comm shows it.
+            Column::Args if p.is_some_and(|p| p.cmdline_read) || t.kthread => {
+                let cmdline = p.and_then(|p| p.cmdline.as_ref());
+                format!("{branch}{}", ps_args(cmdline, &t.comm, t.state == 'Z'))
+            }
+            Column::Args => Column::Comm.cell(t, p, clock, branch, paint),
+            Column::Process(col) => process::cell(p, col).into_owned(),
         }
     }
 }
 
-/// A task row in the chosen columns.
-pub fn table_line(t: &Task, cols: &[Column], clock: Clock, branch: &str, paint: Paint) -> String {
+/// A task row in the chosen columns, `p` its process.
+pub fn table_line(
+    t: &Task,
+    p: Option<&Process>,
+    cols: &[Column],
+    clock: Clock,
+    branch: &str,
+    paint: Paint,
+) -> String {
     let mut line = String::new();
     for (i, &col) in cols.iter().enumerate() {
         let (_, width) = col.header();
-        let cell = col.cell(t, clock, branch, paint);
+        let cell = col.cell(t, p, clock, branch, paint);
         if i > 0 {
             line.push(' ');
         }
-        // COMMAND is free; S is one letter, maybe wrapped in colour codes.
-        if col == Column::Comm || col == Column::State {
+        let last = i + 1 == cols.len();
+        // S is one letter, maybe wrapped in colour codes; the last column
+        // is free.
+        if col == Column::State || (last && col.left_aligned()) {
             line.push_str(&cell);
+        } else if col.left_aligned() {
+            line.push_str(&format!("{cell:<width$}"));
         } else {
             line.push_str(&format!("{cell:>width$}"));
         }
@@ -756,13 +837,19 @@ pub fn table_line(t: &Task, cols: &[Column], clock: Clock, branch: &str, paint: 
 
 /// The column headings, aligned as the cells.
 pub fn table_heading(cols: &[Column]) -> String {
-    cols.iter()
+    let heading = cols
+        .iter()
         .map(|&c| {
             let (name, width) = c.header();
-            format!("{name:>width$}")
+            if c.left_aligned() {
+                format!("{name:<width$}")
+            } else {
+                format!("{name:>width$}")
+            }
         })
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    heading.trim_end().to_string()
 }
 
 /// `event` for a task captured inside the event, else how long after it

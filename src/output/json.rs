@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::rfc3339;
 use crate::diff::{Diff, FileChange};
-use crate::kinds::{files, stacks, task};
+use crate::kinds::{files, process, stacks, task};
 use crate::snapshot::{Actor, Row, Snapshot, Trigger};
 
 #[derive(Serialize)]
@@ -68,6 +68,8 @@ struct CountsJson {
 struct RowJson<'a> {
     #[serde(flatten)]
     task: task::TaskJson<'a>,
+    #[serde(flatten)]
+    process: Option<process::ProcessJson<'a>>,
     files: files::FilesJson<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stack: Option<Vec<stacks::FrameJson<'a>>>,
@@ -76,6 +78,7 @@ struct RowJson<'a> {
 fn row_json(r: &Row) -> RowJson<'_> {
     RowJson {
         task: task::json(&r.task),
+        process: r.process.as_ref().map(|p| process::json(p, r.task.pid)),
         files: files::FilesJson(&r.files),
         stack: r.stack.as_deref().map(stacks::json),
     }
@@ -299,6 +302,7 @@ mod tests {
             pos: 0,
             size: 0,
             truncated: false,
+            deleted: false,
             socket: None,
         };
         for (n, files_each) in [(0, 0), (1, 0), (3, 5000), (500, 10), (7, 1)] {

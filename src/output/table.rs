@@ -305,7 +305,13 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, p: &Printer) -> io::Result<()> 
     writeln!(w, "{}", task::table_heading(&cols))?;
     let indent = if threads { 16 } else { 8 };
     let flags_width = files::flags_width(snap.rows.iter().flat_map(|r| &r.files));
-    if snap.rows.iter().any(|r| !r.files.is_empty()) {
+    let any_slot = snap.info.files
+        && snap.rows.iter().any(|r| {
+            r.process
+                .as_ref()
+                .is_some_and(|p| p.slot_files().next().is_some())
+        });
+    if any_slot || snap.rows.iter().any(|r| !r.files.is_empty()) {
         files::write_heading(w, indent, flags_width)?;
     }
     let order: Vec<(usize, usize)> = if tree {
@@ -317,7 +323,9 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, p: &Printer) -> io::Result<()> 
     for (i, depth) in order {
         let row = &snap.rows[i];
         let clock = clock(snap);
-        let line_of_task = task::table_line(&row.task, &cols, clock, &branch(depth), paint);
+        let process = row.process.as_ref();
+        let line_of_task =
+            task::table_line(&row.task, process, &cols, clock, &branch(depth), paint);
         writeln!(w, "{line_of_task}")?;
         // Under a task, its files and stack, indented with it.
         let indent = indent + 2 * depth;
@@ -326,7 +334,13 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, p: &Printer) -> io::Result<()> 
             flags_width,
             reader_netns: snap.info.reader_netns,
         };
-        for f in &row.files {
+        // lsof's order: cwd, rtd, txt, mem, then the fds; a thread's row
+        // names its process's only with its files.
+        let slots = process
+            .filter(|_| snap.info.files && (row.task.tid == row.task.pid || !row.files.is_empty()))
+            .into_iter()
+            .flat_map(|p| p.slot_files());
+        for f in slots.chain(&row.files) {
             files::write_line(w, &mut line, &layout, f)?;
         }
         if let Some(stack) = &row.stack {
@@ -436,6 +450,8 @@ mod tests {
             socket_filter: false,
             reader_netns: 0,
             boot_wall_ns: 0,
+            cmdlines: true,
+            maps: false,
         };
         snapshot::assemble(raw, &ctx, (0, 0, 0))
     }
