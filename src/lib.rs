@@ -107,6 +107,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
             reader_netns: 4026531840,
             cmdlines: true,
             maps: i % 2 == 1,
+            user_names: false,
         };
         let snap = snapshot::assemble(raw, &ctx, (1, 2, 3));
         let _ = printer_table.write(sink, &snap);

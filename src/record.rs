@@ -465,10 +465,12 @@ mod corpus_tests {
                 Record::File(_) => b'F',
                 Record::Stack(_) => b'S',
                 Record::Socket(_) => b'K',
+                Record::Proc(_) => b'P',
+                Record::Cmdline(_) => b'C',
                 Record::End(_) => b'E',
             })
             .collect();
-        assert_eq!(kinds, b"BTTTFFFKFFFFFKFKSSE");
+        assert_eq!(kinds, b"BTTTFFFKFFFFFKFKSSPFFFCCFFPE");
     }
 }
 
@@ -605,6 +607,53 @@ mod seeds {
         b
     }
 
+    /// `struct proc_rec` (bpf/kinds/proc.h), with only the used cgroup path.
+    fn proc(r: &ProcRec) -> Vec<u8> {
+        use crate::kinds::process::PROC_HDR_SIZE;
+        let mut b = vec![0u8; (PROC_HDR_SIZE + r.cgroup.len()).div_ceil(8) * 8];
+        hdr(&mut b, REC_PROC, r.seq);
+        put(&mut b, 8, &r.pid.to_ne_bytes());
+        put(&mut b, 12, &r.flags.to_ne_bytes());
+        for (at, v) in [
+            (16, r.vsz_pages),
+            (24, r.rss_file_pages),
+            (32, r.rss_anon_pages),
+            (40, r.rss_shmem_pages),
+            (72, r.cgroup_id),
+            (80, r.taken_ns),
+        ] {
+            put(&mut b, at, &v.to_ne_bytes());
+        }
+        for (at, v) in [
+            (48, r.tty_major),
+            (52, r.tty_minor),
+            (56, r.pidns_ino),
+            (60, r.ns_pid),
+            (64, r.pidns_level),
+        ] {
+            put(&mut b, at, &v.to_ne_bytes());
+        }
+        put(&mut b, 68, &(r.cgroup.len() as u16).to_ne_bytes());
+        put(&mut b, 88, &r.tty_name);
+        put(&mut b, PROC_HDR_SIZE, &r.cgroup);
+        b
+    }
+
+    /// `struct cmdline_rec` (bpf/kinds/cmdline.h), with only the used bytes.
+    fn cmdline(r: &CmdlineRec) -> Vec<u8> {
+        use crate::kinds::cmdline::CMDLINE_HDR_SIZE;
+        let mut b = vec![0u8; (CMDLINE_HDR_SIZE + r.data.len()).div_ceil(8) * 8];
+        hdr(&mut b, REC_CMDLINE, r.seq);
+        for (at, v) in [(8, r.pid), (12, r.offset), (16, r.total)] {
+            put(&mut b, at, &v.to_ne_bytes());
+        }
+        put(&mut b, 20, &(r.data.len() as u16).to_ne_bytes());
+        put(&mut b, 22, &r.flags.to_ne_bytes());
+        put(&mut b, 24, &r.taken_ns.to_ne_bytes());
+        put(&mut b, CMDLINE_HDR_SIZE, &r.data);
+        b
+    }
+
     fn encode(r: &Record) -> Vec<u8> {
         match r {
             Record::Task(t) => {
@@ -615,6 +664,8 @@ mod seeds {
             Record::File(f) => file(f),
             Record::Stack(s) => stack(s),
             Record::Socket(s) => socket(s),
+            Record::Proc(p) => proc(p),
+            Record::Cmdline(c) => cmdline(c),
             Record::Begin(b) => begin(b),
             Record::End(e) => end(e),
         }
@@ -793,6 +844,7 @@ mod seeds {
             pid: 101,
             ips: vec![],
         }));
+        recs.extend(identity(1));
         recs.push(Record::End(EndRec {
             seq: 1,
             tasks: 3,
@@ -805,6 +857,84 @@ mod seeds {
             flags: 0,
         }));
         recs
+    }
+
+    /// Process 100's identity: its process record (a terminal, a cgroup,
+    /// a pid namespace of its own), cwd, root, executable, a command line
+    /// in two chunks (an empty argument, a space, a byte that is not
+    /// UTF-8), a deleted mapped file; process 200 without an address space.
+    fn identity(seq: u32) -> Vec<Record> {
+        use crate::kinds::process::{FD_CWD, FD_MEM, FD_RTD, FD_TXT, PROC_CGROUP, PROC_MM};
+        use crate::kinds::process::{PROC_PIDNS, PROC_RSS_SUMMED, PROC_TTY};
+        let slot = |fd: i32, i_mode: u32, path_flags: u16, path: &[u8]| {
+            Record::File(FileRec {
+                seq,
+                pid: 100,
+                fd,
+                f_flags: 0,
+                f_mode: 0,
+                i_mode,
+                magic: 0xef53,
+                dev: 8 << 20 | 1,
+                path_flags,
+                ino: 77,
+                pos: 0,
+                size: 4096,
+                path: path.to_vec(),
+            })
+        };
+        let chunk = |offset: u32, data: &[u8]| {
+            Record::Cmdline(CmdlineRec {
+                seq,
+                pid: 100,
+                offset,
+                total: 24,
+                flags: 0,
+                taken_ns: 9000,
+                data: data.to_vec(),
+            })
+        };
+        let proc = ProcRec {
+            seq,
+            pid: 100,
+            flags: PROC_MM | PROC_RSS_SUMMED | PROC_TTY | PROC_CGROUP | PROC_PIDNS,
+            vsz_pages: 2048,
+            rss_file_pages: 100,
+            rss_anon_pages: 200,
+            rss_shmem_pages: 12,
+            tty_major: 136,
+            tty_minor: 3,
+            pidns_ino: 4026532001,
+            ns_pid: 1,
+            pidns_level: 1,
+            cgroup_id: 5555,
+            taken_ns: 1000,
+            tty_name: b"pts3".to_vec(),
+            cgroup: b"x.scope\0user.slice\0".to_vec(),
+        };
+        vec![
+            Record::Proc(proc.clone()),
+            slot(FD_CWD, 0o40755, 0, b"work\0home\0"),
+            slot(FD_RTD, 0o40755, 0, b""),
+            slot(FD_TXT, 0o100755, 0, b"fixture\0bin\0usr\0"),
+            chunk(0, b"/usr/bin/fix"),
+            chunk(12, b"ture\0\0a b\0\xff\0"),
+            slot(FD_MEM, 0o100755, 0, b"fixture\0bin\0usr\0"),
+            Record::File(FileRec {
+                ino: 78,
+                ..match slot(FD_MEM, 0o100644, files::PATH_DELETED, b"old.so\0lib\0") {
+                    Record::File(f) => f,
+                    _ => unreachable!(),
+                }
+            }),
+            Record::Proc(ProcRec {
+                pid: 200,
+                flags: 0,
+                tty_name: Vec::new(),
+                cgroup: Vec::new(),
+                ..proc
+            }),
+        ]
     }
 
     fn seq_snapshot() -> Vec<Record> {

@@ -189,6 +189,7 @@ pub fn run(req: &Request) -> Result<()> {
         reader_netns: own_netns(),
         cmdlines: walk.cmdlines,
         maps: walk.maps,
+        user_names: true,
     };
 
     let mut taken = 0u64;

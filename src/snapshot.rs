@@ -260,6 +260,9 @@ pub struct Context<'a> {
     pub cmdlines: bool,
     /// --maps: every process's mapped files are read.
     pub maps: bool,
+    /// Look up user and group names (not for output that must not depend
+    /// on the machine's user database: the tests' renderings).
+    pub user_names: bool,
 }
 
 /// One task of a snapshot (a process, or a thread with `--threads`) and
@@ -553,7 +556,7 @@ fn process_of(
     cmdline: Option<Vec<CmdlineRec>>,
     ctx: &Context<'_>,
 ) -> Process {
-    let mut p = Process::from_record(rec.as_ref(), leader.euid, leader.egid);
+    let mut p = Process::from_record(rec.as_ref(), leader.euid, leader.egid, ctx.user_names);
     for f in slots {
         p.add_slot(f);
     }

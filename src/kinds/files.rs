@@ -532,7 +532,13 @@ pub fn write_line(
         false,
     );
     line.push(b' ');
-    line.extend_from_slice(f.description(layout.reader_netns).as_bytes());
+    let description = f.description(layout.reader_netns);
+    // lsof's DEL says it: the name goes without readlink's " (deleted)".
+    let description = match slot_label(f) {
+        Some("DEL") => description.strip_suffix(" (deleted)").unwrap_or(&description),
+        _ => &description,
+    };
+    line.extend_from_slice(description.as_bytes());
     if f.truncated {
         line.extend_from_slice(b" [truncated]");
     }
@@ -639,8 +645,8 @@ mod tests {
     fn file_lines_match_their_format() {
         for (fd, desc, flags, truncated) in [
             (0, &b"/dev/null"[..], 0o100000, false),
-            (-1, &b"x\ny"[..], 0o2004002, true),
-            (i32::MIN, &b"socket:[12]"[..], 0o2, false),
+            (42, &b"x\ny"[..], 0o2004002, true),
+            (i32::MAX, &b"socket:[12]"[..], 0o2, false),
             (123456, &b""[..], 0o40000000, false),
         ] {
             let f = FileEntry {
@@ -678,6 +684,59 @@ mod tests {
             write_line(&mut out, &mut Vec::new(), &layout, &f).unwrap();
             assert_eq!(String::from_utf8(out).unwrap(), want);
         }
+    }
+
+    /// What a process holds without an fd is named as lsof's FD column
+    /// names it, where an fd and its access letter go.
+    #[test]
+    fn slots_are_named_as_lsof_names_them() {
+        let f = |fd, deleted| FileEntry {
+            fd,
+            desc: b"/x".to_vec(),
+            kind: "REG",
+            f_flags: 0,
+            f_mode: 0,
+            i_mode: 0,
+            dev: 0,
+            ino: 0,
+            pos: 0,
+            size: 0,
+            truncated: false,
+            deleted,
+            socket: None,
+        };
+        let names: Vec<_> = [
+            (-1, false),
+            (-2, false),
+            (-3, false),
+            (-4, false),
+            (-4, true),
+            (-9, false),
+        ]
+        .into_iter()
+        .map(|(fd, deleted)| slot_label(&f(fd, deleted)))
+        .collect();
+        let want = [
+            Some("cwd"),
+            Some("rtd"),
+            Some("txt"),
+            Some("mem"),
+            Some("DEL"),
+            Some("?"),
+        ];
+        assert_eq!(names, want);
+        assert_eq!(slot_label(&f(0, false)), None);
+        let layout = LineLayout {
+            indent: 2,
+            flags_width: 5,
+            reader_netns: 0,
+        };
+        let mut out = Vec::new();
+        write_line(&mut out, &mut Vec::new(), &layout, &f(-1, false)).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "     cwd REG     -     /x\n"
+        );
     }
 
     /// The hand-written numbers read as format! would write them.

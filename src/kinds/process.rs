@@ -149,11 +149,20 @@ pub struct Process {
 }
 
 impl Process {
-    /// From its record (if one came), with the page size to count KiB.
-    pub fn from_record(rec: Option<&ProcRec>, euid: u32, egid: u32) -> Process {
+    /// From its record (if one came); `names`: look up the user and group
+    /// names (else the ids, as for a test's fixed output).
+    pub fn from_record(rec: Option<&ProcRec>, euid: u32, egid: u32, names: bool) -> Process {
         let mut p = Process {
-            user: user_name(euid),
-            group: group_name(egid),
+            user: if names {
+                user_name(euid)
+            } else {
+                euid.to_string()
+            },
+            group: if names {
+                group_name(egid)
+            } else {
+                egid.to_string()
+            },
             ..Process::default()
         };
         let Some(r) = rec else {

@@ -1137,7 +1137,7 @@ mod tests {
             .collect();
         let cells: Vec<String> = cols
             .iter()
-            .map(|c| c.cell(&t, clock, "", Paint(false)))
+            .map(|c| c.cell(&t, None, clock, "", Paint(false)))
             .collect();
         assert_eq!(cells, ["2", "2", "1", "3", "4", "6", "6", "5", "7", "8"]);
         assert_eq!(

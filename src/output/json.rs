@@ -325,6 +325,7 @@ mod tests {
                         in_event: i % 2 == 0,
                         since_event_ns: u64::from(i),
                     },
+                    process: None,
                     files: (0..files_each).map(file).collect(),
                     stack: None,
                 })

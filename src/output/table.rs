@@ -452,6 +452,7 @@ mod tests {
             boot_wall_ns: 0,
             cmdlines: true,
             maps: false,
+            user_names: false,
         };
         snapshot::assemble(raw, &ctx, (0, 0, 0))
     }
