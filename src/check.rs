@@ -306,12 +306,40 @@ fn attach_points(
             }
         }
     }
-    let vma = has("bpf_iter__task_vma");
+    // What the views that need more than the walk find here.
+    // Enum members are no types: asked of the helper list, by name.
+    let cmdlines = btf.is_some_and(|b| {
+        helper_names(b)
+            .values()
+            .any(|n| n == "bpf_copy_from_user_task")
+    });
     out.add(
-        "iterator targets",
-        "iter/task_vma (not used yet)".into(),
-        vma,
+        "views",
+        "command lines (sleepable iter.s/task, bpf_copy_from_user_task, 5.18+)".into(),
+        cmdlines,
+        "BTF enum bpf_func_id".into(),
+    );
+    let maps = btf.is_some_and(|b| features::maps_unsupported(b).is_none());
+    out.add(
+        "views",
+        "mapped files, --maps (iter/task_vma, 5.12+)".into(),
+        maps,
         "BTF struct bpf_iter__task_vma".into(),
+    );
+    // 6.2 made the RSS counters per CPU: the walk adds every CPU's part.
+    let percpu_rss = has("percpu_counter") && !has("mm_rss_stat");
+    out.add(
+        "views",
+        format!(
+            "RSS counters: {}",
+            if percpu_rss {
+                "per CPU (6.2+), summed over the CPUs as /proc does"
+            } else {
+                "one atomic counter each (before 6.2), read as they are"
+            }
+        ),
+        true,
+        "BTF struct mm_rss_stat".into(),
     );
 
     attach_ok

@@ -1,13 +1,14 @@
 //! What changed between two snapshots (`--diff`): tasks that appeared or
-//! exited, state changes, execs, reparenting and id changes, files opened
-//! or closed, and the CPU time each task gained over the interval,
-//! top-like.
+//! exited, state changes, execs, reparenting and id changes, a process's
+//! working directory and RSS growth, files opened or closed, and the CPU
+//! time each task gained over the interval, top-like.
 
 use std::collections::BTreeMap;
 
 use clap::ValueEnum;
 
 use crate::kinds::files::{self, FileEntry};
+use crate::kinds::process::{self, CwdChange, RssGrowth};
 use crate::kinds::task::{self, CredChange, Exec, Reparent, StateChange, TaskRef};
 use crate::snapshot::{Row, Snapshot};
 
@@ -26,6 +27,13 @@ pub enum SortKey {
 pub struct FileChange {
     pub task: TaskRef,
     pub file: FileEntry,
+}
+
+/// A change of a process (kinds/process.rs), with the task it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessChange<T> {
+    pub task: TaskRef,
+    pub change: T,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +59,8 @@ pub struct Diff {
     pub execs: Vec<Exec>,
     pub reparented: Vec<Reparent>,
     pub cred_changes: Vec<CredChange>,
+    pub cwd_changes: Vec<ProcessChange<CwdChange>>,
+    pub rss_growth: Vec<ProcessChange<RssGrowth>>,
     pub files_opened: Vec<FileChange>,
     pub files_closed: Vec<FileChange>,
     /// Tasks that used CPU in the interval, ordered by the sort key.
@@ -65,6 +75,8 @@ impl Diff {
             && self.execs.is_empty()
             && self.reparented.is_empty()
             && self.cred_changes.is_empty()
+            && self.cwd_changes.is_empty()
+            && self.rss_growth.is_empty()
             && self.files_opened.is_empty()
             && self.files_closed.is_empty()
             && self.cpu.is_empty()
@@ -88,6 +100,8 @@ pub fn diff(prev: &Snapshot, cur: &Snapshot, sort: SortKey) -> Diff {
         execs: Vec::new(),
         reparented: Vec::new(),
         cred_changes: Vec::new(),
+        cwd_changes: Vec::new(),
+        rss_growth: Vec::new(),
         files_opened: Vec::new(),
         files_closed: Vec::new(),
         cpu: Vec::new(),
@@ -113,6 +127,21 @@ pub fn diff(prev: &Snapshot, cur: &Snapshot, sort: SortKey) -> Diff {
                 d.execs.extend(changed.exec);
                 d.reparented.extend(changed.reparent);
                 d.cred_changes.extend(changed.creds);
+                // A thread's row carries its process's: one change per process.
+                if let (Some(o), Some(n)) = (&old.process, &new.process) {
+                    if new.task.tid == new.task.pid {
+                        let changed = process::changes(o, n);
+                        let of = |change| ProcessChange {
+                            task: new.task.reference(),
+                            change,
+                        };
+                        d.cwd_changes.extend(changed.cwd.map(of));
+                        d.rss_growth.extend(changed.rss.map(|change| ProcessChange {
+                            task: new.task.reference(),
+                            change,
+                        }));
+                    }
+                }
                 let changed = files::changes(&old.files, &new.files);
                 let change = |f: &FileEntry| FileChange {
                     task: new.task.reference(),

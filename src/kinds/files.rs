@@ -535,7 +535,9 @@ pub fn write_line(
     let description = f.description(layout.reader_netns);
     // lsof's DEL says it: the name goes without readlink's " (deleted)".
     let description = match slot_label(f) {
-        Some("DEL") => description.strip_suffix(" (deleted)").unwrap_or(&description),
+        Some("DEL") => description
+            .strip_suffix(" (deleted)")
+            .unwrap_or(&description),
         _ => &description,
     };
     line.extend_from_slice(description.as_bytes());

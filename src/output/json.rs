@@ -156,6 +156,12 @@ fn diff_json(d: &Diff) -> Value {
         "cred_changes": d.cred_changes.iter().map(|c| {
             task_with(&c.task, json!({ "field": c.field, "from": c.from, "to": c.to }))
         }).collect::<Vec<_>>(),
+        "cwd_changes": d.cwd_changes.iter().map(|c| {
+            task_with(&c.task, json!({ "from": text(&c.change.from), "to": text(&c.change.to) }))
+        }).collect::<Vec<_>>(),
+        "rss_growth": d.rss_growth.iter().map(|c| {
+            task_with(&c.task, json!({ "from_kib": c.change.from_kib, "to_kib": c.change.to_kib }))
+        }).collect::<Vec<_>>(),
         "files_opened": d.files_opened.iter().map(file_change).collect::<Vec<_>>(),
         "files_closed": d.files_closed.iter().map(file_change).collect::<Vec<_>>(),
         "cpu": d.cpu.iter().map(|c| {

@@ -109,6 +109,14 @@ fn task_changes(d: &Diff) -> Vec<(&task::TaskRef, String)> {
     for c in &d.cred_changes {
         out.push((&c.task, format!("{} {} -> {}", c.field, c.from, c.to)));
     }
+    for c in &d.cwd_changes {
+        let (from, to) = (printable(&c.change.from), printable(&c.change.to));
+        out.push((&c.task, format!("cwd {from} -> {to}")));
+    }
+    for c in &d.rss_growth {
+        let (from, to) = (c.change.from_kib, c.change.to_kib);
+        out.push((&c.task, format!("rss {from} -> {to} KiB")));
+    }
     out
 }
 
