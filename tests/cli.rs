@@ -78,7 +78,13 @@ fn tree_nests_children_under_parents() {
         .expect("the grandchild is in the snapshot")["pid"]
         .as_u64()
         .unwrap();
-    let out = itersnap(&["--tree", "--no-files", &fx.comm]);
+    let out = itersnap(&[
+        "--tree",
+        "--no-files",
+        "--columns",
+        "pid,ppid,comm",
+        &fx.comm,
+    ]);
     let text = String::from_utf8(out.stdout).unwrap();
     let line_of = |pid: u64| {
         text.lines()
@@ -142,9 +148,9 @@ fn columns_pick_what_is_shown() {
         [fx.pid.to_string().as_str(), fx.comm.as_str()]
     );
     assert_eq!(lines.len(), 3);
-    let bad = itersnap(&["--columns", "pid,rss"]);
+    let bad = itersnap(&["--columns", "pid,rsz"]);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown column 'rss'"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown column 'rsz'"));
 }
 
 /// While a trigger is armed, a status line on a terminal's stderr; none in a

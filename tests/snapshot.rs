@@ -312,7 +312,10 @@ fn table_output_names_the_fixture_files() {
         header.contains("one-shot (seq backend), 1 processes"),
         "{header}"
     );
-    assert!(text.contains(&format!(" {}\n", fx.comm)));
+    // COMMAND is ps's args: the fixture's command line, spaces between.
+    let cmdline = fs::read(format!("/proc/{}/cmdline", fx.pid)).unwrap();
+    let args = String::from_utf8_lossy(cmdline.strip_suffix(b"\0").unwrap()).replace('\0', " ");
+    assert!(text.contains(&format!(" {args}\n")), "{args} in {text}");
     assert!(text.contains("regular file.txt"));
     assert!(text.contains("anon_inode:[eventfd]"));
 }
@@ -619,7 +622,7 @@ fn odd_bytes_print_safely() {
         assert!(paths.contains(&expected), "{expected:?} in {paths:?}");
     }
 
-    let rows = itersnap(&["--pid", &me]);
+    let rows = itersnap(&["--pid", &me, "--columns", "pid,comm"]);
     let text = String::from_utf8(rows.stdout).expect("the table is valid UTF-8");
     assert!(text.contains("od\\x0ad\\xffname"), "{text}");
     assert!(text.contains("new\\x0aline"), "{text}");
