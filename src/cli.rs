@@ -82,9 +82,10 @@ pub struct Cli {
     pub tree: bool,
 
     /// Task columns of the table, comma-separated, like `ps -o`: pid, tid,
-    /// ppid, uid, euid, ruid, suid, fsuid, gid, egid, rgid, sgid, fsgid,
-    /// state, nlwp, time, start, stime, start_time, bsdstart, lstart, taken,
-    /// comm
+    /// ppid, user, group, uid, euid, ruid, suid, fsuid, gid, egid, rgid,
+    /// sgid, fsgid, state, nlwp, vsz, rss, tty, time, start, stime,
+    /// start_time, bsdstart, lstart, taken, exe, cwd, root, cgroup, comm,
+    /// args
     #[arg(long, value_name = "LIST", value_parser = parse_columns, help_heading = "Output")]
     pub columns: Option<Columns>,
 

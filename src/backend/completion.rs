@@ -284,6 +284,33 @@ impl Completion {
         })
     }
 
+    /// Whether a pass reads views that are never taken in the event
+    /// (command lines, mapped files).
+    pub fn has_late_views(&self) -> bool {
+        self.cmdline.is_some() || self.maps.is_some()
+    }
+
+    /// Only the views never taken in the event: for a snapshot whose event
+    /// captured every selected task, which needs no other completion.
+    pub fn walk_late_views(&self) -> Result<Walked> {
+        let start_ns = monotonic_ns();
+        let mut records = Vec::new();
+        let mut error = None;
+        for (link, what) in [(&self.cmdline, "command-line"), (&self.maps, "task_vma")] {
+            if let Some(link) = link {
+                let (more, e) = link.read(what)?;
+                records.extend(more);
+                error = error.or(e.map(|e| e.to_string()));
+            }
+        }
+        Ok(Walked {
+            records,
+            error,
+            start_ns,
+            end_ns: monotonic_ns(),
+        })
+    }
+
     /// Tasks and files at once, one iterator per CPU.
     fn walk_beside(&self) -> Result<(Vec<Record>, Option<String>)> {
         let (tasks, files) = std::thread::scope(|scope| -> Result<_> {

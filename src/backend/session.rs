@@ -376,10 +376,14 @@ impl Session {
         let slot = self.guards.slot(seq);
         let end_flags = p.end.as_ref().map(|e| e.flags).or(slot.map(|s| s.4));
         let whole = end_flags.is_some_and(|f| f & END_ALL_TASKS != 0);
-        let walked = if whole {
-            None
-        } else {
+        // The event had every task: only command lines and mapped files,
+        // which are never read in it, come after.
+        let walked = if !whole {
             Some(self.completion.walk())
+        } else if self.completion.has_late_views() {
+            Some(self.completion.walk_late_views())
+        } else {
+            None
         };
         // Single flight: the kernel holds `busy` from the moment it gave the
         // snapshot a seq until now, whatever was lost on the way.

@@ -105,11 +105,15 @@ impl FileEntry {
     }
 
     pub fn from_record(mut f: FileRec) -> FileEntry {
-        let deleted = f.path_flags & PATH_DELETED != 0;
+        let dname = f.path_flags & PATH_DNAME != 0;
+        let desc = describe(&mut f);
+        // An internal mount's pseudo file (memfd, SysV shm) has no name to
+        // unlink: d_dname() calls it deleted, as lsof's DEL does.
+        let deleted = f.path_flags & PATH_DELETED != 0 || (dname && desc.ends_with(b" (deleted)"));
         FileEntry {
             deleted,
             fd: f.fd,
-            desc: describe(&mut f),
+            desc,
             kind: file_kind(f.i_mode, f.magic),
             f_flags: f.f_flags,
             f_mode: f.f_mode,

@@ -740,7 +740,9 @@ impl Column {
             Column::BsdStart => ("START", 6),
             Column::Lstart => ("STARTED", 24),
             Column::Taken => ("TAKEN", 8),
-            Column::Comm | Column::Args => ("COMMAND", 0),
+            // Free when last; when not, as wide as ps makes them.
+            Column::Comm => ("COMMAND", 15),
+            Column::Args => ("COMMAND", 27),
             Column::Process(p) => match p {
                 ProcessColumn::User => ("USER", 8),
                 ProcessColumn::Group => ("GROUP", 8),
