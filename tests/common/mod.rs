@@ -423,6 +423,12 @@ unsafe fn fork_with_creds(comm: &std::ffi::CStr) -> libc::pid_t {
             && libc::syscall(libc::SYS_setfsgid, fsgid) >= 0
             && libc::syscall(libc::SYS_setresuid, ruid, euid, suid) == 0
             && libc::syscall(libc::SYS_setfsuid, fsuid) >= 0;
+        // A change of ids clears the parent-death signal: set it again,
+        // or the child outlives the fixture.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != parent {
+            libc::_exit(0);
+        }
         libc::write(pipe[1], [u8::from(ok)].as_ptr().cast(), 1);
         loop {
             libc::pause();
