@@ -20,8 +20,12 @@
  */
 __u32 learn_root_only = 0;
 
-/* A record to the seq_file; `max` is its buffer's size (seq_emit() passes it). */
-static __always_inline void seq_emit_rec(struct seq_file *seq, void *rec, __u64 size, __u64 max)
+/*
+ * A record to the seq_file; `max` is its buffer's size (seq_emit() passes
+ * it). Returns 0 once it is written, else nonzero (-EOVERFLOW: the
+ * seq_file is full and the object is shown again in the next read()).
+ */
+static __always_inline long seq_emit_rec(struct seq_file *seq, void *rec, __u64 size, __u64 max)
 {
 	/*
 	 * Keep the bound check on the very register passed to the helper,
@@ -31,8 +35,8 @@ static __always_inline void seq_emit_rec(struct seq_file *seq, void *rec, __u64 
 	 */
 	barrier_var(size);
 	if (size > max)
-		return;
-	bpf_seq_write(seq, rec, size);
+		return -1;
+	return bpf_seq_write(seq, rec, size);
 }
 
 #define seq_emit(seq, rec, size) seq_emit_rec(seq, rec, size, sizeof(*(rec)))
@@ -169,10 +173,10 @@ int dump_maps(struct bpf_iter__task_vma *ctx)
 		learn_root((struct task_struct *)bpf_get_current_task());
 	if (!t || !vma || learn_root_only)
 		return 0;
-	size = fill_map(t, vma);
+	size = fill_map(t, vma, ctx->meta->seq_num == 0);
 	buf = scratch_buf();
-	if (buf && size)
-		seq_emit(ctx->meta->seq, &buf->file, size);
+	if (buf && size && !seq_emit(ctx->meta->seq, &buf->file, size))
+		map_written(vma);
 	return 0;
 }
 

@@ -21,14 +21,20 @@ __u32 maps_last_selected = 0;
 
 /*
  * The mapping's file into the CPU's scratch file record, unless it is
- * anonymous, the previous mapping's file, or of a process not selected.
- * Returns the record's size, or 0.
+ * anonymous, the previous mapping's file, or of a process not selected;
+ * `first`: the first mapping of a pass, which forgets the last pass's.
+ * Returns the record's size, or 0. The caller calls map_written() once the
+ * record is in the seq_file: a record that did not fit is filled again in
+ * the next read() and must not be taken for a repeat.
  */
-static __always_inline __u32 fill_map(struct task_struct *t, struct vm_area_struct *vma)
+static __always_inline __u32 fill_map(struct task_struct *t, struct vm_area_struct *vma,
+				      bool first)
 {
 	__u32 tgid = BPF_CORE_READ(t, tgid);
 	struct file *f = BPF_CORE_READ(vma, vm_file);
 
+	if (first)
+		maps_last_tgid = 0;
 	/* One mm per process: its leader's visit is the process's. */
 	if (BPF_CORE_READ(t, pid) != tgid)
 		return 0;
@@ -39,8 +45,12 @@ static __always_inline __u32 fill_map(struct task_struct *t, struct vm_area_stru
 	}
 	if (!f || !maps_last_selected || (__u64)f == maps_last_file)
 		return 0;
-	maps_last_file = (__u64)f;
 	return fill_file((__u64)f, tgid, FD_MEM, false);
+}
+
+static __always_inline void map_written(struct vm_area_struct *vma)
+{
+	maps_last_file = (__u64)BPF_CORE_READ(vma, vm_file);
 }
 
 #endif /* ITERSNAP_KIND_MAP_BPF_H */
