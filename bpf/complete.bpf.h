@@ -20,6 +20,9 @@
  */
 __u32 learn_root_only = 0;
 
+/* Set before load: the iterators may call bpf_d_path() (not 5.10's). */
+const volatile __u32 cfg_iter_d_path = 0;
+
 /*
  * A record to the seq_file; `max` is its buffer's size (seq_emit() passes
  * it). Returns 0 once it is written, else nonzero (-EOVERFLOW: the
@@ -73,8 +76,21 @@ static __always_inline int write_task(struct seq_file *seq, struct task_struct *
 	if (BPF_CORE_READ(t, pid) != tgid)
 		return 0;
 	seq_emit(seq, &buf->proc, fill_proc(leader_addr(t), tgid));
-	for (int i = 0; i < 3; i++)
-		seq_emit(seq, &buf->file, fill_slot(leader_addr(t), tgid, slots[i]));
+	for (int i = 0; i < 3; i++) {
+		if (!cfg_iter_d_path) {
+			seq_emit(seq, &buf->file, fill_slot(leader_addr(t), tgid, slots[i]));
+			continue;
+		}
+		/* The kernel's own d_path(), as readlink /proc/PID/cwd uses it. */
+		size = fill_slot_fields(leader_addr(t), tgid, slots[i]);
+		struct path *path = slot_path(t, slots[i]);
+
+		if (!size || !path)
+			continue;
+		size = file_rec_set_text(&buf->file,
+					 bpf_d_path(path, buf->file.path, sizeof(buf->file.path)));
+		seq_emit(seq, &buf->file, size);
+	}
 	return 0;
 }
 

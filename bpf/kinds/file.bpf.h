@@ -207,6 +207,24 @@ static __always_inline void fill_path(struct dentry *d, struct vfsmount *vfsmnt,
 		r->path_flags |= PATH_TRUNCATED;
 }
 
+/*
+ * The path walk of the CPU's scratch file record, as a global function: a
+ * program verifies the walk (64 bounded steps without bpf_loop) once, not
+ * once per caller (fill_file() for fds and executables, fill_fs_path() for
+ * working directories and roots). Addresses as plain numbers, read through
+ * probe reads only.
+ */
+__noinline int walk_path(__u64 dentry_addr, __u64 mnt_addr, __u64 inode_addr)
+{
+	union scratch *buf = scratch_buf();
+
+	if (!buf)
+		return 0;
+	fill_path((struct dentry *)dentry_addr, (struct vfsmount *)mnt_addr,
+		  (struct inode *)inode_addr, &buf->file);
+	return 0;
+}
+
 /* Seals a file record: header plus the used path bytes, 8-aligned. */
 static __always_inline __u32 file_rec_size(struct file_rec *r)
 {
@@ -326,7 +344,7 @@ static __always_inline __u32 fill_file_rec(__u64 file_addr, __u32 tgid, int fd, 
 	r->path_len = 0;
 	r->path_flags = 0;
 	if (build_path)
-		fill_path(dentry, vfsmnt, inode, r);
+		walk_path((__u64)dentry, (__u64)vfsmnt, (__u64)inode);
 	return file_rec_size(r);
 }
 
@@ -352,10 +370,11 @@ __noinline __u32 fill_file_fields(__u64 file_addr, __u32 tgid, int fd, bool cloe
 
 /*
  * A process's working directory or root (fd FD_CWD, FD_RTD): a struct path
- * of its fs_struct, not an open file, recorded as one, as lsof lists them.
- * Global for the same reason as fill_file().
+ * of its fs_struct, not an open file, recorded as one, as lsof lists them;
+ * the path walked here if `walk`, else left to the caller (bpf_d_path()).
  */
-__noinline __u32 fill_fs_path(__u64 dentry_addr, __u64 mnt_addr, __u32 tgid, int fd)
+static __always_inline __u32 fill_fs_rec(__u64 dentry_addr, __u64 mnt_addr, __u32 tgid, int fd,
+					 bool walk)
 {
 	struct dentry *dentry = (struct dentry *)dentry_addr;
 	union scratch *buf = scratch_buf();
@@ -371,6 +390,8 @@ __noinline __u32 fill_fs_path(__u64 dentry_addr, __u64 mnt_addr, __u32 tgid, int
 	r->f_flags = 0;
 	r->f_mode = 0;
 	r->pos = 0;
+	r->path_len = 0;
+	r->path_flags = 0;
 	inode = BPF_CORE_READ(dentry, d_inode);
 	if (!inode)
 		return 0;
@@ -378,8 +399,20 @@ __noinline __u32 fill_fs_path(__u64 dentry_addr, __u64 mnt_addr, __u32 tgid, int
 	r->ino = BPF_CORE_READ(inode, i_ino);
 	r->size = BPF_CORE_READ(inode, i_size);
 	fill_sb_fields(r, BPF_CORE_READ(inode, i_sb), c);
-	fill_path(dentry, (struct vfsmount *)mnt_addr, inode, r);
+	if (walk)
+		walk_path(dentry_addr, mnt_addr, (__u64)inode);
 	return file_rec_size(r);
+}
+
+/* Global, for the same reason as fill_file(), and two for the same reason. */
+__noinline __u32 fill_fs_path(__u64 dentry_addr, __u64 mnt_addr, __u32 tgid, int fd)
+{
+	return fill_fs_rec(dentry_addr, mnt_addr, tgid, fd, true);
+}
+
+__noinline __u32 fill_fs_fields(__u64 dentry_addr, __u64 mnt_addr, __u32 tgid, int fd)
+{
+	return fill_fs_rec(dentry_addr, mnt_addr, tgid, fd, false);
 }
 
 #endif /* ITERSNAP_KIND_FILE_BPF_H */

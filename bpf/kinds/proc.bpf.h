@@ -251,29 +251,72 @@ __noinline __u32 fill_proc(__u64 task_addr, __u32 tgid)
 /*
  * One of the files a process holds without an fd, into the CPU's scratch
  * file record: its working directory (FD_CWD), root (FD_RTD) or executable
- * (FD_TXT). Returns the record's size, 0 if it has none (a kernel thread
- * has no executable; an exiting process no fs_struct).
+ * (FD_TXT), its path walked if `walk`. Returns the record's size, 0 if it
+ * has none (a kernel thread has no executable; an exiting process no
+ * fs_struct).
  */
-__noinline __u32 fill_slot(__u64 task_addr, __u32 tgid, int slot)
+static __always_inline __u32 fill_slot_rec(__u64 task_addr, __u32 tgid, int slot, bool walk)
 {
 	struct task_struct *t = (struct task_struct *)task_addr;
 	struct fs_struct *fs;
 	struct file *exe;
+	__u64 dentry, mnt;
 
 	if (!t)
 		return 0;
 	if (slot == FD_TXT) {
 		exe = BPF_CORE_READ(t, mm, exe_file);
-		return exe ? fill_file((__u64)exe, tgid, FD_TXT, false) : 0;
+		if (!exe)
+			return 0;
+		return walk ? fill_file((__u64)exe, tgid, FD_TXT, false)
+			    : fill_file_fields((__u64)exe, tgid, FD_TXT, false);
 	}
 	fs = BPF_CORE_READ(t, fs);
 	if (!fs)
 		return 0;
-	if (slot == FD_CWD)
-		return fill_fs_path((__u64)BPF_CORE_READ(fs, pwd.dentry),
-				    (__u64)BPF_CORE_READ(fs, pwd.mnt), tgid, FD_CWD);
-	return fill_fs_path((__u64)BPF_CORE_READ(fs, root.dentry),
-			    (__u64)BPF_CORE_READ(fs, root.mnt), tgid, FD_RTD);
+	if (slot == FD_CWD) {
+		dentry = (__u64)BPF_CORE_READ(fs, pwd.dentry);
+		mnt = (__u64)BPF_CORE_READ(fs, pwd.mnt);
+	} else {
+		dentry = (__u64)BPF_CORE_READ(fs, root.dentry);
+		mnt = (__u64)BPF_CORE_READ(fs, root.mnt);
+	}
+	return walk ? fill_fs_path(dentry, mnt, tgid, slot) : fill_fs_fields(dentry, mnt, tgid, slot);
+}
+
+/* Global: verified once; with the walk (events, and iterators without bpf_d_path). */
+__noinline __u32 fill_slot(__u64 task_addr, __u32 tgid, int slot)
+{
+	return fill_slot_rec(task_addr, tgid, slot, true);
+}
+
+/* Without the walk: the iterators' paths come from bpf_d_path(). */
+__noinline __u32 fill_slot_fields(__u64 task_addr, __u32 tgid, int slot)
+{
+	return fill_slot_rec(task_addr, tgid, slot, false);
+}
+
+/*
+ * The struct path of a slot of trusted task t, for bpf_d_path(), or NULL.
+ * Direct reads: the helper takes a BTF pointer, not a number.
+ */
+static __always_inline struct path *slot_path(struct task_struct *t, int slot)
+{
+	struct fs_struct *fs;
+	struct mm_struct *mm;
+	struct file *exe;
+
+	if (slot == FD_TXT) {
+		mm = t->mm;
+		if (!mm)
+			return NULL;
+		exe = mm->exe_file;
+		return exe ? &exe->f_path : NULL;
+	}
+	fs = t->fs;
+	if (!fs)
+		return NULL;
+	return slot == FD_CWD ? &fs->pwd : &fs->root;
 }
 
 #endif /* ITERSNAP_KIND_PROC_BPF_H */

@@ -100,6 +100,13 @@ pub(crate) use select_trigger_program;
 macro_rules! configure_completion {
     ($open:expr, $walk:expr, $trig:expr, $d_path:expr) => {{
         let files: bool = $walk.files;
+        // The iterators' cwd, root and executable from bpf_d_path() too.
+        $open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .context("BPF object has no .rodata")?
+            .cfg_iter_d_path = u32::from($d_path);
         $open.progs.dump_cmdline.set_autoload($walk.cmdlines);
         $open.progs.dump_maps.set_autoload($walk.maps);
         $open.progs.dump_file.set_autoload(files && $d_path);

@@ -45,7 +45,7 @@ fn load(walk: &WalkOptions, trig: &TriggerOptions, d_path: bool) -> Result<Openc
 }
 
 pub fn open(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Session> {
-    let (skel, d_path) = load_preferring_d_path(walk.files, |d| load(walk, trig, d))?;
+    let (skel, d_path) = load_preferring_d_path(true, |d| load(walk, trig, d))?;
     // With files, the task iterator writes each process's files with it.
     let task_prog = if walk.files {
         skel.progs.dump_task_files.as_libbpf_object()

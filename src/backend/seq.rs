@@ -27,7 +27,7 @@ fn load(walk: &WalkOptions, trig: &TriggerOptions, d_path: bool) -> Result<Seqit
 }
 
 pub fn open(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Session> {
-    let (skel, d_path) = load_preferring_d_path(walk.files, |d| load(walk, trig, d))?;
+    let (skel, d_path) = load_preferring_d_path(true, |d| load(walk, trig, d))?;
     // --interval ticks come from a user-space timer: no trigger program.
     let attach = !matches!(trig.spec, TriggerSpec::Interval { .. });
     let task_prog = skel.progs.dump_task.as_libbpf_object();
