@@ -397,6 +397,13 @@ static __always_inline bool captured_already(__u32 tid)
 }
 
 /*
+ * Task pointers that bpf_get_task_stack() takes: BTF pointers, not numbers.
+ * Kernels with bpf_get_current_task_btf() (5.11+) give them for the event's
+ * own tasks; before, their stacks come after the event, from the iterators.
+ */
+#define HAVE_TASK_BTF bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)
+
+/*
  * A process's identity inside the event: its process record, then its
  * working directory, root and executable as file records.
  */
@@ -436,7 +443,7 @@ static __always_inline void capture_task(struct task_struct *t, __u64 deadline)
 		fds_upto = capture_fds((__u64)BPF_CORE_READ(t, files), tgid, deadline, FDS_TO_RING);
 		capture |= CAPTURE_FILES;
 	}
-	if (want_stack(t)) {
+	if (HAVE_TASK_BTF && want_stack(t)) {
 		size = fill_stack(t, &buf->stack);
 		if (size && size <= sizeof(buf->stack)) {
 			emit(&buf->stack, size, BPF_RB_NO_WAKEUP);
@@ -453,6 +460,13 @@ static __always_inline void capture_task(struct task_struct *t, __u64 deadline)
 	ws.ncaptured++;
 }
 
+static __always_inline struct task_struct *event_current(void)
+{
+	if (HAVE_TASK_BTF)
+		return bpf_get_current_task_btf();
+	return (struct task_struct *)bpf_get_current_task();
+}
+
 /* The event's own task t, if the snapshot selects it: its leader, then t. */
 static __always_inline void capture_process(struct task_struct *t, __u64 deadline)
 {
@@ -465,7 +479,11 @@ static __always_inline void capture_process(struct task_struct *t, __u64 deadlin
 	/* The idle task (an event in interrupt context) is not a process. */
 	if (pid == 0 || !task_selected(t))
 		return;
-	leader = BPF_CORE_READ(t, group_leader);
+	/* A BTF pointer's field is one too (the stack helper takes it). */
+	if (HAVE_TASK_BTF)
+		leader = t->group_leader;
+	else
+		leader = BPF_CORE_READ(t, group_leader);
 	if (leader && !captured_already(BPF_CORE_READ(leader, pid)))
 		capture_task(leader, deadline);
 	if (leader != t && !captured_already(pid))
@@ -528,7 +546,7 @@ static __always_inline void on_trigger(struct begin_rec *b, struct task_struct *
 		return;
 	}
 	if (!timer) {
-		capture_process((struct task_struct *)bpf_get_current_task(), deadline);
+		capture_process(event_current(), deadline);
 		capture_process(target, deadline);
 		all_tasks = capture_more(deadline);
 	}

@@ -315,14 +315,14 @@ fn attach_points(
     });
     out.add(
         "views",
-        "command lines (sleepable iter.s/task, bpf_copy_from_user_task, 5.18+)".into(),
+        "command lines (iter.s/task, 5.18+)".into(),
         cmdlines,
         "BTF enum bpf_func_id".into(),
     );
     let maps = btf.is_some_and(|b| features::maps_unsupported(b).is_none());
     out.add(
         "views",
-        "mapped files, --maps (iter/task_vma, 5.12+)".into(),
+        "--maps (iter/task_vma, 5.12+)".into(),
         maps,
         "BTF struct bpf_iter__task_vma".into(),
     );
@@ -333,13 +333,17 @@ fn attach_points(
         format!(
             "RSS counters: {}",
             if percpu_rss {
-                "per CPU (6.2+), summed over the CPUs as /proc does"
+                "per CPU (6.2+), summed"
             } else {
-                "one atomic counter each (before 6.2), read as they are"
+                "atomic (before 6.2)"
             }
         ),
         true,
-        "BTF struct mm_rss_stat".into(),
+        if percpu_rss {
+            "BTF: struct percpu_counter, no struct mm_rss_stat".into()
+        } else {
+            "BTF struct mm_rss_stat".into()
+        },
     );
 
     attach_ok

@@ -420,3 +420,49 @@ fn min_gap_limits_the_rate() {
     assert!(summary.contains("within --min-gap"), "{summary}");
     assert_eq!(orphaned_programs(), Vec::<u32>::new());
 }
+
+/// --stacks with a trigger: the event's own task has its kernel stack
+/// taken inside the event, on every backend (the stack helper wants a BTF
+/// task pointer, which the event's own tasks are given as).
+#[test]
+fn stacks_are_taken_inside_the_event() {
+    for backend in backends_here() {
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = sleeper.id().to_string();
+        let armed = Armed::start(&[
+            "--backend",
+            backend,
+            "--on-signal",
+            "SIGCONT",
+            "--signal-target",
+            &pid,
+            "--pid",
+            &pid,
+            "--stacks",
+            "--no-files",
+            "--count",
+            "1",
+            "-o",
+            "json",
+        ]);
+        // SAFETY: kill(2) with a pid this test started.
+        unsafe { libc::kill(sleeper.id() as i32, libc::SIGCONT) };
+        let (code, out, err) = armed.finish();
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+        assert_eq!(code, Some(0), "{backend}: {err}");
+        let snap = &parse_lines(&out)[0];
+        let row = rows_of(snap, sleeper.id())[0];
+        assert_eq!(row["in_event"], true, "{backend}: {row}");
+        let frames = row["stack"].as_array().expect("a stack");
+        assert!(
+            frames.iter().any(|f| f["symbol"]
+                .as_str()
+                .is_some_and(|s| s.contains("nanosleep"))),
+            "{backend}: {frames:?}"
+        );
+    }
+}

@@ -299,7 +299,6 @@ static __always_inline __u32 fill_file_rec(__u64 file_addr, __u32 tgid, int fd, 
 	struct inode *inode;
 	struct super_block *sb;
 	struct file_rec *r;
-	__u32 size;
 
 	if (!buf || !c)
 		return 0;

@@ -311,7 +311,7 @@ static __always_inline struct path *slot_path(struct task_struct *t, int slot)
 		if (!mm)
 			return NULL;
 		exe = mm->exe_file;
-		return exe ? &exe->f_path : NULL;
+		return exe ? (struct path *)&exe->f_path : NULL;
 	}
 	fs = t->fs;
 	if (!fs)
