@@ -498,7 +498,8 @@ fn woken_by_us(ours: &str, theirs: &str) -> bool {
     let (ours, theirs): (Vec<&str>, Vec<&str>) =
         (ours.split(' ').collect(), theirs.split(' ').collect());
     fn worker(name: &str) -> Option<&str> {
-        name.strip_prefix("kworker/").map(|w| w.split('-').next().unwrap_or(w))
+        name.strip_prefix("kworker/")
+            .map(|w| w.split('-').next().unwrap_or(w))
     }
     let same_name = |a: &str, b: &str| a == b || worker(a).is_some_and(|w| worker(b) == Some(w));
     ours.len() == theirs.len()
