@@ -207,24 +207,6 @@ static __always_inline void fill_path(struct dentry *d, struct vfsmount *vfsmnt,
 		r->path_flags |= PATH_TRUNCATED;
 }
 
-/*
- * The path walk of the CPU's scratch file record, as a global function: a
- * program verifies the walk (64 bounded steps without bpf_loop) once, not
- * once per caller (fill_file() for fds and executables, fill_fs_path() for
- * working directories and roots). Addresses as plain numbers, read through
- * probe reads only.
- */
-__noinline int walk_path(__u64 dentry_addr, __u64 mnt_addr, __u64 inode_addr)
-{
-	union scratch *buf = scratch_buf();
-
-	if (!buf)
-		return 0;
-	fill_path((struct dentry *)dentry_addr, (struct vfsmount *)mnt_addr,
-		  (struct inode *)inode_addr, &buf->file);
-	return 0;
-}
-
 /* Seals a file record: header plus the used path bytes, 8-aligned. */
 static __always_inline __u32 file_rec_size(struct file_rec *r)
 {
@@ -343,7 +325,7 @@ static __always_inline __u32 fill_file_rec(__u64 file_addr, __u32 tgid, int fd, 
 	r->path_len = 0;
 	r->path_flags = 0;
 	if (build_path)
-		walk_path((__u64)dentry, (__u64)vfsmnt, (__u64)inode);
+		fill_path(dentry, vfsmnt, inode, r);
 	return file_rec_size(r);
 }
 
@@ -398,8 +380,11 @@ static __always_inline __u32 fill_fs_rec(__u64 dentry_addr, __u64 mnt_addr, __u3
 	r->ino = BPF_CORE_READ(inode, i_ino);
 	r->size = BPF_CORE_READ(inode, i_size);
 	fill_sb_fields(r, BPF_CORE_READ(inode, i_sb), c);
+	/* Inline, not a global function of its own: a trigger program's
+	 * calls (fd loop, file, path step) stay within the 512-byte stack
+	 * that 6.12's verifier counts over the whole chain. */
 	if (walk)
-		walk_path(dentry_addr, mnt_addr, (__u64)inode);
+		fill_path(dentry, (struct vfsmount *)mnt_addr, inode, r);
 	return file_rec_size(r);
 }
 

@@ -253,32 +253,23 @@ impl Completion {
     /// threads of their own, beside the pass over tasks and files.
     pub fn walk(&self) -> Result<Walked> {
         let start_ns = monotonic_ns();
-        let (mut records, mut error, extra) = std::thread::scope(|scope| -> Result<_> {
-            let extra: Vec<_> = [(&self.cmdline, "command-line"), (&self.maps, "task_vma")]
-                .into_iter()
-                .filter_map(|(link, what)| link.as_ref().map(|l| scope.spawn(move || l.read(what))))
-                .collect();
+        let (mut records, error, late) = std::thread::scope(|scope| -> Result<_> {
+            let (cmdline, maps) = (&self.cmdline, &self.maps);
+            let late = scope.spawn(move || read_late_views(cmdline, maps));
             let (records, error) = match self.pass {
                 FilePass::Beside | FilePass::None => self.walk_beside()?,
                 FilePass::ByProcess => self.walk_by_process()?,
                 FilePass::WithTasks => self.walk_with_tasks()?,
             };
-            let extra = extra
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .map_err(|_| anyhow::anyhow!("an iterator thread panicked"))?
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Ok((records, error, extra))
+            let late = late
+                .join()
+                .map_err(|_| anyhow::anyhow!("the command-line and task_vma thread panicked"))??;
+            Ok((records, error, late))
         })?;
-        for (more, e) in extra {
-            records.extend(more);
-            error = error.or(e.map(|e| e.to_string()));
-        }
+        records.extend(late.0);
         Ok(Walked {
             records,
-            error,
+            error: error.or(late.1),
             start_ns,
             end_ns: monotonic_ns(),
         })
@@ -294,15 +285,7 @@ impl Completion {
     /// captured every selected task, which needs no other completion.
     pub fn walk_late_views(&self) -> Result<Walked> {
         let start_ns = monotonic_ns();
-        let mut records = Vec::new();
-        let mut error = None;
-        for (link, what) in [(&self.cmdline, "command-line"), (&self.maps, "task_vma")] {
-            if let Some(link) = link {
-                let (more, e) = link.read(what)?;
-                records.extend(more);
-                error = error.or(e.map(|e| e.to_string()));
-            }
-        }
+        let (records, error) = read_late_views(&self.cmdline, &self.maps)?;
         Ok(Walked {
             records,
             error,
@@ -426,6 +409,23 @@ impl Completion {
             .map(|_| ())
             .context("learning itersnap's root")
     }
+}
+
+/// The command-line and task_vma iterators, where attached.
+fn read_late_views(
+    cmdline: &Option<IterLink>,
+    maps: &Option<IterLink>,
+) -> Result<(Vec<Record>, Option<String>)> {
+    let mut records = Vec::new();
+    let mut error = None;
+    for (link, what) in [(cmdline, "command-line"), (maps, "task_vma")] {
+        if let Some(link) = link {
+            let (more, e) = link.read(what)?;
+            records.extend(more);
+            error = error.or(e.map(|e| e.to_string()));
+        }
+    }
+    Ok((records, error))
 }
 
 /// The event's records first; the completion adds every task, stack and fd

@@ -207,14 +207,19 @@ impl Process {
 
     /// The lsof rows before a process's fds: cwd, rtd, txt, then its mapped
     /// files but the executable (lsof lists it once, as txt).
+    /// The executable is told by its inode, or by its path: on overlayfs
+    /// the mapping is of the layer's file, the executable the overlay's.
     pub fn slot_files(&self) -> impl Iterator<Item = &FileEntry> {
-        let exe = self.exe.as_ref().map(|e| (e.dev, e.ino));
+        let exe = self.exe.as_ref();
+        let is_exe = move |m: &FileEntry| {
+            exe.is_some_and(|e| (e.dev, e.ino) == (m.dev, m.ino) || e.desc == m.desc)
+        };
         let maps = self.maps.iter().flatten();
         self.cwd
             .iter()
             .chain(self.root.iter())
             .chain(self.exe.iter())
-            .chain(maps.filter(move |m| Some((m.dev, m.ino)) != exe))
+            .chain(maps.filter(move |m| !is_exe(m)))
     }
 }
 

@@ -796,8 +796,9 @@ impl Column {
                     format!("{branch}{comm}")
                 }
             }
-            // Without command lines (before 5.18) the name, as comm shows it.
-            Column::Args if p.is_some_and(|p| p.cmdline_read) || t.kthread => {
+            // Without command lines (before 5.18) the name, as comm shows
+            // it; kernel threads and zombies have none anyway.
+            Column::Args if p.is_some_and(|p| p.cmdline_read) || t.kthread || t.state == 'Z' => {
                 let cmdline = p.and_then(|p| p.cmdline.as_ref());
                 format!("{branch}{}", ps_args(cmdline, &t.comm, t.state == 'Z'))
             }

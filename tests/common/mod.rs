@@ -883,3 +883,23 @@ pub fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
         }
     }
 }
+
+/// Is this path on overlayfs (statfs says so, of the file or, deleted,
+/// of the directory it was in)? Its files' stat and /proc devices are the
+/// overlay's, where the kernel's records name the layer's superblock.
+pub fn on_overlayfs(path: &str) -> bool {
+    const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+    let statfs_type = |path: &str| {
+        let c = std::ffi::CString::new(path).ok()?;
+        // SAFETY: statfs writes only the struct we own; the path is NUL-terminated.
+        unsafe {
+            let mut fs: libc::statfs = std::mem::zeroed();
+            (libc::statfs(c.as_ptr(), &mut fs) == 0).then_some(fs.f_type as i64)
+        }
+    };
+    let dir = std::path::Path::new(path.trim_end_matches(" (deleted)"))
+        .parent()
+        .and_then(|d| d.to_str())
+        .unwrap_or("/");
+    statfs_type(path).or_else(|| statfs_type(dir)) == Some(OVERLAYFS_SUPER_MAGIC)
+}
