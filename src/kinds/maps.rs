@@ -39,21 +39,6 @@ impl Serialize for MapsJson<'_> {
     }
 }
 
-/// Mapped files that appeared or went away between two snapshots (a
-/// library loaded or unloaded, a deleted file finally unmapped).
-pub fn changes<'a>(
-    old: &'a [FileEntry],
-    new: &'a [FileEntry],
-) -> (Vec<&'a FileEntry>, Vec<&'a FileEntry>) {
-    let key = |m: &FileEntry| (m.dev, m.ino, m.desc.clone());
-    let before: std::collections::HashSet<_> = old.iter().map(key).collect();
-    let after: std::collections::HashSet<_> = new.iter().map(key).collect();
-    (
-        new.iter().filter(|m| !before.contains(&key(m))).collect(),
-        old.iter().filter(|m| !after.contains(&key(m))).collect(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
