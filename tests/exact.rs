@@ -483,15 +483,15 @@ fn woken_by_us(ours: &str, theirs: &str) -> bool {
             .map(|w| w.split('-').next().unwrap_or(w))
     }
     let same_name = |a: &str, b: &str| a == b || worker(a).is_some_and(|w| worker(b) == Some(w));
+    // Running against idle or asleep; a worker's state and name follow
+    // whatever work it took.
+    let is_worker = ours.get(NAME).is_some_and(|n| worker(n).is_some());
+    let woken = |a: &str, b: &str| is_worker || (a == "R" && matches!(b, "I" | "S"));
     ours.len() == theirs.len()
         && ours.len() == NAME + 1
-        && ours[STATE] == "R"
-        && matches!(theirs[STATE], "I" | "S")
-        && ours
-            .iter()
-            .zip(&theirs)
-            .enumerate()
-            .all(|(i, (a, b))| i == STATE || a == b || (i == NAME && same_name(a, b)))
+        && ours.iter().zip(&theirs).enumerate().all(|(i, (a, b))| {
+            a == b || (i == STATE && woken(a, b)) || (i == NAME && same_name(a, b))
+        })
 }
 
 /// Every process that held still reads as `ps -eo` prints it: parent,
