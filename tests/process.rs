@@ -1676,8 +1676,10 @@ fn diff_shows_cwd_change_rss_growth_and_exec() {
             let first = growth.iter().map(|g| kib(g, "from_kib")).min().unwrap();
             let last = growth.iter().map(|g| kib(g, "to_kib")).max().unwrap();
             let half = (GROWTH >> 11) as u64;
+            // It starts from about the RSS before (a slow VM's fixture had
+            // grown 5% more by the first tick), and grows by the half.
             assert!(
-                within_5_percent(first, rss_before)
+                first.abs_diff(rss_before) * 10 <= rss_before
                     && last >= rss_before + half
                     && last <= rss_after + rss_after / 20,
                 "{backend}: {first} -> {last} KiB, /proc {rss_before} -> {rss_after}"
