@@ -273,10 +273,12 @@ impl Drop for Sleeper {
     }
 }
 
-/// `sleep 60` in a session of its own: no controlling terminal.
+/// `sleep 600` in a session of its own: no controlling terminal. (Ten
+/// minutes, not one: a slow VM's test outlived `sleep 60`, and an exited
+/// process has no terminal.)
 fn sleep_without_tty() -> Sleeper {
     let mut cmd = Command::new("sleep");
-    cmd.arg("60");
+    cmd.arg("600");
     // SAFETY: setsid is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
@@ -289,7 +291,7 @@ fn sleep_without_tty() -> Sleeper {
     Sleeper::spawn(&mut cmd)
 }
 
-/// `sleep 60` whose controlling terminal is a new pty's slave; keeps the
+/// `sleep 600` whose controlling terminal is a new pty's slave; keeps the
 /// master open.
 struct OnPty {
     sleeper: Sleeper,
@@ -317,7 +319,7 @@ fn sleep_on_pty() -> OnPty {
         .unwrap()
         .to_string();
     let mut cmd = Command::new("sleep");
-    cmd.arg("60")
+    cmd.arg("600")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -345,7 +347,7 @@ fn sleep_on_pty() -> OnPty {
 
 /// `sleep 60` run as `uid`:`gid`.
 fn sleep_as(uid: u32, gid: u32) -> Sleeper {
-    Sleeper::spawn(Command::new("sleep").arg("60").uid(uid).gid(gid))
+    Sleeper::spawn(Command::new("sleep").arg("600").uid(uid).gid(gid))
 }
 
 /// `bash -c 'read -r _' ARGS...`: waits on its stdin (piped), with `args`
@@ -1125,7 +1127,7 @@ fn pid_namespace_and_the_pid_inside() {
         "--fork",
         "--kill-child",
         "sleep",
-        "60",
+        "600",
     ]));
     let outside = unshare.pid();
     let mut inside = 0;
