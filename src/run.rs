@@ -129,6 +129,9 @@ fn arm(
             backend.name(),
             backend.paths()
         );
+        if let Some(report) = backend.load_report() {
+            eprintln!("itersnap: {}", report.describe());
+        }
     }
     if !trig.spec.is_oneshot() {
         eprintln!(

@@ -95,22 +95,26 @@ macro_rules! select_trigger_program {
 pub(crate) use select_trigger_program;
 
 /// Which iter/task_file program loads (paths from bpf_d_path() if
-/// `$d_path`, else from the walk; none without files) and the ring
+/// `$paths.files`, else from the walk; none without files), where the
+/// task iterator takes cwd, root and executable from, and the ring
 /// buffer's size, for either object.
 macro_rules! configure_completion {
-    ($open:expr, $walk:expr, $trig:expr, $d_path:expr) => {{
+    ($open:expr, $walk:expr, $trig:expr, $paths:expr) => {{
         let files: bool = $walk.files;
-        // The iterators' cwd, root and executable from bpf_d_path() too.
+        let paths: $crate::backend::session::IterPaths = $paths;
         $open
             .maps
             .rodata_data
             .as_deref_mut()
             .context("BPF object has no .rodata")?
-            .cfg_iter_d_path = u32::from($d_path);
+            .cfg_iter_d_path = u32::from(paths.slots);
         $open.progs.dump_cmdline.set_autoload($walk.cmdlines);
         $open.progs.dump_maps.set_autoload($walk.maps);
-        $open.progs.dump_file.set_autoload(files && $d_path);
-        $open.progs.dump_file_walk.set_autoload(files && !$d_path);
+        $open.progs.dump_file.set_autoload(files && paths.files);
+        $open
+            .progs
+            .dump_file_walk
+            .set_autoload(files && !paths.files);
         $open
             .maps
             .events

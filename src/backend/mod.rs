@@ -10,6 +10,7 @@ pub mod completion;
 pub mod core_btf;
 pub mod events;
 pub mod open_coded;
+pub mod programs;
 pub mod seq;
 pub mod session;
 
@@ -75,6 +76,10 @@ pub trait Backend {
     /// Where file paths come from: the kernel's d_path() or the walk's own.
     fn paths(&self) -> &'static str {
         "built by the walk from dentries"
+    }
+    /// What was loaded into the kernel (--verbose, tests, scripts/bench).
+    fn load_report(&self) -> Option<&programs::LoadReport> {
+        None
     }
     /// Waits up to `timeout` for snapshots and returns those completed.
     fn poll(&mut self, timeout: Duration) -> Result<Vec<RawSnapshot>>;
@@ -214,24 +219,28 @@ pub fn open(
 ) -> Result<(Box<dyn Backend>, String)> {
     let unsupported = crate::features::open_coded_unsupported(btf);
     let filtered = walk.comm.is_some() || walk.pid.is_some();
+    // Where the kernel has no open-coded iterators, its verifier may still
+    // let iterators give d_path() a task's cwd, root and executable.
+    let slot_d_path = unsupported.is_some();
     match (choice, unsupported) {
         // A filtered one-shot reads few records: the object that loads
         // fastest wins (no kfuncs to resolve, smaller programs to verify),
         // and the seq one binds its iterators to the selected processes.
         (BackendChoice::Auto, _) if trig.spec.is_oneshot() && filtered => Ok((
-            Box::new(seq::open(walk, trig)?),
+            Box::new(seq::open(walk, trig, slot_d_path)?),
             "auto: a filtered one-shot loads the seq object fastest".into(),
         )),
         (BackendChoice::Seq, _) => Ok((
-            Box::new(seq::open(walk, trig)?),
+            Box::new(seq::open(walk, trig, slot_d_path)?),
             "chosen with --backend seq".into(),
         )),
         (BackendChoice::OpenCoded, Some(why)) => {
             anyhow::bail!("--backend open-coded is not possible: {why}")
         }
-        (BackendChoice::Auto, Some(why)) => {
-            Ok((Box::new(seq::open(walk, trig)?), format!("auto: {why}")))
-        }
+        (BackendChoice::Auto, Some(why)) => Ok((
+            Box::new(seq::open(walk, trig, slot_d_path)?),
+            format!("auto: {why}"),
+        )),
         (choice, None) => Ok((
             Box::new(open_coded::open(walk, trig)?),
             if choice == BackendChoice::Auto {

@@ -12,7 +12,8 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{AsRawLibbpf, OpenObject};
 
 use super::attach::{configure_completion, open_configured, select_trigger_program};
-use super::session::{load_preferring_d_path, session_of, Session};
+use super::programs::LoadReport;
+use super::session::{load_first, session_of, IterPaths, Session};
 use super::{TriggerOptions, WalkOptions};
 use crate::bpf::opencoded::{OpencodedSkel, OpencodedSkelBuilder};
 
@@ -31,21 +32,32 @@ fn test_run(prog_fd: i32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Opens, configures and loads the object; `d_path` asks for iterator
-/// paths from bpf_d_path().
-fn load(walk: &WalkOptions, trig: &TriggerOptions, d_path: bool) -> Result<OpencodedSkel<'static>> {
+/// Opens, configures and loads the object, its iterators taking paths
+/// from where `paths` says.
+fn load(
+    walk: &WalkOptions,
+    trig: &TriggerOptions,
+    paths: IterPaths,
+) -> Result<OpencodedSkel<'static>> {
     let mut open = open_configured!(OpencodedSkelBuilder, "opencoded", "open-coded", walk, trig);
     select_trigger_program!(open.progs, &trig.spec);
     open.progs.bare_walk.set_autoload(false);
     open.progs.dump_task.set_autoload(!walk.files);
     open.progs.dump_task_files.set_autoload(walk.files);
-    configure_completion!(open, walk, trig, d_path);
+    configure_completion!(open, walk, trig, paths);
     open.load()
         .context("loading the open-coded BPF programs (--verbose shows the verifier log)")
 }
 
 pub fn open(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Session> {
-    let (skel, d_path) = load_preferring_d_path(true, |d| load(walk, trig, d))?;
+    use libbpf_rs::skel::Skel;
+    let started = std::time::Instant::now();
+    // This object has bpf_loop: its walk gives cwd, root and executable
+    // whole, so it never asks d_path() for them (see IterPaths::choices).
+    let (skel, paths, attempts) = load_first(&IterPaths::choices(walk.files, false), |p| {
+        load(walk, trig, p)
+    })?;
+    let report = LoadReport::of("open-coded", skel.object(), started.elapsed(), attempts);
     // With files, the task iterator writes each process's files with it.
     let task_prog = if walk.files {
         skel.progs.dump_task_files.as_libbpf_object()
@@ -55,7 +67,8 @@ pub fn open(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Session> {
     session_of!(
         skel,
         "open-coded",
-        d_path,
+        paths,
+        report,
         walk,
         trig,
         true,

@@ -154,6 +154,8 @@ struct Pending {
 pub struct Session {
     pub name: &'static str,
     pub paths: &'static str,
+    /// What was loaded into the kernel, and what it cost.
+    pub load: super::programs::LoadReport,
     pub events: EventStream,
     pub completion: Completion,
     pub trigger: Option<AttachedTrigger>,
@@ -172,11 +174,12 @@ pub struct Session {
 /// task one is the program `$task_prog` points to, writing files with the
 /// tasks if `$tasks_carry_files`) and, if `$attach`, the trigger.
 macro_rules! session_of {
-    ($skel:expr, $name:expr, $d_path:expr, $walk:expr, $trig:expr, $attach:expr,
+    ($skel:expr, $name:expr, $paths:expr, $report:expr, $walk:expr, $trig:expr, $attach:expr,
      $task_prog:expr, $tasks_carry_files:expr) => {{
         let mut skel = $skel;
         use libbpf_rs::AsRawLibbpf;
-        let file_prog = match ($walk.files, $d_path) {
+        let paths: $crate::backend::session::IterPaths = $paths;
+        let file_prog = match ($walk.files, paths.files) {
             (false, _) => None,
             (true, true) => Some(skel.progs.dump_file.as_libbpf_object()),
             (true, false) => Some(skel.progs.dump_file_walk.as_libbpf_object()),
@@ -209,7 +212,8 @@ macro_rules! session_of {
         $crate::backend::session::Session::new(
             $crate::backend::session::Loaded {
                 name: $name,
-                paths: $crate::backend::session::paths_description($d_path),
+                paths: paths.describe(),
+                load: $report,
                 events,
                 completion,
                 trigger,
@@ -243,6 +247,7 @@ pub fn learn_root_for_events(
 pub struct Loaded {
     pub name: &'static str,
     pub paths: &'static str,
+    pub load: super::programs::LoadReport,
     pub events: EventStream,
     pub completion: Completion,
     pub trigger: Option<AttachedTrigger>,
@@ -264,6 +269,7 @@ impl Session {
         Ok(Session {
             name: loaded.name,
             paths: loaded.paths,
+            load: loaded.load,
             events: loaded.events,
             completion: loaded.completion,
             trigger: loaded.trigger,
@@ -485,6 +491,10 @@ impl Backend for Session {
         self.paths
     }
 
+    fn load_report(&self) -> Option<&super::programs::LoadReport> {
+        Some(&self.load)
+    }
+
     fn poll(&mut self, timeout: Duration) -> Result<Vec<RawSnapshot>> {
         match self.mode {
             Mode::OneShot { taken: false } => {
@@ -506,26 +516,68 @@ impl Backend for Session {
     }
 }
 
-/// Loads an object preferring paths from the kernel's d_path() in its
-/// iterators; a kernel whose verifier refuses that gets the walk's own
-/// (bpf/kinds/file.bpf.h): the programs are loaded again without it. Returns the
-/// object and whether d_path() is in use.
-pub fn load_preferring_d_path<T>(
-    files: bool,
-    load: impl Fn(bool) -> Result<T>,
-) -> Result<(T, bool)> {
-    match load(files) {
-        Ok(obj) => Ok((obj, files)),
-        Err(_) if files => Ok((load(false)?, false)),
-        Err(e) => Err(e),
+/// Where the iterators take paths from (bpf/complete.bpf.h): the kernel's
+/// d_path() for open files (`files`: dump_file, else dump_file_walk) and
+/// for cwd, root and executable (`slots`), or else the walk's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IterPaths {
+    pub files: bool,
+    pub slots: bool,
+}
+
+impl IterPaths {
+    pub const WALK: IterPaths = IterPaths {
+        files: false,
+        slots: false,
+    };
+
+    /// What to ask of the kernel, best first. Open files come from the
+    /// iterator's own trusted `struct file`, which every kernel that lets
+    /// iterators call d_path() accepts. Slots are reached through
+    /// `task->fs` and `task->mm`, which newer verifiers call untrusted
+    /// (6.18 refuses them): they are asked for only where `slots` may work
+    /// (a kernel without open-coded iterators, whose seq object has no
+    /// bpf_loop for a deep walk), so that a kernel that refuses them does
+    /// not load everything twice.
+    pub fn choices(files: bool, slots: bool) -> Vec<IterPaths> {
+        let first = IterPaths { files, slots };
+        if first == Self::WALK {
+            vec![first]
+        } else {
+            vec![first, Self::WALK]
+        }
+    }
+
+    /// Where file paths come from, for --verbose.
+    pub fn describe(&self) -> &'static str {
+        match (self.files, self.slots) {
+            (true, true) => {
+                "in the event built by the walk from dentries, after it from the kernel's d_path()"
+            }
+            (true, false) => {
+                "in the event and for cwd, root and executable built by the walk from dentries, \
+                 open files after it from the kernel's d_path()"
+            }
+            (false, _) => {
+                "built by the walk from dentries (this kernel refuses bpf_d_path in iterators)"
+            }
+        }
     }
 }
 
-/// Where file paths come from, for --verbose.
-pub fn paths_description(d_path: bool) -> &'static str {
-    if d_path {
-        "in the event built by the walk from dentries, after it from the kernel's d_path()"
-    } else {
-        "built by the walk from dentries (this kernel refuses bpf_d_path in iterators)"
+/// Loads an object with the first of `choices` its kernel accepts (see
+/// `IterPaths::choices`). Returns the object, the choice, and how many
+/// loads it took.
+pub fn load_first<T>(
+    choices: &[IterPaths],
+    load: impl Fn(IterPaths) -> Result<T>,
+) -> Result<(T, IterPaths, u32)> {
+    let mut last = None;
+    for (i, &paths) in choices.iter().enumerate() {
+        match load(paths) {
+            Ok(obj) => return Ok((obj, paths, i as u32 + 1)),
+            Err(e) => last = Some(e),
+        }
     }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no way to load the BPF object")))
 }
