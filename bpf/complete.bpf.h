@@ -163,7 +163,17 @@ int dump_cmdline(struct bpf_iter__task *ctx)
 	if (BPF_CORE_READ(t, pid) != tgid || !mm || (BPF_CORE_READ(t, flags) & PF_KTHREAD))
 		return 0;
 	span = cmdline_span(t, mm);
+	/*
+	 * bpf_for (6.4+) is verified until its states converge, a bounded loop
+	 * once per chunk.
+	 */
+#ifdef WALK_USE_BPF_FOR
+	int i;
+
+	bpf_for(i, 0, CMDLINE_CHUNKS) {
+#else
 	for (__u32 i = 0; i < CMDLINE_CHUNKS; i++) {
+#endif
 		__u32 size = fill_cmdline_chunk(t, &span, tgid, i);
 
 		if (!size)

@@ -20,19 +20,37 @@ extern int bpf_iter_task_new(struct bpf_iter_task *it, struct task_struct *task,
 extern struct task_struct *bpf_iter_task_next(struct bpf_iter_task *it) __weak __ksym;
 extern void bpf_iter_task_destroy(struct bpf_iter_task *it) __weak __ksym;
 
+extern struct task_struct *bpf_task_from_pid(s32 pid) __weak __ksym;
+extern void bpf_task_release(struct task_struct *p) __weak __ksym;
+
 /*
- * With a COMM/--pid filter, the selected tasks are few: look for them among
- * all, in the event, until the budget runs out. Without one, the rest of the
- * snapshot is the completion's: returns false.
+ * With a COMM/--pid filter, the selected tasks are few: look for them in
+ * the event until the budget runs out. --pid's process is found by the
+ * kernel's own pid lookup, and only its threads are visited (an iterator
+ * over one process), where the program may call bpf_task_from_pid() (6.2+,
+ * a generic kfunc: tp_btf programs); elsewhere (a COMM, raw_tp and uprobe
+ * programs) among every task. Without a filter, the rest of the snapshot is
+ * the completion's: returns false. Returns true when every selected task
+ * was captured.
  */
-static __always_inline bool capture_more(__u64 deadline)
+static __always_inline bool capture_more(__u64 deadline, __u32 trigger)
 {
+	unsigned int which = BPF_TASK_ITER_ALL_THREADS;
+	struct task_struct *proc = NULL;
 	struct task_struct *t;
 	bool whole = true;
 
 	if (!(cfg_flags & (FILTER_COMM_ON | FILTER_PID_ON)))
 		return false;
-	bpf_for_each(task, t, NULL, BPF_TASK_ITER_ALL_THREADS) {
+	if ((trigger == TRIGGER_SIGNAL || trigger == TRIGGER_SYSCALL) &&
+	    (cfg_flags & FILTER_PID_ON)) {
+		proc = bpf_task_from_pid(cfg_pid);
+		/* No such process: nothing is selected, nothing left to find. */
+		if (!proc)
+			return true;
+		which = BPF_TASK_ITER_PROC_THREADS;
+	}
+	bpf_for_each(task, t, proc, which) {
 		__u32 pid = BPF_CORE_READ(t, pid);
 
 		if (over_budget(deadline)) {
@@ -43,6 +61,8 @@ static __always_inline bool capture_more(__u64 deadline)
 			continue;
 		capture_task(t, deadline);
 	}
+	if (proc)
+		bpf_task_release(proc);
 	return whole && !ws.budget_hit;
 }
 

@@ -11,7 +11,7 @@
 char LICENSE[] SEC("license") = "GPL";
 
 /* Without the open-coded task iterator, nothing more is reachable in the event. */
-static __always_inline bool capture_more(__u64 deadline)
+static __always_inline bool capture_more(__u64 deadline, __u32 trigger)
 {
 	return false;
 }

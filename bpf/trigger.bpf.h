@@ -492,8 +492,10 @@ static __always_inline void capture_process(struct task_struct *t, __u64 deadlin
 
 /* Defined by the object that includes this header: more tasks in the
  * event, within the budget; returns true when every selected task was
- * captured. */
-static __always_inline bool capture_more(__u64 deadline);
+ * captured. `trigger` (enum trigger_kind) is a compile-time constant, which
+ * says what kind of program this is (only tp_btf ones, TRIGGER_SIGNAL and
+ * TRIGGER_SYSCALL, may call the kernel's generic kfuncs). */
+static __always_inline bool capture_more(__u64 deadline, __u32 trigger);
 
 /* Keeps the compiler from reordering stores user space reads in order. */
 #define store_barrier() asm volatile("" ::: "memory")
@@ -521,12 +523,14 @@ static __always_inline void close_slot(struct snap_stats *st, __u64 emitted, __u
  * uses the per-CPU buffers or snapshot_seq meanwhile. `b` is the CPU's
  * scratch buffer, overwritten by the records: what it says is read first.
  */
-static __always_inline void on_trigger(struct begin_rec *b, struct task_struct *target)
+static __always_inline void on_trigger(struct begin_rec *b, struct task_struct *target,
+				       __u32 trigger)
 {
 	union scratch *buf = (union scratch *)b;
 	__u32 seq = b->hdr.seq;
 	__u64 start = b->ktime_ns;
-	bool timer = b->trigger == TRIGGER_TIMER;
+	/* A constant: a tick's program holds no capture code at all. */
+	bool timer = trigger == TRIGGER_TIMER;
 	struct snap_stats *st = &stats[seq & (STATS_SLOTS - 1)];
 	__u64 deadline = start + cfg_event_budget_ns;
 	bool all_tasks = false;
@@ -548,7 +552,7 @@ static __always_inline void on_trigger(struct begin_rec *b, struct task_struct *
 	if (!timer) {
 		capture_process(event_current(), deadline);
 		capture_process(target, deadline);
-		all_tasks = capture_more(deadline);
+		all_tasks = capture_more(deadline, trigger);
 	}
 	end = bpf_ktime_get_ns();
 	if (ws.budget_hit)
@@ -603,7 +607,7 @@ static __always_inline int fire(__u32 trigger, __s32 arg, struct task_struct *ta
 	__builtin_memset(b->target_comm, 0, sizeof(b->target_comm));
 	if (target)
 		BPF_CORE_READ_STR_INTO(&b->target_comm, target, comm);
-	on_trigger(b, target);
+	on_trigger(b, target, trigger);
 	return 0;
 }
 

@@ -1,25 +1,109 @@
 /*
  * The plain /proc walker itersnap is measured against: for every process,
  * /proc/PID/stat (identity, state, CPU time) and readlink of every
- * /proc/PID/fd/N — the same facts a snapshot holds, the way ps and lsof get
- * them. Built and run by scripts/bench.
+ * /proc/PID/fd/N, the way ps and lsof get them. Built and run by
+ * scripts/bench.
  *
- * usage: procwalk [COMM] [--count N --interval-ms MS]
+ * usage: procwalk [--all-facts] [COMM] [--count N --interval-ms MS]
+ *   --all-facts: also what a snapshot holds of a process's identity:
+ *   /proc/PID/status (uids and gids, as its Uid: and Gid: lines), cmdline,
+ *   cgroup and readlink of exe, cwd and root (not the fd's type, mode,
+ *   position and flags, which would take a stat() and an fdinfo read per fd,
+ *   nor the sockets' addresses: a lower bound of what /proc costs).
  *   COMM: only processes with that name; /proc cannot filter, so every
- *   /proc/PID/stat is still read to learn the names (as pgrep does).
+ *   /proc/PID/stat is still read to learn the names (as pgrep does), and the
+ *   rest is read only for the processes that have it.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-static void walk(const char *comm_filter, FILE *out)
+/* Reads up to size - 1 bytes of path into buf, NUL-terminated: the length, or -1. */
+static ssize_t slurp(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[n] = 0;
+	return n;
+}
+
+/* Prints the lines of /proc/PID/status that start with one of keys. */
+static void status_lines(const char *pid, const char *const *keys, FILE *out)
+{
+	char path[1024], buf[8192];
+
+	snprintf(path, sizeof(path), "/proc/%s/status", pid);
+	if (slurp(path, buf, sizeof(buf)) < 0)
+		return;
+	for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
+		for (const char *const *key = keys; *key; key++)
+			if (!strncmp(line, *key, strlen(*key)))
+				fprintf(out, "  %s\n", line);
+}
+
+static void identity(const char *pid, FILE *out)
+{
+	static const char *const ids[] = { "Uid:", "Gid:", NULL };
+	static const char *const links[] = { "exe", "cwd", "root" };
+	char path[1024], buf[4096];
+	ssize_t n;
+
+	status_lines(pid, ids, out);
+	snprintf(path, sizeof(path), "/proc/%s/cmdline", pid);
+	if ((n = slurp(path, buf, sizeof(buf))) > 0) {
+		for (ssize_t i = 0; i < n - 1; i++)
+			if (!buf[i])
+				buf[i] = ' ';
+		fprintf(out, "  cmdline %s\n", buf);
+	}
+	snprintf(path, sizeof(path), "/proc/%s/cgroup", pid);
+	if (slurp(path, buf, sizeof(buf)) > 0)
+		fprintf(out, "  cgroup %s", buf);
+	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+		snprintf(path, sizeof(path), "/proc/%s/%s", pid, links[i]);
+		if ((n = readlink(path, buf, sizeof(buf) - 1)) >= 0) {
+			buf[n] = 0;
+			fprintf(out, "  %s %s\n", links[i], buf);
+		}
+	}
+}
+
+static void files(const char *pid, FILE *out)
+{
+	char path[1024], link[4096];
+	struct dirent *fd;
+
+	snprintf(path, sizeof(path), "/proc/%s/fd", pid);
+	DIR *fds = opendir(path);
+	if (!fds)
+		return;
+	while ((fd = readdir(fds))) {
+		if (fd->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/fd/%s", pid, fd->d_name);
+		ssize_t len = readlink(path, link, sizeof(link) - 1);
+		if (len < 0)
+			continue;
+		link[len] = 0;
+		fprintf(out, "  %s %s\n", fd->d_name, link);
+	}
+	closedir(fds);
+}
+
+static void walk(const char *comm_filter, int all_facts, FILE *out)
 {
 	DIR *proc = opendir("/proc");
 	struct dirent *p;
-	char path[1024], buf[4096], link[4096];
+	char path[1024], buf[4096];
 
 	if (!proc)
 		return;
@@ -27,37 +111,18 @@ static void walk(const char *comm_filter, FILE *out)
 		if (p->d_name[0] < '0' || p->d_name[0] > '9')
 			continue;
 		snprintf(path, sizeof(path), "/proc/%s/stat", p->d_name);
-		FILE *f = fopen(path, "r");
-		if (!f)
+		if (slurp(path, buf, sizeof(buf)) < 0)
 			continue;
-		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-		fclose(f);
-		buf[n] = 0;
 		char *open = strchr(buf, '('), *close = strrchr(buf, ')');
 		if (!open || !close)
 			continue;
 		*close = 0;
-		int show = !comm_filter || strcmp(open + 1, comm_filter) == 0;
-		if (show)
-			fprintf(out, "%s %s %s\n", p->d_name, open + 1, close + 2);
-		if (!show)
+		if (comm_filter && strcmp(open + 1, comm_filter))
 			continue;
-		snprintf(path, sizeof(path), "/proc/%s/fd", p->d_name);
-		DIR *fds = opendir(path);
-		struct dirent *fd;
-		if (!fds)
-			continue;
-		while ((fd = readdir(fds))) {
-			if (fd->d_name[0] == '.')
-				continue;
-			snprintf(path, sizeof(path), "/proc/%s/fd/%s", p->d_name, fd->d_name);
-			ssize_t len = readlink(path, link, sizeof(link) - 1);
-			if (len < 0)
-				continue;
-			link[len] = 0;
-			fprintf(out, "  %s %s\n", fd->d_name, link);
-		}
-		closedir(fds);
+		fprintf(out, "%s %s %s", p->d_name, open + 1, close + 2);
+		if (all_facts)
+			identity(p->d_name, out);
+		files(p->d_name, out);
 	}
 	closedir(proc);
 }
@@ -65,20 +130,22 @@ static void walk(const char *comm_filter, FILE *out)
 int main(int argc, char **argv)
 {
 	const char *comm = NULL;
-	int count = 1, interval_ms = 0;
+	int count = 1, interval_ms = 0, all_facts = 0;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--count") && i + 1 < argc)
 			count = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--interval-ms") && i + 1 < argc)
 			interval_ms = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--all-facts"))
+			all_facts = 1;
 		else
 			comm = argv[i];
 	}
 	for (int i = 0; i < count; i++) {
 		struct timespec start, now;
 		clock_gettime(CLOCK_MONOTONIC, &start);
-		walk(comm, stdout);
+		walk(comm, all_facts, stdout);
 		fflush(stdout);
 		if (interval_ms && i + 1 < count) {
 			clock_gettime(CLOCK_MONOTONIC, &now);

@@ -171,38 +171,63 @@ static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
 	return BPF_CORE_READ((struct kernfs_node___pre615 *)kn, parent);
 }
 
+/* Where a cgroup walk is: one kernfs node per step, up to the root. */
+struct cgroup_walk {
+	struct proc_rec *r;
+	struct kernfs_node *kn;
+	__u32 done; /* reached the root */
+};
+
+/*
+ * One step up the cgroup tree: append kn's name, unless it is the root.
+ * Returns 1 to stop. A name may be read past cgroup[CGROUP_BUF - 1]: union
+ * scratch has NAME_BUF bytes of room after the record.
+ */
+static long cgroup_step(__u32 i, void *arg)
+{
+	struct cgroup_walk *w = arg;
+	struct proc_rec *r = w->r;
+	struct kernfs_node *kn = w->kn;
+	struct kernfs_node *parent = kn_parent(kn);
+	__u32 off = r->cgroup_len;
+	long n;
+
+	if (!parent) {
+		w->done = 1;
+		return 1;
+	}
+	if (off > CGROUP_BUF - 1)
+		return 1;
+	n = bpf_probe_read_kernel_str(&r->cgroup[off], NAME_BUF, BPF_CORE_READ(kn, name));
+	if (n <= 0 || n > NAME_BUF || off + n > CGROUP_BUF - 1)
+		return 1;
+	r->cgroup_len = off + n;
+	w->kn = parent;
+	return 0;
+}
+
 /*
  * The cgroup v2 path, names leaf first, as /proc/PID/cgroup's `0::` line
  * has them root first: the default hierarchy's cgroup (the root one on a
- * machine that mounts only v1), up to its root.
+ * machine that mounts only v1), up to its root. bpf_loop (5.17+) verifies
+ * the step once; a bounded loop verifies it at every level.
  */
 static __always_inline void fill_cgroup(struct task_struct *t, struct proc_rec *r)
 {
 	struct kernfs_node *kn = BPF_CORE_READ(t, cgroups, dfl_cgrp, kn);
+	struct cgroup_walk w = { .r = r, .kn = kn };
 
 	if (!kn)
 		return;
 	r->cgroup_id = BPF_CORE_READ(kn, id);
-	for (int i = 0; i < CGROUP_DEPTH; i++) {
-		struct kernfs_node *parent = kn_parent(kn);
-		__u32 off = r->cgroup_len;
-		long n;
-
-		if (!parent) {
-			r->flags |= PROC_CGROUP;
-			return;
-		}
-		/* A name may be read past cgroup[CGROUP_BUF - 1]: union
-		 * scratch has NAME_BUF bytes of room after the record. */
-		if (off > CGROUP_BUF - 1)
+#ifdef WALK_USE_BPF_LOOP
+	bpf_loop(CGROUP_DEPTH, cgroup_step, &w, 0);
+#else
+	for (int i = 0; i < CGROUP_DEPTH; i++)
+		if (cgroup_step(i, &w))
 			break;
-		n = bpf_probe_read_kernel_str(&r->cgroup[off], NAME_BUF, BPF_CORE_READ(kn, name));
-		if (n <= 0 || n > NAME_BUF || off + n > CGROUP_BUF - 1)
-			break;
-		r->cgroup_len = off + n;
-		kn = parent;
-	}
-	r->flags |= PROC_CGROUP | PROC_CGROUP_TRUNCATED;
+#endif
+	r->flags |= w.done ? PROC_CGROUP : PROC_CGROUP | PROC_CGROUP_TRUNCATED;
 }
 
 /*

@@ -165,20 +165,19 @@ static __always_inline __u32 kthread_name(struct task_struct *t, char *s)
 	return name_comm(t, s);
 }
 
-/* wq_worker_comm(): its id, then what it works on. */
-static __always_inline __u32 wq_worker_name(struct task_struct *t, char *s)
+/*
+ * wq_worker_comm() byte by byte, for kernels without bpf_snprintf()
+ * (before 5.13): its id, then what it works on. Each digit is a branch and
+ * each branch a verifier state: ~10,000 instructions to verify.
+ */
+static __always_inline __u32 wq_worker_name_bytes(struct task_struct *t, struct worker *w,
+						  struct worker_pool *pool, char *s)
 {
-	struct kthread *k = task_kthread(t);
-	struct worker *w = k ? BPF_CORE_READ(k, data) : NULL;
 	struct workqueue_struct *rescue_wq;
-	struct worker_pool *pool;
 	char desc0 = 0;
 	__u32 len;
 	int cpu;
 
-	if (!w)
-		return name_comm(t, s);
-	pool = BPF_CORE_READ(w, pool);
 	/* format_worker_id() came (6.10, and stable kernels) with WORKER_ID_LEN. */
 	if (bpf_core_enum_value_exists(enum wq_internal_consts, WORKER_ID_LEN)) {
 		rescue_wq = BPF_CORE_READ(w, rescue_wq);
@@ -220,6 +219,77 @@ static __always_inline __u32 wq_worker_name(struct task_struct *t, char *s)
 		len = name_str(s, len, &w->desc, bpf_core_field_size(w->desc));
 	}
 	return len;
+}
+
+/* A bpf_snprintf() result as a length within the name (at most NAME_LAST). */
+static __always_inline __u32 name_len_of(long n)
+{
+	if (n <= 1)
+		return 0;
+	return n - 1 > NAME_LAST ? NAME_LAST : n - 1;
+}
+
+/*
+ * wq_worker_comm() with bpf_snprintf() (5.13+): the same text as
+ * format_worker_id() and its "+desc"/"-desc", in two helper calls, which
+ * the verifier checks as two instructions.
+ */
+static __always_inline __u32 wq_worker_name_fmt(struct task_struct *t, struct worker *w,
+						struct worker_pool *pool, char *s)
+{
+	struct workqueue_struct *rescue_wq;
+	char desc0 = 0;
+	__u32 len;
+	long n;
+	int cpu;
+
+	if (bpf_core_enum_value_exists(enum wq_internal_consts, WORKER_ID_LEN)) {
+		rescue_wq = BPF_CORE_READ(w, rescue_wq);
+		if (rescue_wq) {
+			n = BPF_SNPRINTF(s, TASK_NAME_LEN, "kworker/R-%s", &rescue_wq->name);
+		} else if (pool) {
+			cpu = BPF_CORE_READ(pool, cpu);
+			if (cpu >= 0 && BPF_CORE_READ(pool, attrs, nice) < 0)
+				n = BPF_SNPRINTF(s, TASK_NAME_LEN, "kworker/%d:%dH", cpu,
+						 BPF_CORE_READ(w, id));
+			else if (cpu >= 0)
+				n = BPF_SNPRINTF(s, TASK_NAME_LEN, "kworker/%d:%d", cpu,
+						 BPF_CORE_READ(w, id));
+			else
+				n = BPF_SNPRINTF(s, TASK_NAME_LEN, "kworker/u%d:%d",
+						 BPF_CORE_READ(pool, id), BPF_CORE_READ(w, id));
+		} else {
+			n = BPF_SNPRINTF(s, TASK_NAME_LEN, "kworker/dying");
+		}
+		len = name_len_of(n);
+	} else {
+		len = name_comm(t, s);
+	}
+	if (!pool)
+		return len;
+	bpf_probe_read_kernel(&desc0, 1, &w->desc);
+	if (!desc0 || len >= NAME_LAST)
+		return len;
+	len &= NAME_LAST;
+	/* name_buf has TASK_NAME_LEN bytes of room past the name. */
+	n = BPF_SNPRINTF(s + len, TASK_NAME_LEN - len, "%c%s",
+			 BPF_CORE_READ(w, current_work) ? '+' : '-', &w->desc);
+	return len + name_len_of(n);
+}
+
+/* wq_worker_comm(): its id, then what it works on. */
+static __always_inline __u32 wq_worker_name(struct task_struct *t, char *s)
+{
+	struct kthread *k = task_kthread(t);
+	struct worker *w = k ? BPF_CORE_READ(k, data) : NULL;
+	struct worker_pool *pool;
+
+	if (!w)
+		return name_comm(t, s);
+	pool = BPF_CORE_READ(w, pool);
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_snprintf))
+		return wq_worker_name_fmt(t, w, pool, s);
+	return wq_worker_name_bytes(t, w, pool, s);
 }
 
 /*

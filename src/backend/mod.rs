@@ -218,18 +218,10 @@ pub fn open(
     btf: &dyn crate::features::HasName,
 ) -> Result<(Box<dyn Backend>, String)> {
     let unsupported = crate::features::open_coded_unsupported(btf);
-    let filtered = walk.comm.is_some() || walk.pid.is_some();
     // Where the kernel has no open-coded iterators, its verifier may still
     // let iterators give d_path() a task's cwd, root and executable.
     let slot_d_path = unsupported.is_some();
     match (choice, unsupported) {
-        // A filtered one-shot reads few records: the object that loads
-        // fastest wins (no kfuncs to resolve, smaller programs to verify),
-        // and the seq one binds its iterators to the selected processes.
-        (BackendChoice::Auto, _) if trig.spec.is_oneshot() && filtered => Ok((
-            Box::new(seq::open(walk, trig, slot_d_path)?),
-            "auto: a filtered one-shot loads the seq object fastest".into(),
-        )),
         (BackendChoice::Seq, _) => Ok((
             Box::new(seq::open(walk, trig, slot_d_path)?),
             "chosen with --backend seq".into(),
