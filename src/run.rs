@@ -144,6 +144,7 @@ fn arm(
 }
 
 pub fn run(req: &Request) -> Result<()> {
+    let started = std::time::Instant::now();
     features::require_runnable()?;
     let btf = BtfNames::load()?;
 
@@ -161,7 +162,9 @@ pub fn run(req: &Request) -> Result<()> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("installing the signal handler")?;
 
+    let before_arm = started.elapsed();
     let mut backend = arm(req, &walk, &trig, &btf)?;
+    let armed = started.elapsed();
     let oneshot = trig.spec.is_oneshot();
 
     // A test hook (tests/errors.rs): a panic once everything is loaded and
@@ -218,6 +221,9 @@ pub fn run(req: &Request) -> Result<()> {
                     std::mem::forget(snap);
                 }
                 taken += 1;
+                if taken == 1 && req.verbose {
+                    phases(before_arm, armed, backend.as_ref(), started.elapsed());
+                }
                 last_snapshot = Some(std::time::Instant::now());
                 if taken >= wanted {
                     break;
@@ -238,6 +244,25 @@ pub fn run(req: &Request) -> Result<()> {
         print_summary(taken, dropped, backend.as_ref(), &tally);
     }
     result
+}
+
+/// Where a run's time went up to its first snapshot written, for
+/// --verbose (docs/performance.md quotes it): from main() on; what comes
+/// before (exec, the dynamic loader) is outside.
+fn phases(before_arm: Duration, armed: Duration, backend: &dyn backend::Backend, first: Duration) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let load = backend
+        .load_report()
+        .map_or(Duration::ZERO, |r| r.load_time);
+    eprintln!(
+        "itersnap: time: {:.1} ms to the backend, {:.1} ms loading (open, CO-RE, verifier), \
+         {:.1} ms attaching, {:.1} ms to the first snapshot written: {:.1} ms",
+        ms(before_arm),
+        ms(load),
+        ms(armed.saturating_sub(before_arm).saturating_sub(load)),
+        ms(first.saturating_sub(armed)),
+        ms(first)
+    );
 }
 
 /// One snapshot to stdout: whole, or (--diff) what changed since `previous`.

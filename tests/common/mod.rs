@@ -602,6 +602,8 @@ pub const OUR_PROGRAMS: &[&str] = &[
     "dump_task_files",
     "dump_file",
     "dump_file_walk",
+    "dump_cmdline",
+    "dump_maps",
     "bare_walk",
     "on_signal",
     "on_syscall",
