@@ -184,6 +184,24 @@ int dump_cmdline(struct bpf_iter__task *ctx)
 }
 
 /*
+ * Is t's process selected? Asked once per process: its mappings come in a
+ * row (a COMM match is not free).
+ */
+__u32 maps_selected_tgid = 0;
+__u32 maps_selected = 0;
+
+static __always_inline bool maps_process_selected(struct task_struct *t)
+{
+	__u32 tgid = BPF_CORE_READ(t, tgid);
+
+	if (tgid != maps_selected_tgid) {
+		maps_selected_tgid = tgid;
+		maps_selected = task_selected(t);
+	}
+	return maps_selected;
+}
+
+/*
  * --maps: each mapping of each process (Linux 5.12+); kinds/map.bpf.h keeps
  * one record per file of consecutive mappings.
  */
@@ -199,7 +217,7 @@ int dump_maps(struct bpf_iter__task_vma *ctx)
 		learn_root((struct task_struct *)bpf_get_current_task());
 	if (!t || !vma || learn_root_only)
 		return 0;
-	size = fill_map(t, vma, ctx->meta->seq_num == 0);
+	size = fill_map(t, vma, ctx->meta->seq_num == 0, maps_process_selected(t));
 	buf = scratch_buf();
 	if (buf && size && !seq_emit(ctx->meta->seq, &buf->file, size))
 		map_written(vma);

@@ -1,152 +1,23 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The walk: how one task, one open file and one kernel stack become records
- * (bpf/itersnap.h). Shared by every BPF program of every backend; a backend
- * only decides how tasks and files are visited and where the bytes go.
- *
- * This file holds what every kind of data shares: the load-time options,
- * the reader's root, the scratch and copy buffers, the CO-RE helpers and
- * the record header; each kind's fill functions live in kinds/<kind>.bpf.h,
- * included after them (a new kind adds its line there); then selection,
- * which names tasks as kinds/task.bpf.h does.
- *
- * Everything is read with CO-RE probe reads so that the same object loads on
- * every kernel from 5.8 on, whatever the layout of the structures.
+ * The walk's parts, assembled: every kind's fill functions (kinds/*.bpf.h,
+ * over base.bpf.h) and the selection (select.bpf.h), for the programs that
+ * walk tasks (trigger.bpf.h inside the event, complete.bpf.h after it). A
+ * kind a mode does not ask for costs nothing there: its calls sit behind
+ * .rodata switches (cfg_flags) or programs that are not loaded, which the
+ * verifier never visits. See base.bpf.h for the layers.
  */
 #ifndef WALK_BPF_H
 #define WALK_BPF_H
 
-#include "vmlinux.h"
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_core_read.h>
-#include "itersnap.h"
-
-#ifndef container_of
-#define container_of(ptr, type, member) \
-	((type *)((void *)(ptr) - __builtin_offsetof(type, member)))
-#endif
-
-/* Set by user space before load; constant to the verifier. */
-const volatile __u32 cfg_flags = 0;
-const volatile __u32 cfg_pid = 0;
-const volatile char cfg_comm[TASK_NAME_LEN] = {};
-
-/* Sequence number stamped on every record; user space sets it per snapshot. */
-__u32 snapshot_seq = 0;
-
-/*
- * The reader's root (itersnap's fs->root, learnt in its own context): a path
- * walk stops there, as d_path() stops at the root of the process that reads
- * /proc/PID/fd. Inside a chroot or container this is not the mount tree's.
- */
-__u64 root_dentry = 0;
-__u64 root_mnt = 0;
-
-static __always_inline void learn_root(struct task_struct *reader)
-{
-	root_dentry = (__u64)BPF_CORE_READ(reader, fs, root.dentry);
-	root_mnt = (__u64)BPF_CORE_READ(reader, fs, root.mnt);
-}
-
-/*
- * One record under construction per CPU: records are too big for the stack.
- * Shared by every kind, so it names every record type (one per-CPU buffer,
- * as large as the largest record, instead of one map per kind).
- */
-union scratch {
-	struct task_rec task;
-	struct file_rec file;
-	/* A path walk reads a name of up to NAME_BUF bytes at any offset of
-	 * file.path below PATH_BUF: room for it past the record's end. */
-	char file_slack[sizeof(struct file_rec) + NAME_BUF];
-	struct stack_rec stack;
-	struct proc_rec proc;
-	/* The cgroup walk reads a name at any offset of proc.cgroup likewise. */
-	char proc_slack[sizeof(struct proc_rec) + NAME_BUF];
-	struct begin_rec begin;
-	struct end_rec end;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, union scratch);
-} scratch_map SEC(".maps");
-
-static __always_inline union scratch *scratch_buf(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&scratch_map, &zero);
-}
-
-/* A per-CPU copy of one kernel structure (struct file, struct inode). */
-#define COPY_BYTES 1024
-struct struct_copy {
-	char data[COPY_BYTES];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct struct_copy);
-} copy_map SEC(".maps");
-
-static __always_inline struct struct_copy *copy_buf(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&copy_map, &zero);
-}
-
-/* Where `field` of `type` ends in this kernel's layout (a CO-RE constant). */
-#define FIELD_END(type, field) \
-	(bpf_core_field_offset(type, field) + bpf_core_field_size(type, field))
-#define MAX2(a, b) ((a) > (b) ? (a) : (b))
-
-/* Field `field` of a `type` copied to `buf`, at its offset in this kernel. */
-#define COPIED(buf, type, field)                                                  \
-	(*(typeof(((type *)0)->field) *)((void *)(buf) +                        \
-					  bpf_core_field_offset(type, field)))
-
-static __always_inline void set_hdr(struct rec_hdr *h, __u16 kind, __u16 size)
-{
-	h->kind = kind;
-	h->size = size;
-	h->seq = snapshot_seq;
-}
-
-/* Each kind's fill functions, in the order of enum rec_kind. */
+#include "base.bpf.h"
 #include "kinds/task.bpf.h"
 #include "kinds/file.bpf.h"
 #include "kinds/stack.bpf.h"
 #include "kinds/socket.bpf.h"
 #include "kinds/proc.bpf.h"
 #include "kinds/cmdline.bpf.h"
-
-/*
- * COMM filter: exact match on the process's name as /proc shows it (its
- * group leader's; a kernel thread's full name, kinds/task.bpf.h), like
- * pgrep -x.
- */
-static __always_inline bool comm_matches(struct task_struct *t)
-{
-	return task_name_is(BPF_CORE_READ(t, group_leader), cfg_comm);
-}
-
-/* In-kernel filters: is this task (thread) part of the snapshot? */
-static __always_inline bool task_selected(struct task_struct *t)
-{
-	if ((cfg_flags & FILTER_PID_ON) && BPF_CORE_READ(t, tgid) != cfg_pid)
-		return false;
-	if ((cfg_flags & FILTER_COMM_ON) && !comm_matches(t))
-		return false;
-	return true;
-}
-
-/* Mapped files filter by process as they go: after selection. */
 #include "kinds/map.bpf.h"
+#include "select.bpf.h"
 
 #endif /* WALK_BPF_H */

@@ -173,13 +173,7 @@ pub fn run(req: &Request) -> Result<()> {
         panic!("ITERSNAP_TEST_PANIC is set");
     }
 
-    let printer = Printer {
-        format: req.output,
-        threads: req.threads,
-        tree: req.tree,
-        columns: req.columns.clone(),
-        color: crate::output::want_color(),
-    };
+    let printer = printer(req);
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let ctx = snapshot::Context {
@@ -244,6 +238,17 @@ pub fn run(req: &Request) -> Result<()> {
         print_summary(taken, dropped, backend.as_ref(), &tally);
     }
     result
+}
+
+/// How snapshots are printed, as the request asks.
+fn printer(req: &Request) -> Printer {
+    Printer {
+        format: req.output,
+        threads: req.threads,
+        tree: req.tree,
+        columns: req.columns.clone(),
+        color: crate::output::want_color(),
+    }
 }
 
 /// Where a run's time went up to its first snapshot written, for

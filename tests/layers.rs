@@ -247,3 +247,96 @@ fn the_architecture_doc_draws_these_layers() {
         "docs/architecture.md's picture differs from LAYERS"
     );
 }
+
+/// The BPF side's layers, top to bottom (bpf/base.bpf.h draws the same
+/// picture): a file includes only files of lower layers, or kinds of its
+/// own layer (a kind may build on another: proc on file).
+const BPF_LAYERS: &[&[&str]] = &[
+    &["opencoded.bpf.c", "seqiter.bpf.c"],
+    &["trigger.bpf.h", "complete.bpf.h"],
+    &["walk.bpf.h"],
+    &["select.bpf.h"],
+    &["kinds/*.bpf.h"],
+    &["base.bpf.h"],
+    &["itersnap.h", "kinds/*.h", "vmlinux.h"],
+];
+
+fn bpf_layer_of(file: &str) -> Option<usize> {
+    let pattern = if file.starts_with("kinds/") && file.ends_with(".bpf.h") {
+        "kinds/*.bpf.h"
+    } else if file.starts_with("kinds/") && file.ends_with(".h") {
+        "kinds/*.h"
+    } else {
+        file
+    };
+    BPF_LAYERS.iter().position(|l| l.contains(&pattern))
+}
+
+/// (file, what it includes with `#include "..."`) for every file in bpf/,
+/// names relative to bpf/ (as `-Ibpf` resolves them).
+fn bpf_includes() -> Vec<(String, Vec<String>)> {
+    let bpf = Path::new(env!("CARGO_MANIFEST_DIR")).join("bpf");
+    let mut out = Vec::new();
+    for dir in [bpf.clone(), bpf.join("kinds")] {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = path
+                .strip_prefix(&bpf)
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            if !(name.ends_with(".h") || name.ends_with(".c")) || name == "vmlinux.h" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let includes = text
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("#include \""))
+                .filter_map(|l| l.split('"').next())
+                .map(str::to_string)
+                .collect();
+            out.push((name, includes));
+        }
+    }
+    out
+}
+
+#[test]
+fn bpf_includes_only_look_down() {
+    let files = bpf_includes();
+    assert!(files.iter().any(|(f, _)| f == "base.bpf.h"), "{files:?}");
+    for (file, includes) in &files {
+        let Some(mine) = bpf_layer_of(file) else {
+            panic!("bpf/{file} has no layer in BPF_LAYERS (tests/layers.rs)");
+        };
+        for inc in includes {
+            let theirs = bpf_layer_of(inc)
+                .unwrap_or_else(|| panic!("bpf/{file} includes {inc}, which has no layer"));
+            // Kinds build on kinds, layouts come with layouts.
+            let same_kind =
+                mine == theirs && BPF_LAYERS[mine].iter().any(|f| f.starts_with("kinds/"));
+            assert!(
+                theirs > mine || same_kind,
+                "bpf/{file} includes {inc}, which is not below it"
+            );
+        }
+    }
+    // Kinds that build on kinds do not go round in a circle.
+    let graph: BTreeMap<&str, Vec<&str>> = files
+        .iter()
+        .map(|(f, inc)| (f.as_str(), inc.iter().map(String::as_str).collect()))
+        .collect();
+    fn reaches(graph: &BTreeMap<&str, Vec<&str>>, from: &str, to: &str, depth: usize) -> bool {
+        depth < 16
+            && graph.get(from).is_some_and(|next| {
+                next.iter()
+                    .any(|n| *n == to || reaches(graph, n, to, depth + 1))
+            })
+    }
+    for file in graph.keys() {
+        assert!(
+            !reaches(&graph, file, file, 0),
+            "bpf/{file} includes itself"
+        );
+    }
+}

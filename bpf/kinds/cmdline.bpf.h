@@ -4,10 +4,11 @@
  * fs/proc/base.c), read from the process's memory with
  * bpf_copy_from_user_task(), which may fault pages in and so sleeps: only
  * the sleepable iterator of complete.bpf.h calls this, after the event.
- * walk.bpf.h includes it.
  */
 #ifndef ITERSNAP_KIND_CMDLINE_BPF_H
 #define ITERSNAP_KIND_CMDLINE_BPF_H
+
+#include "base.bpf.h"
 
 /* See _task_rec_btf. */
 struct cmdline_rec _cmdline_rec_btf = {};

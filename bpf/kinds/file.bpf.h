@@ -4,12 +4,14 @@
  * struct file, inode and super_block fields, and its path, from the
  * kernel's d_path() (file_rec_set_text()) or walked here from dentries and
  * mounts. Its own file so that everything about this kind of data sits
- * together, layout and fill functions; walk.bpf.h includes it after the
- * machinery every kind shares (scratch and copy buffers, COPIED(), the
- * reader's root, set_hdr()), which it uses.
+ * together, layout and fill functions, over the machinery every kind
+ * shares (base.bpf.h: scratch and copy buffers, COPIED(), the reader's
+ * root, set_hdr()).
  */
 #ifndef ITERSNAP_KIND_FILE_BPF_H
 #define ITERSNAP_KIND_FILE_BPF_H
+
+#include "base.bpf.h"
 
 /* Superblock magics whose dentries carry a synthetic name (d_op->d_dname). */
 #define NSFS_MAGIC 0x6e736673

@@ -3,10 +3,14 @@
  * Mapped files (--maps): one file record (fd FD_MEM, kinds/file.h) per
  * file a process maps, as lsof's `mem` and `DEL` entries, from the
  * task_vma iterator of complete.bpf.h (Linux 5.12+), after the event.
- * walk.bpf.h includes it after the file kind.
+ * Built on the file kind; which processes it records is the walk's to say
+ * (complete.bpf.h passes `selected`).
  */
 #ifndef ITERSNAP_KIND_MAP_BPF_H
 #define ITERSNAP_KIND_MAP_BPF_H
+
+#include "base.bpf.h"
+#include "kinds/file.bpf.h"
 
 /*
  * The file of the previous mapping the iterator visited: a library's
@@ -17,7 +21,6 @@
  */
 __u64 maps_last_file = 0;
 __u32 maps_last_tgid = 0;
-__u32 maps_last_selected = 0;
 
 /*
  * The mapping's file into the CPU's scratch file record, unless it is
@@ -28,7 +31,7 @@ __u32 maps_last_selected = 0;
  * the next read() and must not be taken for a repeat.
  */
 static __always_inline __u32 fill_map(struct task_struct *t, struct vm_area_struct *vma,
-				      bool first)
+				      bool first, bool selected)
 {
 	__u32 tgid = BPF_CORE_READ(t, tgid);
 	struct file *f = BPF_CORE_READ(vma, vm_file);
@@ -41,9 +44,8 @@ static __always_inline __u32 fill_map(struct task_struct *t, struct vm_area_stru
 	if (tgid != maps_last_tgid) {
 		maps_last_tgid = tgid;
 		maps_last_file = 0;
-		maps_last_selected = task_selected(t);
 	}
-	if (!f || !maps_last_selected || (__u64)f == maps_last_file)
+	if (!f || !selected || (__u64)f == maps_last_file)
 		return 0;
 	return fill_file((__u64)f, tgid, FD_MEM, false);
 }

@@ -6,11 +6,13 @@
  * executable as file records (kinds/file.h's FD_CWD, FD_RTD, FD_TXT), as
  * lsof lists them. Everything here is read without faulting, so it is read
  * inside the event for the event's processes, and after it for the rest.
- * walk.bpf.h includes it after the file kind, whose fill functions it
- * uses.
+ * Built on the file kind, whose fill functions it uses.
  */
 #ifndef ITERSNAP_KIND_PROC_BPF_H
 #define ITERSNAP_KIND_PROC_BPF_H
+
+#include "base.bpf.h"
+#include "kinds/file.bpf.h"
 
 /* See _task_rec_btf: the Rust side checks its offsets against this type. */
 struct proc_rec _proc_rec_btf = {};

@@ -5,11 +5,13 @@
  * sock_diag, and the --port/--proto/--state filter. The socket is found from
  * the file (file->private_data, a struct socket, for every sockfs file), not
  * with bpf_sock_from_file(), which 5.10 lacks. Its own file so that
- * everything about this kind of data sits together; walk.bpf.h includes it
- * after the machinery every kind shares, which it uses.
+ * everything about this kind of data sits together, over the machinery
+ * every kind shares (base.bpf.h).
  */
 #ifndef ITERSNAP_KIND_SOCKET_BPF_H
 #define ITERSNAP_KIND_SOCKET_BPF_H
+
+#include "base.bpf.h"
 
 #include <bpf/bpf_endian.h>
 

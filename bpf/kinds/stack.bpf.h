@@ -2,11 +2,13 @@
 /*
  * Kernel stacks: whether a thread's stack is wanted and how it becomes a
  * stack record (kinds/stack.h). Its own file so that everything about this
- * kind of data sits together, layout and fill function; walk.bpf.h
- * includes it after the machinery every kind shares (cfg_flags, set_hdr()).
+ * kind of data sits together, layout and fill function, over the machinery
+ * every kind shares (base.bpf.h: cfg_flags, set_hdr()).
  */
 #ifndef ITERSNAP_KIND_STACK_BPF_H
 #define ITERSNAP_KIND_STACK_BPF_H
+
+#include "base.bpf.h"
 
 /*
  * A global of the record type, never used: libbpf-cargo only emits Rust

@@ -3,11 +3,13 @@
  * Task identity: how one task becomes a task record (kinds/task.h), and the
  * name /proc shows for a task, which the COMM filters match too. Its own
  * file so that everything about this kind of data sits together, layout and
- * fill function; walk.bpf.h includes it after the machinery every kind
- * shares (set_hdr(), the copy buffer, the CO-RE reads), which it uses.
+ * fill function, over the machinery every kind shares (base.bpf.h:
+ * set_hdr(), the copy buffer, the CO-RE reads).
  */
 #ifndef ITERSNAP_KIND_TASK_BPF_H
 #define ITERSNAP_KIND_TASK_BPF_H
+
+#include "base.bpf.h"
 
 /* task_struct.flags (task_rec.flags). */
 #define PF_WQ_WORKER 0x00000020
