@@ -512,6 +512,65 @@ fn deep_paths_are_whole_or_marked_truncated() {
     fs::remove_dir_all(top).unwrap();
 }
 
+/// No filter makes a snapshot less exact: a process whose working
+/// directory and open file are 80 levels deep shows both whole, as
+/// readlink does, with --pid, with its COMM and unfiltered, on every
+/// backend (the seq object's bounded walk hands such a cwd to /proc's
+/// d_path(); files come from the iterators' d_path()).
+#[test]
+fn deep_paths_are_whole_with_every_filter() {
+    let top = std::env::temp_dir().join(unique_comm("dcwd"));
+    let deep = top.join(["d"; 80].join("/"));
+    fs::create_dir_all(&deep).unwrap();
+    let comm = unique_comm("dp");
+    let exe = top.join(&comm);
+    fs::copy("/bin/sleep", &exe).unwrap();
+    let mut child = std::process::Command::new(&exe)
+        .arg("600")
+        .current_dir(&deep)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let real_cwd = fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+    let real_cwd = real_cwd.to_str().unwrap();
+    // Our own file at the same depth.
+    let file = fs::File::create(deep.join("leaf")).unwrap();
+    let real_file = fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&file)
+    ))
+    .unwrap();
+    let real_file = real_file.to_str().unwrap();
+    let me = std::process::id().to_string();
+    let pid_s = pid.to_string();
+
+    for backend in backends_here() {
+        for filter in [vec!["--pid", pid_s.as_str()], vec![comm.as_str()], vec![]] {
+            let mut args = vec!["--backend", backend];
+            args.extend(&filter);
+            let snap = snapshot(&args);
+            let row = rows_of(&snap, pid)[0];
+            assert_eq!(row["cwd"].as_str(), Some(real_cwd), "{backend} {filter:?}");
+        }
+        for filter in [vec!["--pid", me.as_str()], vec![]] {
+            let mut args = vec!["--backend", backend];
+            args.extend(&filter);
+            let entry = my_file_ending(&snapshot(&args), "/d/leaf");
+            assert_eq!(
+                entry["path"].as_str(),
+                Some(real_file),
+                "{backend} {filter:?}"
+            );
+            assert_eq!(entry["truncated"], false, "{backend} {filter:?}");
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(file);
+    fs::remove_dir_all(top).unwrap();
+}
+
 /// A path longer than PATH_MAX, made with *at() calls (no path argument is
 /// that long): readlink fails on it, and every backend marks it truncated
 /// rather than pass a suffix off as a path.

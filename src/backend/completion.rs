@@ -267,6 +267,7 @@ impl Completion {
             Ok((records, error, late))
         })?;
         records.extend(late.0);
+        whole_slot_paths(&mut records);
         Ok(Walked {
             records,
             error: error.or(late.1),
@@ -408,6 +409,37 @@ impl Completion {
             .read("task")
             .map(|_| ())
             .context("learning itersnap's root")
+    }
+}
+
+/// A process's cwd, root or executable that the walk could not give whole
+/// (deeper than the seq object's bounded walk, where the kernel lets no
+/// iterator pass them to d_path(): 6.18's verifier calls task->fs
+/// untrusted) is taken from the kernel's own d_path() through /proc, as
+/// readlink shows it, if it is still the same inode; else it stays marked
+/// truncated. Only ever after the event, as the iterators are.
+fn whole_slot_paths(records: &mut [Record]) {
+    use crate::kinds::files::{PATH_TEXT, PATH_TRUNCATED};
+    use crate::kinds::process::{FD_CWD, FD_RTD, FD_TXT};
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    for rec in records {
+        let Record::File(f) = rec else { continue };
+        let link = match f.fd {
+            FD_CWD => "cwd",
+            FD_RTD => "root",
+            FD_TXT => "exe",
+            _ => continue,
+        };
+        if f.path_flags & PATH_TRUNCATED == 0 {
+            continue;
+        }
+        let at = format!("/proc/{}/{link}", f.pid);
+        let same = std::fs::metadata(&at).is_ok_and(|m| m.ino() == f.ino);
+        if let (true, Ok(path)) = (same, std::fs::read_link(&at)) {
+            f.path = path.as_os_str().as_bytes().to_vec();
+            f.path_flags = PATH_TEXT;
+        }
     }
 }
 
