@@ -93,7 +93,7 @@ pub struct Cli {
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table, global = true)]
     pub output: OutputFormat,
 
-    /// Show libbpf's log (verifier output) and backend choices on stderr
+    /// Show the backend choice, the programs loaded and their verifier work, where the time went, and libbpf's warnings (a refused program's verifier log) on stderr
     #[arg(short, long)]
     pub verbose: bool,
 

@@ -121,11 +121,18 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 /// libbpf's own messages only with --verbose: errors are reported as one line.
+/// libbpf's log with --verbose: its warnings and notes, the verifier's log
+/// of a program it refuses among them. Its debug level (every relocation,
+/// thousands of lines) only with ITERSNAP_LIBBPF_DEBUG set: printing it
+/// took longer than verifying the programs, which --verbose reports.
 fn configure_libbpf_log(verbose: bool) {
     if verbose {
-        libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Debug, |_, msg: String| {
-            eprint!("{msg}")
-        })));
+        let level = if std::env::var_os("ITERSNAP_LIBBPF_DEBUG").is_some() {
+            libbpf_rs::PrintLevel::Debug
+        } else {
+            libbpf_rs::PrintLevel::Info
+        };
+        libbpf_rs::set_print(Some((level, |_, msg: String| eprint!("{msg}"))));
     } else {
         libbpf_rs::set_print(None);
     }
