@@ -73,11 +73,14 @@ pub struct EndRec {
 /// begin and end. A new kind is registered here and in `decode_one`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    Task(TaskRec),
+    // The large kinds boxed: a snapshot holds ~100,000 records, moved
+    // between vectors several times, and each is as large as the largest
+    // variant (216 bytes unboxed; the file record, the most frequent, 88).
+    Task(Box<TaskRec>),
     File(FileRec),
     Stack(StackRec),
-    Socket(SockRec),
-    Proc(ProcRec),
+    Socket(Box<SockRec>),
+    Proc(Box<ProcRec>),
     Cmdline(CmdlineRec),
     Begin(BeginRec),
     End(EndRec),
@@ -135,11 +138,11 @@ pub fn decode_one(buf: &[u8], offset: usize) -> Result<(Option<Record>, usize), 
     }
     let f = Fields::new(&buf[..size]);
     let decoded = match kind {
-        REC_TASK => task::decode(&f, seq).map(Record::Task),
+        REC_TASK => task::decode(&f, seq).map(|t| Record::Task(Box::new(t))),
         REC_FILE => files::decode(&f, seq).map(Record::File),
         REC_STACK => stacks::decode(&f, seq).map(Record::Stack),
-        REC_SOCKET => sockets::decode(&f, seq).map(Record::Socket),
-        REC_PROC => process::decode(&f, seq).map(Record::Proc),
+        REC_SOCKET => sockets::decode(&f, seq).map(|r| Record::Socket(Box::new(r))),
+        REC_PROC => process::decode(&f, seq).map(|r| Record::Proc(Box::new(r))),
         REC_CMDLINE => cmdline::decode(&f, seq).map(Record::Cmdline),
         REC_BEGIN => decode_begin(&f, seq),
         REC_END => decode_end(&f, seq),
@@ -753,12 +756,12 @@ mod seeds {
         const EXT4: u32 = 0xef53;
         const SOCKFS: u32 = 0x534f_434b;
         let socket = |fd: i32, s: crate::kinds::sockets::Socket| {
-            Record::Socket(SockRec {
+            Record::Socket(Box::new(SockRec {
                 seq,
                 pid: 100,
                 fd,
                 socket: s,
-            })
+            }))
         };
         let inet = |family: u16, state: u8, local: &[u8], lport, remote: &[u8], rport, netns| {
             let mut s = crate::kinds::sockets::Socket {
@@ -815,7 +818,7 @@ mod seeds {
     fn open_coded_snapshot() -> Vec<Record> {
         let mut recs = vec![signal_begin(1)];
         // Every id distinct, as after setresuid(1000, 0, 1001), setfsuid(1002).
-        recs.push(Record::Task(TaskRec {
+        recs.push(Record::Task(Box::new(TaskRec {
             capture: CAPTURE_IN_EVENT_FILES,
             fds_upto: u32::MAX,
             ruid: 1000,
@@ -827,12 +830,12 @@ mod seeds {
             sgid: 102,
             fsgid: 103,
             ..task(1, 100, 100, b"fixture", 1000)
-        }));
-        recs.push(Record::Task(TaskRec {
+        })));
+        recs.push(Record::Task(Box::new(TaskRec {
             capture: 1,
             ..task(1, 101, 100, b"worker\n", 2000)
-        }));
-        recs.push(Record::Task(task(1, 200, 200, b"\xffbad", 3000)));
+        })));
+        recs.push(Record::Task(Box::new(task(1, 200, 200, b"\xffbad", 3000))));
         recs.extend(files(1));
         recs.push(Record::Stack(StackRec {
             seq: 1,
@@ -913,7 +916,7 @@ mod seeds {
             cgroup: b"x.scope\0user.slice\0".to_vec(),
         };
         vec![
-            Record::Proc(proc.clone()),
+            Record::Proc(Box::new(proc.clone())),
             slot(FD_CWD, 0o40755, 0, b"work\0home\0"),
             slot(FD_RTD, 0o40755, 0, b""),
             slot(FD_TXT, 0o100755, 0, b"fixture\0bin\0usr\0"),
@@ -927,32 +930,35 @@ mod seeds {
                     _ => unreachable!(),
                 }
             }),
-            Record::Proc(ProcRec {
+            Record::Proc(Box::new(ProcRec {
                 pid: 200,
                 flags: 0,
                 tty_name: Vec::new(),
                 cgroup: Vec::new(),
                 ..proc
-            }),
+            })),
         ]
     }
 
     fn seq_snapshot() -> Vec<Record> {
-        let mut recs = vec![Record::Task(task(0, 100, 100, b"fixture", 1000))];
+        let mut recs = vec![Record::Task(Box::new(task(0, 100, 100, b"fixture", 1000)))];
         recs.extend(files(1));
         // A busy workqueue worker: kernel thread, name longer than comm.
-        recs.push(Record::Task(TaskRec {
+        recs.push(Record::Task(Box::new(TaskRec {
             state: 0x402,
             flags: 0x0020_0020, // PF_KTHREAD | PF_WQ_WORKER
             ppid: 2,
             comm: b"kworker/u8:2-ext4-rsv-conversion".to_vec(),
             ..task(0, 5, 5, b"", 2000)
-        }));
+        })));
         recs
     }
 
     fn lost_end() -> Vec<Record> {
-        vec![signal_begin(7), Record::Task(task(7, 1, 1, b"x", 1000))]
+        vec![
+            signal_begin(7),
+            Record::Task(Box::new(task(7, 1, 1, b"x", 1000))),
+        ]
     }
 
     const CAPTURE_IN_EVENT_FILES: u32 = task::CAPTURE_IN_EVENT | task::CAPTURE_FILES;

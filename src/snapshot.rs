@@ -414,7 +414,7 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
                         .latest_after_ns
                         .max(t.taken_ns.saturating_sub(ktime_ns));
                 }
-                procs.entry(t.tgid).or_default().threads.push(t)
+                procs.entry(t.tgid).or_default().threads.push(*t)
             }
             Record::File(f) if f.fd < 0 => {
                 slots
@@ -450,7 +450,7 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
                 }
             }
             Record::Proc(p) => {
-                proc_recs.entry(p.pid).or_insert(p);
+                proc_recs.entry(p.pid).or_insert(*p);
             }
             Record::Cmdline(c) => cmdlines.entry(c.pid).or_default().push(c),
             Record::Begin(_) | Record::End(_) => {}

@@ -437,7 +437,7 @@ mod tests {
         (r.comm, r.self_exec_id, r.euid) = (comm.as_bytes().to_vec(), exec_id, euid);
         (r.utime_ns, r.stime_ns, r.runtime_ns) = (1, 1, runtime_ns);
         r.present = TASK_PREV_CPUTIME;
-        Record::Task(r)
+        Record::Task(Box::new(r))
     }
 
     fn snap(seq: u32, ktime_ns: u64, records: Vec<Record>) -> Snapshot {
