@@ -70,8 +70,13 @@ fn capture_plan(mode: &str, backend: Option<&str>) -> (String, String) {
         (_, Some("open-coded")) => (
             format!(
                 "within --event-budget: {}, then the tasks a COMM/--pid filter selects \
-                 (bpf_for_each task), every fd (bpf_for), paths whole (bpf_loop)",
-                event_tasks(mode)
+                 ({}), every fd (bpf_for), paths whole (bpf_loop)",
+                event_tasks(mode),
+                if matches!(mode, "--on-signal" | "--on-syscall") {
+                    "--pid's by bpf_task_from_pid and its threads, a COMM's by bpf_for_each task"
+                } else {
+                    "bpf_for_each task"
+                }
             ),
             format!(
                 "the rest: {ITERATORS}; none needed when the filtered walk ended within the budget"
@@ -476,8 +481,8 @@ fn mode_choices(
                     mode,
                     backend: Some("open-coded"),
                     why: if mode == "one-shot" {
-                        "bpf_for walks each task's files with it (a COMM or --pid filter: \
-                         seq, which loads fastest)"
+                        "bpf_for walks each task's files with it, and its loops verify \
+                         once (bpf_loop, bpf_for): it loads fastest, filtered or not"
                             .into()
                     } else {
                         format!("open-coded task iterators and {what} are available")
