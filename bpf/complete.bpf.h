@@ -20,7 +20,12 @@
  */
 __u32 learn_root_only = 0;
 
-/* Set before load: the iterators may call bpf_d_path() (not 5.10's). */
+/*
+ * Set before load: the iterators may give a process's cwd, root and
+ * executable to bpf_d_path() (the seq object on kernels that allow it; an
+ * object that defines WALK_SLOTS_WALKED always walks them, and holds no
+ * code for it).
+ */
 const volatile __u32 cfg_iter_d_path = 0;
 
 /*
@@ -77,6 +82,9 @@ static __always_inline int write_task(struct seq_file *seq, struct task_struct *
 		return 0;
 	seq_emit(seq, &buf->proc, fill_proc(leader_addr(t), tgid));
 	for (int i = 0; i < 3; i++) {
+#ifdef WALK_SLOTS_WALKED
+		seq_emit(seq, &buf->file, fill_slot(leader_addr(t), tgid, slots[i]));
+#else
 		if (!cfg_iter_d_path) {
 			seq_emit(seq, &buf->file, fill_slot(leader_addr(t), tgid, slots[i]));
 			continue;
@@ -90,6 +98,7 @@ static __always_inline int write_task(struct seq_file *seq, struct task_struct *
 		size = file_rec_set_text(&buf->file,
 					 bpf_d_path(path, buf->file.path, sizeof(buf->file.path)));
 		seq_emit(seq, &buf->file, size);
+#endif
 	}
 	return 0;
 }
@@ -155,12 +164,16 @@ int dump_cmdline(struct bpf_iter__task *ctx)
 	struct mm_struct *mm;
 	__u32 tgid;
 
-	if (!task_wanted(t))
+	if (!root_dentry)
+		learn_root((struct task_struct *)bpf_get_current_task());
+	if (learn_root_only || !t)
 		return 0;
 	tgid = BPF_CORE_READ(t, tgid);
 	mm = BPF_CORE_READ(t, mm);
 	/* Kernel threads have none (a borrowed mm is not theirs). */
 	if (BPF_CORE_READ(t, pid) != tgid || !mm || (BPF_CORE_READ(t, flags) & PF_KTHREAD))
+		return 0;
+	if (!user_task_selected(t))
 		return 0;
 	span = cmdline_span(t, mm);
 	/*

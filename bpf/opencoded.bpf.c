@@ -10,6 +10,13 @@
 #define HAVE_BPF_ATOMICS 1
 #define WALK_USE_BPF_LOOP 1
 #define WALK_USE_BPF_FOR 1
+/*
+ * What every 6.7+ kernel has, so that no fallback for older ones is loaded
+ * only for the verifier to remove it: bpf_snprintf() (5.13), and a walk
+ * that gives cwd, root and executable whole (bpf_loop), never d_path().
+ */
+#define WALK_HAS_SNPRINTF 1
+#define WALK_SLOTS_WALKED 1
 #include "trigger.bpf.h"
 #include "complete.bpf.h"
 

@@ -34,4 +34,18 @@ static __always_inline bool task_selected(struct task_struct *t)
 	return true;
 }
 
+/*
+ * task_selected() of a task known not to be a kernel thread, whose name is
+ * its comm: a program that never looks at kernel threads (command lines)
+ * then holds no name composition for the verifier to check.
+ */
+static __always_inline bool user_task_selected(struct task_struct *t)
+{
+	if ((cfg_flags & FILTER_PID_ON) && BPF_CORE_READ(t, tgid) != cfg_pid)
+		return false;
+	if ((cfg_flags & FILTER_COMM_ON) && !comm_is(BPF_CORE_READ(t, group_leader), cfg_comm))
+		return false;
+	return true;
+}
+
 #endif /* SELECT_BPF_H */

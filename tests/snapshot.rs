@@ -535,7 +535,7 @@ fn deep_paths_are_whole_with_every_filter() {
     let real_cwd = fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
     let real_cwd = real_cwd.to_str().unwrap();
     // Our own file at the same depth.
-    let file = fs::File::create(deep.join("leaf")).unwrap();
+    let file = fs::File::create(deep.join("leaf-of-every-filter")).unwrap();
     let real_file = fs::read_link(format!(
         "/proc/self/fd/{}",
         std::os::fd::AsRawFd::as_raw_fd(&file)
@@ -556,7 +556,7 @@ fn deep_paths_are_whole_with_every_filter() {
         for filter in [vec!["--pid", me.as_str()], vec![]] {
             let mut args = vec!["--backend", backend];
             args.extend(&filter);
-            let entry = my_file_ending(&snapshot(&args), "/d/leaf");
+            let entry = my_file_ending(&snapshot(&args), "/d/leaf-of-every-filter");
             assert_eq!(
                 entry["path"].as_str(),
                 Some(real_file),

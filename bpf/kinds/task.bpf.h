@@ -167,6 +167,7 @@ static __always_inline __u32 kthread_name(struct task_struct *t, char *s)
 	return name_comm(t, s);
 }
 
+#ifndef WALK_HAS_SNPRINTF
 /*
  * wq_worker_comm() byte by byte, for kernels without bpf_snprintf()
  * (before 5.13): its id, then what it works on. Each digit is a branch and
@@ -222,6 +223,7 @@ static __always_inline __u32 wq_worker_name_bytes(struct task_struct *t, struct 
 	}
 	return len;
 }
+#endif
 
 /* A bpf_snprintf() result as a length within the name (at most NAME_LAST). */
 static __always_inline __u32 name_len_of(long n)
@@ -289,9 +291,13 @@ static __always_inline __u32 wq_worker_name(struct task_struct *t, char *s)
 	if (!w)
 		return name_comm(t, s);
 	pool = BPF_CORE_READ(w, pool);
+#ifdef WALK_HAS_SNPRINTF
+	return wq_worker_name_fmt(t, w, pool, s);
+#else
 	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_snprintf))
 		return wq_worker_name_fmt(t, w, pool, s);
 	return wq_worker_name_bytes(t, w, pool, s);
+#endif
 }
 
 /*
@@ -318,22 +324,28 @@ static __noinline __u32 compose_task_name(struct task_struct *t)
 }
 
 /* Is t's name (as above) exactly `want`, a NUL-terminated .rodata name? */
+/* Is t's comm exactly `want`? The name of anyone but a kernel thread. */
+static __always_inline bool comm_is(struct task_struct *t, const volatile char *want)
+{
+	char comm[COMM_LEN];
+
+	BPF_CORE_READ_STR_INTO(&comm, t, comm);
+	for (int i = 0; i < COMM_LEN; i++) {
+		if (comm[i] != want[i])
+			return false;
+		if (comm[i] == '\0')
+			return true;
+	}
+	return want[COMM_LEN] == '\0';
+}
+
 static __always_inline bool task_name_is(struct task_struct *t, const volatile char *want)
 {
 	struct name_buf *b;
-	char comm[COMM_LEN];
 
 	/* Anyone but a kernel thread is named by comm: no need to compose. */
-	if (!(BPF_CORE_READ(t, flags) & (PF_WQ_WORKER | PF_KTHREAD))) {
-		BPF_CORE_READ_STR_INTO(&comm, t, comm);
-		for (int i = 0; i < COMM_LEN; i++) {
-			if (comm[i] != want[i])
-				return false;
-			if (comm[i] == '\0')
-				return true;
-		}
-		return want[COMM_LEN] == '\0';
-	}
+	if (!(BPF_CORE_READ(t, flags) & (PF_WQ_WORKER | PF_KTHREAD)))
+		return comm_is(t, want);
 	compose_task_name(t);
 	b = name_buf();
 	if (!b)
