@@ -50,13 +50,21 @@ static __always_inline long seq_emit_rec(struct seq_file *seq, void *rec, __u64 
 #define seq_emit(seq, rec, size) seq_emit_rec(seq, rec, size, sizeof(*(rec)))
 
 /*
- * Is this object a task to write? Iterators run in the reader's context:
- * the first one learns itersnap's own root.
+ * Iterators run in the reader's context: the first object of a pass
+ * learns itersnap's own root, which the path walks stop at.
  */
-static __always_inline bool task_wanted(struct task_struct *t)
+static __always_inline void learn_root_once(void)
 {
 	if (!root_dentry)
 		learn_root((struct task_struct *)bpf_get_current_task());
+}
+
+/*
+ * Is this object a task to write? (Its first call learns the reader's root.)
+ */
+static __always_inline bool task_wanted(struct task_struct *t)
+{
+	learn_root_once();
 	return !learn_root_only && t && task_selected(t);
 }
 
@@ -164,8 +172,7 @@ int dump_cmdline(struct bpf_iter__task *ctx)
 	struct mm_struct *mm;
 	__u32 tgid;
 
-	if (!root_dentry)
-		learn_root((struct task_struct *)bpf_get_current_task());
+	learn_root_once();
 	if (learn_root_only || !t)
 		return 0;
 	tgid = BPF_CORE_READ(t, tgid);
@@ -226,8 +233,7 @@ int dump_maps(struct bpf_iter__task_vma *ctx)
 	union scratch *buf;
 	__u32 size;
 
-	if (!root_dentry)
-		learn_root((struct task_struct *)bpf_get_current_task());
+	learn_root_once();
 	if (!t || !vma || learn_root_only)
 		return 0;
 	size = fill_map(t, vma, ctx->meta->seq_num == 0, maps_process_selected(t));
@@ -253,8 +259,7 @@ static __always_inline int dump_one_file(struct bpf_iter__task_file *ctx, bool d
 	__u64 file_addr;
 	bool cloexec;
 
-	if (!root_dentry)
-		learn_root((struct task_struct *)bpf_get_current_task());
+	learn_root_once();
 	if (!t || !f)
 		return 0;
 	/* /proc/PID/fd is the leader's table; threads that unshared theirs are skipped. */
