@@ -172,6 +172,8 @@ pub struct Completion {
     /// The iter/task_file program, for links bound to one process each.
     file_prog: Option<NonNull<sys::bpf_program>>,
     pass: FilePass,
+    /// The iterators are bound to one process (--pid, 6.1+).
+    bound: bool,
 }
 
 // SAFETY: file_prog is only used to attach links, from the thread that
@@ -246,6 +248,7 @@ impl Completion {
             file,
             file_prog: progs.file,
             pass,
+            bound: pid.is_some(),
         })
     }
 
@@ -297,6 +300,19 @@ impl Completion {
 
     /// Tasks and files at once, one iterator per CPU.
     fn walk_beside(&self) -> Result<(Vec<Record>, Option<String>)> {
+        // Bound to one process, the two iterators read a few records: one
+        // after the other. Side by side, two iterator programs may share a
+        // CPU (they run preemptibly, with migration disabled), and with it
+        // its per-CPU scratch record.
+        if self.bound {
+            let (mut records, task_error) = self.task.read("task")?;
+            let (files, file_error) = match &self.file {
+                Some(link) => link.read("task_file")?,
+                None => (Vec::new(), None),
+            };
+            records.extend(files);
+            return Ok((records, task_error.or(file_error).map(|e| e.to_string())));
+        }
         let (tasks, files) = std::thread::scope(|scope| -> Result<_> {
             let files = self
                 .file
