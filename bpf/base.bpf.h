@@ -14,8 +14,8 @@
  *   opencoded.bpf.c, seqiter.bpf.c the two objects
  *
  * Each includes only those below it (tests/layers.rs checks the includes).
- * Everything is read with CO-RE probe reads so that the same object loads on
- * every kernel from 5.8 on, whatever the layout of the structures.
+ * Everything is read with CO-RE (KREAD() below) so that the same object loads
+ * on every kernel from 5.8 on, whatever the layout of the structures.
  */
 #ifndef BASE_BPF_H
 #define BASE_BPF_H
@@ -28,6 +28,48 @@
 #ifndef container_of
 #define container_of(ptr, type, member) \
 	((type *)((void *)(ptr) - __builtin_offsetof(type, member)))
+#endif
+
+/*
+ * KREAD(src, a, b, ...): src->a->b... of kernel memory, as BPF_CORE_READ()
+ * reads it (CO-RE relocated, 0 where the memory cannot be read). Where the
+ * object defines WALK_DIRECT_READS (the open-coded one: bpf_rdonly_cast() is
+ * 6.2+), src is cast to its kernel type and every hop is one load, which
+ * the JIT guards with an exception-table entry (BPF_PROBE_MEM), instead of
+ * a bpf_probe_read_kernel() call: those calls were a quarter of the CPU of
+ * a walk. A pointer read this way is a kernel-typed pointer to the
+ * verifier, not a number: for reads, comparisons and helpers that take
+ * anything, not for arithmetic nor for a global function's argument
+ * (BPF_CORE_READ() for those).
+ */
+#ifdef WALK_DIRECT_READS
+extern void *bpf_rdonly_cast(const void *obj__ign, __u32 btf_id__k) __ksym;
+
+/*
+ * The kernel's BTF ids of the types KREAD() starts from, set before load
+ * (src/backend/open_coded.rs): libbpf would relocate
+ * bpf_core_type_id_kernel() into the reduced BTF it is given for CO-RE
+ * (src/backend/core_btf.rs), whose ids are not the kernel's.
+ */
+#define KERNEL_TYPES(X)                                                            \
+	X(task_struct) X(signal_struct) X(cred) X(mm_struct) X(tty_struct)           \
+	X(tty_driver) X(pid) X(upid) X(kernfs_node) X(fs_struct) X(dentry)           \
+	X(dentry_operations) X(inode) X(ns_common) X(super_block) X(file) X(fdtable) \
+	X(vfsmount) X(socket) X(socket_alloc) X(sock) X(net) X(unix_sock)                \
+	X(unix_address) X(tcp_sock) X(udp_sock)
+#define KERNEL_TYPE_ID(type) const volatile __u32 kid_##type = 0;
+KERNEL_TYPES(KERNEL_TYPE_ID)
+#define KERNEL_TYPE_CASE(type) struct type: kid_##type,
+/* A type missing from KERNEL_TYPES is a compile error here. */
+#define KERNEL_ID_OF(src) _Generic(*(src), KERNEL_TYPES(KERNEL_TYPE_CASE) struct rec_hdr: 0)
+
+#define DIRECT_READS 1
+#define KREAD(src, a, ...)                                                       \
+	(((typeof(*(src)) *)bpf_rdonly_cast((src), KERNEL_ID_OF(src)))              \
+		 ->___arrow(a, ##__VA_ARGS__))
+#else
+#define DIRECT_READS 0
+#define KREAD(src, a, ...) BPF_CORE_READ(src, a, ##__VA_ARGS__)
 #endif
 
 /* Set by user space before load; constant to the verifier (OPT_*, FILTER_*). */

@@ -76,7 +76,7 @@ static __always_inline int write_task(struct seq_file *seq, struct task_struct *
 				      __u32 fds_upto)
 {
 	union scratch *buf = scratch_buf();
-	__u32 tgid = BPF_CORE_READ(t, tgid);
+	__u32 tgid = KREAD(t, tgid);
 	int slots[3] = { FD_CWD, FD_RTD, FD_TXT };
 	__u32 size;
 
@@ -86,7 +86,7 @@ static __always_inline int write_task(struct seq_file *seq, struct task_struct *
 	seq_emit(seq, &buf->task, sizeof(buf->task));
 	if (want_stack(t))
 		seq_emit(seq, &buf->stack, fill_stack(t, &buf->stack));
-	if (BPF_CORE_READ(t, pid) != tgid)
+	if (KREAD(t, pid) != tgid)
 		return 0;
 	seq_emit(seq, &buf->proc, fill_proc(leader_addr(t), tgid));
 	for (int i = 0; i < 3; i++) {
@@ -142,8 +142,8 @@ int dump_task_files(struct bpf_iter__task *ctx)
 	if (!task_wanted(t) || !st)
 		return 0;
 	st->used = 0;
-	if ((cfg_flags & OPT_FILES) && BPF_CORE_READ(t, pid) == BPF_CORE_READ(t, tgid)) {
-		fds_upto = capture_fds((__u64)BPF_CORE_READ(t, files), BPF_CORE_READ(t, tgid), ~0ULL,
+	if ((cfg_flags & OPT_FILES) && KREAD(t, pid) == KREAD(t, tgid)) {
+		fds_upto = capture_fds((__u64)BPF_CORE_READ(t, files), KREAD(t, tgid), ~0ULL,
 				       FDS_TO_STAGE);
 		capture = CAPTURE_FILES;
 		used = st->used;
@@ -175,10 +175,10 @@ int dump_cmdline(struct bpf_iter__task *ctx)
 	learn_root_once();
 	if (learn_root_only || !t)
 		return 0;
-	tgid = BPF_CORE_READ(t, tgid);
-	mm = BPF_CORE_READ(t, mm);
+	tgid = KREAD(t, tgid);
+	mm = KREAD(t, mm);
 	/* Kernel threads have none (a borrowed mm is not theirs). */
-	if (BPF_CORE_READ(t, pid) != tgid || !mm || (BPF_CORE_READ(t, flags) & PF_KTHREAD))
+	if (KREAD(t, pid) != tgid || !mm || (KREAD(t, flags) & PF_KTHREAD))
 		return 0;
 	if (!user_task_selected(t))
 		return 0;
@@ -212,7 +212,7 @@ __u32 maps_selected = 0;
 
 static __always_inline bool maps_process_selected(struct task_struct *t)
 {
-	__u32 tgid = BPF_CORE_READ(t, tgid);
+	__u32 tgid = KREAD(t, tgid);
 
 	if (tgid != maps_selected_tgid) {
 		maps_selected_tgid = tgid;
@@ -263,12 +263,12 @@ static __always_inline int dump_one_file(struct bpf_iter__task_file *ctx, bool d
 	if (!t || !f)
 		return 0;
 	/* /proc/PID/fd is the leader's table; threads that unshared theirs are skipped. */
-	tgid = BPF_CORE_READ(t, tgid);
-	if (BPF_CORE_READ(t, pid) != tgid || !task_selected(t))
+	tgid = KREAD(t, tgid);
+	if (KREAD(t, pid) != tgid || !task_selected(t))
 		return 0;
 	/* fill_file() takes plain addresses: read the pointer as a number. */
 	file_addr = (__u64)BPF_CORE_READ(ctx, file);
-	cloexec = fd_cloexec(BPF_CORE_READ(t, files, fdt), ctx->fd);
+	cloexec = fd_cloexec(KREAD(t, files, fdt), ctx->fd);
 	if (d_path)
 		size = fill_file_fields(file_addr, tgid, ctx->fd, cloexec);
 	else

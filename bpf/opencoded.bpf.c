@@ -17,6 +17,8 @@
  */
 #define WALK_HAS_SNPRINTF 1
 #define WALK_SLOTS_WALKED 1
+/* Kernel memory read by direct loads (bpf_rdonly_cast(), 6.2+): KREAD(). */
+#define WALK_DIRECT_READS 1
 #include "trigger.bpf.h"
 #include "complete.bpf.h"
 

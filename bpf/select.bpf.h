@@ -21,13 +21,13 @@ const volatile char cfg_comm[TASK_NAME_LEN] = {};
  */
 static __always_inline bool comm_matches(struct task_struct *t)
 {
-	return task_name_is(BPF_CORE_READ(t, group_leader), cfg_comm);
+	return task_name_is(KREAD(t, group_leader), cfg_comm);
 }
 
 /* In-kernel filters: is this task (thread) part of the snapshot? */
 static __always_inline bool task_selected(struct task_struct *t)
 {
-	if ((cfg_flags & FILTER_PID_ON) && BPF_CORE_READ(t, tgid) != cfg_pid)
+	if ((cfg_flags & FILTER_PID_ON) && KREAD(t, tgid) != cfg_pid)
 		return false;
 	if ((cfg_flags & FILTER_COMM_ON) && !comm_matches(t))
 		return false;
@@ -41,9 +41,9 @@ static __always_inline bool task_selected(struct task_struct *t)
  */
 static __always_inline bool user_task_selected(struct task_struct *t)
 {
-	if ((cfg_flags & FILTER_PID_ON) && BPF_CORE_READ(t, tgid) != cfg_pid)
+	if ((cfg_flags & FILTER_PID_ON) && KREAD(t, tgid) != cfg_pid)
 		return false;
-	if ((cfg_flags & FILTER_COMM_ON) && !comm_is(BPF_CORE_READ(t, group_leader), cfg_comm))
+	if ((cfg_flags & FILTER_COMM_ON) && !comm_is(KREAD(t, group_leader), cfg_comm))
 		return false;
 	return true;
 }

@@ -556,8 +556,10 @@ fn entries<'a>(snaps: &'a [Value], list: &str, pid: u32) -> Vec<&'a Value> {
 /// the table, on both backends.
 #[test]
 fn diff_shows_execs_reparenting_and_id_changes() {
-    let mut execs = Scripted::bash("read -r _; exec sleep 30");
-    let mut parent = Scripted::bash("sleep 30 & echo $!; read -r _");
+    // Long sleeps: under QEMU's TCG, with the host busy, arming four runs
+    // has taken longer than 30 s, and the orphan was gone before it was looked at.
+    let mut execs = Scripted::bash("read -r _; exec sleep 600");
+    let mut parent = Scripted::bash("sleep 600 & echo $!; read -r _");
     let orphan: u32 = parent.line().parse().unwrap();
     let _orphan = KillOnDrop(orphan);
     let mut fx = Fixture::start_event("u", "setuid");

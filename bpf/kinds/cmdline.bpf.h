@@ -36,10 +36,10 @@ static __always_inline struct cmdline_span cmdline_span(struct task_struct *t,
 							 struct mm_struct *mm)
 {
 	struct cmdline_span s = {};
-	__u64 arg_start = BPF_CORE_READ(mm, arg_start);
-	__u64 arg_end = BPF_CORE_READ(mm, arg_end);
-	__u64 env_start = BPF_CORE_READ(mm, env_start);
-	__u64 env_end = BPF_CORE_READ(mm, env_end);
+	__u64 arg_start = KREAD(mm, arg_start);
+	__u64 arg_end = KREAD(mm, arg_end);
+	__u64 env_start = KREAD(mm, env_start);
+	__u64 env_end = KREAD(mm, env_end);
 	char last = 0;
 
 	if (arg_start >= arg_end)

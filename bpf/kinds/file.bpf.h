@@ -81,10 +81,10 @@ static long path_step(__u32 i, void *arg)
 		parent = w->parent;
 		name = w->name;
 		w->name = NULL;
-	} else if (!c || DENTRY_SPAN > COPY_BYTES ||
+	} else if (DIRECT_READS || !c || DENTRY_SPAN > COPY_BYTES ||
 		   bpf_probe_read_kernel(c->data, DENTRY_SPAN, d)) {
-		parent = BPF_CORE_READ(d, d_parent);
-		name = BPF_CORE_READ(d, d_name.name);
+		parent = KREAD(d, d_parent);
+		name = KREAD(d, d_name.name);
 	} else {
 		parent = COPIED(c->data, struct dentry, d_parent);
 		name = COPIED(c->data, struct dentry, d_name.name);
@@ -106,7 +106,7 @@ static long path_step(__u32 i, void *arg)
 		w->mnt = up;
 		vfsmnt = (struct vfsmount *)__builtin_preserve_access_index(&up->mnt);
 		w->vfsmnt = vfsmnt;
-		w->mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+		w->mnt_root = KREAD(vfsmnt, mnt_root);
 		return 0;
 	}
 	/*
@@ -149,26 +149,28 @@ static __always_inline void fill_path(struct dentry *d, struct vfsmount *vfsmnt,
 	r->path_len = 0;
 	r->path_flags = 0;
 
-	if (c && LEAF_SPAN <= COPY_BYTES && !bpf_probe_read_kernel(c->data, LEAF_SPAN, d)) {
+	if (!DIRECT_READS && c && LEAF_SPAN <= COPY_BYTES &&
+	    !bpf_probe_read_kernel(c->data, LEAF_SPAN, d)) {
 		d_op = COPIED(c->data, struct dentry, d_op);
 		leaf_name = COPIED(c->data, struct dentry, d_name.name);
 		parent = COPIED(c->data, struct dentry, d_parent);
 		hashed = COPIED(c->data, struct dentry, d_hash.pprev);
 	} else {
-		d_op = BPF_CORE_READ(d, d_op);
-		leaf_name = BPF_CORE_READ(d, d_name.name);
-		parent = BPF_CORE_READ(d, d_parent);
-		hashed = BPF_CORE_READ(d, d_hash.pprev);
+		d_op = KREAD(d, d_op);
+		leaf_name = KREAD(d, d_name.name);
+		parent = KREAD(d, d_parent);
+		hashed = KREAD(d, d_hash.pprev);
 	}
 
-	if (d_op && BPF_CORE_READ(d_op, d_dname)) {
+	/* (Not const: a kernel type to cast to is the struct itself.) */
+	if (d_op && KREAD((struct dentry_operations *)d_op, d_dname)) {
 		const char *name = (const char *)leaf_name;
 		long n;
 
 		if (r->magic == NSFS_MAGIC) {
-			struct ns_common *ns = BPF_CORE_READ(inode, i_private);
+			struct ns_common *ns = KREAD(inode, i_private);
 
-			name = BPF_CORE_READ(ns, ops, name);
+			name = KREAD(ns, ops, name);
 		}
 		n = bpf_probe_read_kernel_str(r->path, NAME_BUF, name);
 		if (n > 0)
@@ -188,7 +190,7 @@ static __always_inline void fill_path(struct dentry *d, struct vfsmount *vfsmnt,
 		.d = d,
 		.vfsmnt = vfsmnt,
 		.mnt = mnt,
-		.mnt_root = BPF_CORE_READ(vfsmnt, mnt_root),
+		.mnt_root = KREAD(vfsmnt, mnt_root),
 		.parent = parent,
 		.name = leaf_name,
 	};
@@ -245,7 +247,7 @@ static __always_inline __u32 file_rec_set_text(struct file_rec *r, long len)
  */
 static __always_inline bool fd_cloexec(struct fdtable *fdt, int fd)
 {
-	unsigned long *bits = BPF_CORE_READ(fdt, close_on_exec);
+	unsigned long *bits = KREAD(fdt, close_on_exec);
 	unsigned long word = 0;
 
 	if (fd < 0 || bpf_probe_read_kernel(&word, sizeof(word), bits + fd / 64))
@@ -257,12 +259,12 @@ static __always_inline bool fd_cloexec(struct fdtable *fdt, int fd)
 static __always_inline void fill_sb_fields(struct file_rec *r, struct super_block *sb,
 					   struct struct_copy *c)
 {
-	if (SB_SPAN <= COPY_BYTES && !bpf_probe_read_kernel(c->data, SB_SPAN, sb)) {
+	if (!DIRECT_READS && SB_SPAN <= COPY_BYTES && !bpf_probe_read_kernel(c->data, SB_SPAN, sb)) {
 		r->magic = COPIED(c->data, struct super_block, s_magic);
 		r->dev = COPIED(c->data, struct super_block, s_dev);
 	} else {
-		r->magic = BPF_CORE_READ(sb, s_magic);
-		r->dev = BPF_CORE_READ(sb, s_dev);
+		r->magic = KREAD(sb, s_magic);
+		r->dev = KREAD(sb, s_dev);
 	}
 }
 
@@ -294,7 +296,7 @@ static __always_inline __u32 fill_file_rec(__u64 file_addr, __u32 tgid, int fd, 
 	 * its inode are copied whole (their sizes and the fields' offsets are
 	 * CO-RE constants for the running kernel), then read locally.
 	 */
-	if (FILE_SPAN <= COPY_BYTES && INODE_SPAN <= COPY_BYTES) {
+	if (!DIRECT_READS && FILE_SPAN <= COPY_BYTES && INODE_SPAN <= COPY_BYTES) {
 		if (bpf_probe_read_kernel(c->data, FILE_SPAN, f))
 			return 0;
 		r->f_flags = COPIED(c->data, struct file, f_flags);
@@ -310,16 +312,17 @@ static __always_inline __u32 fill_file_rec(__u64 file_addr, __u32 tgid, int fd, 
 		r->size = COPIED(c->data, struct inode, i_size);
 		sb = COPIED(c->data, struct inode, i_sb);
 	} else {
-		r->f_flags = BPF_CORE_READ(f, f_flags);
-		r->f_mode = BPF_CORE_READ(f, f_mode);
-		r->pos = BPF_CORE_READ(f, f_pos);
-		inode = BPF_CORE_READ(f, f_inode);
-		dentry = BPF_CORE_READ(f, f_path.dentry);
+		r->f_flags = KREAD(f, f_flags);
+		r->f_mode = KREAD(f, f_mode);
+		r->pos = KREAD(f, f_pos);
+		inode = KREAD(f, f_inode);
+		dentry = KREAD(f, f_path.dentry);
+		/* A number: the walk subtracts from it (container_of). */
 		vfsmnt = BPF_CORE_READ(f, f_path.mnt);
-		r->i_mode = BPF_CORE_READ(inode, i_mode);
-		r->ino = BPF_CORE_READ(inode, i_ino);
-		r->size = BPF_CORE_READ(inode, i_size);
-		sb = BPF_CORE_READ(inode, i_sb);
+		r->i_mode = KREAD(inode, i_mode);
+		r->ino = KREAD(inode, i_ino);
+		r->size = KREAD(inode, i_size);
+		sb = KREAD(inode, i_sb);
 	}
 	if (cloexec)
 		r->f_flags |= O_CLOEXEC_FLAG;
@@ -375,13 +378,13 @@ static __always_inline __u32 fill_fs_rec(__u64 dentry_addr, __u64 mnt_addr, __u3
 	r->pos = 0;
 	r->path_len = 0;
 	r->path_flags = 0;
-	inode = BPF_CORE_READ(dentry, d_inode);
+	inode = KREAD(dentry, d_inode);
 	if (!inode)
 		return 0;
-	r->i_mode = BPF_CORE_READ(inode, i_mode);
-	r->ino = BPF_CORE_READ(inode, i_ino);
-	r->size = BPF_CORE_READ(inode, i_size);
-	fill_sb_fields(r, BPF_CORE_READ(inode, i_sb), c);
+	r->i_mode = KREAD(inode, i_mode);
+	r->ino = KREAD(inode, i_ino);
+	r->size = KREAD(inode, i_size);
+	fill_sb_fields(r, KREAD(inode, i_sb), c);
 	/* Inline, not a global function of its own: a trigger program's
 	 * calls (fd loop, file, path step) stay within the 512-byte stack
 	 * that 6.12's verifier counts over the whole chain. */

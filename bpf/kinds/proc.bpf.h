@@ -108,12 +108,14 @@ static __always_inline void fill_rss(struct mm_struct *mm, struct proc_rec *r)
 	 * CPUs' deltas are added, as percpu_counter_sum() does.
 	 */
 	struct rss_sum s = {};
-	int kinds[3] = { MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES };
 
-	for (int i = 0; i < 3; i++) {
-		s.sum[i] = BPF_CORE_READ(mm, rss_stat[kinds[i]].count);
-		s.counters[i] = (__u64)BPF_CORE_READ(mm, rss_stat[kinds[i]].counters);
-	}
+	/* Constant indexes: a kernel-typed pointer takes no variable offset. */
+	s.sum[0] = KREAD(mm, rss_stat[MM_FILEPAGES].count);
+	s.sum[1] = KREAD(mm, rss_stat[MM_ANONPAGES].count);
+	s.sum[2] = KREAD(mm, rss_stat[MM_SHMEMPAGES].count);
+	s.counters[0] = (__u64)KREAD(mm, rss_stat[MM_FILEPAGES].counters);
+	s.counters[1] = (__u64)KREAD(mm, rss_stat[MM_ANONPAGES].counters);
+	s.counters[2] = (__u64)KREAD(mm, rss_stat[MM_SHMEMPAGES].counters);
 	s.base = scratch_percpu_base();
 	if (s.base && cfg_nr_cpus <= RSS_CPUS_MAX) {
 #ifdef WALK_USE_BPF_LOOP
@@ -133,14 +135,14 @@ static __always_inline void fill_rss(struct mm_struct *mm, struct proc_rec *r)
 /* The controlling terminal: its device as tty_devnum() and its name. */
 static __always_inline void fill_tty(struct task_struct *t, struct proc_rec *r)
 {
-	struct tty_struct *tty = BPF_CORE_READ(t, signal, tty);
+	struct tty_struct *tty = KREAD(t, signal, tty);
 	struct tty_driver *driver;
 
 	if (!tty)
 		return;
-	driver = BPF_CORE_READ(tty, driver);
-	r->tty_major = BPF_CORE_READ(driver, major);
-	r->tty_minor = BPF_CORE_READ(driver, minor_start) + BPF_CORE_READ(tty, index);
+	driver = KREAD(tty, driver);
+	r->tty_major = KREAD(driver, major);
+	r->tty_minor = KREAD(driver, minor_start) + KREAD(tty, index);
 	bpf_probe_read_kernel_str(r->tty_name, sizeof(r->tty_name),
 				  __builtin_preserve_access_index(&tty->name));
 	r->flags |= PROC_TTY;
@@ -155,13 +157,13 @@ static __always_inline void fill_pidns(struct task_struct *t, struct proc_rec *r
 
 	if (!pid)
 		return;
-	level = BPF_CORE_READ(pid, level);
+	level = KREAD(pid, level);
 	if (level > 32)
 		return;
 	up = (void *)pid + bpf_core_field_offset(struct pid, numbers) +
 	     level * bpf_core_type_size(struct upid);
-	r->ns_pid = BPF_CORE_READ(up, nr);
-	r->pidns_ino = BPF_CORE_READ(up, ns, ns.inum);
+	r->ns_pid = KREAD(up, nr);
+	r->pidns_ino = KREAD(up, ns, ns.inum);
 	r->pidns_level = level;
 	r->flags |= PROC_PIDNS;
 }
@@ -169,7 +171,7 @@ static __always_inline void fill_pidns(struct task_struct *t, struct proc_rec *r
 static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
 {
 	if (bpf_core_field_exists(kn->__parent))
-		return BPF_CORE_READ(kn, __parent);
+		return KREAD(kn, __parent);
 	return BPF_CORE_READ((struct kernfs_node___pre615 *)kn, parent);
 }
 
@@ -200,7 +202,7 @@ static long cgroup_step(__u32 i, void *arg)
 	}
 	if (off > CGROUP_BUF - 1)
 		return 1;
-	n = bpf_probe_read_kernel_str(&r->cgroup[off], NAME_BUF, BPF_CORE_READ(kn, name));
+	n = bpf_probe_read_kernel_str(&r->cgroup[off], NAME_BUF, KREAD(kn, name));
 	if (n <= 0 || n > NAME_BUF || off + n > CGROUP_BUF - 1)
 		return 1;
 	r->cgroup_len = off + n;
@@ -216,12 +218,12 @@ static long cgroup_step(__u32 i, void *arg)
  */
 static __always_inline void fill_cgroup(struct task_struct *t, struct proc_rec *r)
 {
-	struct kernfs_node *kn = BPF_CORE_READ(t, cgroups, dfl_cgrp, kn);
+	struct kernfs_node *kn = KREAD(t, cgroups, dfl_cgrp, kn);
 	struct cgroup_walk w = { .r = r, .kn = kn };
 
 	if (!kn)
 		return;
-	r->cgroup_id = BPF_CORE_READ(kn, id);
+	r->cgroup_id = KREAD(kn, id);
 #ifdef WALK_USE_BPF_LOOP
 	bpf_loop(CGROUP_DEPTH, cgroup_step, &w, 0);
 #else
@@ -258,10 +260,10 @@ __noinline __u32 fill_proc(__u64 task_addr, __u32 tgid)
 	r = &buf->proc;
 	__builtin_memset(r, 0, offsetof(struct proc_rec, cgroup));
 	r->pid = tgid;
-	mm = BPF_CORE_READ(t, mm);
+	mm = KREAD(t, mm);
 	if (mm) {
 		r->flags |= PROC_MM;
-		r->vsz_pages = BPF_CORE_READ(mm, total_vm);
+		r->vsz_pages = KREAD(mm, total_vm);
 		fill_rss(mm, r);
 	}
 	fill_tty(t, r);
@@ -298,7 +300,7 @@ static __always_inline __u32 fill_slot_rec(__u64 task_addr, __u32 tgid, int slot
 		return walk ? fill_file((__u64)exe, tgid, FD_TXT, false)
 			    : fill_file_fields((__u64)exe, tgid, FD_TXT, false);
 	}
-	fs = BPF_CORE_READ(t, fs);
+	fs = KREAD(t, fs);
 	if (!fs)
 		return 0;
 	if (slot == FD_CWD) {

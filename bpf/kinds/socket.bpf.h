@@ -134,23 +134,23 @@ static __always_inline bool sock_matches(struct sock_rec *r)
 /* The socket's inode number, as sock_i_ino() gives it (a UNIX peer's). */
 static __always_inline __u64 sock_inode_of(struct sock *sk)
 {
-	struct socket *sock = BPF_CORE_READ(sk, sk_socket);
+	struct socket *sock = KREAD(sk, sk_socket);
 	struct socket_alloc *sa;
 
 	if (!sock)
 		return 0;
 	sa = container_of(sock, struct socket_alloc, socket);
-	return BPF_CORE_READ(sa, vfs_inode.i_ino);
+	return KREAD(sa, vfs_inode.i_ino);
 }
 
 /* Endpoints and queues of an inet socket, as inet_diag reports them. */
 static __always_inline void fill_inet(struct sock *sk, struct sock_rec *r)
 {
-	r->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	r->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	r->local_port = KREAD(sk, __sk_common.skc_num);
+	r->remote_port = bpf_ntohs(KREAD(sk, __sk_common.skc_dport));
 	if (r->family == AF_INET) {
-		__u32 saddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__u32 daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__u32 saddr = KREAD(sk, __sk_common.skc_rcv_saddr);
+		__u32 daddr = KREAD(sk, __sk_common.skc_daddr);
 
 		__builtin_memcpy(r->local_addr, &saddr, 4);
 		__builtin_memcpy(r->remote_addr, &daddr, 4);
@@ -162,25 +162,25 @@ static __always_inline void fill_inet(struct sock *sk, struct sock_rec *r)
 		struct tcp_sock *tp = (struct tcp_sock *)sk;
 
 		if (r->state == TCP_LISTEN) {
-			r->rx_queue = BPF_CORE_READ(sk, sk_ack_backlog);
-			r->tx_queue = BPF_CORE_READ(sk, sk_max_ack_backlog);
+			r->rx_queue = KREAD(sk, sk_ack_backlog);
+			r->tx_queue = KREAD(sk, sk_max_ack_backlog);
 		} else {
-			__s32 rx = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
+			__s32 rx = KREAD(tp, rcv_nxt) - KREAD(tp, copied_seq);
 
 			r->rx_queue = rx > 0 ? rx : 0;
-			r->tx_queue = BPF_CORE_READ(tp, write_seq) - BPF_CORE_READ(tp, snd_una);
+			r->tx_queue = KREAD(tp, write_seq) - KREAD(tp, snd_una);
 		}
 		return;
 	}
 	/* sk_rmem_alloc is a macro for this field. */
-	r->rx_queue = BPF_CORE_READ(sk, sk_backlog.rmem_alloc.counter);
+	r->rx_queue = KREAD(sk, sk_backlog.rmem_alloc.counter);
 	if (r->protocol == IPPROTO_UDP || r->protocol == IPPROTO_UDPLITE) {
 		struct udp_sock *up = (struct udp_sock *)sk;
 
 		/* udp_rqueue_get(): what the reader has not taken yet. */
-		r->rx_queue -= BPF_CORE_READ(up, forward_deficit);
+		r->rx_queue -= KREAD(up, forward_deficit);
 	}
-	r->tx_queue = BPF_CORE_READ(sk, sk_wmem_alloc.refs.counter) - 1;
+	r->tx_queue = KREAD(sk, sk_wmem_alloc.refs.counter) - 1;
 }
 
 /* Bytes waiting in a UNIX socket, as unix_inq_len() counts them. */
@@ -205,12 +205,12 @@ static __always_inline __u32 unix_rx_queue(struct sock *sk, struct sock_rec *r)
 static __always_inline void fill_unix(struct sock *sk, struct sock_rec *r)
 {
 	struct unix_sock *u = (struct unix_sock *)sk;
-	struct unix_address *addr = BPF_CORE_READ(u, addr);
-	struct sock *peer = BPF_CORE_READ(u, peer);
+	struct unix_address *addr = KREAD(u, addr);
+	struct sock *peer = KREAD(u, peer);
 
 	if (addr) {
 		/* addr->len counts sun_family; a path's NUL is included. */
-		__u32 len = BPF_CORE_READ(addr, len) - sizeof(__u16);
+		__u32 len = KREAD(addr, len) - sizeof(__u16);
 
 		if (len > UNIX_PATH_MAX)
 			len = 0;
@@ -226,11 +226,11 @@ static __always_inline void fill_unix(struct sock *sk, struct sock_rec *r)
 	if (peer)
 		r->peer_ino = sock_inode_of(peer);
 	if (r->state == TCP_LISTEN) {
-		r->rx_queue = BPF_CORE_READ(sk, sk_receive_queue.qlen);
-		r->tx_queue = BPF_CORE_READ(sk, sk_max_ack_backlog);
+		r->rx_queue = KREAD(sk, sk_receive_queue.qlen);
+		r->tx_queue = KREAD(sk, sk_max_ack_backlog);
 	} else {
 		r->rx_queue = unix_rx_queue(sk, r);
-		r->tx_queue = BPF_CORE_READ(sk, sk_wmem_alloc.refs.counter) - 1;
+		r->tx_queue = KREAD(sk, sk_wmem_alloc.refs.counter) - 1;
 	}
 }
 
@@ -250,8 +250,8 @@ __noinline __u32 fill_socket(__u64 file_addr, __u32 tgid, int fd, __u64 ino, __u
 
 	if (!r || magic != SOCKFS_MAGIC)
 		return 0;
-	sock = BPF_CORE_READ(f, private_data);
-	sk = BPF_CORE_READ(sock, sk);
+	sock = KREAD(f, private_data);
+	sk = KREAD(sock, sk);
 	__builtin_memset(r, 0, offsetof(struct sock_rec, path));
 	r->pid = tgid;
 	r->fd = fd;
@@ -259,12 +259,12 @@ __noinline __u32 fill_socket(__u64 file_addr, __u32 tgid, int fd, __u64 ino, __u
 	if (!sk) {
 		r->flags = SOCK_FAULT;
 	} else {
-		r->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-		r->type = BPF_CORE_READ(sk, sk_type);
-		r->protocol = BPF_CORE_READ(sk, sk_protocol);
-		r->state = BPF_CORE_READ(sk, __sk_common.skc_state);
-		net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
-		r->netns = BPF_CORE_READ(net, ns.inum);
+		r->family = KREAD(sk, __sk_common.skc_family);
+		r->type = KREAD(sk, sk_type);
+		r->protocol = KREAD(sk, sk_protocol);
+		r->state = KREAD(sk, __sk_common.skc_state);
+		net = KREAD(sk, __sk_common.skc_net.net);
+		r->netns = KREAD(net, ns.inum);
 		if (r->family == AF_INET || r->family == AF_INET6)
 			fill_inet(sk, r);
 		else if (r->family == AF_UNIX)

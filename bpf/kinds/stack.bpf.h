@@ -22,7 +22,7 @@ static __always_inline bool want_stack(struct task_struct *t)
 {
 	if (!(cfg_flags & OPT_STACKS))
 		return false;
-	return (cfg_flags & OPT_THREADS) || BPF_CORE_READ(t, pid) == BPF_CORE_READ(t, tgid);
+	return (cfg_flags & OPT_THREADS) || KREAD(t, pid) == KREAD(t, tgid);
 }
 
 /*
@@ -41,7 +41,7 @@ static __always_inline __u32 fill_stack(struct task_struct *t, struct stack_rec 
 	n /= sizeof(__u64);
 	if (n > STACK_MAX_DEPTH)
 		n = STACK_MAX_DEPTH;
-	r->pid = BPF_CORE_READ(t, pid);
+	r->pid = KREAD(t, pid);
 	r->nr_ips = n;
 	set_hdr(&r->hdr, REC_STACK, offsetof(struct stack_rec, ips) + n * sizeof(__u64));
 	return r->hdr.size;

@@ -35,7 +35,7 @@ struct task_struct___pre55 {
 static __always_inline __u32 task_state_raw(struct task_struct *t)
 {
 	if (bpf_core_field_exists(t->__state))
-		return BPF_CORE_READ(t, __state);
+		return KREAD(t, __state);
 	return BPF_CORE_READ((struct task_struct___pre514 *)t, state);
 }
 
@@ -314,7 +314,7 @@ static __noinline __u32 compose_task_name(struct task_struct *t)
 	if (!b)
 		return 0;
 	__builtin_memset(b->s, 0, TASK_NAME_LEN);
-	flags = BPF_CORE_READ(t, flags);
+	flags = KREAD(t, flags);
 	/* Workers first: they are kernel threads too. */
 	if (flags & PF_WQ_WORKER)
 		return wq_worker_name(t, b->s);
@@ -344,7 +344,7 @@ static __always_inline bool task_name_is(struct task_struct *t, const volatile c
 	struct name_buf *b;
 
 	/* Anyone but a kernel thread is named by comm: no need to compose. */
-	if (!(BPF_CORE_READ(t, flags) & (PF_WQ_WORKER | PF_KTHREAD)))
+	if (!(KREAD(t, flags) & (PF_WQ_WORKER | PF_KTHREAD)))
 		return comm_is(t, want);
 	compose_task_name(t);
 	b = name_buf();
@@ -369,10 +369,12 @@ static __always_inline bool task_name_is(struct task_struct *t, const volatile c
 static __always_inline void fill_creds(struct task_struct *t, struct task_rec *r)
 {
 	/* __task_cred(), which /proc/PID/status reads, is real_cred. */
-	const struct cred *cred = BPF_CORE_READ(t, real_cred);
+	struct cred *cred = (struct cred *)KREAD(t, real_cred);
 	struct struct_copy *c = copy_buf();
 
-	if (c && CRED_SPAN <= COPY_BYTES && !bpf_probe_read_kernel(c->data, CRED_SPAN, cred)) {
+	/* One probe read of the span costs less than eight; eight loads, less. */
+	if (!DIRECT_READS && c && CRED_SPAN <= COPY_BYTES &&
+	    !bpf_probe_read_kernel(c->data, CRED_SPAN, cred)) {
 		r->ruid = COPIED(c->data, struct cred, uid.val);
 		r->euid = COPIED(c->data, struct cred, euid.val);
 		r->suid = COPIED(c->data, struct cred, suid.val);
@@ -383,14 +385,14 @@ static __always_inline void fill_creds(struct task_struct *t, struct task_rec *r
 		r->fsgid = COPIED(c->data, struct cred, fsgid.val);
 		return;
 	}
-	r->ruid = BPF_CORE_READ(cred, uid.val);
-	r->euid = BPF_CORE_READ(cred, euid.val);
-	r->suid = BPF_CORE_READ(cred, suid.val);
-	r->fsuid = BPF_CORE_READ(cred, fsuid.val);
-	r->rgid = BPF_CORE_READ(cred, gid.val);
-	r->egid = BPF_CORE_READ(cred, egid.val);
-	r->sgid = BPF_CORE_READ(cred, sgid.val);
-	r->fsgid = BPF_CORE_READ(cred, fsgid.val);
+	r->ruid = KREAD(cred, uid.val);
+	r->euid = KREAD(cred, euid.val);
+	r->suid = KREAD(cred, suid.val);
+	r->fsuid = KREAD(cred, fsuid.val);
+	r->rgid = KREAD(cred, gid.val);
+	r->egid = KREAD(cred, egid.val);
+	r->sgid = KREAD(cred, sgid.val);
+	r->fsgid = KREAD(cred, fsgid.val);
 }
 
 /*
@@ -404,18 +406,18 @@ static __always_inline void fill_creds(struct task_struct *t, struct task_rec *r
 static __always_inline void fill_cputime(struct task_struct *t, struct signal_struct *sig,
 					 struct task_rec *r)
 {
-	r->utime_ns = BPF_CORE_READ(t, utime);
-	r->stime_ns = BPF_CORE_READ(t, stime);
-	r->runtime_ns = BPF_CORE_READ(t, se.sum_exec_runtime);
-	r->dead_utime_ns = BPF_CORE_READ(sig, utime);
-	r->dead_stime_ns = BPF_CORE_READ(sig, stime);
-	r->dead_runtime_ns = BPF_CORE_READ(sig, sum_sched_runtime);
+	r->utime_ns = KREAD(t, utime);
+	r->stime_ns = KREAD(t, stime);
+	r->runtime_ns = KREAD(t, se.sum_exec_runtime);
+	r->dead_utime_ns = KREAD(sig, utime);
+	r->dead_stime_ns = KREAD(sig, stime);
+	r->dead_runtime_ns = KREAD(sig, sum_sched_runtime);
 	if (bpf_core_field_exists(t->prev_cputime)) {
 		r->present |= TASK_PREV_CPUTIME;
-		r->prev_utime_ns = BPF_CORE_READ(t, prev_cputime.utime);
-		r->prev_stime_ns = BPF_CORE_READ(t, prev_cputime.stime);
-		r->group_prev_utime_ns = BPF_CORE_READ(sig, prev_cputime.utime);
-		r->group_prev_stime_ns = BPF_CORE_READ(sig, prev_cputime.stime);
+		r->prev_utime_ns = KREAD(t, prev_cputime.utime);
+		r->prev_stime_ns = KREAD(t, prev_cputime.stime);
+		r->group_prev_utime_ns = KREAD(sig, prev_cputime.utime);
+		r->group_prev_stime_ns = KREAD(sig, prev_cputime.stime);
 	} else {
 		r->prev_utime_ns = 0;
 		r->prev_stime_ns = 0;
@@ -428,27 +430,27 @@ static __always_inline void fill_cputime(struct task_struct *t, struct signal_st
 static __always_inline void fill_task(struct task_struct *t, struct task_rec *r, __u32 capture,
 				      __u32 fds_upto)
 {
-	struct signal_struct *sig = BPF_CORE_READ(t, signal);
+	struct signal_struct *sig = KREAD(t, signal);
 	struct name_buf *name;
 
 	set_hdr(&r->hdr, REC_TASK, sizeof(*r));
-	r->pid = BPF_CORE_READ(t, pid);
-	r->tgid = BPF_CORE_READ(t, tgid);
-	r->ppid = BPF_CORE_READ(t, real_parent, tgid);
+	r->pid = KREAD(t, pid);
+	r->tgid = KREAD(t, tgid);
+	r->ppid = KREAD(t, real_parent, tgid);
 	r->state = task_state_raw(t);
-	r->exit_state = BPF_CORE_READ(t, exit_state);
-	r->flags = BPF_CORE_READ(t, flags);
-	r->nr_threads = BPF_CORE_READ(sig, nr_threads);
+	r->exit_state = KREAD(t, exit_state);
+	r->flags = KREAD(t, flags);
+	r->nr_threads = KREAD(sig, nr_threads);
 	r->present = 0;
 	fill_creds(t, r);
 	fill_cputime(t, sig, r);
-	r->start_ns = BPF_CORE_READ(t, start_time);
+	r->start_ns = KREAD(t, start_time);
 	if (bpf_core_field_exists(t->start_boottime))
-		r->start_boottime_ns = BPF_CORE_READ(t, start_boottime);
+		r->start_boottime_ns = KREAD(t, start_boottime);
 	else
 		r->start_boottime_ns =
 			BPF_CORE_READ((struct task_struct___pre55 *)t, real_start_time);
-	r->self_exec_id = BPF_CORE_READ(t, self_exec_id);
+	r->self_exec_id = KREAD(t, self_exec_id);
 	compose_task_name(t);
 	name = name_buf();
 	if (name)

@@ -403,6 +403,31 @@ pub fn for_object(object: &str) -> Option<&'static CoreBtf> {
     core
 }
 
+/// The kernel's own BTF ids of the named structs, in the order asked (0
+/// where the kernel has no such struct), in one pass over its BTF: what
+/// `bpf_rdonly_cast()` takes, which the reduced copy's ids are not.
+pub fn kernel_struct_ids(names: &[&str]) -> anyhow::Result<Vec<u32>> {
+    let kernel = crate::features::vmlinux_btf()?;
+    let btf = Btf::parse(kernel).ok_or_else(|| anyhow::anyhow!("the kernel's BTF is malformed"))?;
+    let mut ids = vec![0u32; names.len()];
+    for id in 1..=btf.offsets.len() as u32 {
+        let Some(rec) = btf.record(id) else { break };
+        let (Some(name_off), Some(info)) = (u32_at(rec, 0), u32_at(rec, 4)) else {
+            break;
+        };
+        if kind(info) != STRUCT {
+            continue;
+        }
+        let name = btf.name(name_off);
+        if let Some(i) = names.iter().position(|n| n.as_bytes() == name) {
+            if ids[i] == 0 {
+                ids[i] = id;
+            }
+        }
+    }
+    Ok(ids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,6 +40,7 @@ fn load(
     paths: IterPaths,
 ) -> Result<OpencodedSkel<'static>> {
     let mut open = open_configured!(OpencodedSkelBuilder, "opencoded", "open-coded", walk, trig);
+    set_kernel_type_ids(open.maps.rodata_data.as_deref_mut().context("no .rodata")?)?;
     select_trigger_program!(open.progs, &trig.spec);
     open.progs.bare_walk.set_autoload(false);
     open.progs.dump_task.set_autoload(!tasks_carry_files(walk));
@@ -49,6 +50,53 @@ fn load(
     configure_completion!(open, walk, trig, paths);
     open.load()
         .context("loading the open-coded BPF programs (--verbose shows the verifier log)")
+}
+
+/// The kernel's BTF ids of the types bpf/base.bpf.h's KREAD() casts to
+/// (its KERNEL_TYPES: one `kid_<struct>` each), for bpf_rdonly_cast().
+macro_rules! set_kernel_type_ids {
+    ($rodata:expr, $($field:ident),+ $(,)?) => {{
+        let names = [$(stringify!($field).trim_start_matches("kid_")),+];
+        let ids = super::core_btf::kernel_struct_ids(&names)?;
+        if let Some(i) = ids.iter().position(|&id| id == 0) {
+            anyhow::bail!("the kernel's BTF has no struct {}", names[i]);
+        }
+        let mut ids = ids.into_iter();
+        $( $rodata.$field = ids.next().unwrap_or(0); )+
+    }};
+}
+
+fn set_kernel_type_ids(rodata: &mut crate::bpf::opencoded::types::rodata) -> Result<()> {
+    set_kernel_type_ids!(
+        rodata,
+        kid_task_struct,
+        kid_signal_struct,
+        kid_cred,
+        kid_mm_struct,
+        kid_tty_struct,
+        kid_tty_driver,
+        kid_pid,
+        kid_upid,
+        kid_kernfs_node,
+        kid_fs_struct,
+        kid_dentry,
+        kid_dentry_operations,
+        kid_inode,
+        kid_ns_common,
+        kid_super_block,
+        kid_file,
+        kid_fdtable,
+        kid_vfsmount,
+        kid_socket,
+        kid_socket_alloc,
+        kid_sock,
+        kid_net,
+        kid_unix_sock,
+        kid_unix_address,
+        kid_tcp_sock,
+        kid_udp_sock,
+    );
+    Ok(())
 }
 
 /// Whether the task iterator writes each process's files with it
