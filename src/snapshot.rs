@@ -443,7 +443,7 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
                     .and_then(|(_, list)| list.last_mut())
                     .filter(|f| f.fd == s.fd && f.socket.is_none());
                 match file {
-                    Some(f) => f.socket = Some(s.socket),
+                    Some(f) => f.socket = Some(Box::new(s.socket)),
                     None => {
                         sockets.entry((s.pid, s.fd)).or_insert(s.socket);
                     }
@@ -496,7 +496,7 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         files::by_fd(&mut open_files);
         if !sockets.is_empty() {
             for f in open_files.iter_mut().filter(|f| f.socket.is_none()) {
-                f.socket = sockets.remove(&(tgid, f.fd));
+                f.socket = sockets.remove(&(tgid, f.fd)).map(Box::new);
             }
         }
         if ctx.socket_filter && !open_files.iter().any(|f| f.socket.is_some()) {

@@ -480,7 +480,13 @@ fn read_late_views(
 /// that the event did not capture. A leader whose fd table the event walked
 /// up to fd N (CAPTURE_FILES) takes only fds from N on from the completion;
 /// when records were `lost` on the way, any fd the event's records lack.
-pub fn merge(in_event: Vec<Record>, after: Vec<Record>, lost: bool) -> Vec<Record> {
+pub fn merge(in_event: Vec<Record>, mut after: Vec<Record>, lost: bool) -> Vec<Record> {
+    // A one-shot or a tick: every record is the completion's, kept in its
+    // own vector (a copy would double the snapshot's peak memory).
+    if in_event.is_empty() {
+        after.retain(|r| !matches!(r, Record::Begin(_) | Record::End(_)));
+        return after;
+    }
     let mut tids = HashSet::new();
     let mut stack_tids = HashSet::new();
     let mut fds_upto = HashMap::new();

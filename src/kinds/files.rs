@@ -90,8 +90,9 @@ pub struct FileEntry {
     /// Its name was unlinked: readlink appends " (deleted)" (lsof's DEL
     /// for a mapped file).
     pub deleted: bool,
-    /// A socket's endpoints, state, queues (kinds/sockets.rs).
-    pub socket: Option<Socket>,
+    /// A socket's endpoints, state, queues (kinds/sockets.rs). Boxed: most
+    /// files are not sockets, and a snapshot holds ~100,000 entries.
+    pub socket: Option<Box<Socket>>,
 }
 
 impl FileEntry {
@@ -328,7 +329,7 @@ pub fn json(f: &FileEntry) -> FileJson<'_> {
         pos: f.pos,
         size: f.size,
         truncated: f.truncated,
-        socket: f.socket.as_ref().map(sockets::json),
+        socket: f.socket.as_deref().map(sockets::json),
     }
 }
 
