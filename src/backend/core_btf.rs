@@ -173,12 +173,23 @@ fn local_names(object_btf: &[u8]) -> Option<NameSet> {
 /// Every pointer becomes this one `void *`, type id 1.
 const VOID_PTR: u32 = 1;
 
-fn reduce(kernel: &[u8], names: &NameSet) -> Option<Vec<u8>> {
+fn reduce(kernel: &[u8], names: &NameSet) -> Option<(Vec<u8>, StructIds)> {
     let btf = Btf::parse(kernel)?;
     let (order, new_id) = select_types(&btf, names)?;
     let (types, strings) = write_types(&btf, &order, &new_id)?;
-    Some(btf_file(&types, &strings))
+    // The kernel's own ids of the structs kept, found on this same pass.
+    let mut ids = StructIds::new();
+    for &id in &order {
+        let rec = btf.record(id)?;
+        if kind(u32_at(rec, 4)?) == STRUCT {
+            ids.entry(btf.name(u32_at(rec, 0)?).to_vec()).or_insert(id);
+        }
+    }
+    Some((btf_file(&types, &strings), ids))
 }
+
+/// Struct names to their ids in the kernel's BTF.
+type StructIds = HashMap<Vec<u8>, u32>;
 
 /// The named types and what they embed (not what they point to), in the
 /// order they will have, with their new ids.
@@ -347,10 +358,12 @@ fn btf_file(types: &[u8], strings: &[u8]) -> Vec<u8> {
 pub struct CoreBtf {
     _file: File,
     path: CString,
+    /// The kernel's own ids of the structs in it.
+    struct_ids: StructIds,
 }
 
 impl CoreBtf {
-    fn create(bytes: &[u8]) -> Option<Self> {
+    fn create(bytes: &[u8], struct_ids: StructIds) -> Option<Self> {
         // SAFETY: memfd_create takes a NUL-terminated name and flags; the fd
         // it returns is owned by the File from here on.
         let fd = unsafe { libc::memfd_create(c"itersnap-core-btf".as_ptr(), libc::MFD_CLOEXEC) };
@@ -361,7 +374,11 @@ impl CoreBtf {
         let mut file = unsafe { File::from_raw_fd(fd) };
         file.write_all(bytes).ok()?;
         let path = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
-        Some(CoreBtf { _file: file, path })
+        Some(CoreBtf {
+            _file: file,
+            path,
+            struct_ids,
+        })
     }
 
     /// Open options that point libbpf's CO-RE at this BTF. The pointer in
@@ -394,38 +411,46 @@ pub fn for_object(object: &str) -> Option<&'static CoreBtf> {
         }
         let kernel = crate::features::vmlinux_btf().ok()?;
         let names = local_names(crate::objinfo::btf_section(bytes)?)?;
+        let (bytes, ids) = reduce(kernel, &names)?;
         // Lives as long as the process: libbpf holds its path.
-        Some(&*Box::leak(Box::new(CoreBtf::create(&reduce(
-            kernel, &names,
-        )?)?)))
+        Some(&*Box::leak(Box::new(CoreBtf::create(&bytes, ids)?)))
     })();
     built.push((name, core));
     core
 }
 
 /// The kernel's own BTF ids of the named structs, in the order asked (0
-/// where the kernel has no such struct), in one pass over its BTF: what
-/// `bpf_rdonly_cast()` takes, which the reduced copy's ids are not.
-pub fn kernel_struct_ids(names: &[&str]) -> anyhow::Result<Vec<u32>> {
+/// where the kernel has no such struct): what `bpf_rdonly_cast()` takes,
+/// which the reduced copy's ids are not. From `object`'s reduced BTF, which
+/// found them on its pass, else from a pass over the kernel's BTF.
+pub fn kernel_struct_ids(object: &str, names: &[&str]) -> anyhow::Result<Vec<u32>> {
+    if let Some(core) = for_object(object) {
+        return Ok(names
+            .iter()
+            .map(|n| core.struct_ids.get(n.as_bytes()).copied().unwrap_or(0))
+            .collect());
+    }
     let kernel = crate::features::vmlinux_btf()?;
-    let btf = Btf::parse(kernel).ok_or_else(|| anyhow::anyhow!("the kernel's BTF is malformed"))?;
+    scan_struct_ids(kernel, names).ok_or_else(|| anyhow::anyhow!("the kernel's BTF is malformed"))
+}
+
+/// kernel_struct_ids() by a pass of its own over the kernel's BTF.
+fn scan_struct_ids(kernel: &[u8], names: &[&str]) -> Option<Vec<u32>> {
+    let btf = Btf::parse(kernel)?;
     let mut ids = vec![0u32; names.len()];
     for id in 1..=btf.offsets.len() as u32 {
-        let Some(rec) = btf.record(id) else { break };
-        let (Some(name_off), Some(info)) = (u32_at(rec, 0), u32_at(rec, 4)) else {
-            break;
-        };
-        if kind(info) != STRUCT {
+        let rec = btf.record(id)?;
+        if kind(u32_at(rec, 4)?) != STRUCT {
             continue;
         }
-        let name = btf.name(name_off);
+        let name = btf.name(u32_at(rec, 0)?);
         if let Some(i) = names.iter().position(|n| n.as_bytes() == name) {
             if ids[i] == 0 {
                 ids[i] = id;
             }
         }
     }
-    Ok(ids)
+    Some(ids)
 }
 
 #[cfg(test)]
@@ -454,15 +479,24 @@ mod tests {
         let (_, object) = crate::objinfo::OBJECTS[1];
         let names = local_names(crate::objinfo::btf_section(object).unwrap()).unwrap();
         assert!(names.contains(&b"task_struct"[..]), "{names:?}");
-        let small = reduce(kernel, &names).expect("reduced");
+        let (small, ids) = reduce(kernel, &names).expect("reduced");
         let full = Btf::parse(kernel).unwrap();
         let reduced = Btf::parse(&small).expect("the reduced BTF parses");
         assert!(reduced.offsets.len() < full.offsets.len() / 10);
-        let core = CoreBtf::create(&small).unwrap();
+        let core = CoreBtf::create(&small, ids.clone()).unwrap();
         let lib = libbpf_rs::btf::Btf::from_path(core.path.to_str().unwrap()).expect("libbpf");
         let whole = libbpf_rs::btf::Btf::from_path(crate::features::VMLINUX_BTF).unwrap();
         for name in ["task_struct", "file", "dentry", "inode", "mount", "fdtable"] {
             assert_eq!(layout(&lib, name), layout(&whole, name), "{name}");
+        }
+        // The kernel's own ids, for bpf_rdonly_cast(): as a pass of their
+        // own and libbpf find them.
+        let names = ["task_struct", "file", "dentry", "sock", "unix_sock", "upid"];
+        let scanned = scan_struct_ids(kernel, &names).unwrap();
+        for (name, id) in names.iter().zip(scanned) {
+            assert_eq!(ids.get(name.as_bytes()), Some(&id), "{name}");
+            let found = whole.type_by_name::<Struct<'_>>(name).expect(name);
+            assert_eq!(found.type_id(), id.into(), "{name}");
         }
     }
 }

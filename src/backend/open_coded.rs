@@ -57,7 +57,7 @@ fn load(
 macro_rules! set_kernel_type_ids {
     ($rodata:expr, $($field:ident),+ $(,)?) => {{
         let names = [$(stringify!($field).trim_start_matches("kid_")),+];
-        let ids = super::core_btf::kernel_struct_ids(&names)?;
+        let ids = super::core_btf::kernel_struct_ids("opencoded", &names)?;
         if let Some(i) = ids.iter().position(|&id| id == 0) {
             anyhow::bail!("the kernel's BTF has no struct {}", names[i]);
         }
