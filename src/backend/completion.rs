@@ -149,7 +149,7 @@ unsafe impl Sync for IterLink {}
 /// How a pass reads the files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FilePass {
-    /// iter/task_file beside iter/task, one per CPU.
+    /// iter/task, then iter/task_file over every process.
     Beside,
     /// iter/task first, then iter/task_file bound to each selected process.
     ByProcess,
@@ -172,8 +172,6 @@ pub struct Completion {
     /// The iter/task_file program, for links bound to one process each.
     file_prog: Option<NonNull<sys::bpf_program>>,
     pass: FilePass,
-    /// The iterators are bound to one process (--pid, 6.1+).
-    bound: bool,
 }
 
 // SAFETY: file_prog is only used to attach links, from the thread that
@@ -248,17 +246,22 @@ impl Completion {
             file,
             file_prog: progs.file,
             pass,
-            bound: pid.is_some(),
         })
     }
 
-    /// Reads the iterators once: command lines and mapped files on
-    /// threads of their own, beside the pass over tasks and files.
+    /// Reads the iterators once: command lines on a thread of their own,
+    /// beside the pass over tasks and files, then mapped files.
+    ///
+    /// Only the command-line iterator runs beside another: its record is
+    /// its own. The others share a per-CPU scratch record, and iterator
+    /// programs run preemptibly (with migration disabled): on a kernel that
+    /// preempts (PREEMPT, PREEMPT_LAZY, PREEMPT_RT), one preempted while it
+    /// fills the record could find it overwritten by another on its CPU.
     pub fn walk(&self) -> Result<Walked> {
         let start_ns = monotonic_ns();
         let (mut records, error, late) = std::thread::scope(|scope| -> Result<_> {
-            let (cmdline, maps) = (&self.cmdline, &self.maps);
-            let late = scope.spawn(move || read_late_views(cmdline, maps));
+            let cmdline = &self.cmdline;
+            let late = scope.spawn(move || read_late_views(cmdline, &None));
             let (records, error) = match self.pass {
                 FilePass::Beside | FilePass::None => self.walk_beside()?,
                 FilePass::ByProcess => self.walk_by_process()?,
@@ -270,10 +273,13 @@ impl Completion {
             Ok((records, error, late))
         })?;
         records.extend(late.0);
+        let (maps, maps_error) = read_late_views(&None, &self.maps)?;
+        records.extend(maps);
+        let late_error = late.1.or(maps_error);
         whole_slot_paths(&mut records);
         Ok(Walked {
             records,
-            error: error.or(late.1),
+            error: error.or(late_error),
             start_ns,
             end_ns: monotonic_ns(),
         })
@@ -298,38 +304,16 @@ impl Completion {
         })
     }
 
-    /// Tasks and files at once, one iterator per CPU.
+    /// Tasks, then files: one after the other, never side by side (they
+    /// share the per-CPU scratch record: see walk()).
     fn walk_beside(&self) -> Result<(Vec<Record>, Option<String>)> {
-        // Bound to one process, the two iterators read a few records: one
-        // after the other. Side by side, two iterator programs may share a
-        // CPU (they run preemptibly, with migration disabled), and with it
-        // its per-CPU scratch record.
-        if self.bound {
-            let (mut records, task_error) = self.task.read("task")?;
-            let (files, file_error) = match &self.file {
-                Some(link) => link.read("task_file")?,
-                None => (Vec::new(), None),
-            };
-            records.extend(files);
-            return Ok((records, task_error.or(file_error).map(|e| e.to_string())));
-        }
-        let (tasks, files) = std::thread::scope(|scope| -> Result<_> {
-            let files = self
-                .file
-                .as_ref()
-                .map(|link| scope.spawn(move || link.read("task_file")));
-            let tasks = self.task.read("task")?;
-            let files = match files {
-                Some(handle) => handle
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("the file iterator thread panicked"))??,
-                None => (Vec::new(), None),
-            };
-            Ok((tasks, files))
-        })?;
-        let (mut records, task_error) = tasks;
-        records.extend(files.0);
-        Ok((records, task_error.or(files.1).map(|e| e.to_string())))
+        let (mut records, task_error) = self.task.read("task")?;
+        let (files, file_error) = match &self.file {
+            Some(link) => link.read("task_file")?,
+            None => (Vec::new(), None),
+        };
+        records.extend(files);
+        Ok((records, task_error.or(file_error).map(|e| e.to_string())))
     }
 
     /// The tasks a COMM filter selects, then each one's files.
