@@ -64,11 +64,14 @@ KERNEL_TYPES(KERNEL_TYPE_ID)
 #define KERNEL_ID_OF(src) _Generic(*(src), KERNEL_TYPES(KERNEL_TYPE_CASE) struct rec_hdr: 0)
 
 #define DIRECT_READS 1
+/* A number as a pointer to the kernel type `struct type` (in KERNEL_TYPES). */
+#define KCAST(addr, type) ((struct type *)bpf_rdonly_cast((void *)(addr), kid_##type))
 #define KREAD(src, a, ...)                                                       \
 	(((typeof(*(src)) *)bpf_rdonly_cast((src), KERNEL_ID_OF(src)))              \
 		 ->___arrow(a, ##__VA_ARGS__))
 #else
 #define DIRECT_READS 0
+#define KCAST(addr, type) ((struct type *)(addr))
 #define KREAD(src, a, ...) BPF_CORE_READ(src, a, ##__VA_ARGS__)
 #endif
 

@@ -102,7 +102,7 @@ static long path_step(__u32 i, void *arg)
 			w->done = 1;
 			return 1;
 		}
-		w->d = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->d = KCAST(BPF_CORE_READ(mnt, mnt_mountpoint), dentry);
 		w->mnt = up;
 		vfsmnt = (struct vfsmount *)__builtin_preserve_access_index(&up->mnt);
 		w->vfsmnt = vfsmnt;
@@ -362,7 +362,8 @@ __noinline __u32 fill_file_fields(__u64 file_addr, __u32 tgid, int fd, bool cloe
 static __always_inline __u32 fill_fs_rec(__u64 dentry_addr, __u64 mnt_addr, __u32 tgid, int fd,
 					 bool walk)
 {
-	struct dentry *dentry = (struct dentry *)dentry_addr;
+	/* Kernel-typed, as the walk's other dentries: one verifier state. */
+	struct dentry *dentry = KCAST(dentry_addr, dentry);
 	union scratch *buf = scratch_buf();
 	struct struct_copy *c = copy_buf();
 	struct inode *inode;

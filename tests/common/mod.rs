@@ -255,6 +255,12 @@ impl Fixture {
                 creds_pid = pid.parse().ok();
             }
         }
+        // Quiescent means asleep: the creds child reports its ids before it
+        // pauses, and on a busy machine it may still be runnable (its
+        // scheduler statistics changing under the tests that compare them).
+        if let Some(pid) = creds_pid {
+            wait_until_asleep(pid);
+        }
         Fixture {
             pid: child.id(),
             comm,
@@ -263,6 +269,20 @@ impl Fixture {
             child,
             _stdout: stdout,
         }
+    }
+}
+
+/// Waits (up to 10 s) until process `pid` sleeps (state S in /proc).
+fn wait_until_asleep(pid: u32) {
+    for _ in 0..1000 {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rfind(')')
+            .and_then(|at| stat[at + 1..].split_whitespace().next());
+        if matches!(state, Some("S") | None) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
