@@ -30,24 +30,25 @@ fn proc_dir(pid: u32, tid: Option<u32>) -> String {
 }
 
 /// What tells whether a task changed while the snapshot was taken: the
-/// schedstat (on-CPU time, run count) of each of its threads (a process's
-/// CPU time is theirs), its status (state, ids, parent, threads, context
-/// switches) and its name. Not its stat: reading that makes the kernel
-/// store its CPU-time split (prev_cputime), which the snapshot must find on
-/// its own.
-fn fingerprint(dir: &str) -> Option<(String, String, Vec<u8>)> {
+/// schedstat (on-CPU time, run count) of each thread of its process (a
+/// process's CPU time is theirs; and for a thread's row too: a thread
+/// created and gone while we looked leaves the process's thread count as
+/// it was, but whoever created it ran), its status (state, ids, parent,
+/// threads, context switches) and its name. Not its stat: reading that
+/// makes the kernel store its CPU-time split (prev_cputime), which the
+/// snapshot must find on its own.
+fn fingerprint(pid: u32, tid: Option<u32>) -> Option<(String, String, Vec<u8>)> {
     let mut schedstat = String::new();
-    match fs::read_dir(format!("{dir}/task")) {
-        // A process: every thread's.
-        Ok(tasks) => {
-            let mut tids: Vec<_> = tasks.flatten().map(|e| e.path()).collect();
-            tids.sort();
-            for t in tids {
-                schedstat += &fs::read_to_string(t.join("schedstat")).ok()?;
-            }
-        }
-        Err(_) => schedstat = fs::read_to_string(format!("{dir}/schedstat")).ok()?,
+    let mut tids: Vec<_> = fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    tids.sort();
+    for t in tids {
+        schedstat += &fs::read_to_string(t.join("schedstat")).ok()?;
     }
+    let dir = proc_dir(pid, tid);
     Some((
         schedstat,
         fs::read_to_string(format!("{dir}/status")).ok()?,
@@ -111,10 +112,7 @@ fn compare_with_proc(backend: &str, threads: bool) -> Compared {
             tasks.push((pid, None));
         }
     }
-    let before: Vec<_> = tasks
-        .iter()
-        .map(|&(p, t)| fingerprint(&proc_dir(p, t)))
-        .collect();
+    let before: Vec<_> = tasks.iter().map(|&(p, t)| fingerprint(p, t)).collect();
     let mut args = vec!["--backend", backend, "--no-files"];
     if threads {
         args.push("--threads");
@@ -135,7 +133,7 @@ fn compare_with_proc(backend: &str, threads: bool) -> Compared {
     for (&(pid, tid), before) in tasks.iter().zip(before) {
         let dir = proc_dir(pid, tid);
         let Some(before) = before else { continue };
-        if fingerprint(&dir).as_ref() != Some(&before) {
+        if fingerprint(pid, tid).as_ref() != Some(&before) {
             continue; // changed while we looked: no ground truth
         }
         let tid = tid.unwrap_or(pid);
