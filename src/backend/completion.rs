@@ -150,7 +150,7 @@ unsafe impl Sync for IterLink {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FilePass {
     /// iter/task, then iter/task_file over every process.
-    Beside,
+    AfterTasks,
     /// iter/task first, then iter/task_file bound to each selected process.
     ByProcess,
     /// The task iterator writes each process's files with it
@@ -218,12 +218,12 @@ impl Completion {
             None => FilePass::None,
             Some(_) if progs.tasks_carry_files => FilePass::WithTasks,
             Some(_) if comm_filter && pid.is_none() => FilePass::ByProcess,
-            Some(_) => FilePass::Beside,
+            Some(_) => FilePass::AfterTasks,
         };
         // The task iterator carrying files needs iter/task_file only for
         // what it leaves, through links bound to those processes.
         let file = match (progs.file, pass) {
-            (Some(prog), FilePass::Beside | FilePass::ByProcess) => {
+            (Some(prog), FilePass::AfterTasks | FilePass::ByProcess) => {
                 Some(IterLink::attach(prog, pid).context("attaching iter/task_file")?)
             }
             _ => None,
@@ -263,7 +263,7 @@ impl Completion {
             let cmdline = &self.cmdline;
             let late = scope.spawn(move || read_late_views(cmdline, &None));
             let (records, error) = match self.pass {
-                FilePass::Beside | FilePass::None => self.walk_beside()?,
+                FilePass::AfterTasks | FilePass::None => self.walk_tasks_then_files()?,
                 FilePass::ByProcess => self.walk_by_process()?,
                 FilePass::WithTasks => self.walk_with_tasks()?,
             };
@@ -306,7 +306,7 @@ impl Completion {
 
     /// Tasks, then files: one after the other, never side by side (they
     /// share the per-CPU scratch record: see walk()).
-    fn walk_beside(&self) -> Result<(Vec<Record>, Option<String>)> {
+    fn walk_tasks_then_files(&self) -> Result<(Vec<Record>, Option<String>)> {
         let (mut records, task_error) = self.task.read("task")?;
         let (files, file_error) = match &self.file {
             Some(link) => link.read("task_file")?,
