@@ -261,7 +261,7 @@ impl Completion {
         let start_ns = monotonic_ns();
         let (mut records, error, late) = std::thread::scope(|scope| -> Result<_> {
             let cmdline = &self.cmdline;
-            let late = scope.spawn(move || read_late_views(cmdline, &None));
+            let late = scope.spawn(move || read_view(cmdline, "command-line"));
             let (records, error) = match self.pass {
                 FilePass::AfterTasks | FilePass::None => self.walk_tasks_then_files()?,
                 FilePass::ByProcess => self.walk_by_process()?,
@@ -273,7 +273,7 @@ impl Completion {
             Ok((records, error, late))
         })?;
         records.extend(late.0);
-        let (maps, maps_error) = read_late_views(&None, &self.maps)?;
+        let (maps, maps_error) = read_view(&self.maps, "task_vma")?;
         records.extend(maps);
         let late_error = late.1.or(maps_error);
         whole_slot_paths(&mut records);
@@ -448,16 +448,21 @@ fn read_late_views(
     cmdline: &Option<IterLink>,
     maps: &Option<IterLink>,
 ) -> Result<(Vec<Record>, Option<String>)> {
-    let mut records = Vec::new();
-    let mut error = None;
-    for (link, what) in [(cmdline, "command-line"), (maps, "task_vma")] {
-        if let Some(link) = link {
-            let (more, e) = link.read(what)?;
-            records.extend(more);
-            error = error.or(e.map(|e| e.to_string()));
+    let (mut records, error) = read_view(cmdline, "command-line")?;
+    let (more, maps_error) = read_view(maps, "task_vma")?;
+    records.extend(more);
+    Ok((records, error.or(maps_error)))
+}
+
+/// One pass of an iterator the request may not have (nothing then).
+fn read_view(link: &Option<IterLink>, what: &str) -> Result<(Vec<Record>, Option<String>)> {
+    match link {
+        Some(link) => {
+            let (records, e) = link.read(what)?;
+            Ok((records, e.map(|e| e.to_string())))
         }
+        None => Ok((Vec::new(), None)),
     }
-    Ok((records, error))
 }
 
 /// The event's records first; the completion adds every task, stack and fd
