@@ -20,6 +20,55 @@ pub fn digits_before(buf: &mut [u8], end: usize, mut v: u64, base: u64) -> usize
     }
 }
 
+/// Appends `v` in decimal (JSON numbers, by hand for the same reason).
+pub fn push_decimal(out: &mut Vec<u8>, v: u64) {
+    let mut buf = [0u8; 20];
+    let at = digits_before(&mut buf, 20, v, 10);
+    out.extend_from_slice(&buf[at..]);
+}
+
+/// Appends `bytes` as a JSON string, exactly as serde_json writes
+/// `String::from_utf8_lossy(bytes)`: invalid UTF-8 as U+FFFD, `"`, `\` and
+/// control characters escaped, the rest as is.
+pub fn push_json_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // from_utf8 first: its ASCII fast path is quicker than lossy's chunks.
+    let lossy;
+    let text = match std::str::from_utf8(bytes) {
+        Ok(valid) => valid.as_bytes(),
+        Err(_) => {
+            lossy = String::from_utf8_lossy(bytes);
+            lossy.as_bytes()
+        }
+    };
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    let mut unicode = *b"\\u0000";
+    for (i, &b) in text.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => {
+                unicode[4] = HEX[(b >> 4) as usize];
+                unicode[5] = HEX[(b & 15) as usize];
+                &unicode
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&text[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&text[start..]);
+    out.push(b'"');
+}
+
 /// Bytes from the kernel made safe for a terminal: invalid UTF-8 and control
 /// characters are escaped as \xNN, backslashes doubled.
 pub fn printable(bytes: &[u8]) -> Cow<'_, str> {
@@ -225,5 +274,45 @@ mod time_tests {
             ),
             "  Mar 02"
         );
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    /// Every byte alone, in UTF-8 sequences and broken ones: what serde_json
+    /// writes for the same text.
+    #[test]
+    fn json_strings_read_as_serde_json_writes_them() {
+        let mut cases: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b'a', b, b'z']).collect();
+        cases.extend(
+            [
+                &b""[..],
+                b"\xc3\xa9t\xc3\xa9",
+                b"\xe2\x80\xae bidi",
+                b"\xf0\x9f\x98\x80",
+                b"cut \xf0\x9f\x98",
+                b"\xff\xfe\xfd",
+                b"\\\"\\\"",
+                b"\x00\x00",
+            ]
+            .map(<[u8]>::to_vec),
+        );
+        for bytes in cases {
+            let mut ours = Vec::new();
+            push_json_string(&mut ours, &bytes);
+            let theirs = serde_json::to_vec(&String::from_utf8_lossy(&bytes)).unwrap();
+            assert_eq!(ours, theirs, "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn decimals_read_as_format_writes_them() {
+        for v in [0, 1, 9, 10, 99, 4096, u64::from(u32::MAX), u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, v);
+            assert_eq!(out, v.to_string().into_bytes());
+        }
     }
 }
