@@ -290,10 +290,34 @@ impl Row {
     }
 }
 
-/// A thread group's task records, as they arrive.
+/// Everything the records say about one process, gathered in one place:
+/// one lookup per run of its records instead of one per record and table.
 #[derive(Default)]
-struct ThreadGroup {
+struct ProcessParts {
     threads: Vec<TaskRec>,
+    files: Vec<FileEntry>,
+    /// What it holds without an fd (cwd, rtd, txt, mapped files).
+    slots: Vec<FileEntry>,
+    /// Its first process record: the event's.
+    proc_rec: Option<Box<ProcRec>>,
+    cmdline: Option<Vec<CmdlineRec>>,
+}
+
+impl ProcessParts {
+    /// Adds what a later run of records said; earlier records stay first.
+    fn absorb(&mut self, mut later: ProcessParts) {
+        self.threads.append(&mut later.threads);
+        self.files.append(&mut later.files);
+        self.slots.append(&mut later.slots);
+        if self.proc_rec.is_none() {
+            self.proc_rec = later.proc_rec;
+        }
+        match (&mut self.cmdline, later.cmdline) {
+            (Some(chunks), Some(mut more)) => chunks.append(&mut more),
+            (none @ None, more) => *none = more,
+            (Some(_), None) => {}
+        }
+    }
 }
 
 /// Builds the snapshot from a backend's records. `skipped` is what the
@@ -373,36 +397,21 @@ fn record_counts(raw: &RawSnapshot) -> Counts {
 
 /// Records sorted by what they belong to.
 struct Gathered {
-    procs: BTreeMap<u32, ThreadGroup>,
-    files: BTreeMap<u32, Vec<FileEntry>>,
+    procs: BTreeMap<u32, ProcessParts>,
     stacks: BTreeMap<u32, StackRec>,
     /// Socket records not right after their file's (pid, fd).
     sockets: HashMap<(u32, i32), Socket>,
-    /// Process records, the first (the event's) of each process.
-    proc_recs: HashMap<u32, ProcRec>,
-    /// What processes hold without an fd (cwd, rtd, txt, mapped files).
-    slots: HashMap<u32, Vec<FileEntry>>,
-    cmdlines: HashMap<u32, Vec<CmdlineRec>>,
 }
 
-/// Tasks by process, files by process, stacks by thread; counts in
-/// `capture` which tasks the event captured and which came after.
+/// Records by process, stacks by thread; counts in `capture` which tasks
+/// the event captured and which came after. A process's records arrive one
+/// after another: each run is gathered apart and added to the map when the
+/// next process's begins.
 fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathered {
-    let mut procs: BTreeMap<u32, ThreadGroup> = BTreeMap::new();
-    let mut files: BTreeMap<u32, Vec<FileEntry>> = BTreeMap::new();
+    let mut procs: BTreeMap<u32, ProcessParts> = BTreeMap::new();
     let mut stacks: BTreeMap<u32, StackRec> = BTreeMap::new();
     let mut sockets: HashMap<(u32, i32), Socket> = HashMap::new();
-    let mut proc_recs: HashMap<u32, ProcRec> = HashMap::new();
-    let mut slots: HashMap<u32, Vec<FileEntry>> = HashMap::new();
-    let mut cmdlines: HashMap<u32, Vec<CmdlineRec>> = HashMap::new();
-    // A process's files arrive one after another: gather each run before
-    // touching the map, instead of a map lookup per file.
-    let mut run: Option<(u32, Vec<FileEntry>)> = None;
-    let mut end_run = |run: &mut Option<(u32, Vec<FileEntry>)>| {
-        if let Some((pid, mut list)) = run.take() {
-            files.entry(pid).or_default().append(&mut list);
-        }
-    };
+    let mut run: Option<(u32, ProcessParts)> = None;
     for rec in Shrinking::new(records) {
         match rec {
             Record::Task(t) => {
@@ -414,23 +423,14 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
                         .latest_after_ns
                         .max(t.taken_ns.saturating_sub(ktime_ns));
                 }
-                procs.entry(t.tgid).or_default().threads.push(*t)
+                run_parts(&mut run, t.tgid, &mut procs).threads.push(*t)
             }
-            Record::File(f) if f.fd < 0 => {
-                slots
-                    .entry(f.pid)
-                    .or_default()
-                    .push(FileEntry::from_record(f));
-            }
-            Record::File(f) => {
-                if run.as_ref().is_none_or(|(pid, _)| *pid != f.pid) {
-                    end_run(&mut run);
-                    run = Some((f.pid, Vec::with_capacity(16)));
-                }
-                if let Some((_, list)) = run.as_mut() {
-                    list.push(FileEntry::from_record(f));
-                }
-            }
+            Record::File(f) if f.fd < 0 => run_parts(&mut run, f.pid, &mut procs)
+                .slots
+                .push(FileEntry::from_record(f)),
+            Record::File(f) => run_parts(&mut run, f.pid, &mut procs)
+                .files
+                .push(FileEntry::from_record(f)),
             // The first of a thread's stacks: the event's.
             Record::Stack(s) => {
                 stacks.entry(s.pid).or_insert(s);
@@ -440,7 +440,7 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
                 let file = run
                     .as_mut()
                     .filter(|(pid, _)| *pid == s.pid)
-                    .and_then(|(_, list)| list.last_mut())
+                    .and_then(|(_, parts)| parts.files.last_mut())
                     .filter(|f| f.fd == s.fd && f.socket.is_none());
                 match file {
                     Some(f) => f.socket = Some(Box::new(s.socket)),
@@ -450,21 +450,47 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
                 }
             }
             Record::Proc(p) => {
-                proc_recs.entry(p.pid).or_insert(*p);
+                run_parts(&mut run, p.pid, &mut procs)
+                    .proc_rec
+                    .get_or_insert(p);
             }
-            Record::Cmdline(c) => cmdlines.entry(c.pid).or_default().push(c),
+            Record::Cmdline(c) => run_parts(&mut run, c.pid, &mut procs)
+                .cmdline
+                .get_or_insert_with(Vec::new)
+                .push(c),
             Record::Begin(_) | Record::End(_) => {}
         }
     }
-    end_run(&mut run);
+    end_run(&mut run, &mut procs);
     Gathered {
         procs,
-        files,
         stacks,
         sockets,
-        proc_recs,
-        slots,
-        cmdlines,
+    }
+}
+
+/// The parts of the run of records `pid`'s belong to; a record of another
+/// process ends the run before.
+fn run_parts<'r>(
+    run: &'r mut Option<(u32, ProcessParts)>,
+    pid: u32,
+    procs: &mut BTreeMap<u32, ProcessParts>,
+) -> &'r mut ProcessParts {
+    if run.as_ref().is_some_and(|(of, _)| *of != pid) {
+        end_run(run, procs);
+    }
+    &mut run.get_or_insert_with(|| (pid, ProcessParts::default())).1
+}
+
+/// Adds a run's parts to its process's.
+fn end_run(run: &mut Option<(u32, ProcessParts)>, procs: &mut BTreeMap<u32, ProcessParts>) {
+    if let Some((pid, parts)) = run.take() {
+        match procs.entry(pid) {
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(parts);
+            }
+            std::collections::btree_map::Entry::Occupied(mut had) => had.get_mut().absorb(parts),
+        }
     }
 }
 
@@ -512,12 +538,8 @@ impl<T> Iterator for Shrinking<T> {
 fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> Vec<Row> {
     let Gathered {
         procs,
-        mut files,
         mut stacks,
         mut sockets,
-        mut proc_recs,
-        mut slots,
-        mut cmdlines,
     } = g;
     let mut rows = Vec::with_capacity(procs.len());
     for (tgid, mut proc) in procs {
@@ -532,7 +554,7 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         else {
             continue;
         };
-        let mut open_files: Vec<FileEntry> = files.remove(&tgid).unwrap_or_default();
+        let mut open_files = proc.files;
         files::by_fd(&mut open_files);
         if !sockets.is_empty() {
             for f in open_files.iter_mut().filter(|f| f.socket.is_none()) {
@@ -556,9 +578,9 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         };
         let process = process_of(
             leader,
-            proc_recs.remove(&tgid),
-            slots.remove(&tgid).unwrap_or_default(),
-            cmdlines.remove(&tgid),
+            proc.proc_rec.map(|p| *p),
+            proc.slots,
+            proc.cmdline,
             ctx,
         );
         if ctx.per_thread {
