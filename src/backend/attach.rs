@@ -39,6 +39,17 @@ macro_rules! open_configured {
 }
 pub(crate) use open_configured;
 
+/// Has libbpf parse the kernel's BTF now, for the task iterator's attach
+/// point, instead of inside load(): the reduced CO-RE BTF (core_btf) is
+/// built on another thread meanwhile, and load() only waits for what is
+/// left of it. Load would look the same attach point up.
+pub fn parse_kernel_btf_now(task_iter: &mut libbpf_rs::OpenProgramMut<'_>) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    task_iter
+        .set_attach_target(0, Some("task".into()))
+        .context("finding the task iterator in the kernel's BTF")
+}
+
 /// Fills a skeleton's `.rodata` from the walk and trigger options.
 macro_rules! configure_rodata {
     ($rodata:expr, $walk:expr, $trig:expr) => {{

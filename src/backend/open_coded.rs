@@ -11,7 +11,9 @@ use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{AsRawLibbpf, OpenObject};
 
-use super::attach::{configure_completion, open_configured, select_trigger_program};
+use super::attach::{
+    configure_completion, open_configured, parse_kernel_btf_now, select_trigger_program,
+};
 use super::programs::LoadReport;
 use super::session::{load_first, session_of, IterPaths, Session};
 use super::{TriggerOptions, WalkOptions};
@@ -40,7 +42,6 @@ fn load(
     paths: IterPaths,
 ) -> Result<OpencodedSkel<'static>> {
     let mut open = open_configured!(OpencodedSkelBuilder, "opencoded", "open-coded", walk, trig);
-    set_kernel_type_ids(open.maps.rodata_data.as_deref_mut().context("no .rodata")?)?;
     select_trigger_program!(open.progs, &trig.spec);
     open.progs.bare_walk.set_autoload(false);
     open.progs.dump_task.set_autoload(!tasks_carry_files(walk));
@@ -48,6 +49,14 @@ fn load(
         .dump_task_files
         .set_autoload(tasks_carry_files(walk));
     configure_completion!(open, walk, trig, paths);
+    let task_prog = if tasks_carry_files(walk) {
+        &mut open.progs.dump_task_files
+    } else {
+        &mut open.progs.dump_task
+    };
+    parse_kernel_btf_now(task_prog)?;
+    set_kernel_type_ids(open.maps.rodata_data.as_deref_mut().context("no .rodata")?)?;
+    super::core_btf::wait_for("opencoded");
     open.load()
         .context("loading the open-coded BPF programs (--verbose shows the verifier log)")
 }

@@ -7,7 +7,9 @@ use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::AsRawLibbpf;
 
-use super::attach::{configure_completion, open_configured, select_trigger_program};
+use super::attach::{
+    configure_completion, open_configured, parse_kernel_btf_now, select_trigger_program,
+};
 use super::programs::LoadReport;
 use super::session::{load_first, session_of, IterPaths, Session};
 use super::{TriggerOptions, TriggerSpec, WalkOptions};
@@ -27,6 +29,8 @@ fn load(
         open.progs.on_timer.set_autoload(false);
     }
     configure_completion!(open, walk, trig, paths);
+    parse_kernel_btf_now(&mut open.progs.dump_task)?;
+    super::core_btf::wait_for("seqiter");
     open.load()
         .context("loading the seq-iterator BPF programs (--verbose shows the verifier log)")
 }

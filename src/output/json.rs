@@ -358,7 +358,7 @@ mod tests {
             f_flags: [2, 0, 0o4_002_001, 0o37_777_777_777, 0o100_000 | 0o40][fd as usize % 5],
             f_mode: 0,
             i_mode: 0o100600 + fd as u32,
-            dev: (fd as u32 % 300) << 20 | 3 + fd as u32,
+            dev: ((fd as u32 % 300) << 20) | (3 + fd as u32),
             ino: (fd as u64) << 33 | 7,
             pos: u64::MAX - fd as u64,
             size: fd as u64 * 4096,
