@@ -128,8 +128,18 @@ fn a_one_shot_loads_iterators_only() {
         ] {
             let l = one_shot(backend, &args);
             assert!(l.triggers().is_empty(), "{backend} {args:?}: {l:?}");
+            // Iterators, and for a COMM query on the open-coded object the
+            // scan that finds its processes (run once, never attached).
+            let scans = backend != "seq" && args == [fx.comm.as_str()];
+            assert_eq!(
+                l.names().contains("find_comm"),
+                scans,
+                "{backend} {args:?}: {l:?}"
+            );
             assert!(
-                l.programs.iter().all(|p| p.section.starts_with("iter")),
+                l.programs
+                    .iter()
+                    .all(|p| p.section.starts_with("iter") || p.name == "find_comm"),
                 "{backend} {args:?}: {l:?}"
             );
             assert!(

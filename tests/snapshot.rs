@@ -771,3 +771,65 @@ fn json_schema_describes_snapshots_exactly() {
     wrong["counts"]["files"] = serde_json::json!("many");
     assert!(!schema_accepts(&wrong), "a wrong type is refused");
 }
+
+/// The processes /proc names `comm` (its `comm` file, as pgrep -x reads it).
+fn processes_named(comm: &str) -> BTreeSet<u32> {
+    proc_processes()
+        .into_keys()
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm)
+        })
+        .collect()
+}
+
+/// A COMM query finds every process of the name, with its files, and
+/// nothing else: whether the open-coded object's scan (find_comm) binds the
+/// iterators to each of a few, or, past what the scan takes, every task is
+/// walked; and a kernel thread by the long name /proc gives it.
+#[test]
+fn comm_query_finds_every_process_of_the_name() {
+    for children in [3, 40] {
+        let fx = Fixture::start_with_children("q", children);
+        let want = processes_named(&fx.comm);
+        assert_eq!(want.len(), children + 1, "the fixture and its children");
+        for backend in backends_here() {
+            let snap = snapshot(&["--backend", backend, &fx.comm]);
+            let got: BTreeSet<u32> = snap["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["pid"].as_u64().unwrap() as u32)
+                .collect();
+            assert_eq!(got, want, "{backend}, {children} children");
+            assert_eq!(snap["complete"], true, "{backend}: {}", snap["problems"]);
+            let row = &rows_of(&snap, fx.pid)[0];
+            assert_eq!(snapshot_fds(row), proc_fds(fx.pid), "{backend}");
+            assert!(row["cmdline"].is_array(), "{backend}: {row}");
+        }
+    }
+    // A kernel thread whose name is longer than its comm (a workqueue
+    // rescuer, "kworker/R-…" from 6.10, whose name does not change): found
+    // by it.
+    let long = proc_processes().into_keys().find_map(|pid| {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let name = status
+            .lines()
+            .next()?
+            .strip_prefix("Name:")?
+            .trim()
+            .to_string();
+        let ppid: u32 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))?
+            .trim()
+            .parse()
+            .ok()?;
+        (ppid == 2 && name.len() > 15 && name.starts_with("kworker/R-")).then_some((pid, name))
+    });
+    if let Some((pid, name)) = long {
+        for backend in backends_here() {
+            let snap = snapshot(&["--backend", backend, &name]);
+            assert_eq!(rows_of(&snap, pid).len(), 1, "{backend} {name}: {snap}");
+        }
+    }
+}

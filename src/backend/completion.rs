@@ -5,9 +5,12 @@
 //! objects an iterator visits, so a read holds no CPU for long.
 //!
 //! Filtered snapshots read less: with --pid, the iterators are bound to that
-//! process in the kernel (Linux 6.1+); with a COMM filter, the tasks are read
-//! first, then the files of just those processes, one bound iterator each.
-//! Elsewhere, or for many processes, the iterators visit every task.
+//! process in the kernel (Linux 6.1+); with a COMM filter, the open-coded
+//! object's scan (find_comm) names the processes that may bear it, and the
+//! task, file and command-line iterators are bound to each; without the
+//! scan (seq object) the tasks are read first, then the files of just those
+//! processes, one bound iterator each. Elsewhere, or for many processes,
+//! the iterators visit every task.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -163,6 +166,12 @@ enum FilePass {
 /// The iterators of a loaded object.
 pub struct Completion {
     task: IterLink,
+    /// The iter/task program, for links bound to one process each.
+    task_prog: NonNull<sys::bpf_program>,
+    /// The command-line program, likewise.
+    cmdline_prog: Option<NonNull<sys::bpf_program>>,
+    /// A COMM query's scan for its processes, where the object has one.
+    comm_scan: Option<CommScan>,
     /// The sleepable iter/task of command lines, where the kernel has it.
     cmdline: Option<IterLink>,
     /// iter/task_vma, with --maps.
@@ -241,6 +250,9 @@ impl Completion {
             .context("attaching iter/task_vma")?;
         Ok(Completion {
             task,
+            task_prog: progs.task,
+            cmdline_prog: progs.cmdline,
+            comm_scan: None,
             cmdline,
             maps,
             file,
@@ -259,6 +271,16 @@ impl Completion {
     /// fills the record could find it overwritten by another on its CPU.
     pub fn walk(&self) -> Result<Walked> {
         let start_ns = monotonic_ns();
+        if let Some(tgids) = self.scanned_processes()? {
+            let (mut records, error) = self.walk_processes(&tgids)?;
+            whole_slot_paths(&mut records);
+            return Ok(Walked {
+                records,
+                error,
+                start_ns,
+                end_ns: monotonic_ns(),
+            });
+        }
         let (mut records, error, late) = std::thread::scope(|scope| -> Result<_> {
             let cmdline = &self.cmdline;
             let late = scope.spawn(move || read_view(cmdline, "command-line"));
@@ -316,19 +338,65 @@ impl Completion {
         Ok((records, task_error.or(file_error).map(|e| e.to_string())))
     }
 
+    /// Gives the completion a COMM query's scan (see CommScan).
+    pub fn set_comm_scan(&mut self, scan: CommScan) {
+        self.comm_scan = Some(scan);
+    }
+
+    /// The processes a COMM query's scan found, when it has one that ran
+    /// to its end; `None`: walk every task. Not with --maps, whose iterator
+    /// is not bound here.
+    fn scanned_processes(&self) -> Result<Option<Vec<u32>>> {
+        match &self.comm_scan {
+            Some(scan) if self.pass == FilePass::ByProcess || self.pass == FilePass::None => {
+                if self.maps.is_some() {
+                    return Ok(None);
+                }
+                (scan.run)()
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The tasks, files and command lines of the processes `tgids`, through
+    /// iterators bound to each (the programs keep applying the filter). A
+    /// process gone since the scan has nothing to read.
+    fn walk_processes(&self, tgids: &[u32]) -> Result<(Vec<Record>, Option<String>)> {
+        let mut records = Vec::new();
+        let mut error = None;
+        for &tgid in tgids {
+            if let Ok(link) = IterLink::attach(self.task_prog, Some(tgid)) {
+                let (more, e) = link.read("task")?;
+                records.extend(more);
+                error = error.or(e.map(|e| e.to_string()));
+            }
+        }
+        let selected = task_tgids(&records);
+        if self.pass == FilePass::ByProcess {
+            let wanted: Vec<(u32, u32)> = selected.iter().map(|&tgid| (tgid, 0)).collect();
+            let (files, file_error) = self.files_of(&wanted)?;
+            records.extend(files);
+            error = error.or(file_error);
+        }
+        if let Some(prog) = self.cmdline_prog {
+            for &tgid in &selected {
+                if let Ok(link) = IterLink::attach(prog, Some(tgid)) {
+                    let (more, e) = link.read("command-line")?;
+                    records.extend(more);
+                    error = error.or(e.map(|e| e.to_string()));
+                }
+            }
+        }
+        Ok((records, error))
+    }
+
     /// The tasks a COMM filter selects, then each one's files.
     fn walk_by_process(&self) -> Result<(Vec<Record>, Option<String>)> {
         let (mut records, error) = self.task.read("task")?;
-        let mut tgids: Vec<u32> = records
-            .iter()
-            .filter_map(|r| match r {
-                Record::Task(t) => Some(t.tgid),
-                _ => None,
-            })
+        let wanted: Vec<(u32, u32)> = task_tgids(&records)
+            .into_iter()
+            .map(|tgid| (tgid, 0))
             .collect();
-        tgids.sort_unstable();
-        tgids.dedup();
-        let wanted: Vec<(u32, u32)> = tgids.into_iter().map(|tgid| (tgid, 0)).collect();
         let (files, file_error) = self.files_of(&wanted)?;
         records.extend(files);
         Ok((records, error.map(|e| e.to_string()).or(file_error)))
@@ -410,6 +478,28 @@ impl Completion {
             .map(|_| ())
             .context("learning itersnap's root")
     }
+}
+
+/// The processes of the task records, each once, in order.
+fn task_tgids(records: &[Record]) -> Vec<u32> {
+    let mut tgids: Vec<u32> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Task(t) => Some(t.tgid),
+            _ => None,
+        })
+        .collect();
+    tgids.sort_unstable();
+    tgids.dedup();
+    tgids
+}
+
+/// A COMM query's first step where the object has it (find_comm, open-coded
+/// object): the processes that may bear the name, from one run of a program
+/// over the kernel's process list; `None` when the scan stopped early (too
+/// many candidates, or its time budget).
+pub struct CommScan {
+    pub run: Box<dyn Fn() -> Result<Option<Vec<u32>>> + Send>,
 }
 
 /// A process's cwd, root or executable that the walk could not give whole

@@ -14,6 +14,7 @@ use libbpf_rs::{AsRawLibbpf, OpenObject};
 use super::attach::{
     configure_completion, open_configured, parse_kernel_btf_now, select_trigger_program,
 };
+use super::completion::CommScan;
 use super::programs::LoadReport;
 use super::session::{load_first, session_of, IterPaths, Session};
 use super::{TriggerOptions, WalkOptions};
@@ -44,6 +45,7 @@ fn load(
     let mut open = open_configured!(OpencodedSkelBuilder, "opencoded", "open-coded", walk, trig);
     select_trigger_program!(open.progs, &trig.spec);
     open.progs.bare_walk.set_autoload(false);
+    open.progs.find_comm.set_autoload(scans_for_comm(walk));
     open.progs.dump_task.set_autoload(!tasks_carry_files(walk));
     open.progs
         .dump_task_files
@@ -113,6 +115,11 @@ fn set_kernel_type_ids(rodata: &mut crate::bpf::opencoded::types::rodata) -> Res
 /// filter selects a few processes, whose files iterators bound to each read
 /// as cheaply, and dump_task with iter/task_file verifies ~5,000
 /// instructions less (the fd loop is only iter/task_file's then).
+/// A COMM query without --pid looks for its processes first (find_comm).
+fn scans_for_comm(walk: &WalkOptions) -> bool {
+    walk.comm.is_some() && walk.pid.is_none()
+}
+
 fn tasks_carry_files(walk: &WalkOptions) -> bool {
     walk.files && walk.comm.is_none() && walk.pid.is_none()
 }
@@ -131,7 +138,8 @@ pub fn open(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Session> {
     } else {
         skel.progs.dump_task.as_libbpf_object()
     };
-    session_of!(
+    let comm_scan = scans_for_comm(walk).then(|| comm_scan(&skel)).transpose()?;
+    let mut session = session_of!(
         skel,
         "open-coded",
         paths,
@@ -141,7 +149,35 @@ pub fn open(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Session> {
         true,
         task_prog,
         tasks_carry_files(walk)
-    )
+    )?;
+    if let Some(scan) = comm_scan {
+        session.completion.set_comm_scan(scan);
+    }
+    Ok(session)
+}
+
+/// find_comm, run with BPF_PROG_TEST_RUN, and its result read from .bss.
+fn comm_scan(skel: &OpencodedSkel<'static>) -> Result<CommScan> {
+    let fd = skel.progs.find_comm.as_fd().as_raw_fd();
+    let bss = skel.maps.bss_data.as_deref().context("no .bss")?;
+    // An address, to be Send: the .bss is a mapping libbpf keeps in place
+    // as long as the object, which the session holds past its completion.
+    let result = std::ptr::addr_of!(bss.comm_scan) as usize;
+    Ok(CommScan {
+        run: Box::new(move || {
+            test_run(fd).context("looking for the COMM's processes (find_comm)")?;
+            // SAFETY: `result` points into the live .bss mapping (see
+            // above); the program that writes it has returned, and a
+            // volatile read takes what it wrote.
+            let scan = unsafe {
+                std::ptr::read_volatile(
+                    result as *const crate::bpf::opencoded::types::comm_scan_result,
+                )
+            };
+            let n = (scan.n as usize).min(scan.tgids.len());
+            Ok((scan.complete != 0).then(|| scan.tgids[..n].to_vec()))
+        }),
+    })
 }
 
 /// The bare walk (scripts/bench): (tasks, fds, ns) of the task and fd-bitmap
@@ -160,6 +196,7 @@ pub fn bare_walk() -> Result<(u64, u64, u64)> {
     open.progs.dump_task_files.set_autoload(false);
     open.progs.dump_file.set_autoload(false);
     open.progs.dump_file_walk.set_autoload(false);
+    open.progs.find_comm.set_autoload(false);
     let skel = open.load().context("loading the bare-walk program")?;
     test_run(skel.progs.bare_walk.as_fd().as_raw_fd()).context("running the bare walk")?;
     let bss = skel.maps.bss_data.as_deref().context("no .bss")?;
