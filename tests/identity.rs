@@ -212,7 +212,16 @@ fn every_process_is_as_proc_shows_it() {
     let fx = Fixture::start_with_creds("p");
     let creds = fx.creds_pid.unwrap();
     for backend in backends_here() {
-        let seen = compare_with_proc(backend, false);
+        // Only tasks that did not change while read are compared: under the
+        // parallel suite the fixture itself is sometimes woken meanwhile
+        // (seen once in a full run); another look then finds it still.
+        let mut seen = compare_with_proc(backend, false);
+        for _ in 0..3 {
+            if seen.tasks.contains(&(fx.pid, fx.pid)) && seen.tasks.contains(&(creds, creds)) {
+                break;
+            }
+            seen = compare_with_proc(backend, false);
+        }
         assert!(
             seen.tasks.len() > 10,
             "{backend}: only {} compared",
