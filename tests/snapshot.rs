@@ -790,7 +790,15 @@ fn processes_named(comm: &str) -> BTreeSet<u32> {
 fn comm_query_finds_every_process_of_the_name() {
     for children in [3, 40] {
         let fx = Fixture::start_with_children("q", children);
-        let want = processes_named(&fx.comm);
+        // Each child names itself after its fork: wait until all have.
+        let mut want = processes_named(&fx.comm);
+        for _ in 0..200 {
+            if want.len() == children + 1 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+            want = processes_named(&fx.comm);
+        }
         assert_eq!(want.len(), children + 1, "the fixture and its children");
         for backend in backends_here() {
             let snap = snapshot(&["--backend", backend, &fx.comm]);
