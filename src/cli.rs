@@ -25,7 +25,11 @@ Examples:
   sudo itersnap --on-signal SIGUSR1 bash a snapshot of bash whenever a SIGUSR1 is sent
   sudo itersnap --on-syscall execve --count 5
   sudo itersnap --on-tracepoint sched:sched_process_exit --caller-comm make
-  sudo itersnap --on-uprobe /usr/bin/bash:readline --caller-pid 1234";
+  sudo itersnap --on-uprobe /usr/bin/bash:readline --caller-pid 1234
+
+Exit status: 0 the snapshots hold a match; 1 the filters matched nothing
+(or an error); 2 a bad command line; 3 a snapshot lost records (see
+--allow-incomplete).";
 
 /// Snapshots of every task (identity, state, open files, kernel stack),
 /// taken inside the kernel with BPF iterators.
@@ -160,6 +164,10 @@ pub struct Cli {
     /// Ring buffer size for what a trigger captures in the event (e.g. 64M); default: sized from --event-budget
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub ringbuf_size: Option<u32>,
+
+    /// Exit 0 even if a snapshot is incomplete (records lost: see its problems); without it such a run exits 3
+    #[arg(long)]
+    pub allow_incomplete: bool,
 }
 
 impl Cli {
@@ -191,6 +199,7 @@ impl Cli {
             event_budget: self.event_budget,
             backend: self.backend,
             ringbuf_size: self.ringbuf_size,
+            allow_incomplete: self.allow_incomplete,
         }
     }
 

@@ -47,8 +47,9 @@ fn main() -> ExitCode {
         }
         None => {}
     }
-    match run::run(&cli.request()) {
-        Ok(()) => ExitCode::SUCCESS,
+    let request = cli.request();
+    match run::run(&request) {
+        Ok(outcome) => exit_status(&request, outcome),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("itersnap: error: {e:#}");
@@ -59,6 +60,42 @@ fn main() -> ExitCode {
 
 /// `itersnap check`: the report, and an exit status that says whether
 /// itersnap can run here at all.
+/// A run's exit status, as pgrep's and lsof's: 0 when its snapshots hold a
+/// match, 1 when the filters matched nothing in any of them; 3 when one
+/// lost records (its answer may lack the match), unless --allow-incomplete.
+fn exit_status(request: &run::Request, outcome: run::Outcome) -> ExitCode {
+    if outcome.incomplete > 0 && !request.allow_incomplete {
+        eprintln!(
+            "itersnap: {} of {} incomplete: records were lost (see problems in the output; --allow-incomplete accepts it)",
+            outcome.incomplete,
+            if outcome.snapshots == 1 { "1 snapshot".to_string() } else { format!("{} snapshots", outcome.snapshots) },
+        );
+        return ExitCode::from(3);
+    }
+    if outcome.snapshots > 0 && outcome.matched == 0 {
+        let filters = request.filters();
+        let what = if filters.is_empty() {
+            "no task".to_string()
+        } else {
+            format!("no process {}", filters.join(" and "))
+        };
+        let snapshots = match outcome.snapshots {
+            1 => "the snapshot".to_string(),
+            n => format!("any of {n} snapshots"),
+        };
+        // As pgrep warns: only a kernel thread's name is that long.
+        let long = match &request.comm {
+            Some(comm) if comm.len() > 15 => {
+                " (a process's name is at most 15 bytes; only kernel threads have longer ones)"
+            }
+            _ => "",
+        };
+        eprintln!("itersnap: {what} in {snapshots}{long}");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
 fn check(cli: &Cli) -> ExitCode {
     let report = check::build();
     let mut out = io::stdout().lock();

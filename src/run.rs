@@ -54,6 +54,49 @@ pub struct Request {
     pub event_budget: Option<Duration>,
     pub backend: BackendChoice,
     pub ringbuf_size: Option<u32>,
+    /// --allow-incomplete: a snapshot that lost records does not change the
+    /// exit status.
+    pub allow_incomplete: bool,
+}
+
+impl Request {
+    /// The filters that select tasks, as the command line gave them; empty
+    /// when every task is selected.
+    pub fn filters(&self) -> Vec<String> {
+        let mut filters = Vec::new();
+        if let Some(comm) = &self.comm {
+            filters.push(format!("named {}", crate::text::printable(comm)));
+        }
+        if let Some(pid) = self.pid {
+            filters.push(format!("with pid {pid}"));
+        }
+        if self.sockets.is_on() {
+            filters.push("holding a socket that --port, --proto and --state select".into());
+        }
+        filters
+    }
+}
+
+/// How a run went, for its exit status (docs/usage.md, "Errors and exit
+/// status"): how many snapshots it wrote, how many held a task, how many
+/// lost records.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub snapshots: u64,
+    pub matched: u64,
+    pub incomplete: u64,
+}
+
+impl Outcome {
+    fn count(&mut self, snap: &snapshot::Snapshot) {
+        self.snapshots += 1;
+        if !snap.rows.is_empty() {
+            self.matched += 1;
+        }
+        if !snap.complete() {
+            self.incomplete += 1;
+        }
+    }
 }
 
 /// What to walk and what triggers it, from the command line, checked
@@ -143,7 +186,7 @@ fn arm(
     Ok(backend)
 }
 
-pub fn run(req: &Request) -> Result<()> {
+pub fn run(req: &Request) -> Result<Outcome> {
     let started = std::time::Instant::now();
     features::require_runnable()?;
     let btf = BtfNames::load()?;
@@ -193,6 +236,7 @@ pub fn run(req: &Request) -> Result<()> {
     };
 
     let mut taken = 0u64;
+    let mut outcome = Outcome::default();
     let mut dropped = 0u64;
     let mut tally = Tally::default();
     let mut last_snapshot: Option<std::time::Instant> = None;
@@ -204,6 +248,7 @@ pub fn run(req: &Request) -> Result<()> {
             for raw in backend.poll(POLL_INTERVAL)? {
                 let skipped = tally.account(&raw, backend.missed(), &trig.spec);
                 let snap = snapshot::assemble(raw, &ctx, skipped);
+                outcome.count(&snap);
                 dropped += snap.counts.dropped;
                 status.clear();
                 write_snapshot(&mut out, &printer, &snap, previous.as_ref(), req)?;
@@ -237,7 +282,7 @@ pub fn run(req: &Request) -> Result<()> {
     if !oneshot {
         print_summary(taken, dropped, backend.as_ref(), &tally);
     }
-    result
+    result.map(|()| outcome)
 }
 
 /// How snapshots are printed, as the request asks.

@@ -93,12 +93,75 @@ fn without_btf() {
     assert_one_line_error(&out, "this kernel has no BTF");
 }
 
+/// Filters that match nothing: the snapshot is still written (as `ps -p`
+/// prints its header), and the run exits 1 with one line saying what
+/// matched nothing, as pgrep and lsof exit 1.
 #[test]
-fn a_process_that_does_not_exist_is_an_empty_snapshot() {
-    // Like `ps -p`: not an error to ask, but nothing to show.
-    let snap = snapshot(&["--pid", "2147483647"]);
-    assert_eq!(snap["tasks"].as_array().unwrap().len(), 0);
-    assert_eq!(orphaned_programs(), Vec::<u32>::new());
+fn filters_that_match_nothing_exit_1() {
+    let nobody = unique_comm("none");
+    let gone = {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid.to_string()
+    };
+    for (args, says) in [
+        (
+            vec![nobody.as_str()],
+            format!("no process named {nobody} in the snapshot"),
+        ),
+        (
+            vec!["--pid", &gone],
+            format!("no process with pid {gone} in the snapshot"),
+        ),
+        (
+            vec!["--pid", "2147483647"],
+            "no process with pid 2147483647".to_string(),
+        ),
+        (
+            vec!["a-name-of-25-bytes-in-all"],
+            "in the snapshot (a process's name is at most 15 bytes".to_string(),
+        ),
+        (
+            vec!["--port", "1", "--proto", "udp"],
+            "no process holding a socket that --port".to_string(),
+        ),
+        (
+            vec!["--interval", "100ms", "--count", "2", &nobody],
+            format!("no process named {nobody} in any of 2 snapshots"),
+        ),
+    ] {
+        let mut all = vec!["-o", "json"];
+        all.extend(&args);
+        let out = itersnap(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("itersnap: ") && last.contains(&says),
+            "{args:?}: {stderr:?}"
+        );
+        assert!(
+            !stderr.contains("error") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+        let snaps = parse_lines(&String::from_utf8_lossy(&out.stdout));
+        assert!(!snaps.is_empty(), "{args:?}: the snapshots are written");
+        for snap in snaps {
+            assert_eq!(snap["tasks"].as_array().unwrap().len(), 0, "{args:?}");
+            assert_eq!(snap["complete"], true, "{args:?}");
+        }
+        assert_eq!(orphaned_programs(), Vec::<u32>::new());
+    }
+    // A match: 0, and nothing on stderr.
+    let fx = Fixture::start("m");
+    let out = itersnap(&["-o", "json", &fx.comm]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -94,11 +94,12 @@ fn snapshots_under_process_churn() {
     let workers = churn(Arc::clone(&stop));
     let deadline = Instant::now() + Duration::from_secs(6);
 
-    // One-shots on both backends, back to back.
+    // One-shots on both backends, back to back. Incomplete snapshots are
+    // accepted here (exit 0) and checked for their reason below.
     let mut oneshots = 0;
     while Instant::now() < deadline - Duration::from_secs(3) {
         for backend in BACKENDS {
-            let out = itersnap(&["-o", "json", "--backend", backend]);
+            let out = itersnap(&["-o", "json", "--allow-incomplete", "--backend", backend]);
             assert!(
                 out.status.success(),
                 "{}",
@@ -108,12 +109,21 @@ fn snapshots_under_process_churn() {
         }
     }
     // Periodic sampling at 50 ms, and a signal trigger fired repeatedly.
-    let interval = Armed::start(&["-o", "json", "--interval", "50ms", "--count", "20"]);
+    let interval = Armed::start(&[
+        "-o",
+        "json",
+        "--allow-incomplete",
+        "--interval",
+        "50ms",
+        "--count",
+        "20",
+    ]);
     let fx = Fixture::start("s");
     let pid = fx.pid.to_string();
     let signals = Armed::start(&[
         "-o",
         "json",
+        "--allow-incomplete",
         "--on-signal",
         "WINCH",
         "--signal-target",

@@ -329,7 +329,14 @@ fn ring_buffer_overflow_is_counted_exactly() {
     fx.go();
     let (code, out, err) = armed.finish();
     fx.wait();
-    assert_eq!(code, Some(0), "{err}");
+    // Incomplete snapshots, not accepted: status 3, said in one line.
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("itersnap: 2 of 2 snapshots incomplete")),
+        "{err}"
+    );
     let snaps = parse_lines(&out);
     assert_eq!(
         snaps.len(),
@@ -366,6 +373,36 @@ fn ring_buffer_overflow_is_counted_exactly() {
         assert!(listed + 1 >= fds, "{listed} of {fds} fds listed");
     }
     assert!(err.contains("records dropped"), "{err}");
+}
+
+/// The same overflow with --allow-incomplete: accepted, status 0.
+#[test]
+fn allow_incomplete_accepts_lost_records() {
+    let mut fx = Fixture::start_event_with_fds("w", "spin", 400);
+    let pid = fx.pid.to_string();
+    let armed = Armed::start(&[
+        "-o",
+        "json",
+        "--ringbuf-size",
+        "4K",
+        "--event-budget",
+        "100ms",
+        "--count",
+        "1",
+        "--on-syscall",
+        "getpid",
+        "--caller-pid",
+        &pid,
+        "--allow-incomplete",
+        &fx.comm,
+    ]);
+    fx.go();
+    let (code, out, err) = armed.finish();
+    fx.wait();
+    assert_eq!(code, Some(0), "{err}");
+    let snaps = parse_lines(&out);
+    assert_eq!(snaps.len(), 1, "{err}");
+    assert_eq!(snaps[0]["complete"], false, "{}", snaps[0]["problems"]);
 }
 
 /// A hot syscall for one second with --min-gap 100ms: about ten snapshots,
