@@ -298,30 +298,34 @@ fn backends_agree_on_a_quiescent_fixture() {
     assert_eq!(open_coded, seq);
 }
 
-/// A ring buffer too small for what the event captures: reported incomplete
-/// with the exact number of records lost, the completion after the event
-/// still fills in every fd, and the next trigger still works.
-#[test]
-fn ring_buffer_overflow_is_counted_exactly() {
-    let mut fx = Fixture::start_event_with_fds("v", "spin", 400);
+/// Snapshots of `fx` when it calls getpid, through a 4 KiB ring buffer that
+/// cannot hold what the event captures (an ample budget: all of it).
+fn arm_small_ring(fx: &Fixture, extra: &[&str]) -> Armed {
     let pid = fx.pid.to_string();
-    let armed = Armed::start(&[
+    let mut args = vec![
         "-o",
         "json",
         "--ringbuf-size",
         "4K",
         "--event-budget",
         "100ms",
-        "--min-gap",
-        "300ms",
-        "--count",
-        "2",
         "--on-syscall",
         "getpid",
         "--caller-pid",
         &pid,
-        &fx.comm,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    args.push(&fx.comm);
+    Armed::start(&args)
+}
+
+/// A ring buffer too small for what the event captures: reported incomplete
+/// with the exact number of records lost, the completion after the event
+/// still fills in every fd, and the next trigger still works.
+#[test]
+fn ring_buffer_overflow_is_counted_exactly() {
+    let mut fx = Fixture::start_event_with_fds("v", "spin", 400);
+    let armed = arm_small_ring(&fx, &["--min-gap", "300ms", "--count", "2"]);
     // Ground truth while the fixture is still quiescent; it then opens
     // moment.txt, one more fd, for the time it spins.
     let threads = proc_tids(fx.pid).len() as u64;
@@ -379,23 +383,7 @@ fn ring_buffer_overflow_is_counted_exactly() {
 #[test]
 fn allow_incomplete_accepts_lost_records() {
     let mut fx = Fixture::start_event_with_fds("w", "spin", 400);
-    let pid = fx.pid.to_string();
-    let armed = Armed::start(&[
-        "-o",
-        "json",
-        "--ringbuf-size",
-        "4K",
-        "--event-budget",
-        "100ms",
-        "--count",
-        "1",
-        "--on-syscall",
-        "getpid",
-        "--caller-pid",
-        &pid,
-        "--allow-incomplete",
-        &fx.comm,
-    ]);
+    let armed = arm_small_ring(&fx, &["--count", "1", "--allow-incomplete"]);
     fx.go();
     let (code, out, err) = armed.finish();
     fx.wait();
