@@ -171,6 +171,61 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// An option that cannot apply to the mode asked for, named with the
+    /// conflict: refused (exit 2), never silently ignored.
+    pub fn inapplicable(&self) -> Option<String> {
+        let trigger = self.on_signal.is_some()
+            || self.on_syscall.is_some()
+            || self.on_tracepoint.is_some()
+            || self.on_uprobe.is_some()
+            || self.interval.is_some();
+        let given = |set: bool, name: &'static str| set.then_some(name);
+        if self.on_signal.is_none() {
+            if let Some(name) = given(self.signal_target.is_some(), "--signal-target").or(given(
+                self.signal_target_comm.is_some(),
+                "--signal-target-comm",
+            )) {
+                return Some(format!("{name} applies to --on-signal only"));
+            }
+        }
+        if self.interval.is_some() {
+            if let Some(name) = given(self.caller_pid.is_some(), "--caller-pid")
+                .or(given(self.caller_comm.is_some(), "--caller-comm"))
+            {
+                return Some(format!(
+                    "{name} cannot be used with --interval: a tick has no caller (the timer fires in whatever task runs)"
+                ));
+            }
+            if self.event_budget.is_some() {
+                return Some(
+                    "--event-budget cannot be used with --interval: a tick captures nothing in the event"
+                        .into(),
+                );
+            }
+        }
+        if !trigger {
+            if let Some(name) = given(self.count.is_some(), "--count")
+                .or(given(self.min_gap.is_some(), "--min-gap"))
+                .or(given(self.ringbuf_size.is_some(), "--ringbuf-size"))
+                .or(given(self.diff, "--diff"))
+            {
+                return Some(format!(
+                    "{name} applies to a run with a trigger (--interval, --on-signal, --on-syscall, --on-tracepoint, --on-uprobe), not to a one-shot"
+                ));
+            }
+        }
+        if self.output == OutputFormat::Json {
+            if let Some(name) =
+                given(self.tree, "--tree").or(given(self.columns.is_some(), "--columns"))
+            {
+                return Some(format!(
+                    "{name} applies to the table, not to -o json (whose objects hold every field)"
+                ));
+            }
+        }
+        None
+    }
+
     /// The run the command line asks for, in the types below it.
     pub fn request(&self) -> Request {
         Request {
@@ -238,6 +293,7 @@ pub enum Command {
     /// Report what this kernel supports and which backend each mode would use
     Check,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(alias = "completion")]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
@@ -483,6 +539,9 @@ pub fn parse_pid(s: &str) -> Result<u32, String> {
     match s.parse::<u32>() {
         Ok(0) => Err("PID must be a positive number (0 is not a process)".into()),
         Ok(pid) if pid <= i32::MAX as u32 => Ok(pid),
+        _ if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            Err(format!("PID {s} is too large (at most {})", i32::MAX))
+        }
         _ => Err("PID must be a positive number".into()),
     }
 }

@@ -15,6 +15,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
+    if let Some(conflict) = cli.inapplicable() {
+        return usage_error(clap::Error::raw(
+            clap::error::ErrorKind::ArgumentConflict,
+            conflict,
+        ));
+    }
     if cli.port.len() > SocketFilter::PORTS_MAX {
         return usage_error(clap::Error::raw(
             clap::error::ErrorKind::TooManyValues,
@@ -90,7 +96,19 @@ fn exit_status(request: &run::Request, outcome: run::Outcome) -> ExitCode {
             }
             _ => "",
         };
-        eprintln!("itersnap: {what} in {snapshots}{long}");
+        // `itersnap chek`: a COMM a typo away from a subcommand.
+        let typo = request
+            .comm
+            .as_deref()
+            .and_then(|comm| std::str::from_utf8(comm).ok())
+            .and_then(|comm| {
+                ["check", "completions"]
+                    .into_iter()
+                    .find(|sub| comm != *sub && itersnap::text::edit_distance(comm, sub) <= 2)
+            })
+            .map(|sub| format!("; did you mean `itersnap {sub}`?"))
+            .unwrap_or_default();
+        eprintln!("itersnap: {what} in {snapshots}{long}{typo}");
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
@@ -138,12 +156,24 @@ fn usage_error(e: clap::Error) -> ExitCode {
     // clap's message is its first paragraph (the "error:" line and hints
     // such as the possible values); the usage block after it is dropped.
     let rendered = e.render().to_string();
-    let message = rendered
+    let mut message = rendered
         .lines()
         .take_while(|l| !l.trim().is_empty())
         .map(str::trim)
         .collect::<Vec<_>>()
         .join(" ");
+    // clap's "did you mean": its tips come after a blank line.
+    for tip in rendered
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("tip: "))
+    {
+        message = format!("{message}; {tip}");
+    }
+    // A second word where a COMM was given reads to clap as a subcommand.
+    if e.kind() == ErrorKind::ArgumentConflict && message.contains("the subcommand '") {
+        let word = message.split('\'').nth(1).unwrap_or_default().to_string();
+        message = format!("one COMM at a time: '{word}' is a second one");
+    }
     let message = message.strip_prefix("error: ").unwrap_or(&message);
     eprintln!("itersnap: error: {message} (see itersnap --help)");
     ExitCode::from(2)

@@ -69,6 +69,23 @@ pub fn push_json_string(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
 }
 
+/// Levenshtein distance between two short strings (a typo's distance from a
+/// word the user may have meant).
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
 /// Bytes from the kernel made safe for a terminal: invalid UTF-8 and control
 /// characters are escaped as \xNN, backslashes doubled.
 pub fn printable(bytes: &[u8]) -> Cow<'_, str> {
@@ -305,6 +322,15 @@ mod json_tests {
             let theirs = serde_json::to_vec(&String::from_utf8_lossy(&bytes)).unwrap();
             assert_eq!(ours, theirs, "{bytes:?}");
         }
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("chek", "check"), 1);
+        assert_eq!(edit_distance("check", "check"), 0);
+        assert_eq!(edit_distance("", "man"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("nginx", "check"), 5);
     }
 
     #[test]

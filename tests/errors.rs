@@ -39,11 +39,90 @@ fn comm_longer_than_63_bytes() {
 
 #[test]
 fn bad_pids() {
-    for bad in ["0", "abc", "-3", "1.5", "99999999999"] {
+    for bad in ["0", "abc", "-3", "1.5"] {
         let out = itersnap(&["--pid", bad]);
         assert_one_line_error(&out, "PID must be a positive number");
         assert_eq!(out.status.code(), Some(2), "--pid {bad}");
     }
+    // A number, too large for a PID, is called too large.
+    let out = itersnap(&["--pid", "99999999999"]);
+    assert_one_line_error(&out, "PID 99999999999 is too large");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Options that cannot apply to the mode asked for are refused, one line
+/// naming the conflict, exit 2: never silently ignored.
+#[test]
+fn options_that_cannot_apply_are_refused() {
+    for (args, says) in [
+        (
+            &["--on-syscall", "execve", "--signal-target", "1"][..],
+            "--signal-target applies to --on-signal only",
+        ),
+        (
+            &["--on-syscall", "execve", "--signal-target-comm", "x"],
+            "--signal-target-comm applies to --on-signal only",
+        ),
+        (
+            &["--interval", "1s", "--caller-pid", "1"],
+            "--caller-pid cannot be used with --interval",
+        ),
+        (
+            &["--interval", "1s", "--caller-comm", "x"],
+            "--caller-comm cannot be used with --interval",
+        ),
+        (
+            &["--interval", "1s", "--event-budget", "2ms"],
+            "--event-budget cannot be used with --interval",
+        ),
+        (&["--count", "3"], "--count applies to a run with a trigger"),
+        (
+            &["--min-gap", "1s"],
+            "--min-gap applies to a run with a trigger",
+        ),
+        (
+            &["--ringbuf-size", "4K"],
+            "--ringbuf-size applies to a run with a trigger",
+        ),
+        (&["--diff"], "--diff applies to a run with a trigger"),
+        (
+            &["--tree", "-o", "json"],
+            "--tree applies to the table, not to -o json",
+        ),
+        (
+            &["--columns", "pid", "-o", "json"],
+            "--columns applies to the table",
+        ),
+    ] {
+        let out = itersnap(args);
+        assert_one_line_error(&out, says);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
+/// Mistakes get errors that point the right way: clap's "did you mean",
+/// two COMMs, the subcommand's singular.
+#[test]
+fn mistakes_are_named_as_such() {
+    let out = itersnap(&["--theads"]);
+    assert_one_line_error(&out, "'--threads'");
+    assert_eq!(out.status.code(), Some(2));
+    let out = itersnap(&["nginx", "redis-server"]);
+    assert_one_line_error(&out, "one COMM at a time: 'redis-server' is a second one");
+    assert_eq!(out.status.code(), Some(2));
+    let out = itersnap(&["completion", "bash"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("itersnap"));
+    // A COMM one letter off a subcommand: no such process, and the hint.
+    let out = itersnap(&["chek"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("did you mean `itersnap check`"), "{stderr}");
 }
 
 #[test]
