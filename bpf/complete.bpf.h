@@ -240,6 +240,9 @@ int dump_maps(struct bpf_iter__task_vma *ctx)
 	buf = scratch_buf();
 	if (buf && size && !seq_emit(ctx->meta->seq, &buf->file, size))
 		map_written(vma);
+	/* Not a file --file or --mount names: its next mappings are not either. */
+	else if (!size && (cfg_flags & FILTER_HOLD_ON))
+		map_written(vma);
 	return 0;
 }
 

@@ -127,5 +127,6 @@ struct snap_stats {
 #define OPT_STACKS (1 << 3)
 #define OPT_FILES (1 << 4)
 #define FILTER_SOCK_ON (1 << 5)  /* --port, --proto, --state: only matching sockets */
+#define FILTER_HOLD_ON (1 << 6)  /* --file, --mount: only files on them (kinds/file.bpf.h) */
 
 #endif /* ITERSNAP_H */

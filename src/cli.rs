@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Parser, Subcommand};
 
+use crate::kinds::holds::Target;
 use crate::kinds::sockets::{SocketFilter, PROTOCOLS, STATES};
 use crate::model::TriggerSpec;
 use crate::run::Request;
@@ -80,6 +81,18 @@ pub struct Cli {
     /// CLOSING, CLOSE, CONNECTED, UNCONNECTED (repeatable)
     #[arg(long, value_name = "STATE", value_parser = parse_state, conflicts_with = "no_files")]
     pub state: Vec<u8>,
+
+    /// Only processes holding the file at PATH, by an open fd, as their
+    /// cwd, root or executable, or by a mapping, matched by device and
+    /// inode, like `fuser -v PATH` and `lsof PATH` (repeatable)
+    #[arg(long = "file", value_name = "PATH", value_parser = parse_file_target, conflicts_with_all = HOLD_CONFLICTS)]
+    pub file: Vec<Target>,
+
+    /// Only processes holding anything on the filesystem mounted at (or
+    /// holding) PATH, or on block device PATH, like `fuser -vm PATH`
+    /// (repeatable)
+    #[arg(long = "mount", value_name = "PATH", value_parser = parse_mount_target, conflicts_with_all = HOLD_CONFLICTS)]
+    pub mount: Vec<Target>,
 
     /// Show tasks under their parents, like `ps f` (table output)
     #[arg(short = 't', long, help_heading = "Output")]
@@ -170,7 +183,18 @@ pub struct Cli {
     pub allow_incomplete: bool,
 }
 
+/// What --file and --mount cannot be used with: they list processes by
+/// what they hold, as fuser does, in a table of their own.
+const HOLD_CONFLICTS: [&str; 7] = [
+    "no_files", "port", "proto", "state", "threads", "tree", "columns",
+];
+
 impl Cli {
+    /// --file's and --mount's targets, in the order given.
+    pub fn targets(&self) -> Vec<Target> {
+        self.file.iter().chain(&self.mount).cloned().collect()
+    }
+
     /// An option that cannot apply to the mode asked for, named with the
     /// conflict: refused (exit 2), never silently ignored.
     pub fn inapplicable(&self) -> Option<String> {
@@ -236,6 +260,7 @@ impl Cli {
             files: !self.no_files,
             stacks: self.stacks,
             maps: self.maps,
+            targets: self.targets(),
             sockets: SocketFilter {
                 ports: self.port.clone(),
                 protocols: self.proto.iter().fold(0, |m, p| m | 1 << p),
@@ -322,6 +347,14 @@ pub struct Tracepoint {
 pub struct Uprobe {
     pub path: PathBuf,
     pub symbol: String,
+}
+
+pub fn parse_file_target(s: &str) -> Result<Target, String> {
+    Target::file(std::path::Path::new(s))
+}
+
+pub fn parse_mount_target(s: &str) -> Result<Target, String> {
+    Target::mount(std::path::Path::new(s))
 }
 
 pub fn parse_syscall(s: &str) -> Result<Syscall, String> {

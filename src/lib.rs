@@ -65,6 +65,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
             output::Column::Comm,
             output::Column::State,
         ]),
+        targets: Vec::new(),
         color: true,
     };
     let printer_json = output::Printer {
@@ -72,6 +73,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
         threads: false,
         tree: false,
         columns: None,
+        targets: Vec::new(),
         color: false,
     };
     let mut previous = None;
@@ -103,6 +105,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
             wall_offset_ns: u64::MAX / 2,
             event_budget_ns: 1_000_000,
             socket_filter: i == 2,
+            targets: &[],
             boot_wall_ns: u64::MAX / 2 - 1_000_000_000,
             reader_netns: 4026531840,
             cmdlines: true,

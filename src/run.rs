@@ -13,6 +13,7 @@ use crate::backend::BackendChoice;
 use crate::backend::{self, TriggerOptions, TriggerSpec, WalkOptions};
 use crate::diff::{self, SortKey};
 use crate::features::{self, BtfNames};
+use crate::kinds::holds::Target;
 use crate::kinds::sockets::SocketFilter;
 use crate::ksyms::Ksyms;
 use crate::output::Printer;
@@ -40,6 +41,8 @@ pub struct Request {
     pub maps: bool,
     /// --port, --proto, --state.
     pub sockets: SocketFilter,
+    /// --file, --mount: only processes holding one of them.
+    pub targets: Vec<Target>,
     pub tree: bool,
     /// --columns; None for the default set.
     pub columns: Option<Vec<Column>>,
@@ -69,6 +72,14 @@ impl Request {
         }
         if let Some(pid) = self.pid {
             filters.push(format!("with pid {pid}"));
+        }
+        if !self.targets.is_empty() {
+            let names: Vec<String> = self
+                .targets
+                .iter()
+                .map(|t| crate::text::printable(&t.name).into_owned())
+                .collect();
+            filters.push(format!("holding {}", names.join(" or ")));
         }
         if self.sockets.is_on() {
             filters.push("holding a socket that --port, --proto and --state select".into());
@@ -102,7 +113,7 @@ impl Outcome {
 /// What to walk and what triggers it, from the command line, checked
 /// against this kernel (tracepoints, uprobe targets).
 fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions)> {
-    let walk = WalkOptions {
+    let mut walk = WalkOptions {
         comm: req.comm.clone(),
         pid: req.pid,
         threads: req.threads,
@@ -111,9 +122,18 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
         sockets: req.sockets.clone(),
         cmdlines: features::cmdlines_unsupported(btf).is_none(),
         maps: req.maps,
+        targets: req.targets.clone(),
     };
     if let Some(why) = req.maps.then(|| features::maps_unsupported(btf)).flatten() {
         anyhow::bail!("{why}");
+    }
+    // --file and --mount look for mappings too (fuser's `m`), where the
+    // kernel can walk them.
+    if !req.targets.is_empty() {
+        match features::maps_unsupported(btf) {
+            None => walk.maps = true,
+            Some(why) => eprintln!("itersnap: mappings are not searched: {why}"),
+        }
     }
     let mut spec = req.trigger.clone();
     if let TriggerSpec::Uprobe { path, .. } = &mut spec {
@@ -229,6 +249,7 @@ pub fn run(req: &Request) -> Result<Outcome> {
         boot_wall_ns: backend::realtime_ns().saturating_sub(backend::boottime_ns()),
         event_budget_ns: event_budget.as_nanos().min(u64::MAX as u128) as u64,
         socket_filter: req.sockets.is_on(),
+        targets: &req.targets,
         reader_netns: own_netns(),
         cmdlines: walk.cmdlines,
         maps: walk.maps,
@@ -292,6 +313,7 @@ fn printer(req: &Request) -> Printer {
         threads: req.threads,
         tree: req.tree,
         columns: req.columns.clone(),
+        targets: req.targets.iter().map(|t| t.name.clone()).collect(),
         color: crate::output::want_color(),
     }
 }

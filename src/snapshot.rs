@@ -10,6 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::kinds::cmdline::{Cmdline, CmdlineRec};
 use crate::kinds::files::{self, FileEntry};
+use crate::kinds::holds::{self, Held, Target};
 use crate::kinds::maps;
 use crate::kinds::process::{ProcRec, Process};
 use crate::kinds::sockets::Socket;
@@ -254,6 +255,8 @@ pub struct Context<'a> {
     /// A --port/--proto/--state filter is on: processes without a matching
     /// socket are not shown.
     pub socket_filter: bool,
+    /// --file, --mount: only processes holding one of them are shown.
+    pub targets: &'a [Target],
     /// itersnap's own network namespace: sockets of others say theirs.
     pub reader_netns: u64,
     /// The backend reads command lines (a sleepable iterator, 5.18+).
@@ -277,6 +280,8 @@ pub struct Row {
     pub files: Vec<FileEntry>,
     /// Its kernel stack, when stacks were asked for.
     pub stack: Option<Vec<Frame>>,
+    /// With --file or --mount: which of them it holds, and how.
+    pub holds: Vec<Held>,
 }
 
 impl Row {
@@ -286,6 +291,7 @@ impl Row {
             process: None,
             files: Vec::new(),
             stack: None,
+            holds: Vec::new(),
         }
     }
 }
@@ -564,6 +570,17 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         if ctx.socket_filter && !open_files.iter().any(|f| f.socket.is_some()) {
             continue; // --port, --proto, --state: only processes holding one
         }
+        let process = process_of(
+            leader,
+            proc.proc_rec.map(|p| *p),
+            proc.slots,
+            proc.cmdline,
+            ctx,
+        );
+        let holds = holds::held(ctx.targets, Some(&process), &open_files);
+        if !ctx.targets.is_empty() && holds.is_empty() {
+            continue; // --file, --mount: only processes holding one
+        }
         counts.processes += 1;
         counts.threads += proc.threads.len();
         counts.files += open_files.len();
@@ -576,13 +593,6 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
                 stacks::frames(&s, ctx.ksyms)
             })
         };
-        let process = process_of(
-            leader,
-            proc.proc_rec.map(|p| *p),
-            proc.slots,
-            proc.cmdline,
-            ctx,
-        );
         if ctx.per_thread {
             for t in &proc.threads {
                 let mut row = Row::of(Task::thread(t, ktime_ns));
@@ -603,6 +613,7 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
             row.stack = stack_of(leader.pid);
             row.files = open_files;
             row.process = Some(process);
+            row.holds = holds;
             rows.push(row);
         }
     }

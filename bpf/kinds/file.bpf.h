@@ -269,6 +269,30 @@ static __always_inline void fill_sb_fields(struct file_rec *r, struct super_bloc
 }
 
 /*
+ * --file and --mount: the files whose holders a snapshot lists, by device
+ * (super_block.s_dev) and inode, set by user space before load; inode 0
+ * stands for every inode of the device (--mount). Matched before the path
+ * walk, so a file that is not one of them costs its inode's read only.
+ */
+#define HOLD_TARGETS_MAX 16
+const volatile __u32 cfg_hold_n = 0;
+const volatile __u32 cfg_hold_dev[HOLD_TARGETS_MAX] = {};
+const volatile __u64 cfg_hold_ino[HOLD_TARGETS_MAX] = {};
+
+static __always_inline bool file_held(const struct file_rec *r)
+{
+	if (!(cfg_flags & FILTER_HOLD_ON))
+		return true;
+	for (__u32 i = 0; i < HOLD_TARGETS_MAX; i++) {
+		if (i >= cfg_hold_n)
+			break;
+		if (r->dev == cfg_hold_dev[i] && (!cfg_hold_ino[i] || r->ino == cfg_hold_ino[i]))
+			return true;
+	}
+	return false;
+}
+
+/*
  * Fill the CPU's scratch file record; returns its size (header plus used path
  * bytes, 8-aligned), 0 on failure. f_flags gets O_CLOEXEC when the caller
  * found it in the fd table (`cloexec`), as /proc/PID/fdinfo shows it.
@@ -327,6 +351,9 @@ static __always_inline __u32 fill_file_rec(__u64 file_addr, __u32 tgid, int fd, 
 	if (cloexec)
 		r->f_flags |= O_CLOEXEC_FLAG;
 	fill_sb_fields(r, sb, c);
+	/* The executable is the process's identity: kept whatever it is. */
+	if (fd != FD_TXT && !file_held(r))
+		return 0;
 	r->path_len = 0;
 	r->path_flags = 0;
 	if (build_path)

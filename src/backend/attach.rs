@@ -85,6 +85,12 @@ macro_rules! configure_rodata {
         for (slot, port) in rodata.cfg_sock_ports.iter_mut().zip(ports) {
             *slot = *port;
         }
+        let targets = &walk.targets;
+        rodata.cfg_hold_n = targets.len().min(rodata.cfg_hold_dev.len()) as u32;
+        for (i, target) in targets.iter().take(rodata.cfg_hold_dev.len()).enumerate() {
+            rodata.cfg_hold_dev[i] = target.dev;
+            rodata.cfg_hold_ino[i] = target.ino.unwrap_or(0);
+        }
     }};
 }
 pub(crate) use configure_rodata;

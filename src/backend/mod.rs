@@ -14,6 +14,7 @@ pub mod programs;
 pub mod seq;
 pub mod session;
 
+use crate::kinds::holds::Target;
 use crate::kinds::sockets::SocketFilter;
 use std::time::Duration;
 
@@ -49,6 +50,9 @@ pub struct WalkOptions {
     pub cmdlines: bool,
     /// --maps: read each process's mapped files (iter/task_vma, 5.12+).
     pub maps: bool,
+    /// --file, --mount: only the fds and mappings of these files (at most
+    /// holds::TARGETS_MAX).
+    pub targets: Vec<Target>,
 }
 
 /// The trigger and its in-kernel guards.
@@ -98,6 +102,7 @@ pub(crate) fn cfg_flags(opts: &WalkOptions) -> u32 {
     const OPT_STACKS: u32 = 1 << 3;
     const OPT_FILES: u32 = 1 << 4;
     const FILTER_SOCK_ON: u32 = 1 << 5;
+    const FILTER_HOLD_ON: u32 = 1 << 6;
     let mut flags = 0;
     for (on, bit) in [
         (opts.comm.is_some(), FILTER_COMM_ON),
@@ -106,6 +111,7 @@ pub(crate) fn cfg_flags(opts: &WalkOptions) -> u32 {
         (opts.stacks, OPT_STACKS),
         (opts.files, OPT_FILES),
         (opts.sockets.is_on(), FILTER_SOCK_ON),
+        (!opts.targets.is_empty(), FILTER_HOLD_ON),
     ] {
         if on {
             flags |= bit;

@@ -12,6 +12,7 @@
 
 pub mod cmdline;
 pub mod files;
+pub mod holds;
 pub mod maps;
 pub mod process;
 pub mod sockets;

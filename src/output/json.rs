@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::rfc3339;
 use crate::diff::{Diff, FileChange};
-use crate::kinds::{files, process, stacks, task};
+use crate::kinds::{files, holds, process, stacks, task};
 use crate::snapshot::{Actor, Row, Snapshot, Trigger};
 
 #[derive(Serialize)]
@@ -82,12 +82,15 @@ struct RowHeadJson<'a> {
     task: task::TaskJson<'a>,
     #[serde(flatten)]
     process: Option<process::ProcessJson<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    holds: Vec<holds::HeldJson<'a>>,
 }
 
 fn row_head_json(r: &Row) -> RowHeadJson<'_> {
     RowHeadJson {
         task: task::json(&r.task),
         process: r.process.as_ref().map(|p| process::json(p, r.task.pid)),
+        holds: holds::json(&r.holds),
     }
 }
 
@@ -407,6 +410,15 @@ mod tests {
                     process: None,
                     files: (0..files_each).map(file).collect(),
                     stack: None,
+                    holds: if i == 1 {
+                        vec![crate::kinds::holds::Held {
+                            target: b"/x\n".to_vec(),
+                            access: Default::default(),
+                            fds: vec![3],
+                        }]
+                    } else {
+                        Vec::new()
+                    },
                 })
                 .collect();
             let whole = serde_json::to_vec(&rows.iter().map(row_json).collect::<Vec<_>>()).unwrap();

@@ -30,6 +30,9 @@ pub struct Printer {
     pub tree: bool,
     /// The table's task columns (`--columns`); None for the default set.
     pub columns: Option<Vec<Column>>,
+    /// --file's and --mount's targets: the table says who holds each, as
+    /// `fuser -v` does.
+    pub targets: Vec<Vec<u8>>,
     /// ANSI colour in the table: only on a terminal, never with NO_COLOR.
     pub color: bool,
 }

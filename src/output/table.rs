@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use super::{printable, rfc3339, Column, Paint, Printer};
 use crate::diff::Diff;
 use crate::kinds::task::{self, Clock, Task};
-use crate::kinds::{files, stacks};
+use crate::kinds::{files, holds, stacks};
 use crate::snapshot::Snapshot;
 use crate::text::short_duration;
 
@@ -296,6 +296,24 @@ fn write_cpu_table(w: &mut dyn Write, d: &Diff) -> io::Result<()> {
     Ok(())
 }
 
+/// With --file or --mount: who holds each target, as `fuser -v` shows
+/// it, a line per process and target, the targets in the order given.
+fn write_holders(w: &mut dyn Write, snap: &Snapshot, targets: &[Vec<u8>]) -> io::Result<()> {
+    writeln!(w, "{}", holds::table_heading())?;
+    for target in targets {
+        let mut name = Some(target.as_slice());
+        for row in &snap.rows {
+            let Some(held) = row.holds.iter().find(|h| &h.target == target) else {
+                continue;
+            };
+            let user = row.process.as_ref().map_or("?", |p| p.user.as_str());
+            let line = holds::table_lines(name.take(), user, row.task.pid, held, &row.task.comm);
+            writeln!(w, "{line}")?;
+        }
+    }
+    Ok(())
+}
+
 pub fn write(w: &mut dyn Write, snap: &Snapshot, p: &Printer) -> io::Result<()> {
     let (threads, tree, paint) = (p.threads, p.tree, Paint(p.color));
     writeln!(w, "{}", header_line(snap))?;
@@ -305,6 +323,9 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, p: &Printer) -> io::Result<()> 
             "{}",
             paint.paint("1;31", &format!("INCOMPLETE: {}", snap.problems.join("; ")))
         )?;
+    }
+    if !p.targets.is_empty() {
+        return write_holders(w, snap, &p.targets);
     }
     let cols = p
         .columns
@@ -456,6 +477,7 @@ mod tests {
             wall_offset_ns: 0,
             event_budget_ns: 0,
             socket_filter: false,
+            targets: &[],
             reader_netns: 0,
             boot_wall_ns: 0,
             cmdlines: true,
@@ -493,6 +515,7 @@ mod tests {
             threads: false,
             tree,
             columns: None,
+            targets: Vec::new(),
             color: false,
         };
         let render = |tree| {
