@@ -635,6 +635,34 @@ int BPF_PROG(on_syscall, struct pt_regs *regs, long id)
 	return fire(TRIGGER_SYSCALL, id, NULL);
 }
 
+/*
+ * --on-syscall open, openat, openat2, creat or open_by_handle_at with
+ * --file or --mount: the syscall's return, when the fd it opened is one of
+ * their files. The snapshot shows the file open; other opens never fire,
+ * so a busy walk can never make one of the target's be skipped. (x86-64:
+ * the syscall's number is orig_ax.)
+ */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(on_syscall_exit, struct pt_regs *regs, long ret)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt;
+	struct file *f = NULL;
+	struct inode *inode;
+
+	if ((long)regs->orig_ax != cfg_trigger_arg || ret < 0 || !caller_selected())
+		return 0;
+	fdt = BPF_CORE_READ(t, files, fdt);
+	if (ret >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	if (bpf_probe_read_kernel(&f, sizeof(f), BPF_CORE_READ(fdt, fd) + ret) || !f)
+		return 0;
+	inode = BPF_CORE_READ(f, f_inode);
+	if (!is_hold_target(BPF_CORE_READ(inode, i_sb, s_dev), BPF_CORE_READ(inode, i_ino)))
+		return 0;
+	return fire(TRIGGER_SYSCALL, regs->orig_ax, NULL);
+}
+
 /* Attached by name at run time: one program serves every tracepoint. */
 SEC("raw_tp")
 int on_tracepoint(void *ctx)

@@ -2,11 +2,13 @@
 //! library (src/lib.rs), turning errors into one line and an exit status.
 
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use itersnap::cli::{self, Cli};
+use itersnap::kinds::holds;
 use itersnap::kinds::sockets::SocketFilter;
 use itersnap::{backend, check, features, man, run};
 
@@ -28,6 +30,16 @@ fn main() -> ExitCode {
                 "--port is given {} times, at most {} are checked in the kernel",
                 cli.port.len(),
                 SocketFilter::PORTS_MAX
+            ),
+        ));
+    }
+    let targets = cli.file.len() + cli.mount.len();
+    if targets > holds::TARGETS_MAX {
+        return usage_error(clap::Error::raw(
+            clap::error::ErrorKind::TooManyValues,
+            format!(
+                "--file and --mount name {targets} targets, at most {} are matched in the kernel",
+                holds::TARGETS_MAX
             ),
         ));
     }
@@ -108,7 +120,21 @@ fn exit_status(request: &run::Request, outcome: run::Outcome) -> ExitCode {
             })
             .map(|sub| format!("; did you mean `itersnap {sub}`?"))
             .unwrap_or_default();
-        eprintln!("itersnap: {what} in {snapshots}{long}{typo}");
+        // `itersnap /var/log/x.log`, as `lsof FILE` is used.
+        let path_hint = request
+            .comm
+            .as_deref()
+            .filter(|comm| comm.contains(&b'/'))
+            .map(|comm| std::path::Path::new(std::ffi::OsStr::from_bytes(comm)))
+            .filter(|path| path.exists())
+            .map(|path| {
+                format!(
+                    "; to see who holds a file: itersnap --file {}",
+                    path.display()
+                )
+            })
+            .unwrap_or_default();
+        eprintln!("itersnap: {what} in {snapshots}{long}{typo}{path_hint}");
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS

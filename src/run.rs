@@ -110,6 +110,10 @@ impl Outcome {
     }
 }
 
+/// The syscalls that return a new fd for a path: with --file or --mount,
+/// `--on-syscall` on one of them fires only for the targets' opens.
+pub const OPEN_SYSCALLS: [&str; 5] = ["open", "openat", "openat2", "creat", "open_by_handle_at"];
+
 /// What to walk and what triggers it, from the command line, checked
 /// against this kernel (tracepoints, uprobe targets).
 fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions)> {
@@ -153,6 +157,10 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
         _ => DEFAULT_MIN_GAP,
     });
     let spec_is_oneshot = spec.is_oneshot();
+    // "The moment someone opens the key file": the open's return, and only
+    // for the targets' fds (bpf/trigger.bpf.h's on_syscall_exit).
+    let on_open_of_targets = !req.targets.is_empty()
+        && matches!(&spec, TriggerSpec::Syscall { name, .. } if OPEN_SYSCALLS.contains(&name.as_str()));
     let event_budget = req.event_budget.unwrap_or(backend::DEFAULT_EVENT_BUDGET);
     let trig = TriggerOptions {
         count: if spec.is_oneshot() {
@@ -168,6 +176,7 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
             .ringbuf_size
             .unwrap_or_else(|| backend::default_ringbuf_size(event_budget, spec_is_oneshot)),
         event_budget,
+        on_open_of_targets,
     };
     Ok((walk, trig))
 }
@@ -525,6 +534,9 @@ fn describe_spec(trig: &TriggerOptions, backend: &str) -> String {
                 s.push_str(&format!(" sent to {}", crate::output::printable(c)));
             }
             s
+        }
+        TriggerSpec::Syscall { name, .. } if trig.on_open_of_targets => {
+            format!("on syscall {name} returning an fd of --file or --mount")
         }
         TriggerSpec::Syscall { name, .. } => format!("on syscall {name}"),
         TriggerSpec::Tracepoint { category, name } => format!("on tracepoint {category}:{name}"),

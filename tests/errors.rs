@@ -93,6 +93,39 @@ fn options_that_cannot_apply_are_refused() {
             &["--columns", "pid", "-o", "json"],
             "--columns applies to the table",
         ),
+        (
+            &["--file", "/", "--no-files"],
+            "'--file <PATH>' cannot be used with '--no-files'",
+        ),
+        (
+            &["--mount", "/", "--port", "80"],
+            "'--mount <PATH>' cannot be used with '--port <PORT>'",
+        ),
+        (
+            &["--file", "/", "--threads"],
+            "'--file <PATH>' cannot be used with '--threads'",
+        ),
+        (
+            &["--file", "/", "--tree"],
+            "'--file <PATH>' cannot be used with '--tree'",
+        ),
+        (
+            &["--mount", "/", "--columns", "pid"],
+            "'--mount <PATH>' cannot be used with '--columns <LIST>'",
+        ),
+        (
+            &["--file", "/nonexistent/itersnap"],
+            "cannot stat /nonexistent/itersnap: No such file or directory",
+        ),
+        (
+            &[
+                "--file", "/", "--file", "/", "--file", "/", "--file", "/", "--file", "/",
+                "--file", "/", "--file", "/", "--file", "/", "--file", "/", "--file", "/",
+                "--file", "/", "--file", "/", "--file", "/", "--file", "/", "--file", "/",
+                "--mount", "/", "--mount", "/",
+            ],
+            "--file and --mount name 17 targets, at most 16",
+        ),
     ] {
         let out = itersnap(args);
         assert_one_line_error(&out, says);
@@ -204,6 +237,11 @@ fn filters_that_match_nothing_exit_1() {
         (
             vec!["--port", "1", "--proto", "udp"],
             "no process holding a socket that --port".to_string(),
+        ),
+        (
+            // The lsof habit: a path where a COMM goes.
+            vec!["/etc/hostname"],
+            "no process named /etc/hostname in the snapshot; to see who holds a file: itersnap --file /etc/hostname".to_string(),
         ),
         (
             vec!["--interval", "100ms", "--count", "2", &nobody],

@@ -261,6 +261,43 @@ fn a_trigger_loads_its_own_program_only() {
     }
 }
 
+/// An open syscall with --file fires at its return (on_syscall_exit), only
+/// for the file's fds; without --file, or on another syscall, at its entry.
+#[test]
+fn an_open_of_a_file_loads_the_exit_program() {
+    let dir = std::env::temp_dir().join(format!("itersnap-programs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("key");
+    std::fs::write(&key, b"k").unwrap();
+    let key = key.to_str().unwrap();
+    for backend in backends_here() {
+        for (args, trigger) in [
+            (
+                &["--on-syscall", "openat", "--file", key][..],
+                "on_syscall_exit",
+            ),
+            (&["--on-syscall", "openat", "--pid", "2"], "on_syscall"),
+            (&["--on-syscall", "getpid", "--file", key], "on_syscall"),
+        ] {
+            let mut all = vec![
+                "--backend",
+                backend,
+                "--verbose",
+                "-o",
+                "json",
+                "--count",
+                "1",
+            ];
+            all.extend_from_slice(args);
+            let armed = Armed::start(&all);
+            let (_, _, err) = armed.stop(libc::SIGINT);
+            let l = loaded(&err);
+            assert_eq!(l.triggers(), [trigger], "{backend} {args:?}: {l:?}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The verifier's work for the open-coded object's one-shots, counted: a
 /// guard against a change that makes every query pay again (before #20 a
 /// one-shot verified ~34,000 instructions, ~24,500 without files; see

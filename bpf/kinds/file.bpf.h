@@ -279,17 +279,22 @@ const volatile __u32 cfg_hold_n = 0;
 const volatile __u32 cfg_hold_dev[HOLD_TARGETS_MAX] = {};
 const volatile __u64 cfg_hold_ino[HOLD_TARGETS_MAX] = {};
 
-static __always_inline bool file_held(const struct file_rec *r)
+/* Is (dev, ino) one of the targets? Never without any. */
+static __always_inline bool is_hold_target(__u32 dev, __u64 ino)
 {
-	if (!(cfg_flags & FILTER_HOLD_ON))
-		return true;
 	for (__u32 i = 0; i < HOLD_TARGETS_MAX; i++) {
 		if (i >= cfg_hold_n)
 			break;
-		if (r->dev == cfg_hold_dev[i] && (!cfg_hold_ino[i] || r->ino == cfg_hold_ino[i]))
+		if (dev == cfg_hold_dev[i] && (!cfg_hold_ino[i] || ino == cfg_hold_ino[i]))
 			return true;
 	}
 	return false;
+}
+
+/* Is a filled file record to be kept? Every one without --file or --mount. */
+static __always_inline bool file_held(const struct file_rec *r)
+{
+	return !(cfg_flags & FILTER_HOLD_ON) || is_hold_target(r->dev, r->ino);
 }
 
 /*

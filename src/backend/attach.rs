@@ -97,11 +97,14 @@ pub(crate) use configure_rodata;
 
 /// Loads only the trigger program the spec needs (none for a one-shot).
 macro_rules! select_trigger_program {
-    ($progs:expr, $spec:expr) => {{
+    ($progs:expr, $trig:expr) => {{
         let progs = &mut $progs;
-        let which = $crate::backend::attach::program_for($spec);
+        let which = $crate::backend::attach::program_for($trig);
         progs.on_signal.set_autoload(which == Some("on_signal"));
         progs.on_syscall.set_autoload(which == Some("on_syscall"));
+        progs
+            .on_syscall_exit
+            .set_autoload(which == Some("on_syscall_exit"));
         progs
             .on_tracepoint
             .set_autoload(which == Some("on_tracepoint"));
@@ -142,10 +145,11 @@ macro_rules! configure_completion {
 pub(crate) use configure_completion;
 
 /// The trigger program's name in bpf/trigger.bpf.h.
-pub fn program_for(spec: &TriggerSpec) -> Option<&'static str> {
-    match spec {
+pub fn program_for(trig: &TriggerOptions) -> Option<&'static str> {
+    match trig.spec {
         TriggerSpec::OneShot => None,
         TriggerSpec::Signal { .. } => Some("on_signal"),
+        TriggerSpec::Syscall { .. } if trig.on_open_of_targets => Some("on_syscall_exit"),
         TriggerSpec::Syscall { .. } => Some("on_syscall"),
         TriggerSpec::Tracepoint { .. } => Some("on_tracepoint"),
         TriggerSpec::Uprobe { .. } => Some("on_uprobe"),
@@ -159,6 +163,7 @@ macro_rules! trigger_programs {
         $crate::backend::attach::TriggerPrograms {
             on_signal: &$skel.progs.on_signal,
             on_syscall: &$skel.progs.on_syscall,
+            on_syscall_exit: &$skel.progs.on_syscall_exit,
             on_tracepoint: &$skel.progs.on_tracepoint,
             on_uprobe: &$skel.progs.on_uprobe,
             on_timer: &$skel.progs.on_timer,
@@ -171,6 +176,7 @@ pub(crate) use trigger_programs;
 pub struct TriggerPrograms<'a, 'obj> {
     pub on_signal: &'a ProgramMut<'obj>,
     pub on_syscall: &'a ProgramMut<'obj>,
+    pub on_syscall_exit: &'a ProgramMut<'obj>,
     pub on_tracepoint: &'a ProgramMut<'obj>,
     pub on_uprobe: &'a ProgramMut<'obj>,
     pub on_timer: &'a ProgramMut<'obj>,
@@ -240,6 +246,9 @@ pub fn attach_trigger(
         TriggerSpec::OneShot => return Ok(None),
         TriggerSpec::Interval { .. } => progs.on_timer.as_fd().as_raw_fd(),
         TriggerSpec::Signal { .. } => progs.on_signal.as_fd().as_raw_fd(),
+        TriggerSpec::Syscall { .. } if trig.on_open_of_targets => {
+            progs.on_syscall_exit.as_fd().as_raw_fd()
+        }
         TriggerSpec::Syscall { .. } => progs.on_syscall.as_fd().as_raw_fd(),
         TriggerSpec::Tracepoint { .. } => progs.on_tracepoint.as_fd().as_raw_fd(),
         TriggerSpec::Uprobe { .. } => progs.on_uprobe.as_fd().as_raw_fd(),
@@ -260,6 +269,10 @@ pub fn attach_trigger(
             .on_signal
             .attach()
             .context("attaching to tracepoint signal:signal_generate")?,
+        TriggerSpec::Syscall { .. } if trig.on_open_of_targets => progs
+            .on_syscall_exit
+            .attach()
+            .context("attaching to tracepoint raw_syscalls:sys_exit")?,
         TriggerSpec::Syscall { .. } => progs
             .on_syscall
             .attach()

@@ -68,6 +68,9 @@ pub struct TriggerOptions {
     pub ringbuf_size: u32,
     /// The longest a trigger program captures inside the event.
     pub event_budget: Duration,
+    /// An open syscall with --file or --mount: fire as it returns, only
+    /// when the fd it opened is one of theirs (`on_syscall_exit`).
+    pub on_open_of_targets: bool,
 }
 
 /// The default --event-budget: short enough that the worst latency

@@ -43,7 +43,7 @@ fn load(
     paths: IterPaths,
 ) -> Result<OpencodedSkel<'static>> {
     let mut open = open_configured!(OpencodedSkelBuilder, "opencoded", "open-coded", walk, trig);
-    select_trigger_program!(open.progs, &trig.spec);
+    select_trigger_program!(open.progs, trig);
     open.progs.bare_walk.set_autoload(false);
     open.progs.find_comm.set_autoload(scans_for_comm(walk));
     open.progs.dump_task.set_autoload(!tasks_carry_files(walk));
@@ -189,6 +189,7 @@ pub fn bare_walk() -> Result<(u64, u64, u64)> {
         .context("opening the open-coded BPF object")?;
     open.progs.on_signal.set_autoload(false);
     open.progs.on_syscall.set_autoload(false);
+    open.progs.on_syscall_exit.set_autoload(false);
     open.progs.on_tracepoint.set_autoload(false);
     open.progs.on_uprobe.set_autoload(false);
     open.progs.on_timer.set_autoload(false);

@@ -23,7 +23,7 @@ fn load(
     paths: IterPaths,
 ) -> Result<SeqiterSkel<'static>> {
     let mut open = open_configured!(SeqiterSkelBuilder, "seqiter", "seq-iterator", walk, trig);
-    select_trigger_program!(open.progs, &trig.spec);
+    select_trigger_program!(open.progs, trig);
     // Old kernels get a user-space timer instead of a perf-event program.
     if let TriggerSpec::Interval { .. } = trig.spec {
         open.progs.on_timer.set_autoload(false);

@@ -342,9 +342,123 @@ fn fixture_stderr(dir: &std::path::Path) -> PathBuf {
 /// Number of threads the fixture starts besides the test harness's own.
 pub const FIXTURE_THREADS: usize = 3;
 
+/// How a `Holder` holds its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// An fd open for reading (its stdin).
+    Read,
+    /// An fd open for writing (its stdout, appending).
+    Write,
+    /// As its working directory.
+    Cwd,
+    /// By a mapping, its fd closed (a re-executed test binary).
+    Map,
+}
+
+/// A process that holds one path one way (`sleep`, or for a mapping this
+/// test binary), until dropped: for --file and --mount against fuser and
+/// lsof.
+pub struct Holder {
+    pub pid: u32,
+    child: Child,
+}
+
+impl Holder {
+    pub fn start(how: Hold, path: &Path) -> Holder {
+        let mut cmd = if how == Hold::Map {
+            let mut cmd = Command::new(std::env::current_exe().unwrap());
+            cmd.args(["fixture_process", "--exact", "--nocapture", "--quiet"])
+                .env("ITERSNAP_MAP_HOLDER", path)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped());
+            cmd
+        } else {
+            let mut cmd = Command::new("sleep");
+            cmd.arg("600").stdout(Stdio::null()).stdin(Stdio::null());
+            cmd
+        };
+        match how {
+            Hold::Read => {
+                cmd.stdin(fs::File::open(path).unwrap());
+            }
+            Hold::Write => {
+                cmd.stdout(fs::OpenOptions::new().append(true).open(path).unwrap());
+            }
+            Hold::Cwd => {
+                cmd.current_dir(path);
+            }
+            Hold::Map => {}
+        }
+        let mut child = cmd.spawn().expect("starting a holder");
+        let pid = child.id();
+        if how == Hold::Map {
+            let mut stdout = BufReader::new(child.stdout.take().unwrap());
+            let mut line = String::new();
+            while line.trim() != "ready" {
+                line.clear();
+                assert!(
+                    stdout.read_line(&mut line).unwrap() > 0,
+                    "the map holder exited"
+                );
+            }
+        } else {
+            // Held from the fork on; named `sleep` once it has exec'd.
+            for _ in 0..500 {
+                if fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "sleep")
+                {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        Holder { pid, child }
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The map holder's body: maps the file, closes its fd, says "ready" and
+/// waits for stdin to close.
+fn hold_mapping(path: &Path) -> ! {
+    use std::os::fd::AsRawFd;
+    let file = fs::File::open(path).unwrap();
+    // SAFETY: a read-only shared mapping of a file this process opened,
+    // never read, kept until exit.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(
+        addr,
+        libc::MAP_FAILED,
+        "mmap: {}",
+        std::io::Error::last_os_error()
+    );
+    drop(file);
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    std::process::exit(0);
+}
+
 /// The body of the fixture process: opens a known set of files, starts
 /// threads, names itself, says "ready" and waits for stdin to close.
 pub fn run_fixture_if_asked() {
+    if let Some(path) = std::env::var_os("ITERSNAP_MAP_HOLDER") {
+        hold_mapping(Path::new(&path));
+    }
     let Ok(comm) = std::env::var("ITERSNAP_FIXTURE") else {
         return;
     };
@@ -633,6 +747,7 @@ pub const OUR_PROGRAMS: &[&str] = &[
     "bare_walk",
     "on_signal",
     "on_syscall",
+    "on_syscall_exit",
     "on_tracepoint",
     "on_uprobe",
     "on_timer",
