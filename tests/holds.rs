@@ -15,6 +15,9 @@ fn fixture_process() {
     run_fixture_if_asked();
 }
 
+/// target → pid → (access letters, COMMAND), as a `fuser -v` table says.
+type Holders = BTreeMap<String, BTreeMap<u32, (String, String)>>;
+
 /// A directory of the test's own.
 fn scratch_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("itersnap-holds-{tag}-{}", std::process::id()));
@@ -25,8 +28,8 @@ fn scratch_dir(tag: &str) -> PathBuf {
 
 /// target → pid → (access letters, COMMAND) from a `fuser -v` table (ours
 /// or fuser's own); kernel mounts are left out.
-fn fuser_table(text: &str) -> BTreeMap<String, BTreeMap<u32, (String, String)>> {
-    let mut out: BTreeMap<String, BTreeMap<u32, (String, String)>> = BTreeMap::new();
+fn fuser_table(text: &str) -> Holders {
+    let mut out = Holders::new();
     let mut target = String::new();
     for line in text.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -54,7 +57,7 @@ fn fuser_table(text: &str) -> BTreeMap<String, BTreeMap<u32, (String, String)>> 
 
 /// `fuser -v` (or `-vm`) on `targets`: its table, whose pids it writes to
 /// stdout and the rest to stderr (both into one pipe, stdout unbuffered).
-fn fuser(mount: bool, targets: &[&Path]) -> BTreeMap<String, BTreeMap<u32, (String, String)>> {
+fn fuser(mount: bool, targets: &[&Path]) -> Holders {
     let out = Command::new("sh")
         .args(["-c", "stdbuf -o0 fuser \"$@\" 2>&1", "sh"])
         .arg(if mount { "-vm" } else { "-v" })
@@ -104,13 +107,7 @@ fn as_lsof(hold: &serde_json::Value) -> BTreeSet<String> {
 }
 
 /// itersnap's table and JSON for `args`, on `backend`.
-fn ours(
-    backend: &str,
-    args: &[&str],
-) -> (
-    BTreeMap<String, BTreeMap<u32, (String, String)>>,
-    serde_json::Value,
-) {
+fn ours(backend: &str, args: &[&str]) -> (Holders, serde_json::Value) {
     let mut with_backend = vec!["--backend", backend];
     with_backend.extend_from_slice(args);
     let table = itersnap(&with_backend);
