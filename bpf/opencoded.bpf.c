@@ -34,13 +34,14 @@ extern void bpf_task_release(struct task_struct *p) __weak __ksym;
 
 /*
  * With a COMM/--pid filter, the selected tasks are few: look for them in
- * the event until the budget runs out. --pid's process is found by the
+ * the event until the budget runs out. One --pid's process is found by the
  * kernel's own pid lookup, and only its threads are visited (an iterator
  * over one process), where the program may call bpf_task_from_pid() (6.2+,
- * a generic kfunc: tp_btf programs); elsewhere (a COMM, raw_tp and uprobe
- * programs) among every task. Without a filter, the rest of the snapshot is
- * the completion's: returns false. Returns true when every selected task
- * was captured.
+ * a generic kfunc: tp_btf programs); elsewhere (a COMM, several pids,
+ * raw_tp and uprobe programs) among every task. (One iterator, as one pid
+ * or none: a second made the stack of the deepest call chain too large.)
+ * Without a filter, the rest of the snapshot is the completion's: returns
+ * false. Returns true when every selected task was captured.
  */
 static __always_inline bool capture_more(__u64 deadline, __u32 trigger)
 {
@@ -52,8 +53,8 @@ static __always_inline bool capture_more(__u64 deadline, __u32 trigger)
 	if (!(cfg_flags & (FILTER_COMM_ON | FILTER_PID_ON)))
 		return false;
 	if ((trigger == TRIGGER_SIGNAL || trigger == TRIGGER_SYSCALL) &&
-	    (cfg_flags & FILTER_PID_ON)) {
-		proc = bpf_task_from_pid(cfg_pid);
+	    (cfg_flags & FILTER_PID_ON) && cfg_npids == 1) {
+		proc = bpf_task_from_pid(cfg_pids[0]);
 		/* No such process: nothing is selected, nothing left to find. */
 		if (!proc)
 			return true;
@@ -157,21 +158,34 @@ static __always_inline bool comm_candidate(struct task_struct *t)
 	 * the first byte alone for most processes (a helper call per name
 	 * made the scan overrun its budget at 10,000 processes).
 	 */
-	bool kthread;
-	int i;
+	bool kthread = t->flags & (PF_WQ_WORKER | PF_KTHREAD);
+	char first = t->comm[0];
 
-	if (t->comm[0] != cfg_comm[0])
-		return false;
-	kthread = t->flags & (PF_WQ_WORKER | PF_KTHREAD);
-	for (i = 1; i < COMM_LEN; i++) {
-		char c = t->comm[i];
+	for (__u32 k = 0; k < TASK_NAMES_MAX; k++) {
+		bool same = true;
 
-		if (c == '\0')
-			return kthread || cfg_comm[i] == '\0';
-		if (c != cfg_comm[i])
-			return false;
+		if (k >= cfg_ncomms)
+			break;
+		if (first != cfg_comms[k][0])
+			continue;
+		for (int i = 1; i < COMM_LEN; i++) {
+			char c = t->comm[i];
+
+			if (c == '\0') {
+				same = kthread || cfg_comms[k][i] == '\0';
+				break;
+			}
+			if (c != cfg_comms[k][i]) {
+				same = false;
+				break;
+			}
+			if (i == COMM_LEN - 1)
+				same = kthread || cfg_comms[k][COMM_LEN] == '\0';
+		}
+		if (same)
+			return true;
 	}
-	return kthread || cfg_comm[COMM_LEN] == '\0';
+	return false;
 }
 
 SEC("raw_tp")

@@ -41,13 +41,13 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Only processes whose name is exactly COMM, as /proc/PID/comm shows it (like `pgrep -x`; kernel threads by their full name, e.g. kworker/0:1-events)
+    /// Only processes whose name is exactly COMM, as /proc/PID/comm shows it (like `pgrep -x`; kernel threads by their full name, e.g. kworker/0:1-events); several: any of them (up to 8)
     #[arg(value_parser = parse_comm)]
-    pub comm: Option<Comm>,
+    pub comm: Vec<Comm>,
 
-    /// Only the process with this PID (thread-group id)
-    #[arg(short, long, value_parser = parse_pid, allow_hyphen_values = true)]
-    pub pid: Option<u32>,
+    /// Only the process with this PID (thread-group id); a list (`-p 1,2`) or repeated: any of them (up to 16)
+    #[arg(short, long, value_parser = parse_pid, value_delimiter = ',', allow_hyphen_values = true)]
+    pub pid: Vec<u32>,
 
     /// One row per thread instead of per process (like `ps -L`)
     #[arg(short = 'L', long)]
@@ -254,8 +254,8 @@ impl Cli {
     pub fn request(&self) -> Request {
         Request {
             trigger: self.trigger_spec(),
-            comm: self.comm.as_ref().map(|c| c.0.clone()),
-            pid: self.pid,
+            comms: self.comm.iter().map(|c| c.0.clone()).collect(),
+            pids: self.pid.clone(),
             threads: self.threads,
             files: !self.no_files,
             stacks: self.stacks,

@@ -2,7 +2,6 @@
 //! library (src/lib.rs), turning errors into one line and an exit status.
 
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -32,6 +31,17 @@ fn main() -> ExitCode {
                 SocketFilter::PORTS_MAX
             ),
         ));
+    }
+    for (given, most, what) in [
+        (cli.comm.len(), backend::COMMS_MAX, "COMMs are"),
+        (cli.pid.len(), backend::PIDS_MAX, "pids are"),
+    ] {
+        if given > most {
+            return usage_error(clap::Error::raw(
+                clap::error::ErrorKind::TooManyValues,
+                format!("{given} {what} given, at most {most} are matched in the kernel"),
+            ));
+        }
     }
     let targets = cli.file.len() + cli.mount.len();
     if targets > holds::TARGETS_MAX {
@@ -76,70 +86,23 @@ fn main() -> ExitCode {
     }
 }
 
-/// `itersnap check`: the report, and an exit status that says whether
-/// itersnap can run here at all.
-/// A run's exit status, as pgrep's and lsof's: 0 when its snapshots hold a
-/// match, 1 when the filters matched nothing in any of them; 3 when one
-/// lost records (its answer may lack the match), unless --allow-incomplete.
+/// A run's exit status (docs/usage.md, "Errors and exit status"): 3 when a
+/// snapshot lost records, unless --allow-incomplete; 1 when the filters
+/// matched nothing, with one line saying so; else 0.
 fn exit_status(request: &run::Request, outcome: run::Outcome) -> ExitCode {
-    if outcome.incomplete > 0 && !request.allow_incomplete {
-        eprintln!(
-            "itersnap: {} of {} incomplete: records were lost (see problems in the output; --allow-incomplete accepts it)",
-            outcome.incomplete,
-            if outcome.snapshots == 1 { "1 snapshot".to_string() } else { format!("{} snapshots", outcome.snapshots) },
-        );
+    if let Some(line) = outcome.incomplete_line(request) {
+        eprintln!("itersnap: {line}");
         return ExitCode::from(3);
     }
-    if outcome.snapshots > 0 && outcome.matched == 0 {
-        let filters = request.filters();
-        let what = if filters.is_empty() {
-            "no task".to_string()
-        } else {
-            format!("no process {}", filters.join(" and "))
-        };
-        let snapshots = match outcome.snapshots {
-            1 => "the snapshot".to_string(),
-            n => format!("any of {n} snapshots"),
-        };
-        // As pgrep warns: only a kernel thread's name is that long.
-        let long = match &request.comm {
-            Some(comm) if comm.len() > 15 => {
-                " (a process's name is at most 15 bytes; only kernel threads have longer ones)"
-            }
-            _ => "",
-        };
-        // `itersnap chek`: a COMM a typo away from a subcommand.
-        let typo = request
-            .comm
-            .as_deref()
-            .and_then(|comm| std::str::from_utf8(comm).ok())
-            .and_then(|comm| {
-                ["check", "completions"]
-                    .into_iter()
-                    .find(|sub| comm != *sub && itersnap::text::edit_distance(comm, sub) <= 2)
-            })
-            .map(|sub| format!("; did you mean `itersnap {sub}`?"))
-            .unwrap_or_default();
-        // `itersnap /var/log/x.log`, as `lsof FILE` is used.
-        let path_hint = request
-            .comm
-            .as_deref()
-            .filter(|comm| comm.contains(&b'/'))
-            .map(|comm| std::path::Path::new(std::ffi::OsStr::from_bytes(comm)))
-            .filter(|path| path.exists())
-            .map(|path| {
-                format!(
-                    "; to see who holds a file: itersnap --file {}",
-                    path.display()
-                )
-            })
-            .unwrap_or_default();
-        eprintln!("itersnap: {what} in {snapshots}{long}{typo}{path_hint}");
+    if let Some(line) = outcome.no_match_line(request) {
+        eprintln!("itersnap: {line}");
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
 }
 
+/// `itersnap check`: the report, and an exit status that says whether
+/// itersnap can run here at all.
 fn check(cli: &Cli) -> ExitCode {
     let report = check::build();
     let mut out = io::stdout().lock();
@@ -194,11 +157,6 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .filter_map(|l| l.trim().strip_prefix("tip: "))
     {
         message = format!("{message}; {tip}");
-    }
-    // A second word where a COMM was given reads to clap as a subcommand.
-    if e.kind() == ErrorKind::ArgumentConflict && message.contains("the subcommand '") {
-        let word = message.split('\'').nth(1).unwrap_or_default().to_string();
-        message = format!("one COMM at a time: '{word}' is a second one");
     }
     let message = message.strip_prefix("error: ").unwrap_or(&message);
     eprintln!("itersnap: error: {message} (see itersnap --help)");

@@ -31,9 +31,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct Request {
     pub trigger: TriggerSpec,
-    /// Only tasks with this exact name (a COMM filter).
-    pub comm: Option<Vec<u8>>,
-    pub pid: Option<u32>,
+    /// Only tasks with one of these exact names (a COMM filter).
+    pub comms: Vec<Vec<u8>>,
+    /// Only these processes (--pid).
+    pub pids: Vec<u32>,
     pub threads: bool,
     pub files: bool,
     pub stacks: bool,
@@ -67,11 +68,17 @@ impl Request {
     /// when every task is selected.
     pub fn filters(&self) -> Vec<String> {
         let mut filters = Vec::new();
-        if let Some(comm) = &self.comm {
-            filters.push(format!("named {}", crate::text::printable(comm)));
+        if !self.comms.is_empty() {
+            let names: Vec<String> = self
+                .comms
+                .iter()
+                .map(|c| crate::text::printable(c).into_owned())
+                .collect();
+            filters.push(format!("named {}", names.join(" or ")));
         }
-        if let Some(pid) = self.pid {
-            filters.push(format!("with pid {pid}"));
+        if !self.pids.is_empty() {
+            let pids: Vec<String> = self.pids.iter().map(u32::to_string).collect();
+            filters.push(format!("with pid {}", pids.join(" or ")));
         }
         if !self.targets.is_empty() {
             let names: Vec<String> = self
@@ -99,6 +106,64 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// What to say when a snapshot lost records and the user did not
+    /// accept it (exit 3).
+    pub fn incomplete_line(&self, req: &Request) -> Option<String> {
+        (self.incomplete > 0 && !req.allow_incomplete).then(|| {
+            format!(
+                "{} of {} incomplete: records were lost (see problems in the output; --allow-incomplete accepts it)",
+                self.incomplete,
+                plural(self.snapshots, "snapshot"),
+            )
+        })
+    }
+
+    /// What to say when the filters matched nothing in any snapshot (exit
+    /// 1, as pgrep and lsof), with what may have been meant.
+    pub fn no_match_line(&self, req: &Request) -> Option<String> {
+        if self.snapshots == 0 || self.matched > 0 {
+            return None;
+        }
+        let filters = req.filters();
+        let what = if filters.is_empty() {
+            "no task".to_string()
+        } else {
+            format!("no process {}", filters.join(" and "))
+        };
+        let snapshots = match self.snapshots {
+            1 => "the snapshot".to_string(),
+            n => format!("any of {n} snapshots"),
+        };
+        let mut hints = String::new();
+        // As pgrep warns: only a kernel thread's name is that long.
+        if req.comms.iter().any(|c| c.len() > 15) {
+            hints.push_str(
+                " (a process's name is at most 15 bytes; only kernel threads have longer ones)",
+            );
+        }
+        for comm in req.comms.iter().filter_map(|c| std::str::from_utf8(c).ok()) {
+            // `itersnap chek`: a COMM a typo away from a subcommand.
+            if let Some(sub) = ["check", "completions"]
+                .into_iter()
+                .find(|sub| crate::text::edit_distance(comm, sub) <= 2)
+            {
+                hints.push_str(&if comm == sub {
+                    // `itersnap nginx check`: a subcommand after a COMM.
+                    format!("; `{sub}` is a subcommand: `itersnap {sub}`, alone")
+                } else {
+                    format!("; did you mean `itersnap {sub}`?")
+                });
+            }
+            // `itersnap /var/log/x.log`, as `lsof FILE` is used.
+            if comm.contains('/') && std::path::Path::new(comm).exists() {
+                hints.push_str(&format!(
+                    "; to see who holds a file: itersnap --file {comm}"
+                ));
+            }
+        }
+        Some(format!("{what} in {snapshots}{hints}"))
+    }
+
     fn count(&mut self, snap: &snapshot::Snapshot) {
         self.snapshots += 1;
         if !snap.rows.is_empty() {
@@ -118,8 +183,8 @@ pub const OPEN_SYSCALLS: [&str; 5] = ["open", "openat", "openat2", "creat", "ope
 /// against this kernel (tracepoints, uprobe targets).
 fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions)> {
     let mut walk = WalkOptions {
-        comm: req.comm.clone(),
-        pid: req.pid,
+        comms: req.comms.clone(),
+        pids: req.pids.clone(),
         threads: req.threads,
         files: req.files,
         stacks: req.stacks,

@@ -140,9 +140,25 @@ fn mistakes_are_named_as_such() {
     let out = itersnap(&["--theads"]);
     assert_one_line_error(&out, "'--threads'");
     assert_eq!(out.status.code(), Some(2));
-    let out = itersnap(&["nginx", "redis-server"]);
-    assert_one_line_error(&out, "one COMM at a time: 'redis-server' is a second one");
-    assert_eq!(out.status.code(), Some(2));
+    // A subcommand after a COMM is taken for a second COMM, and said so.
+    let out = itersnap(&["nginx", "check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`check` is a subcommand: `itersnap check`, alone"),
+        "{stderr}"
+    );
+    // Too many names or pids for the kernel's filter: refused.
+    let names: Vec<String> = (0..9).map(|i| format!("n{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    assert_one_line_error(
+        &itersnap(&names),
+        "9 COMMs are given, at most 8 are matched in the kernel",
+    );
+    assert_one_line_error(
+        &itersnap(&["-p", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17"]),
+        "17 pids are given, at most 16",
+    );
     let out = itersnap(&["completion", "bash"]);
     assert_eq!(
         out.status.code(),

@@ -6,6 +6,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::FileTypeExt;
+use std::process::Command;
+
+use serde_json::Value;
 
 use common::*;
 
@@ -838,6 +841,74 @@ fn comm_query_finds_every_process_of_the_name() {
         for backend in backends_here() {
             let snap = snapshot(&["--backend", backend, &name]);
             assert_eq!(rows_of(&snap, pid).len(), 1, "{backend} {name}: {snap}");
+        }
+    }
+}
+
+/// The pids of a JSON snapshot's tasks.
+fn task_pids(snap: &Value) -> BTreeSet<u32> {
+    snap["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["pid"].as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// Several COMMs select the processes of any of them, as `pgrep -x
+/// 'a|b'`; several pids (a list, or --pid repeated) any of them, as `ps -p
+/// a,b`; each with its files exact, on both backends, one-shot and ticks.
+#[test]
+fn several_names_and_pids_select_any_of_them() {
+    let a = Fixture::start("na");
+    let b = Fixture::start("nb");
+    let other = Fixture::start("nc");
+    let want: BTreeSet<u32> = [a.pid, b.pid].into();
+    let pgrep = Command::new("pgrep")
+        .args(["-x", &format!("{}|{}", a.comm, b.comm)])
+        .output()
+        .expect("running pgrep");
+    let pgrep: BTreeSet<u32> = String::from_utf8_lossy(&pgrep.stdout)
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pgrep, want, "pgrep -x 'a|b'");
+    let ps = Command::new("ps")
+        .args(["-o", "pid=", "-p", &format!("{},{}", a.pid, b.pid)])
+        .output()
+        .expect("running ps");
+    let ps: BTreeSet<u32> = String::from_utf8_lossy(&ps.stdout)
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(ps, want, "ps -p a,b");
+    let (pa, pb) = (a.pid.to_string(), b.pid.to_string());
+    let list = format!("{pa},{pb}");
+    for backend in backends_here() {
+        let only_a: BTreeSet<u32> = [a.pid].into();
+        for (args, expect) in [
+            (vec![a.comm.as_str(), b.comm.as_str()], &want),
+            (vec!["-p", &list], &want),
+            (vec!["-p", &pa, "--pid", &pb], &want),
+            // Pids and names: both must hold.
+            (vec!["-p", &list, &a.comm, &other.comm], &only_a),
+        ] {
+            let mut all = vec!["--backend", backend];
+            all.extend(&args);
+            let snap = snapshot(&all);
+            assert_eq!(&task_pids(&snap), expect, "{backend} {args:?}");
+            for &pid in expect {
+                assert_eq!(
+                    snapshot_fds(rows_of(&snap, pid)[0]),
+                    proc_fds(pid),
+                    "{backend} {args:?}"
+                );
+            }
+        }
+        let mut all = vec!["--backend", backend, "--interval", "100ms", "--count", "2"];
+        all.extend(["-p", &list, "--no-files"]);
+        for snap in snapshots(&all) {
+            assert_eq!(task_pids(&snap), want, "{backend} --interval");
         }
     }
 }

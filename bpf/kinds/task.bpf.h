@@ -359,6 +359,57 @@ static __always_inline bool task_name_is(struct task_struct *t, const volatile c
 	return true;
 }
 
+/*
+ * Is t's name one of names[0..n)? task_name_is() for several names: the
+ * name is read (or, for a kernel thread, composed) once.
+ */
+#define TASK_NAMES_MAX 8
+static __always_inline bool task_name_in(struct task_struct *t,
+					 const volatile char (*names)[TASK_NAME_LEN], __u32 n)
+{
+	struct name_buf *b = NULL;
+	char comm[COMM_LEN];
+	bool kthread = KREAD(t, flags) & (PF_WQ_WORKER | PF_KTHREAD);
+
+	if (kthread) {
+		compose_task_name(t);
+		b = name_buf();
+		if (!b)
+			return false;
+	} else {
+		BPF_CORE_READ_STR_INTO(&comm, t, comm);
+	}
+	for (__u32 k = 0; k < TASK_NAMES_MAX; k++) {
+		bool same = true;
+
+		if (k >= n)
+			break;
+		if (b) {
+			for (int i = 0; i < TASK_NAME_LEN; i++) {
+				if (b->s[i] != names[k][i]) {
+					same = false;
+					break;
+				}
+				if (b->s[i] == '\0')
+					break;
+			}
+		} else {
+			same = names[k][COMM_LEN] == '\0';
+			for (int i = 0; i < COMM_LEN; i++) {
+				if (comm[i] != names[k][i]) {
+					same = false;
+					break;
+				}
+				if (comm[i] == '\0')
+					break;
+			}
+		}
+		if (same)
+			return true;
+	}
+	return false;
+}
+
 /* The credentials /proc/PID/status shows: the task's objective ones. */
 #define CRED_SPAN                                                                \
 	MAX2(MAX2(MAX2(FIELD_END(struct cred, uid), FIELD_END(struct cred, gid)),  \

@@ -57,9 +57,15 @@ macro_rules! configure_rodata {
         let walk: &$crate::backend::WalkOptions = $walk;
         let trig: &$crate::backend::TriggerOptions = $trig;
         rodata.cfg_flags = $crate::backend::cfg_flags(walk);
-        rodata.cfg_pid = walk.pid.unwrap_or(0);
+        rodata.cfg_npids = walk.pids.len().min(rodata.cfg_pids.len()) as u32;
+        for (slot, pid) in rodata.cfg_pids.iter_mut().zip(&walk.pids) {
+            *slot = *pid;
+        }
         rodata.cfg_nr_cpus = libbpf_rs::num_possible_cpus().map_or(1, |n| n as u32);
-        rodata.cfg_comm = $crate::backend::c_comm(walk.comm.as_deref().unwrap_or(&[]));
+        rodata.cfg_ncomms = walk.comms.len().min(rodata.cfg_comms.len()) as u32;
+        for (slot, comm) in rodata.cfg_comms.iter_mut().zip(&walk.comms) {
+            *slot = $crate::backend::c_comm(comm);
+        }
         rodata.cfg_trigger_flags = $crate::backend::trigger_flags(trig);
         rodata.cfg_trigger_arg = $crate::backend::trigger_arg(&trig.spec);
         rodata.cfg_caller_pid = trig.caller_pid.unwrap_or(0);

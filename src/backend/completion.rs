@@ -170,7 +170,8 @@ pub struct Completion {
     task_prog: NonNull<sys::bpf_program>,
     /// The command-line program, likewise.
     cmdline_prog: Option<NonNull<sys::bpf_program>>,
-    /// A COMM query's scan for its processes, where the object has one.
+    /// The processes a filter names before the walk: a COMM query's scan
+    /// (where the object has one), or several --pid.
     comm_scan: Option<CommScan>,
     /// The sleepable iter/task of command lines, where the kernel has it.
     cmdline: Option<IterLink>,
@@ -209,24 +210,30 @@ pub struct IterPrograms {
 }
 
 impl Completion {
-    /// Attaches the iterators. `pid` (--pid) binds them to that process
-    /// where the kernel can (6.1+); under a COMM filter files are read
-    /// process by process.
-    pub fn attach(progs: IterPrograms, pid: Option<u32>, comm_filter: bool) -> Result<Completion> {
+    /// Attaches the iterators. One --pid binds them to that process where
+    /// the kernel can (6.1+), several are read one by one through links
+    /// bound to each; under a COMM filter files are read process by
+    /// process.
+    pub fn attach(progs: IterPrograms, pids: &[u32], comm_filter: bool) -> Result<Completion> {
         // Older kernels refuse the binding: then every task is visited
-        // and the programs' own filter keeps the process.
-        let bound = pid.and_then(|p| IterLink::attach(progs.task, Some(p)).ok());
-        let (task, pid) = match bound {
-            Some(link) => (link, pid),
-            None => (
-                IterLink::attach(progs.task, None).context("attaching iter/task")?,
-                None,
-            ),
+        // and the programs' own filter keeps the processes.
+        let bound = match pids {
+            [one] => IterLink::attach(progs.task, Some(*one)).ok(),
+            _ => None,
         };
+        let pid = bound.is_some().then(|| pids[0]);
+        let task = match bound {
+            Some(link) => link,
+            None => IterLink::attach(progs.task, None).context("attaching iter/task")?,
+        };
+        // Several pids: their processes are known before the walk, if the
+        // kernel binds iterators (asked of itersnap's own process).
+        let several =
+            pids.len() > 1 && IterLink::attach(progs.task, Some(std::process::id())).is_ok();
         let pass = match progs.file {
             None => FilePass::None,
             Some(_) if progs.tasks_carry_files => FilePass::WithTasks,
-            Some(_) if comm_filter && pid.is_none() => FilePass::ByProcess,
+            Some(_) if (comm_filter || several) && pid.is_none() => FilePass::ByProcess,
             Some(_) => FilePass::AfterTasks,
         };
         // The task iterator carrying files needs iter/task_file only for
@@ -252,7 +259,7 @@ impl Completion {
             task,
             task_prog: progs.task,
             cmdline_prog: progs.cmdline,
-            comm_scan: None,
+            comm_scan: several.then(|| CommScan::known(pids.to_vec())),
             cmdline,
             maps,
             file,
@@ -500,6 +507,15 @@ fn task_tgids(records: &[Record]) -> Vec<u32> {
 /// many candidates, or its time budget).
 pub struct CommScan {
     pub run: Box<dyn Fn() -> Result<Option<Vec<u32>>> + Send>,
+}
+
+impl CommScan {
+    /// Processes named before the walk (several --pid): no scan needed.
+    fn known(tgids: Vec<u32>) -> CommScan {
+        CommScan {
+            run: Box::new(move || Ok(Some(tgids.clone()))),
+        }
+    }
 }
 
 /// A process's cwd, root or executable that the walk could not give whole

@@ -37,10 +37,11 @@ pub enum BackendChoice {
 /// What the user asked the kernel to include; fixed before the BPF programs load.
 #[derive(Debug, Clone, Default)]
 pub struct WalkOptions {
-    /// Exact process name (group leader's comm), at most 15 bytes.
-    pub comm: Option<Vec<u8>>,
-    /// Thread-group id.
-    pub pid: Option<u32>,
+    /// Exact process names (a group leader's, as /proc shows it), any of
+    /// them (at most PIDS_MAX and COMMS_MAX of each); empty: no filter.
+    pub comms: Vec<Vec<u8>>,
+    /// Thread-group ids.
+    pub pids: Vec<u32>,
     pub threads: bool,
     pub files: bool,
     pub stacks: bool,
@@ -108,8 +109,8 @@ pub(crate) fn cfg_flags(opts: &WalkOptions) -> u32 {
     const FILTER_HOLD_ON: u32 = 1 << 6;
     let mut flags = 0;
     for (on, bit) in [
-        (opts.comm.is_some(), FILTER_COMM_ON),
-        (opts.pid.is_some(), FILTER_PID_ON),
+        (!opts.comms.is_empty(), FILTER_COMM_ON),
+        (!opts.pids.is_empty(), FILTER_PID_ON),
         (opts.threads, OPT_THREADS),
         (opts.stacks, OPT_STACKS),
         (opts.files, OPT_FILES),
@@ -160,6 +161,12 @@ pub(crate) fn trigger_arg(spec: &TriggerSpec) -> i32 {
         _ => 0,
     }
 }
+
+/// How many processes --pid names, and how many names a COMM filter
+/// holds, at most (select.bpf.h's SELECT_PIDS_MAX, task.bpf.h's
+/// TASK_NAMES_MAX).
+pub const PIDS_MAX: usize = 16;
+pub const COMMS_MAX: usize = 8;
 
 /// A C char array filled from bytes, NUL-padded and NUL-terminated
 /// (callers check the length).

@@ -117,11 +117,11 @@ fn set_kernel_type_ids(rodata: &mut crate::bpf::opencoded::types::rodata) -> Res
 /// instructions less (the fd loop is only iter/task_file's then).
 /// A COMM query without --pid looks for its processes first (find_comm).
 fn scans_for_comm(walk: &WalkOptions) -> bool {
-    walk.comm.is_some() && walk.pid.is_none()
+    !walk.comms.is_empty() && walk.pids.is_empty()
 }
 
 fn tasks_carry_files(walk: &WalkOptions) -> bool {
-    walk.files && walk.comm.is_none() && walk.pid.is_none()
+    walk.files && walk.comms.is_empty() && walk.pids.is_empty()
 }
 
 pub fn open(walk: &WalkOptions, trig: &TriggerOptions) -> Result<Session> {

@@ -194,8 +194,8 @@ macro_rules! session_of {
                     .then(|| skel.progs.dump_cmdline.as_libbpf_object()),
                 maps: $walk.maps.then(|| skel.progs.dump_maps.as_libbpf_object()),
             },
-            $walk.pid,
-            $walk.comm.is_some(),
+            &$walk.pids,
+            !$walk.comms.is_empty(),
         )?;
         let guards = $crate::backend::session::guards_of!(skel);
         // Before the trigger is attached: its first event's paths need it.
