@@ -84,7 +84,7 @@ static __always_inline int write_task(struct seq_file *seq, struct task_struct *
 		return 0;
 	fill_task(t, &buf->task, capture, fds_upto);
 	seq_emit(seq, &buf->task, sizeof(buf->task));
-	if (want_stack(t))
+	if (stack_selected(t))
 		seq_emit(seq, &buf->stack, fill_stack(t, &buf->stack));
 	if (KREAD(t, pid) != tgid)
 		return 0;

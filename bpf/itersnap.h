@@ -128,5 +128,7 @@ struct snap_stats {
 #define OPT_FILES (1 << 4)
 #define FILTER_SOCK_ON (1 << 5)  /* --port, --proto, --state: only matching sockets */
 #define FILTER_HOLD_ON (1 << 6)  /* --file, --mount: only files on them (kinds/file.bpf.h) */
+#define FILTER_USER_ON (1 << 7)  /* --user: only processes of these effective uids */
+#define FILTER_STATE_ON (1 << 8) /* --task-state: only tasks in these states */
 
 #endif /* ITERSNAP_H */

@@ -9,6 +9,7 @@
 
 #include "base.bpf.h"
 #include "kinds/task.bpf.h"
+#include "kinds/stack.bpf.h"
 
 /*
  * Set by user space before load; constant to the verifier: the processes
@@ -41,20 +42,64 @@ static __always_inline bool comm_matches(struct task_struct *t)
 	return task_name_in(KREAD(t, group_leader), cfg_comms, cfg_ncomms);
 }
 
-/* In-kernel filters: is this task (thread) part of the snapshot? */
+/*
+ * --user: the effective uids of the processes (their main thread's, as ps
+ * -u); --task-state: 1 << the index of each state letter in "RSDTtXZPI".
+ */
+#define SELECT_UIDS_MAX 8
+const volatile __u32 cfg_nuids = 0;
+const volatile __u32 cfg_uids[SELECT_UIDS_MAX] = {};
+const volatile __u32 cfg_states = 0;
+
+static __always_inline bool user_selected(struct task_struct *leader)
+{
+	__u32 euid = task_euid(leader);
+
+	for (__u32 i = 0; i < SELECT_UIDS_MAX; i++) {
+		if (i >= cfg_nuids)
+			break;
+		if (euid == cfg_uids[i])
+			return true;
+	}
+	return false;
+}
+
+static __always_inline bool state_selected(struct task_struct *t)
+{
+	return !(cfg_flags & FILTER_STATE_ON) || (cfg_states & (1U << (task_state_index(t) & 31)));
+}
+
+/*
+ * In-kernel filters: is this task (thread) part of the snapshot? A
+ * process's main thread is whenever its process is: it carries the
+ * process's records (files, identity), and user space shows the process
+ * (or, with --threads, the thread) only if a thread of it is in one of
+ * --task-state's states. Other threads are left out here.
+ */
 static __always_inline bool task_selected(struct task_struct *t)
 {
 	if ((cfg_flags & FILTER_PID_ON) && !pid_selected(KREAD(t, tgid)))
 		return false;
+	if ((cfg_flags & FILTER_USER_ON) && !user_selected(KREAD(t, group_leader)))
+		return false;
 	if ((cfg_flags & FILTER_COMM_ON) && !comm_matches(t))
+		return false;
+	if ((cfg_flags & FILTER_STATE_ON) && KREAD(t, pid) != KREAD(t, tgid) && !state_selected(t))
 		return false;
 	return true;
 }
 
+/* A task's stack: as asked (stack.bpf.h), and only in --task-state's states. */
+static __always_inline bool stack_selected(struct task_struct *t)
+{
+	return want_stack(t) && state_selected(t);
+}
+
 /*
  * task_selected() of a task known not to be a kernel thread, whose name is
- * its comm: a program that never looks at kernel threads (command lines)
- * then holds no name composition for the verifier to check.
+ * its comm, for its process's records (command lines): a program that never
+ * looks at kernel threads then holds no name composition for the verifier
+ * to check.
  */
 static __always_inline bool user_task_selected(struct task_struct *t)
 {
@@ -62,9 +107,11 @@ static __always_inline bool user_task_selected(struct task_struct *t)
 
 	if ((cfg_flags & FILTER_PID_ON) && !pid_selected(KREAD(t, tgid)))
 		return false;
+	leader = KREAD(t, group_leader);
+	if ((cfg_flags & FILTER_USER_ON) && !user_selected(leader))
+		return false;
 	if (!(cfg_flags & FILTER_COMM_ON))
 		return true;
-	leader = KREAD(t, group_leader);
 	for (__u32 k = 0; k < TASK_NAMES_MAX; k++) {
 		if (k >= cfg_ncomms)
 			break;

@@ -443,7 +443,7 @@ static __always_inline void capture_task(struct task_struct *t, __u64 deadline)
 		fds_upto = capture_fds((__u64)BPF_CORE_READ(t, files), tgid, deadline, FDS_TO_RING);
 		capture |= CAPTURE_FILES;
 	}
-	if (HAVE_TASK_BTF && want_stack(t)) {
+	if (HAVE_TASK_BTF && stack_selected(t)) {
 		size = fill_stack(t, &buf->stack);
 		if (size && size <= sizeof(buf->stack)) {
 			emit(&buf->stack, size, BPF_RB_NO_WAKEUP);

@@ -49,6 +49,14 @@ pub struct Cli {
     #[arg(short, long, value_parser = parse_pid, value_delimiter = ',', allow_hyphen_values = true)]
     pub pid: Vec<u32>,
 
+    /// Only processes whose effective user is USER, a name or a uid, like `ps -u` (a list, or repeated: any of them, up to 8)
+    #[arg(short = 'u', long, value_name = "USER", value_parser = parse_user, value_delimiter = ',')]
+    pub user: Vec<User>,
+
+    /// Only tasks in these states, ps's STAT letters: R running, S sleeping, D uninterruptible (disk) sleep, T stopped, t traced, Z zombie, I idle kernel thread, P parked, X dead (e.g. D, or D,R); a process is shown when a thread of it is in one
+    #[arg(long, value_name = "STATES", value_parser = parse_task_states)]
+    pub task_state: Option<u32>,
+
     /// One row per thread instead of per process (like `ps -L`)
     #[arg(short = 'L', long)]
     pub threads: bool,
@@ -256,6 +264,8 @@ impl Cli {
             trigger: self.trigger_spec(),
             comms: self.comm.iter().map(|c| c.0.clone()).collect(),
             pids: self.pid.clone(),
+            users: self.user.iter().map(|u| (u.name.clone(), u.uid)).collect(),
+            states: self.task_state.unwrap_or(0),
             threads: self.threads,
             files: !self.no_files,
             stacks: self.stacks,
@@ -566,6 +576,45 @@ pub fn parse_state(s: &str) -> Result<u8, String> {
             let names: Vec<&str> = STATES.iter().map(|(n, _)| *n).collect();
             format!("unknown socket state {s:?}: one of {}", names.join(", "))
         })
+}
+
+/// A user, as --user names it: the name given and its uid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+}
+
+/// A user name, or a uid (a number, as ps takes it, whether or not the user
+/// database knows it).
+pub fn parse_user(s: &str) -> Result<User, String> {
+    let uid = match s.parse::<u32>() {
+        Ok(uid) => uid,
+        Err(_) => crate::kinds::process::user_id(s).ok_or_else(|| format!("no user named {s}"))?,
+    };
+    Ok(User {
+        name: s.to_string(),
+        uid,
+    })
+}
+
+/// ps's state letters (`D`, `D,R`, `DR`) as a mask of their indices in
+/// task::STATE_LETTERS.
+pub fn parse_task_states(s: &str) -> Result<u32, String> {
+    use crate::kinds::task::STATE_LETTERS;
+    let mut mask = 0;
+    for c in s.chars().filter(|c| *c != ',') {
+        let Some(i) = STATE_LETTERS.iter().position(|&l| l as char == c) else {
+            return Err(format!(
+                "'{c}' is not a task state: one of R, S, D, T, t, Z, X, P, I (ps's STAT letters)"
+            ));
+        };
+        mask |= 1 << i;
+    }
+    if mask == 0 {
+        return Err("no state given: one of R, S, D, T, t, Z, X, P, I".into());
+    }
+    Ok(mask)
 }
 
 pub fn parse_pid(s: &str) -> Result<u32, String> {

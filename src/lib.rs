@@ -106,6 +106,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
             event_budget_ns: 1_000_000,
             socket_filter: i == 2,
             targets: &[],
+            states: 0,
             boot_wall_ns: u64::MAX / 2 - 1_000_000_000,
             reader_netns: 4026531840,
             cmdlines: true,

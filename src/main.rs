@@ -35,6 +35,7 @@ fn main() -> ExitCode {
     for (given, most, what) in [
         (cli.comm.len(), backend::COMMS_MAX, "COMMs are"),
         (cli.pid.len(), backend::PIDS_MAX, "pids are"),
+        (cli.user.len(), backend::UIDS_MAX, "users are"),
     ] {
         if given > most {
             return usage_error(clap::Error::raw(

@@ -35,6 +35,10 @@ pub struct Request {
     pub comms: Vec<Vec<u8>>,
     /// Only these processes (--pid).
     pub pids: Vec<u32>,
+    /// --user: (as given, uid), any of them.
+    pub users: Vec<(String, u32)>,
+    /// --task-state: a mask of indices in task::STATE_LETTERS; 0: any.
+    pub states: u32,
     pub threads: bool,
     pub files: bool,
     pub stacks: bool,
@@ -87,6 +91,19 @@ impl Request {
                 .map(|t| crate::text::printable(&t.name).into_owned())
                 .collect();
             filters.push(format!("holding {}", names.join(" or ")));
+        }
+        if !self.users.is_empty() {
+            let users: Vec<&str> = self.users.iter().map(|(name, _)| name.as_str()).collect();
+            filters.push(format!("of user {}", users.join(" or ")));
+        }
+        if self.states != 0 {
+            let letters: String = crate::kinds::task::STATE_LETTERS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| self.states & (1 << i) != 0)
+                .map(|(_, &l)| l as char)
+                .collect();
+            filters.push(format!("with a task in state {letters}"));
         }
         if self.sockets.is_on() {
             filters.push("holding a socket that --port, --proto and --state select".into());
@@ -185,6 +202,8 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
     let mut walk = WalkOptions {
         comms: req.comms.clone(),
         pids: req.pids.clone(),
+        uids: req.users.iter().map(|&(_, uid)| uid).collect(),
+        states: req.states,
         threads: req.threads,
         files: req.files,
         stacks: req.stacks,
@@ -324,6 +343,7 @@ pub fn run(req: &Request) -> Result<Outcome> {
         event_budget_ns: event_budget.as_nanos().min(u64::MAX as u128) as u64,
         socket_filter: req.sockets.is_on(),
         targets: &req.targets,
+        states: req.states,
         reader_netns: own_netns(),
         cmdlines: walk.cmdlines,
         maps: walk.maps,

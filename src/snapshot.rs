@@ -15,7 +15,7 @@ use crate::kinds::maps;
 use crate::kinds::process::{ProcRec, Process};
 use crate::kinds::sockets::Socket;
 use crate::kinds::stacks::{self, Frame, StackRec};
-use crate::kinds::task::{Task, TaskRec};
+use crate::kinds::task::{self, Task, TaskRec};
 use crate::ksyms::Ksyms;
 use crate::model::{RawSnapshot, TriggerSpec};
 use crate::record::{BeginRec, Record};
@@ -257,6 +257,11 @@ pub struct Context<'a> {
     pub socket_filter: bool,
     /// --file, --mount: only processes holding one of them are shown.
     pub targets: &'a [Target],
+    /// --task-state (a mask of task::STATE_LETTERS' indices; 0: any): only
+    /// processes with a thread in one, and with --threads only those
+    /// threads. The kernel leaves out other threads but not main ones,
+    /// which carry their process's records.
+    pub states: u32,
     /// itersnap's own network namespace: sockets of others say theirs.
     pub reader_netns: u64,
     /// The backend reads command lines (a sleepable iterator, 5.18+).
@@ -560,6 +565,12 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         else {
             continue;
         };
+        let in_state = |t: &&TaskRec| {
+            ctx.states == 0 || ctx.states & (1 << task::state_index(t.state, t.exit_state)) != 0
+        };
+        if !proc.threads.iter().any(|t| in_state(&t)) {
+            continue; // --task-state: no thread of it in one
+        }
         let mut open_files = proc.files;
         files::by_fd(&mut open_files);
         if !sockets.is_empty() {
@@ -594,7 +605,7 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
             })
         };
         if ctx.per_thread {
-            for t in &proc.threads {
+            for t in proc.threads.iter().filter(in_state) {
                 let mut row = Row::of(Task::thread(t, ktime_ns));
                 row.stack = stack_of(t.pid);
                 if t.pid == tgid {

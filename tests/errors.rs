@@ -485,3 +485,19 @@ fn a_panic_leaves_nothing_loaded() {
             .unwrap_or(true));
     }
 }
+
+#[test]
+fn bad_filter_values() {
+    for (args, says) in [
+        (
+            &["--user", "no-such-user-here"][..],
+            "no user named no-such-user-here",
+        ),
+        (&["--task-state", "Q"], "'Q' is not a task state"),
+        (&["--task-state", ","], "no state given"),
+    ] {
+        let out = itersnap(args);
+        assert_one_line_error(&out, says);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}

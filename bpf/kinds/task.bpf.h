@@ -40,6 +40,42 @@ static __always_inline __u32 task_state_raw(struct task_struct *t)
 }
 
 /*
+ * The index of ps's state letter in "RSDTtXZPI", as the kernel's
+ * task_state_index() computes it (fls() of the reported state bits, with
+ * TASK_IDLE as I and an RT lock wait as D).
+ */
+static __always_inline __u32 task_state_index(struct task_struct *t)
+{
+	__u32 state = task_state_raw(t);
+	__u32 x = (state & 0x7f) | KREAD(t, exit_state);
+	__u32 n = 0;
+
+	if (state == 0x0402)
+		return 8;
+	if (state == 0x1000)
+		return 2;
+	if (x & 0xf0) {
+		n += 4;
+		x >>= 4;
+	}
+	if (x & 0xc) {
+		n += 2;
+		x >>= 2;
+	}
+	if (x & 2) {
+		n += 1;
+		x >>= 1;
+	}
+	return n + (x & 1);
+}
+
+/* The effective uid /proc/PID/status shows (the objective credentials). */
+static __always_inline __u32 task_euid(struct task_struct *t)
+{
+	return BPF_CORE_READ(t, real_cred, euid.val);
+}
+
+/*
  * The task's name as proc_task_name() (fs/proc/array.c) gives it to
  * /proc/PID/comm, stat and status, and as `ps` and `pgrep -x` see it:
  *   - a workqueue worker (PF_WQ_WORKER): wq_worker_comm(), its id (6.10+:

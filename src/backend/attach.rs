@@ -62,6 +62,11 @@ macro_rules! configure_rodata {
             *slot = *pid;
         }
         rodata.cfg_nr_cpus = libbpf_rs::num_possible_cpus().map_or(1, |n| n as u32);
+        rodata.cfg_nuids = walk.uids.len().min(rodata.cfg_uids.len()) as u32;
+        for (slot, uid) in rodata.cfg_uids.iter_mut().zip(&walk.uids) {
+            *slot = *uid;
+        }
+        rodata.cfg_states = walk.states;
         rodata.cfg_ncomms = walk.comms.len().min(rodata.cfg_comms.len()) as u32;
         for (slot, comm) in rodata.cfg_comms.iter_mut().zip(&walk.comms) {
             *slot = $crate::backend::c_comm(comm);

@@ -42,6 +42,11 @@ pub struct WalkOptions {
     pub comms: Vec<Vec<u8>>,
     /// Thread-group ids.
     pub pids: Vec<u32>,
+    /// --user: effective uids of processes (at most UIDS_MAX).
+    pub uids: Vec<u32>,
+    /// --task-state: 1 << the index of each state letter in "RSDTtXZPI"
+    /// (task::STATE_LETTERS); 0: every state.
+    pub states: u32,
     pub threads: bool,
     pub files: bool,
     pub stacks: bool,
@@ -107,6 +112,8 @@ pub(crate) fn cfg_flags(opts: &WalkOptions) -> u32 {
     const OPT_FILES: u32 = 1 << 4;
     const FILTER_SOCK_ON: u32 = 1 << 5;
     const FILTER_HOLD_ON: u32 = 1 << 6;
+    const FILTER_USER_ON: u32 = 1 << 7;
+    const FILTER_STATE_ON: u32 = 1 << 8;
     let mut flags = 0;
     for (on, bit) in [
         (!opts.comms.is_empty(), FILTER_COMM_ON),
@@ -116,6 +123,8 @@ pub(crate) fn cfg_flags(opts: &WalkOptions) -> u32 {
         (opts.files, OPT_FILES),
         (opts.sockets.is_on(), FILTER_SOCK_ON),
         (!opts.targets.is_empty(), FILTER_HOLD_ON),
+        (!opts.uids.is_empty(), FILTER_USER_ON),
+        (opts.states != 0, FILTER_STATE_ON),
     ] {
         if on {
             flags |= bit;
@@ -167,6 +176,7 @@ pub(crate) fn trigger_arg(spec: &TriggerSpec) -> i32 {
 /// TASK_NAMES_MAX).
 pub const PIDS_MAX: usize = 16;
 pub const COMMS_MAX: usize = 8;
+pub const UIDS_MAX: usize = 8;
 
 /// A C char array filled from bytes, NUL-padded and NUL-terminated
 /// (callers check the length).

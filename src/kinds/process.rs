@@ -284,6 +284,25 @@ pub fn user_name(uid: u32) -> String {
     })
 }
 
+/// The uid of a user name in the user database (as `ps -u` takes it).
+pub fn user_id(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: as user_name, with getpwnam_r and a NUL-terminated name.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut result = std::ptr::null_mut();
+        let rc = libc::getpwnam_r(
+            name.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        );
+        (rc == 0 && !result.is_null()).then_some(pw.pw_uid)
+    }
+}
+
 /// The group database's name for gid, else the number.
 pub fn group_name(gid: u32) -> String {
     cached(&GROUPS, gid, |gid| {

@@ -355,6 +355,17 @@ impl Task {
     }
 }
 
+/// ps's state letters, in the kernel's task_state_index() order.
+pub const STATE_LETTERS: &[u8; 9] = b"RSDTtXZPI";
+
+/// The index of a task's state letter in STATE_LETTERS.
+pub fn state_index(state: u32, exit_state: u32) -> usize {
+    STATE_LETTERS
+        .iter()
+        .position(|&l| l as char == state_letter(state, exit_state))
+        .unwrap_or(STATE_LETTERS.len())
+}
+
 /// ps's state letter, as the kernel's task_state_index() computes it.
 pub fn state_letter(state: u32, exit_state: u32) -> char {
     const TASK_REPORT: u32 = 0x7f;
@@ -368,7 +379,7 @@ pub fn state_letter(state: u32, exit_state: u32) -> char {
     } else {
         (32 - reported.leading_zeros()) as usize
     };
-    b"RSDTtXZPI".get(index).map_or('?', |&b| b as char)
+    STATE_LETTERS.get(index).map_or('?', |&b| b as char)
 }
 
 /// The kernel's cputime_adjust() (kernel/sched/cputime.c), which gives

@@ -478,6 +478,7 @@ mod tests {
             event_budget_ns: 0,
             socket_filter: false,
             targets: &[],
+            states: 0,
             reader_netns: 0,
             boot_wall_ns: 0,
             cmdlines: true,

@@ -1,0 +1,213 @@
+//! --user and --task-state against ps: processes of a user, and tasks in a
+//! state (a writer blocked in D on a frozen filesystem).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+
+#[test]
+fn fixture_process() {
+    run_fixture_if_asked();
+}
+
+/// A child killed (and reaped) when dropped.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The pids a JSON snapshot's tasks belong to.
+fn pids(snap: &serde_json::Value) -> BTreeSet<u32> {
+    snap["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["pid"].as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// `ps -o pid= ARGS`, as a set.
+fn ps(args: &[&str]) -> BTreeSet<u32> {
+    let out = Command::new("ps")
+        .args(["-o", "pid="])
+        .args(args)
+        .output()
+        .expect("running ps");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// Processes of a user no one else runs (setpriv, util-linux), found by
+/// uid and by name as `ps -u` finds them.
+#[test]
+fn user_selects_processes_as_ps_u() {
+    let uid = 40_000 + std::process::id() % 20_000;
+    let sleeper = |n: u32| {
+        Reaped(
+            Command::new("setpriv")
+                .args([
+                    &format!("--reuid={uid}"),
+                    &format!("--regid={uid}"),
+                    "--clear-groups",
+                    "sleep",
+                    &format!("60.{n}"),
+                ])
+                .spawn()
+                .expect("running setpriv"),
+        )
+    };
+    let (a, b) = (sleeper(1), sleeper(2));
+    let want: BTreeSet<u32> = [a.0.id(), b.0.id()].into();
+    // Until both have dropped root (setpriv changes ids, then execs).
+    for _ in 0..200 {
+        if ps(&["-u", &uid.to_string()]) == want {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(ps(&["-u", &uid.to_string()]), want, "ps -u");
+    for backend in backends_here() {
+        let snap = snapshot(&["--backend", backend, "--user", &uid.to_string()]);
+        assert_eq!(pids(&snap), want, "{backend}");
+        for pid in &want {
+            let row = rows_of(&snap, *pid)[0];
+            assert_eq!(row["euid"], uid, "{backend}");
+            assert_eq!(snapshot_fds(row), proc_fds(*pid), "{backend}");
+        }
+        // root's processes, by name: ps -u root's, but for those that came
+        // or went between the two.
+        let ours = pids(&snapshot(&[
+            "--backend",
+            backend,
+            "--user",
+            "root",
+            "--no-files",
+        ]));
+        let theirs = ps(&["-u", "root"]);
+        assert!(ours.is_disjoint(&want), "{backend}");
+        let differ = ours.symmetric_difference(&theirs).count();
+        assert!(
+            differ < 10,
+            "{backend}: {ours:?} against ps -u root {theirs:?}"
+        );
+    }
+    // A list: this user or another one nobody runs.
+    let snap = snapshot(&["--user", &format!("{uid},{}", uid + 1)]);
+    assert_eq!(pids(&snap), want);
+}
+
+/// An ext4 image mounted on a loop device, frozen with fsfreeze: a writer
+/// blocks in D until it is thawed. Thawed, unmounted and removed when
+/// dropped.
+struct Frozen {
+    dir: PathBuf,
+    image: PathBuf,
+}
+
+impl Frozen {
+    fn new(tag: &str) -> Frozen {
+        let base = std::env::temp_dir().join(format!("itersnap-{tag}-{}", std::process::id()));
+        let (dir, image) = (base.with_extension("mnt"), base.with_extension("img"));
+        fs::create_dir_all(&dir).unwrap();
+        let run = |cmd: &str, args: &[&Path]| {
+            let status = Command::new(cmd)
+                .args(args)
+                .stdout(Stdio::null())
+                .status()
+                .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+            assert!(status.success(), "{cmd} {args:?}");
+        };
+        run("truncate", &[Path::new("-s16M"), &image]);
+        run("mkfs.ext4", &[Path::new("-qF"), &image]);
+        run("mount", &[Path::new("-oloop"), &image, &dir]);
+        run("fsfreeze", &[Path::new("-f"), &dir]);
+        Frozen { dir, image }
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = Command::new("fsfreeze").arg("-u").arg(&self.dir).status();
+        let _ = Command::new("umount").arg(&self.dir).status();
+        let _ = fs::remove_dir(&self.dir);
+        let _ = fs::remove_file(&self.image);
+    }
+}
+
+/// The state letter /proc/PID/task/TID/stat gives.
+fn proc_state(pid: u32, tid: u32) -> Option<String> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    Some(stat[stat.rfind(')')? + 2..].split(' ').next()?.to_string())
+}
+
+#[test]
+fn task_state_finds_a_writer_blocked_on_a_frozen_filesystem() {
+    let frozen = Frozen::new("frozen");
+    let target = frozen.dir.join("file");
+    let writer = Reaped(
+        Command::new("sh")
+            .args(["-c", "echo blocked > \"$1\"", "sh"])
+            .arg(&target)
+            .spawn()
+            .unwrap(),
+    );
+    let pid = writer.0.id();
+    for _ in 0..500 {
+        if proc_state(pid, pid).as_deref() == Some("D") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        proc_state(pid, pid).as_deref(),
+        Some("D"),
+        "the writer blocks"
+    );
+    for backend in backends_here() {
+        for threads in [false, true] {
+            let mut args = vec!["--backend", backend, "--task-state", "D", "--stacks"];
+            if threads {
+                args.push("--threads");
+            }
+            let snap = snapshot(&args);
+            let rows = rows_of(&snap, pid);
+            assert_eq!(rows.len(), 1, "{backend} threads={threads}: {snap}");
+            assert_eq!(rows[0]["state"], "D", "{backend}");
+            assert_eq!(snapshot_fds(rows[0]), proc_fds(pid), "{backend}");
+            let stack: Vec<&str> = rows[0]["stack"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|f| f["symbol"].as_str())
+                .collect();
+            assert!(
+                stack.iter().any(|s| s.contains("percpu_rwsem")
+                    || s.contains("sb_start_write")
+                    || s.contains("mnt_want_write")),
+                "{backend}: blocked on the freeze: {stack:?}"
+            );
+            // With --threads, every task shown is one in D.
+            if threads {
+                for t in snap["tasks"].as_array().unwrap() {
+                    assert_eq!(t["state"], "D", "{backend}: {t}");
+                }
+            }
+        }
+        // A state nothing here is in past a moment: not this writer.
+        let snap = snapshot(&["--backend", backend, "--task-state", "T,t", "--no-files"]);
+        assert!(rows_of(&snap, pid).is_empty(), "{backend}");
+    }
+    drop(frozen);
+    drop(writer);
+}
