@@ -589,7 +589,10 @@ fn paths_past_path_max_are_marked_truncated() {
     let name = CString::new("n".repeat(200)).unwrap();
     let open_dir = |at: i32, path: &CString| {
         // SAFETY: plain syscalls on a valid fd and NUL-terminated names.
-        let fd = unsafe { libc::openat(at, path.as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY) };
+        // Close-on-exec, as std opens files: else fixtures that other tests
+        // spawn meanwhile inherit them (and readlink cannot name them).
+        let flags = libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC;
+        let fd = unsafe { libc::openat(at, path.as_ptr(), flags) };
         assert!(fd >= 0, "{}", std::io::Error::last_os_error());
         // SAFETY: a fresh fd owned by nobody else.
         unsafe { OwnedFd::from_raw_fd(fd) }
@@ -612,7 +615,7 @@ fn paths_past_path_max_are_marked_truncated() {
         libc::openat(
             dir.as_raw_fd(),
             leaf.as_ptr(),
-            libc::O_CREAT | libc::O_RDWR,
+            libc::O_CREAT | libc::O_RDWR | libc::O_CLOEXEC,
             0o600,
         )
     };
@@ -898,10 +901,12 @@ fn several_names_and_pids_select_any_of_them() {
             let snap = snapshot(&all);
             assert_eq!(&task_pids(&snap), expect, "{backend} {args:?}");
             for &pid in expect {
+                let row = rows_of(&snap, pid)[0];
                 assert_eq!(
-                    snapshot_fds(rows_of(&snap, pid)[0]),
+                    snapshot_fds(row),
                     proc_fds(pid),
-                    "{backend} {args:?}"
+                    "{backend} {args:?}: {}",
+                    row["files"]
                 );
             }
         }
