@@ -220,7 +220,9 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
     if !req.targets.is_empty() {
         match features::maps_unsupported(btf) {
             None => walk.maps = true,
-            Some(why) => eprintln!("itersnap: mappings are not searched: {why}"),
+            Some(_) => eprintln!(
+                "itersnap: mappings are not searched (fuser's m): this kernel has no task_vma iterator (Linux 5.12+)"
+            ),
         }
     }
     let mut spec = req.trigger.clone();

@@ -330,3 +330,58 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A file on overlayfs, as a container's root is: stat(2) gives its real
+/// layer's device (the layers are on different filesystems here), the open
+/// file's inode the overlay's. Found either way, as fuser finds it.
+#[test]
+fn a_file_on_overlayfs_is_found() {
+    let dir = scratch_dir("overlay");
+    let (lower, merged) = (dir.join("lower"), dir.join("merged"));
+    let (upper, work) = ("upper", "work");
+    fs::create_dir_all(&lower).unwrap();
+    fs::write(lower.join("from-lower"), b"lower").unwrap();
+    // The upper layer on a tmpfs of its own: another filesystem than lower.
+    let layers = dir.join("layers");
+    fs::create_dir_all(&layers).unwrap();
+    let tmpfs = Tmpfs::mount(&layers);
+    let (upper, work) = (layers.join(upper), layers.join(work));
+    for d in [&upper, &work, &merged] {
+        fs::create_dir_all(d).unwrap();
+    }
+    let status = Command::new("mount")
+        .args(["-t", "overlay", "itersnap-test", "-o"])
+        .arg(format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        ))
+        .arg(&merged)
+        .status()
+        .expect("running mount");
+    assert!(status.success(), "mounting an overlay");
+    let overlay = Tmpfs(merged.clone());
+    let fresh = merged.join("fresh");
+    fs::write(&fresh, b"upper").unwrap();
+    let old = merged.join("from-lower");
+    let holders = [
+        Holder::start(Hold::Read, &fresh),
+        Holder::start(Hold::Read, &old),
+    ];
+    for backend in backends_here() {
+        for (path, holder) in [(&fresh, &holders[0]), (&old, &holders[1])] {
+            let (table, _) = ours(backend, &["--file", path.to_str().unwrap()]);
+            assert_eq!(table, fuser(false, &[path]), "{backend} {}", path.display());
+            assert_eq!(
+                table[path.to_str().unwrap()][&holder.pid].0,
+                "f....",
+                "{backend}"
+            );
+        }
+    }
+    drop(holders);
+    drop(overlay);
+    drop(tmpfs);
+    let _ = fs::remove_dir_all(&dir);
+}

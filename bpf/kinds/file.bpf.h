@@ -274,15 +274,15 @@ static __always_inline void fill_sb_fields(struct file_rec *r, struct super_bloc
  * stands for every inode of the device (--mount). Matched before the path
  * walk, so a file that is not one of them costs its inode's read only.
  */
-#define HOLD_TARGETS_MAX 16
+#define HOLD_KEYS_MAX 32
 const volatile __u32 cfg_hold_n = 0;
-const volatile __u32 cfg_hold_dev[HOLD_TARGETS_MAX] = {};
-const volatile __u64 cfg_hold_ino[HOLD_TARGETS_MAX] = {};
+const volatile __u32 cfg_hold_dev[HOLD_KEYS_MAX] = {};
+const volatile __u64 cfg_hold_ino[HOLD_KEYS_MAX] = {};
 
 /* Is (dev, ino) one of the targets? Never without any. */
 static __always_inline bool is_hold_target(__u32 dev, __u64 ino)
 {
-	for (__u32 i = 0; i < HOLD_TARGETS_MAX; i++) {
+	for (__u32 i = 0; i < HOLD_KEYS_MAX; i++) {
 		if (i >= cfg_hold_n)
 			break;
 		if (dev == cfg_hold_dev[i] && (!cfg_hold_ino[i] || ino == cfg_hold_ino[i]))

@@ -96,12 +96,17 @@ macro_rules! configure_rodata {
         for (slot, port) in rodata.cfg_sock_ports.iter_mut().zip(ports) {
             *slot = *port;
         }
-        let targets = &walk.targets;
-        rodata.cfg_hold_n = targets.len().min(rodata.cfg_hold_dev.len()) as u32;
-        for (i, target) in targets.iter().take(rodata.cfg_hold_dev.len()).enumerate() {
-            rodata.cfg_hold_dev[i] = target.dev;
-            rodata.cfg_hold_ino[i] = target.ino.unwrap_or(0);
+        let keys = walk
+            .targets
+            .iter()
+            .flat_map(|t| t.devs.iter().map(|&dev| (dev, t.ino.unwrap_or(0))));
+        let mut n = 0;
+        for (i, (dev, ino)) in keys.take(rodata.cfg_hold_dev.len()).enumerate() {
+            rodata.cfg_hold_dev[i] = dev;
+            rodata.cfg_hold_ino[i] = ino;
+            n = i + 1;
         }
+        rodata.cfg_hold_n = n as u32;
     }};
 }
 pub(crate) use configure_rodata;

@@ -14,7 +14,8 @@ use serde::Serialize;
 use super::files::FileEntry;
 use super::process::{Process, FD_CWD, FD_MEM, FD_RTD, FD_TXT};
 
-/// How many targets the kernel's filter holds (`HOLD_TARGETS_MAX`).
+/// How many targets --file and --mount take; each is one or two keys of
+/// the kernel's filter (`HOLD_KEYS_MAX`, twice as many).
 pub const TARGETS_MAX: usize = 16;
 
 /// A file (`--file`) or a filesystem (`--mount`) whose holders a snapshot
@@ -24,8 +25,10 @@ pub struct Target {
     /// As the command line named it.
     pub name: Vec<u8>,
     /// Its filesystem's device as the kernel encodes it (super_block.s_dev:
-    /// MAJOR << 20 | MINOR), as file records carry it.
-    pub dev: u32,
+    /// MAJOR << 20 | MINOR), as file records carry it: the superblock's
+    /// (from mountinfo), and stat(2)'s st_dev if that differs (overlayfs
+    /// gives a file's real layer's, btrfs a subvolume's).
+    pub devs: Vec<u32>,
     /// Its inode; None for `--mount` (every inode of the device).
     pub ino: Option<u64>,
 }
@@ -37,7 +40,7 @@ impl Target {
         let meta = std::fs::metadata(path).map_err(|e| stat_error(path, &e))?;
         Ok(Target {
             name: path.as_os_str().as_encoded_bytes().to_vec(),
-            dev: kernel_dev(meta.dev()),
+            devs: devs(path, meta.dev()),
             ino: Some(meta.ino()),
         })
     }
@@ -46,21 +49,59 @@ impl Target {
     /// the filesystem on it (as `fuser -m`).
     pub fn mount(path: &Path) -> Result<Target, String> {
         let meta = std::fs::metadata(path).map_err(|e| stat_error(path, &e))?;
-        let dev = if meta.file_type().is_block_device() {
-            meta.rdev()
+        let devs = if meta.file_type().is_block_device() {
+            vec![kernel_dev(meta.rdev())]
         } else {
-            meta.dev()
+            devs(path, meta.dev())
         };
         Ok(Target {
             name: path.as_os_str().as_encoded_bytes().to_vec(),
-            dev: kernel_dev(dev),
+            devs,
             ino: None,
         })
     }
 
     pub fn matches(&self, f: &FileEntry) -> bool {
-        f.dev == self.dev && self.ino.is_none_or(|ino| f.ino == ino)
+        self.devs.contains(&f.dev) && self.ino.is_none_or(|ino| f.ino == ino)
     }
+}
+
+/// The devices a file's records may carry: its superblock's, and st_dev.
+fn devs(path: &Path, st_dev: u64) -> Vec<u32> {
+    let mut devs = vec![kernel_dev(st_dev)];
+    if let Some(dev) = superblock_dev(path).filter(|d| !devs.contains(d)) {
+        devs.insert(0, dev);
+    }
+    devs
+}
+
+/// The device of the superblock PATH is on, as the kernel holds it: the
+/// major:minor of its mount's line in /proc/self/mountinfo, found by the
+/// mount id statx(2) gives (Linux 5.8+; None before, or on a failure).
+fn superblock_dev(path: &Path) -> Option<u32> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statx is plain data, filled by the kernel; the path is
+    // NUL-terminated and outlives the call.
+    let stx = unsafe {
+        let mut stx: libc::statx = std::mem::zeroed();
+        let rc = libc::statx(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            0,
+            libc::STATX_MNT_ID,
+            &mut stx,
+        );
+        (rc == 0 && stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx)
+    }?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let mut words = line.split(' ');
+        let id: u64 = words.next()?.parse().ok()?;
+        let (major, minor) = words.nth(1)?.split_once(':')?;
+        (id == stx.stx_mnt_id).then_some(())?;
+        Some((major.parse::<u32>().ok()? << 20) | (minor.parse::<u32>().ok()? & 0xfffff))
+    })
 }
 
 fn stat_error(path: &Path, e: &std::io::Error) -> String {
@@ -264,7 +305,7 @@ mod tests {
     fn a_file_matches_by_device_and_inode_a_mount_by_device() {
         let target = Target {
             name: b"/x".to_vec(),
-            dev: 8 << 20 | 1,
+            devs: vec![8 << 20 | 1],
             ino: Some(12),
         };
         let mount = Target {
@@ -282,12 +323,12 @@ mod tests {
     fn held_says_how_and_by_which_fds() {
         let t = Target {
             name: b"/x".to_vec(),
-            dev: 1,
+            devs: vec![1],
             ino: Some(7),
         };
         let other = Target {
             name: b"/y".to_vec(),
-            dev: 1,
+            devs: vec![1],
             ino: Some(8),
         };
         let files = [

@@ -807,6 +807,10 @@ impl Column {
                     format!("{branch}{comm}")
                 }
             }
+            // A thread other than the main one: its own name, as `ps -L`
+            // shows it (the command line is the process's, the same on
+            // every row).
+            Column::Args if t.tid != t.pid => Column::Comm.cell(t, p, clock, branch, paint),
             // Without command lines (before 5.18) the name, as comm shows
             // it; kernel threads and zombies have none anyway.
             Column::Args if p.is_some_and(|p| p.cmdline_read) || t.kthread || t.state == 'Z' => {
