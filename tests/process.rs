@@ -1756,3 +1756,40 @@ fn diff_shows_cwd_change_rss_growth_and_exec() {
         }
     }
 }
+
+/// A process that rewrites its title as setproctitle() does (redis,
+/// postgres, nginx) leaves NUL padding in /proc/PID/cmdline: ps shows the
+/// title alone, and so does itersnap, in the table and in JSON's `cmdline`;
+/// `cmdline_raw` keeps /proc's argv.
+#[test]
+fn retitled_processes_show_their_title_as_ps_does() {
+    if !cmdline_readable() {
+        return;
+    }
+    let title = "redis-server 127.0.0.1:6379";
+    let retitled = start_retitled(title);
+    let pid = retitled.pid.to_string();
+    let raw = proc_cmdline(retitled.pid).unwrap();
+    assert!(
+        raw.len() > 2 && raw[0] == title && raw[1..].iter().all(String::is_empty),
+        "{raw:?}"
+    );
+    let theirs = ps(&["-ww", "-o", "args=", "-p", &pid]);
+    assert_eq!(theirs.trim_end_matches('\n'), title, "ps -o args");
+    for backend in backends_here() {
+        let snap = snapshot(&["--backend", backend, "--pid", &pid, "--no-files"]);
+        let row = rows_of(&snap, retitled.pid)[0];
+        assert_eq!(row["cmdline"], json!([title]), "{backend}");
+        assert_eq!(row["cmdline_raw"], json!(raw), "{backend}");
+        let table = itersnap(&["--backend", backend, "--pid", &pid, "--no-files"]);
+        let text = String::from_utf8_lossy(&table.stdout);
+        let line = text.lines().last().unwrap();
+        assert!(line.ends_with(&format!(" {title}")), "{backend}: {line:?}");
+    }
+    // Without padding there is no cmdline_raw.
+    let me = std::process::id().to_string();
+    let snap = snapshot(&["--pid", &me, "--no-files"]);
+    assert!(rows_of(&snap, std::process::id())[0]
+        .get("cmdline_raw")
+        .is_none());
+}

@@ -87,9 +87,10 @@ impl Cmdline {
         out
     }
 
-    /// The argv array: the bytes split at NULs, the last NUL ending the
-    /// last argument ("a\0\0b\0" is "a", "", "b").
-    pub fn args(&self) -> Vec<&[u8]> {
+    /// The argv array as /proc/PID/cmdline holds it: the bytes split at
+    /// NULs, the last NUL ending the last argument ("a\0\0b\0" is "a", "",
+    /// "b").
+    pub fn raw_args(&self) -> Vec<&[u8]> {
         let bytes = self.bytes.strip_suffix(b"\0").unwrap_or(&self.bytes);
         if self.bytes.is_empty() {
             return Vec::new();
@@ -97,10 +98,34 @@ impl Cmdline {
         bytes.split(|&b| b == 0).collect()
     }
 
+    /// The arguments as ps shows them: without the trailing empty ones that
+    /// a process rewriting its title (setproctitle: redis, postgres, nginx)
+    /// leaves as NUL padding, as procps skips trailing NULs.
+    pub fn args(&self) -> Vec<&[u8]> {
+        let mut args = self.raw_args();
+        while args.len() > 1 && args.last().is_some_and(|a| a.is_empty()) {
+            args.pop();
+        }
+        args
+    }
+
+    /// Whether the raw argv differs from what ps shows (title padding).
+    pub fn padded(&self) -> bool {
+        self.raw_args().len() != self.args().len()
+    }
+
     /// JSON's `cmdline`: each argument as a string (bytes that are not
-    /// UTF-8 as U+FFFD, as paths).
+    /// UTF-8 as U+FFFD, as paths), as ps shows them.
     pub fn json(&self) -> Vec<Cow<'_, str>> {
         self.args()
+            .into_iter()
+            .map(String::from_utf8_lossy)
+            .collect()
+    }
+
+    /// JSON's `cmdline_raw`: every argument, the trailing empty ones too.
+    pub fn raw_json(&self) -> Vec<Cow<'_, str>> {
+        self.raw_args()
             .into_iter()
             .map(String::from_utf8_lossy)
             .collect()

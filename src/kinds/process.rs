@@ -370,6 +370,10 @@ pub fn changes(old: &Process, new: &Process) -> Changes {
 #[derive(Serialize)]
 pub struct ProcessJson<'a> {
     cmdline: Option<Vec<Cow<'a, str>>>,
+    /// Only where it differs from `cmdline`: /proc's argv, title padding
+    /// and all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cmdline_raw: Option<Vec<Cow<'a, str>>>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     cmdline_truncated: bool,
     exe: Option<Cow<'a, str>>,
@@ -398,6 +402,11 @@ pub fn json(p: &Process, pid: u32) -> ProcessJson<'_> {
     }
     ProcessJson {
         cmdline: p.cmdline.as_ref().map(Cmdline::json),
+        cmdline_raw: p
+            .cmdline
+            .as_ref()
+            .filter(|c| c.padded())
+            .map(Cmdline::raw_json),
         cmdline_truncated: p.cmdline.as_ref().is_some_and(|c| c.truncated),
         exe: path(&p.exe),
         cwd: path(&p.cwd),

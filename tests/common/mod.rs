@@ -453,11 +453,59 @@ fn hold_mapping(path: &Path) -> ! {
     std::process::exit(0);
 }
 
+/// Starts this test binary as a process that rewrites its command line as
+/// setproctitle() does (redis, postgres, nginx): `title`, then NULs to the
+/// end of the argv area. Returns it once it has.
+pub fn start_retitled(title: &str) -> Holder {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["fixture_process", "--exact", "--nocapture", "--quiet"])
+        .env("ITERSNAP_TITLE", title)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting the retitled process");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim() != "ready" {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "it exited");
+    }
+    Holder {
+        pid: child.id(),
+        child,
+    }
+}
+
+/// The retitled process's body: the argv area, from /proc/self/stat's
+/// arg_start and arg_end, overwritten with the title and NUL padding.
+fn retitle(title: &str) -> ! {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    // Fields 48 and 49 of stat(5); `fields` starts at field 3.
+    let start: usize = fields[48 - 3].parse().unwrap();
+    let end: usize = fields[49 - 3].parse().unwrap();
+    assert!(title.len() < end - start, "the title fits the argv area");
+    // SAFETY: [start, end) is this process's own argv strings, on its
+    // stack, which nothing reads after main() began.
+    unsafe {
+        let area = std::slice::from_raw_parts_mut(start as *mut u8, end - start);
+        area.fill(0);
+        area[..title.len()].copy_from_slice(title.as_bytes());
+    }
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    std::process::exit(0);
+}
+
 /// The body of the fixture process: opens a known set of files, starts
 /// threads, names itself, says "ready" and waits for stdin to close.
 pub fn run_fixture_if_asked() {
     if let Some(path) = std::env::var_os("ITERSNAP_MAP_HOLDER") {
         hold_mapping(Path::new(&path));
+    }
+    if let Ok(title) = std::env::var("ITERSNAP_TITLE") {
+        retitle(&title);
     }
     let Ok(comm) = std::env::var("ITERSNAP_FIXTURE") else {
         return;
