@@ -290,6 +290,9 @@ fn arm(
         if let Some(report) = backend.load_report() {
             eprintln!("itersnap: {}", report.describe());
         }
+        for t in &req.targets {
+            eprintln!("itersnap: {}", t.describe());
+        }
     }
     if !trig.spec.is_oneshot() {
         eprintln!(

@@ -61,6 +61,25 @@ impl Target {
         })
     }
 
+    /// What the kernel matches, for --verbose: "/x: device 0:24 or 0:25,
+    /// inode 10".
+    pub fn describe(&self) -> String {
+        let devs: Vec<String> = self
+            .devs
+            .iter()
+            .map(|d| format!("{}:{}", d >> 20, d & 0xfffff))
+            .collect();
+        let what = match self.ino {
+            Some(ino) => format!("inode {ino}"),
+            None => "every inode".into(),
+        };
+        format!(
+            "{}: device {}, {what}",
+            crate::text::printable(&self.name),
+            devs.join(" or ")
+        )
+    }
+
     pub fn matches(&self, f: &FileEntry) -> bool {
         self.devs.contains(&f.dev) && self.ino.is_none_or(|ino| f.ino == ino)
     }
