@@ -663,6 +663,19 @@ int BPF_PROG(on_syscall_exit, struct pt_regs *regs, long ret)
 	return fire(TRIGGER_SYSCALL, regs->orig_ax, NULL);
 }
 
+/*
+ * A tracefs (perf) tracepoint that is not a raw one, as the syscalls:
+ * category's events (ftrace's syscall events, which have no
+ * btf_trace_*): attached by category and name at run time.
+ */
+SEC("tracepoint")
+int on_tracefs(void *ctx)
+{
+	if (!caller_selected())
+		return 0;
+	return fire(TRIGGER_TRACEPOINT, 0, NULL);
+}
+
 /* Attached by name at run time: one program serves every tracepoint. */
 SEC("raw_tp")
 int on_tracepoint(void *ctx)

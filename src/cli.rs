@@ -369,6 +369,17 @@ pub fn parse_mount_target(s: &str) -> Result<Target, String> {
 
 pub fn parse_syscall(s: &str) -> Result<Syscall, String> {
     let name = s.strip_prefix("sys_").unwrap_or(s);
+    // A number, as strace -e and ausyscall take it.
+    if let Ok(nr) = name.parse::<i32>() {
+        return syscalls::SYSCALLS
+            .iter()
+            .find(|&&(_, n)| n == nr)
+            .map(|&(n, nr)| Syscall {
+                name: n.to_string(),
+                nr,
+            })
+            .ok_or_else(|| format!("no syscall number {nr} on {}", std::env::consts::ARCH));
+    }
     syscalls::SYSCALLS
         .iter()
         .find(|(n, _)| *n == name)
@@ -566,6 +577,13 @@ pub fn parse_state(s: &str) -> Result<u8, String> {
         "ESTAB" => "ESTABLISHED",
         "UNCONN" => "UNCONNECTED",
         "CLOSED" => "CLOSE",
+        // A TCP socket in TIME_WAIT is the kernel's alone: no fd, no process.
+        "TIME_WAIT" | "TIME_WAIT2" => {
+            return Err(
+                "TIME_WAIT sockets have no fd and belong to no process: `ss -tan state time-wait` lists them"
+                    .into(),
+            )
+        }
         n => n,
     };
     STATES

@@ -245,26 +245,54 @@ pub fn maps_unsupported(btf: &dyn HasName) -> Option<&'static str> {
 
 const TRACEFS_ROOTS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
-/// Checks that CATEGORY:NAME is a tracepoint of this kernel: tracefs knows
-/// both parts; without tracefs, the kernel's BTF knows the name (a raw
-/// tracepoint attaches by name alone, so the category is then unchecked).
-pub fn check_tracepoint(btf: &dyn HasName, category: &str, name: &str) -> Result<()> {
-    for root in TRACEFS_ROOTS {
-        let events = Path::new(root).join("events");
-        if events.is_dir() {
-            if events.join(category).join(name).is_dir() {
-                return Ok(());
-            }
-            if !events.join(category).is_dir() {
-                bail!("unknown tracepoint category '{category}' (see {root}/events)");
-            }
-            bail!("unknown tracepoint '{category}:{name}' (see {root}/events/{category})");
+/// How a tracepoint is attached: as a raw tracepoint (the kernel's BTF has
+/// its btf_trace_NAME: every TRACE_EVENT), else through tracefs (events
+/// with no raw tracepoint, as the syscalls: category's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TracepointKind {
+    Raw,
+    Tracefs,
+}
+
+/// Checks that CATEGORY:NAME is a tracepoint of this kernel, and says how
+/// it attaches; an error names what exists (and, for syscalls:, points to
+/// --on-syscall).
+pub fn check_tracepoint(btf: &dyn HasName, category: &str, name: &str) -> Result<TracepointKind> {
+    let known = |call: &str| crate::syscalls::SYSCALLS.iter().any(|(n, _)| *n == call);
+    let syscall_hint = match (category, name.strip_prefix("sys_enter_")) {
+        ("syscalls", Some(call)) if known(call) => {
+            format!("; --on-syscall {call} takes the same moment without tracefs")
         }
+        ("syscalls", _) => "; --on-syscall NAME takes a syscall's entry without tracefs".into(),
+        _ => String::new(),
+    };
+    let tracefs = TRACEFS_ROOTS
+        .iter()
+        .map(|root| Path::new(root).join("events"))
+        .find(|events| events.is_dir());
+    let in_tracefs = tracefs
+        .as_ref()
+        .is_some_and(|events| events.join(category).join(name).is_dir());
+    if btf.has(&format!("btf_trace_{name}")) && (tracefs.is_none() || in_tracefs) {
+        return Ok(TracepointKind::Raw);
     }
-    if btf.has(&format!("btf_trace_{name}")) {
-        return Ok(());
+    match &tracefs {
+        Some(_) if in_tracefs => Ok(TracepointKind::Tracefs),
+        Some(events) if !events.join(category).is_dir() => bail!(
+            "unknown tracepoint category '{category}' (see {}){syscall_hint}",
+            events.display()
+        ),
+        Some(events) => bail!(
+            "unknown tracepoint '{category}:{name}' (see {}){syscall_hint}",
+            events.join(category).display()
+        ),
+        None if category == "syscalls" => bail!(
+            "{category}:{name} is a tracefs event, and tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing){syscall_hint}"
+        ),
+        None => bail!(
+            "unknown tracepoint '{category}:{name}': the kernel's BTF has no btf_trace_{name}, and tracefs is not mounted"
+        ),
     }
-    bail!("unknown tracepoint '{category}:{name}': the kernel's BTF has no btf_trace_{name}")
 }
 
 /// A bare program name (`bash`) is looked up in $PATH, as a shell would.

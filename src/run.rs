@@ -229,9 +229,11 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
     if let TriggerSpec::Uprobe { path, .. } = &mut spec {
         *path = features::resolve_program(path);
     }
+    let mut tracefs = false;
     match &spec {
         TriggerSpec::Tracepoint { category, name } => {
-            features::check_tracepoint(btf, category, name)?
+            tracefs = features::check_tracepoint(btf, category, name)?
+                == features::TracepointKind::Tracefs;
         }
         TriggerSpec::Uprobe { path, symbol } => features::check_uprobe(path, symbol)?,
         _ => {}
@@ -263,6 +265,7 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
             .unwrap_or_else(|| backend::default_ringbuf_size(event_budget, spec_is_oneshot)),
         event_budget,
         on_open_of_targets,
+        tracefs,
     };
     Ok((walk, trig))
 }

@@ -416,6 +416,13 @@ fn unknown_tracepoint_category_where_tracefs_is_mounted() {
     }
     let out = itersnap(&["--on-tracepoint", "nocategory:sched_switch"]);
     assert_one_line_error(&out, "unknown tracepoint category 'nocategory'");
+    // A syscalls: event that does not exist points to --on-syscall.
+    let out = itersnap(&["--on-tracepoint", "syscalls:sys_enter_nosuchcall"]);
+    assert_one_line_error(
+        &out,
+        "unknown tracepoint 'syscalls:sys_enter_nosuchcall' (see /sys/kernel/tracing/events/syscalls); --on-syscall NAME",
+    );
+    assert_eq!(out.status.code(), Some(1));
 }
 
 /// SIGINT, SIGTERM and SIGHUP end an armed itersnap with status 0, a summary,
@@ -495,6 +502,11 @@ fn bad_filter_values() {
         ),
         (&["--task-state", "Q"], "'Q' is not a task state"),
         (&["--task-state", ","], "no state given"),
+        (&["--on-syscall", "99999"], "no syscall number 99999"),
+        (
+            &["--state", "TIME_WAIT"],
+            "TIME_WAIT sockets have no fd and belong to no process: `ss -tan state time-wait`",
+        ),
     ] {
         let out = itersnap(args);
         assert_one_line_error(&out, says);

@@ -133,6 +133,27 @@ fn on_tracepoint_sees_the_moment() {
     assert_eq!(snap["trigger"]["caller"]["pid"], fx.pid);
 }
 
+/// A tracefs event with no raw tracepoint (the syscalls: category, as
+/// bpftrace attaches it): a perf tracepoint program.
+#[test]
+fn on_a_tracefs_tracepoint_sees_the_moment() {
+    if !std::path::Path::new("/sys/kernel/tracing/events/syscalls").is_dir() {
+        eprintln!("no tracefs syscall events here: skipped");
+        return;
+    }
+    let (fx, snap) = snapshot_at_event("syscall", &|fx| {
+        vec![
+            "--on-tracepoint".into(),
+            "syscalls:sys_enter_getppid".into(),
+            "--caller-pid".into(),
+            fx.pid.to_string(),
+        ]
+    });
+    assert_holds_moment_file(&fx, &snap);
+    assert_eq!(snap["trigger"]["tracepoint"], "syscalls:sys_enter_getppid");
+    assert_eq!(snap["trigger"]["caller"]["pid"], fx.pid);
+}
+
 #[test]
 fn on_uprobe_sees_the_moment() {
     let exe = std::env::current_exe().unwrap();

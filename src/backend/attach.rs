@@ -125,6 +125,7 @@ macro_rules! select_trigger_program {
             .on_tracepoint
             .set_autoload(which == Some("on_tracepoint"));
         progs.on_uprobe.set_autoload(which == Some("on_uprobe"));
+        progs.on_tracefs.set_autoload(which == Some("on_tracefs"));
         progs.on_timer.set_autoload(which == Some("on_timer"));
     }};
 }
@@ -167,6 +168,7 @@ pub fn program_for(trig: &TriggerOptions) -> Option<&'static str> {
         TriggerSpec::Signal { .. } => Some("on_signal"),
         TriggerSpec::Syscall { .. } if trig.on_open_of_targets => Some("on_syscall_exit"),
         TriggerSpec::Syscall { .. } => Some("on_syscall"),
+        TriggerSpec::Tracepoint { .. } if trig.tracefs => Some("on_tracefs"),
         TriggerSpec::Tracepoint { .. } => Some("on_tracepoint"),
         TriggerSpec::Uprobe { .. } => Some("on_uprobe"),
         TriggerSpec::Interval { .. } => Some("on_timer"),
@@ -181,6 +183,7 @@ macro_rules! trigger_programs {
             on_syscall: &$skel.progs.on_syscall,
             on_syscall_exit: &$skel.progs.on_syscall_exit,
             on_tracepoint: &$skel.progs.on_tracepoint,
+            on_tracefs: &$skel.progs.on_tracefs,
             on_uprobe: &$skel.progs.on_uprobe,
             on_timer: &$skel.progs.on_timer,
         }
@@ -194,6 +197,7 @@ pub struct TriggerPrograms<'a, 'obj> {
     pub on_syscall: &'a ProgramMut<'obj>,
     pub on_syscall_exit: &'a ProgramMut<'obj>,
     pub on_tracepoint: &'a ProgramMut<'obj>,
+    pub on_tracefs: &'a ProgramMut<'obj>,
     pub on_uprobe: &'a ProgramMut<'obj>,
     pub on_timer: &'a ProgramMut<'obj>,
 }
@@ -266,6 +270,7 @@ pub fn attach_trigger(
             progs.on_syscall_exit.as_fd().as_raw_fd()
         }
         TriggerSpec::Syscall { .. } => progs.on_syscall.as_fd().as_raw_fd(),
+        TriggerSpec::Tracepoint { .. } if trig.tracefs => progs.on_tracefs.as_fd().as_raw_fd(),
         TriggerSpec::Tracepoint { .. } => progs.on_tracepoint.as_fd().as_raw_fd(),
         TriggerSpec::Uprobe { .. } => progs.on_uprobe.as_fd().as_raw_fd(),
     };
@@ -293,6 +298,13 @@ pub fn attach_trigger(
             .on_syscall
             .attach()
             .context("attaching to tracepoint raw_syscalls:sys_enter")?,
+        TriggerSpec::Tracepoint { category, name } if trig.tracefs => progs
+            .on_tracefs
+            .attach_tracepoint(
+                libbpf_rs::TracepointCategory::Custom(category.clone()),
+                name.as_str(),
+            )
+            .with_context(|| format!("attaching to tracefs tracepoint {category}:{name}"))?,
         TriggerSpec::Tracepoint { category, name } => progs
             .on_tracepoint
             .attach_raw_tracepoint(name)

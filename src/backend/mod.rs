@@ -77,6 +77,9 @@ pub struct TriggerOptions {
     /// An open syscall with --file or --mount: fire as it returns, only
     /// when the fd it opened is one of theirs (`on_syscall_exit`).
     pub on_open_of_targets: bool,
+    /// A tracepoint that is tracefs's only (no raw tracepoint of its name:
+    /// syscalls:*): a perf tracepoint program (`on_tracefs`).
+    pub tracefs: bool,
 }
 
 /// The default --event-budget: short enough that the worst latency

@@ -191,6 +191,7 @@ pub fn bare_walk() -> Result<(u64, u64, u64)> {
     open.progs.on_syscall.set_autoload(false);
     open.progs.on_syscall_exit.set_autoload(false);
     open.progs.on_tracepoint.set_autoload(false);
+    open.progs.on_tracefs.set_autoload(false);
     open.progs.on_uprobe.set_autoload(false);
     open.progs.on_timer.set_autoload(false);
     open.progs.dump_task.set_autoload(false);

@@ -797,6 +797,7 @@ pub const OUR_PROGRAMS: &[&str] = &[
     "on_syscall",
     "on_syscall_exit",
     "on_tracepoint",
+    "on_tracefs",
     "on_uprobe",
     "on_timer",
     "bare_walk",
