@@ -295,10 +295,35 @@ pub fn check_tracepoint(btf: &dyn HasName, category: &str, name: &str) -> Result
     }
 }
 
-/// A bare program name (`bash`) is looked up in $PATH, as a shell would.
-pub fn resolve_program(path: &Path) -> std::path::PathBuf {
+/// A bare program name (`bash`) is looked up in $PATH, as a shell would; a
+/// bare library name (`libc.so.6`) as the dynamic linker finds it: in the
+/// process `caller_pid` maps, if given, then in ld.so.cache (`ldconfig
+/// -p`), then in the usual directories.
+pub fn resolve_program(path: &Path, caller_pid: Option<u32>) -> std::path::PathBuf {
     if path.components().count() > 1 || path.is_absolute() {
         return path.to_path_buf();
+    }
+    let name = path.as_os_str().to_string_lossy();
+    if name.contains(".so") {
+        if let Some(found) = caller_pid.and_then(|pid| mapped_library(pid, &name)) {
+            return found;
+        }
+        if let Some(found) = cached_library(&name) {
+            return found;
+        }
+        let dirs = [
+            "/lib/x86_64-linux-gnu",
+            "/usr/lib/x86_64-linux-gnu",
+            "/lib/aarch64-linux-gnu",
+            "/usr/lib/aarch64-linux-gnu",
+            "/lib64",
+            "/usr/lib64",
+            "/lib",
+            "/usr/lib",
+        ];
+        if let Some(found) = dirs.iter().map(|d| Path::new(d).join(path)).find(|p| p.is_file()) {
+            return found;
+        }
     }
     std::env::var_os("PATH")
         .and_then(|dirs| {
@@ -307,6 +332,35 @@ pub fn resolve_program(path: &Path) -> std::path::PathBuf {
                 .find(|p| p.is_file())
         })
         .unwrap_or_else(|| path.to_path_buf())
+}
+
+/// The file a process maps whose name is `name` (libc.so.6), as
+/// /proc/PID/maps names it, reached through /proc/PID/root (its mount
+/// namespace: a container's libc).
+fn mapped_library(pid: u32, name: &str) -> Option<std::path::PathBuf> {
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    maps.lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|p| Path::new(p).file_name().is_some_and(|f| f.to_string_lossy() == name))
+        .map(|p| Path::new(&format!("/proc/{pid}/root")).join(p.trim_start_matches('/')))
+        .filter(|p| p.is_file())
+}
+
+/// `name` in the dynamic linker's cache, as `ldconfig -p` lists it: the
+/// first entry of this machine's word size.
+fn cached_library(name: &str) -> Option<std::path::PathBuf> {
+    let out = std::process::Command::new("ldconfig")
+        .arg("-p")
+        .output()
+        .or_else(|_| std::process::Command::new("/sbin/ldconfig").arg("-p").output())
+        .ok()?;
+    let arch = if cfg!(target_arch = "aarch64") { "AArch64" } else { "x86-64" };
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|line| {
+        // "\tlibc.so.6 (libc6,x86-64) => /lib/x86_64-linux-gnu/libc.so.6"
+        let (left, target) = line.trim().split_once(" => ")?;
+        let (lib, flags) = left.split_once(' ')?;
+        (lib == name && flags.contains(arch)).then(|| std::path::PathBuf::from(target))
+    })
 }
 
 /// Checks that PATH is an ELF file that defines SYMBOL.

@@ -227,7 +227,7 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
     }
     let mut spec = req.trigger.clone();
     if let TriggerSpec::Uprobe { path, .. } = &mut spec {
-        *path = features::resolve_program(path);
+        *path = features::resolve_program(path, req.caller_pid);
     }
     let mut tracefs = false;
     match &spec {

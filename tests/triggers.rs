@@ -154,6 +154,27 @@ fn on_a_tracefs_tracepoint_sees_the_moment() {
     assert_eq!(snap["trigger"]["caller"]["pid"], fx.pid);
 }
 
+/// A uprobe on a shared library named as the dynamic linker finds it
+/// (`libc.so.6`, as bpftrace takes it): the fixture's getppid() call.
+#[test]
+fn on_a_library_uprobe_by_name_sees_the_moment() {
+    let (fx, snap) = snapshot_at_event("syscall", &|fx| {
+        vec![
+            "--on-uprobe".into(),
+            "libc.so.6:getppid".into(),
+            "--caller-pid".into(),
+            fx.pid.to_string(),
+        ]
+    });
+    assert_holds_moment_file(&fx, &snap);
+    let target = snap["trigger"]["uprobe"].as_str().unwrap();
+    assert!(
+        target.ends_with("/libc.so.6:getppid") && target.starts_with('/'),
+        "{target}"
+    );
+    assert_eq!(snap["trigger"]["caller"]["pid"], fx.pid);
+}
+
 #[test]
 fn on_uprobe_sees_the_moment() {
     let exe = std::env::current_exe().unwrap();
