@@ -111,7 +111,7 @@ pub struct Cli {
     /// sgid, fsgid, state, nlwp, vsz, rss, tty, time, start, stime,
     /// start_time, bsdstart, lstart, taken, exe, cwd, root, cgroup, comm,
     /// args
-    #[arg(long, value_name = "LIST", value_parser = parse_columns, help_heading = "Output")]
+    #[arg(long, value_name = "LIST", value_parser = Offering::new(parse_columns, column_names), hide_possible_values = true, help_heading = "Output")]
     pub columns: Option<Columns>,
 
     /// Output format
@@ -123,7 +123,7 @@ pub struct Cli {
     pub verbose: bool,
 
     /// Take a snapshot whenever signal SIG is generated (name or number: SIGUSR1, USR1, 10)
-    #[arg(long, value_name = "SIG", value_parser = signals::parse, help_heading = "Triggers")]
+    #[arg(long, value_name = "SIG", value_parser = Offering::new(signals::parse, signals::names), hide_possible_values = true, help_heading = "Triggers")]
     pub on_signal: Option<i32>,
 
     /// With --on-signal: only signals sent to this process
@@ -135,7 +135,7 @@ pub struct Cli {
     pub signal_target_comm: Option<Comm>,
 
     /// Take a snapshot when syscall NAME is entered (e.g. execve, openat)
-    #[arg(long, value_name = "NAME", value_parser = parse_syscall, help_heading = "Triggers")]
+    #[arg(long, value_name = "NAME", value_parser = Offering::new(parse_syscall, syscall_names), hide_possible_values = true, help_heading = "Triggers")]
     pub on_syscall: Option<Syscall>,
 
     /// Take a snapshot at kernel tracepoint CATEGORY:NAME (e.g. sched:sched_process_exit)
@@ -334,11 +334,92 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
     /// Print the man page (roff) to stdout
-    #[command(hide = true)]
     Man,
     /// For scripts/bench: time the task and fd loops alone, without records
     #[command(hide = true)]
     BareWalk,
+}
+
+/// A value parser that offers `candidates` to shell completion (hidden from
+/// --help, where hundreds of syscall names would drown the rest) and parses
+/// with `parse`, which also takes what is not a candidate (numbers).
+#[derive(Clone)]
+pub struct Offering<T> {
+    parse: fn(&str) -> Result<T, String>,
+    candidates: fn() -> &'static [&'static str],
+}
+
+impl<T> Offering<T> {
+    pub fn new(
+        parse: fn(&str) -> Result<T, String>,
+        candidates: fn() -> &'static [&'static str],
+    ) -> Self {
+        Offering { parse, candidates }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Offering<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let text = value.to_string_lossy();
+        (self.parse)(&text).map_err(|e| {
+            let arg = arg.map(ToString::to_string).unwrap_or_default();
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value '{text}' for '{arg}': {e}\n"),
+            )
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            (self.candidates)()
+                .iter()
+                .map(|&name| clap::builder::PossibleValue::new(name)),
+        ))
+    }
+}
+
+/// Syscall names, for completion.
+fn syscall_names() -> &'static [&'static str] {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| syscalls::SYSCALLS.iter().map(|(n, _)| *n).collect())
+}
+
+/// Column names, for completion.
+fn column_names() -> &'static [&'static str] {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        crate::output::Column::NAMES
+            .iter()
+            .map(|(n, _)| *n)
+            .collect()
+    })
+}
+
+/// The command as shell completion offers it: without the hidden
+/// subcommands (clap_complete lists them all).
+pub fn completion_command() -> clap::Command {
+    use clap::CommandFactory;
+    let full = Cli::command();
+    let mut cmd = clap::Command::new("itersnap")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(full.get_about().cloned().unwrap_or_default());
+    for arg in full.get_arguments() {
+        cmd = cmd.arg(arg.clone());
+    }
+    for sub in full.get_subcommands().filter(|s| !s.is_hide_set()) {
+        cmd = cmd.subcommand(sub.clone());
+    }
+    cmd
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -321,7 +321,11 @@ pub fn resolve_program(path: &Path, caller_pid: Option<u32>) -> std::path::PathB
             "/lib",
             "/usr/lib",
         ];
-        if let Some(found) = dirs.iter().map(|d| Path::new(d).join(path)).find(|p| p.is_file()) {
+        if let Some(found) = dirs
+            .iter()
+            .map(|d| Path::new(d).join(path))
+            .find(|p| p.is_file())
+        {
             return found;
         }
     }
@@ -341,7 +345,11 @@ fn mapped_library(pid: u32, name: &str) -> Option<std::path::PathBuf> {
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
     maps.lines()
         .filter_map(|line| line.split_whitespace().nth(5))
-        .find(|p| Path::new(p).file_name().is_some_and(|f| f.to_string_lossy() == name))
+        .find(|p| {
+            Path::new(p)
+                .file_name()
+                .is_some_and(|f| f.to_string_lossy() == name)
+        })
         .map(|p| Path::new(&format!("/proc/{pid}/root")).join(p.trim_start_matches('/')))
         .filter(|p| p.is_file())
 }
@@ -352,15 +360,25 @@ fn cached_library(name: &str) -> Option<std::path::PathBuf> {
     let out = std::process::Command::new("ldconfig")
         .arg("-p")
         .output()
-        .or_else(|_| std::process::Command::new("/sbin/ldconfig").arg("-p").output())
+        .or_else(|_| {
+            std::process::Command::new("/sbin/ldconfig")
+                .arg("-p")
+                .output()
+        })
         .ok()?;
-    let arch = if cfg!(target_arch = "aarch64") { "AArch64" } else { "x86-64" };
-    String::from_utf8_lossy(&out.stdout).lines().find_map(|line| {
-        // "\tlibc.so.6 (libc6,x86-64) => /lib/x86_64-linux-gnu/libc.so.6"
-        let (left, target) = line.trim().split_once(" => ")?;
-        let (lib, flags) = left.split_once(' ')?;
-        (lib == name && flags.contains(arch)).then(|| std::path::PathBuf::from(target))
-    })
+    let arch = if cfg!(target_arch = "aarch64") {
+        "AArch64"
+    } else {
+        "x86-64"
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| {
+            // "\tlibc.so.6 (libc6,x86-64) => /lib/x86_64-linux-gnu/libc.so.6"
+            let (left, target) = line.trim().split_once(" => ")?;
+            let (lib, flags) = left.split_once(' ')?;
+            (lib == name && flags.contains(arch)).then(|| std::path::PathBuf::from(target))
+        })
 }
 
 /// Checks that PATH is an ELF file that defines SYMBOL.

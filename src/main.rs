@@ -59,8 +59,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Check) => return check(&cli),
         Some(cli::Command::BareWalk) => return bare_walk(),
         Some(cli::Command::Completions { shell }) => {
-            use clap::CommandFactory;
-            let mut cmd = Cli::command();
+            let mut cmd = cli::completion_command();
             clap_complete::generate(shell, &mut cmd, "itersnap", &mut io::stdout());
             return ExitCode::SUCCESS;
         }

@@ -231,7 +231,7 @@ pub fn write(w: &mut dyn Write) -> io::Result<()> {
         })
     };
     w.write_all(&clap_part(&|b| man.render_name_section(b))?)?;
-    w.write_all(&clap_part(&|b| man.render_synopsis_section(b))?)?;
+    w.write_all(synopsis(&cmd).as_bytes())?;
     w.write_all(&clap_part(&|b| man.render_description_section(b))?)?;
     w.write_all(source_roff(&DESCRIPTION, false, false).as_bytes())?;
     w.write_all(&clap_part(&|b| man.render_options_section(b))?)?;
@@ -247,6 +247,47 @@ pub fn write(w: &mut dyn Write) -> io::Result<()> {
 
 fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// SYNOPSIS from the clap definitions: every visible option with the name
+/// of its value (`[-p|--pid PID]`), the COMM operands, then each visible
+/// subcommand with its operands.
+fn synopsis(cmd: &clap::Command) -> String {
+    let value_name = |arg: &clap::Arg| {
+        arg.get_value_names()
+            .and_then(|v| v.first().map(|n| n.to_string()))
+            .unwrap_or_else(|| arg.get_id().as_str().to_uppercase())
+    };
+    let mut line = String::from("\\fBitersnap\\fR");
+    for arg in cmd
+        .get_arguments()
+        .filter(|a| !a.is_hide_set() && !a.is_positional())
+    {
+        let mut names = Vec::new();
+        if let Some(short) = arg.get_short() {
+            names.push(format!("\\fB\\-{}\\fR", code_text(&short.to_string())));
+        }
+        if let Some(long) = arg.get_long() {
+            names.push(format!("\\fB\\-\\-{}\\fR", code_text(long)));
+        }
+        let mut item = names.join("|");
+        if arg.get_action().takes_values() {
+            item.push_str(&format!(" \\fI{}\\fR", code_text(&value_name(arg))));
+        }
+        line.push_str(&format!(" [{item}]"));
+    }
+    for arg in cmd.get_positionals().filter(|a| !a.is_hide_set()) {
+        line.push_str(&format!(" [\\fI{}\\fR...]", code_text(&value_name(arg))));
+    }
+    let mut out = format!(".SH SYNOPSIS\n{line}\n");
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let mut line = format!("\\fBitersnap {}\\fR", code_text(sub.get_name()));
+        for arg in sub.get_positionals().filter(|a| !a.is_hide_set()) {
+            line.push_str(&format!(" \\fI{}\\fR", code_text(&value_name(arg))));
+        }
+        out.push_str(&format!(".br\n{line}\n"));
+    }
+    out
 }
 
 /// SUBCOMMANDS from the clap definitions: each visible subcommand as

@@ -1,7 +1,7 @@
 //! Signal names and numbers as `kill -l` knows them on Linux.
 
 /// Standard signals; real-time ones are RTMIN+n / RTMAX-n.
-const NAMES: &[(&str, i32)] = &[
+const NAMES_LIST: &[(&str, i32)] = &[
     ("HUP", 1),
     ("INT", 2),
     ("QUIT", 3),
@@ -37,6 +37,19 @@ const NAMES: &[(&str, i32)] = &[
     ("SYS", 31),
 ];
 
+/// Signal names as `kill -l` prints them with their SIG prefix, for
+/// completion.
+pub fn names() -> &'static [&'static str] {
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        NAMES_LIST
+            .iter()
+            .map(|(n, _)| &*Box::leak(format!("SIG{n}").into_boxed_str()))
+            .chain(["SIGRTMIN", "SIGRTMAX"])
+            .collect()
+    })
+}
+
 /// The C library's real-time range (glibc reserves the kernel's first two).
 fn rt_range() -> (i32, i32) {
     (libc::SIGRTMIN(), libc::SIGRTMAX())
@@ -54,7 +67,7 @@ pub fn parse(s: &str) -> Result<i32, String> {
     }
     let upper = s.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    if let Some(&(_, n)) = NAMES.iter().find(|(n, _)| *n == name) {
+    if let Some(&(_, n)) = NAMES_LIST.iter().find(|(n, _)| *n == name) {
         return Ok(n);
     }
     let (rtmin, rtmax) = rt_range();
@@ -83,7 +96,7 @@ pub fn parse(s: &str) -> Result<i32, String> {
 
 /// 10 → "SIGUSR1"; real-time signals as SIGRTMIN+n.
 pub fn name(n: i32) -> String {
-    if let Some((name, _)) = NAMES.iter().find(|(_, v)| *v == n) {
+    if let Some((name, _)) = NAMES_LIST.iter().find(|(_, v)| *v == n) {
         return format!("SIG{name}");
     }
     let (rtmin, rtmax) = rt_range();

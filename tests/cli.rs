@@ -28,11 +28,20 @@ fn bash_completion_script_is_valid_bash() {
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    for shell in ["zsh", "fish"] {
+    for shell in ["bash", "zsh", "fish"] {
         let out = itersnap(&["completions", shell]);
         assert!(out.status.success(), "{shell}");
-        assert!(!out.stdout.is_empty());
+        let script = String::from_utf8(out.stdout).unwrap();
+        // What --on-signal, --on-syscall and --columns take is offered;
+        // the hidden bench command is not.
+        for offered in ["SIGUSR1", "openat", "lstart", "man"] {
+            assert!(script.contains(offered), "{shell} without {offered}");
+        }
+        assert!(!script.contains("bare-walk"), "{shell} offers bare-walk");
     }
+    // The man subcommand is in --help.
+    let help = String::from_utf8(itersnap(&["--help"]).stdout).unwrap();
+    assert!(help.contains("  man "), "{help}");
 }
 
 /// libelf and zlib are linked in (Cargo.toml: libbpf-rs's `static`), so

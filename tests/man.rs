@@ -155,6 +155,20 @@ fn man_page_holds_clap_and_the_docs_sections() {
         "{subcommands}"
     );
     assert!(!text.contains("itersnap-check(1)"));
+    // The synopsis names each option's value.
+    let synopsis = section("SYNOPSIS")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for shown in [
+        "[-p|--pid PID]",
+        "[--file PATH]",
+        "[--on-signal SIG]",
+        "[COMM...]",
+    ] {
+        assert!(synopsis.contains(shown), "{synopsis}");
+    }
+    assert!(!synopsis.contains("bare-walk"), "{synopsis}");
     // Each source says where in the docs it comes from.
     let source = String::from_utf8(page).unwrap();
     assert!(source.contains(".\\\" From docs/usage.md: ## What a snapshot shows."));
