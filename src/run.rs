@@ -270,6 +270,19 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
     Ok((walk, trig))
 }
 
+/// The machine's memory as /proc/meminfo's MemTotal gives it (KiB), for ps's
+/// %MEM; 0 if unknown.
+fn mem_total_kib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// The inode of itersnap's own network namespace (0 if unknown).
 fn own_netns() -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -313,7 +326,6 @@ pub fn run(req: &Request) -> Result<Outcome> {
     let btf = BtfNames::load()?;
 
     let (walk, trig) = options(req, &btf)?;
-    let event_budget = trig.event_budget;
     let ksyms = if req.stacks {
         Some(Ksyms::load()?)
     } else {
@@ -340,23 +352,7 @@ pub fn run(req: &Request) -> Result<Outcome> {
     let printer = printer(req);
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let ctx = snapshot::Context {
-        backend: backend.name(),
-        spec: &trig.spec,
-        per_thread: req.threads,
-        files: req.files,
-        ksyms: ksyms.as_ref(),
-        wall_offset_ns: backend::realtime_ns().saturating_sub(backend::monotonic_ns()),
-        boot_wall_ns: backend::realtime_ns().saturating_sub(backend::boottime_ns()),
-        event_budget_ns: event_budget.as_nanos().min(u64::MAX as u128) as u64,
-        socket_filter: req.sockets.is_on(),
-        targets: &req.targets,
-        states: req.states,
-        reader_netns: own_netns(),
-        cmdlines: walk.cmdlines,
-        maps: walk.maps,
-        user_names: true,
-    };
+    let ctx = context(req, &walk, &trig, backend.name(), ksyms.as_ref());
 
     let mut taken = 0u64;
     let mut outcome = Outcome::default();
@@ -406,6 +402,35 @@ pub fn run(req: &Request) -> Result<Outcome> {
         print_summary(taken, dropped, backend.as_ref(), &tally);
     }
     result.map(|()| outcome)
+}
+
+/// What assembly needs to know of the run: the request's filters and
+/// views, the backend, the clocks, the machine.
+fn context<'a>(
+    req: &'a Request,
+    walk: &WalkOptions,
+    trig: &'a TriggerOptions,
+    backend_name: &'static str,
+    ksyms: Option<&'a Ksyms>,
+) -> snapshot::Context<'a> {
+    snapshot::Context {
+        backend: backend_name,
+        spec: &trig.spec,
+        per_thread: req.threads,
+        files: req.files,
+        ksyms,
+        wall_offset_ns: backend::realtime_ns().saturating_sub(backend::monotonic_ns()),
+        boot_wall_ns: backend::realtime_ns().saturating_sub(backend::boottime_ns()),
+        mem_total_kib: mem_total_kib(),
+        event_budget_ns: trig.event_budget.as_nanos().min(u64::MAX as u128) as u64,
+        socket_filter: req.sockets.is_on(),
+        targets: &req.targets,
+        states: req.states,
+        reader_netns: own_netns(),
+        cmdlines: walk.cmdlines,
+        maps: walk.maps,
+        user_names: true,
+    }
 }
 
 /// How snapshots are printed, as the request asks.

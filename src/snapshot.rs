@@ -163,6 +163,8 @@ pub struct WalkInfo {
     pub reader_netns: u64,
     /// When the machine booted, wall clock ns (Context::boot_wall_ns).
     pub boot_wall_ns: u64,
+    /// The machine's memory, KiB (Context::mem_total_kib).
+    pub mem_total_kib: u64,
     /// Open files were walked (not --no-files): a row without any has none.
     pub files: bool,
     /// CPU the trigger fired on, when there was a trigger.
@@ -250,6 +252,8 @@ pub struct Context<'a> {
     /// CLOCK_REALTIME minus CLOCK_BOOTTIME: when the machine booted, as
     /// /proc/stat's btime (which ps dates start times from).
     pub boot_wall_ns: u64,
+    /// /proc/meminfo's MemTotal, KiB, for ps's %MEM (0: unknown).
+    pub mem_total_kib: u64,
     /// --event-budget, as the trigger programs were given it.
     pub event_budget_ns: u64,
     /// A --port/--proto/--state filter is on: processes without a matching
@@ -358,6 +362,7 @@ fn walk_info(raw: &RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -> 
         after_event: raw.after_event,
         reader_netns: ctx.reader_netns,
         boot_wall_ns: ctx.boot_wall_ns,
+        mem_total_kib: ctx.mem_total_kib,
         capture: Capture {
             in_event_ns: raw.in_event_ns,
             // A tick captures nothing in its event, whatever the budget.

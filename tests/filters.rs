@@ -6,23 +6,13 @@ mod common;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use common::*;
 
 #[test]
 fn fixture_process() {
     run_fixture_if_asked();
-}
-
-/// A child killed (and reaped) when dropped.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The pids a JSON snapshot's tasks belong to.

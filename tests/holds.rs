@@ -272,7 +272,7 @@ fn a_snapshot_at_the_open_of_a_given_file() {
         .args(["-c", "while :; do cat /etc/hostname >/dev/null; done"])
         .spawn()
         .unwrap();
-    let busy = KillOnDrop(busy);
+    let busy = Reaped(busy);
     for backend in backends_here() {
         let armed = Armed::start(&[
             "--backend",
@@ -288,7 +288,7 @@ fn a_snapshot_at_the_open_of_a_given_file() {
         ]);
         std::thread::sleep(std::time::Duration::from_millis(300));
         // A shell that opens the key itself (fd 3), then becomes sleep.
-        let opener = KillOnDrop(
+        let opener = Reaped(
             Command::new("sh")
                 .args(["-c", "exec 3<\"$1\"; exec sleep 600", "sh"])
                 .arg(&key)
@@ -320,15 +320,6 @@ fn a_snapshot_at_the_open_of_a_given_file() {
     }
     drop(busy);
     let _ = fs::remove_dir_all(&dir);
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A file on overlayfs, as a container's root is: stat(2) gives its real

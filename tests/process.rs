@@ -385,6 +385,16 @@ fn readlink(pid: u32, what: &str) -> Option<String> {
         .map(|p| String::from_utf8_lossy(p.as_os_str().as_bytes()).into_owned())
 }
 
+/// An argv as ps shows it: without its trailing empty arguments.
+fn without_trailing_empty(mut argv: Value) -> Value {
+    if let Some(args) = argv.as_array_mut() {
+        while args.len() > 1 && args.last() == Some(&json!("")) {
+            args.pop();
+        }
+    }
+    argv
+}
+
 /// /proc/PID/cmdline split at NULs (a trailing NUL ends the last
 /// argument), each lossy UTF-8.
 fn proc_cmdline(pid: u32) -> Option<Vec<String>> {
@@ -702,7 +712,15 @@ fn identity_mismatches(row: &Value, pid: u32) -> Vec<String> {
     } else {
         json!(proc_cmdline(pid))
     };
-    differs("cmdline", &row["cmdline"], cmdline);
+    // /proc's argv is cmdline_raw where that differs (trailing empty
+    // arguments), and cmdline is it without them, as ps shows it.
+    let raw = row.get("cmdline_raw").unwrap_or(&row["cmdline"]);
+    differs("cmdline", raw, cmdline.clone());
+    differs(
+        "cmdline trimmed",
+        &row["cmdline"],
+        without_trailing_empty(cmdline),
+    );
     for link in ["exe", "cwd", "root"] {
         differs(link, &row[link], json!(readlink(pid, link)));
     }
@@ -761,7 +779,9 @@ fn fixture_identity_is_as_proc_shows_it() {
         let bad = identity_mismatches(row, pid);
         assert!(bad.is_empty(), "{backend}: {bad:#?}\n{row}");
         if cmdline_readable() {
-            assert_eq!(row["cmdline"], json!(fixture_argv()), "{backend}");
+            let argv = json!(fixture_argv());
+            assert_eq!(row["cmdline_raw"], argv, "{backend}");
+            assert_eq!(row["cmdline"], without_trailing_empty(argv), "{backend}");
         }
         assert_eq!(row["exe"], exe.to_str().unwrap(), "{backend}");
         assert_eq!(row["cwd"], fx.cwd(), "{backend}");
@@ -1792,4 +1812,83 @@ fn retitled_processes_show_their_title_as_ps_does() {
     assert!(rows_of(&snap, std::process::id())[0]
         .get("cmdline_raw")
         .is_none());
+}
+
+/// ps's %CPU and %MEM columns, and TIME exactly as /proc's ticks give it:
+/// a process that spun for a while and was stopped (its times fixed), and
+/// every process on the machine against `ps -e`.
+#[test]
+fn pcpu_pmem_and_time_as_ps_and_proc_give_them() {
+    let spinner = Reaped::spawn(Command::new("sh").args(["-c", "while :; do :; done"]));
+    let pid = spinner.pid();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: kill(2) of our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_millis(100));
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    // utime and stime are fields 14 and 15; `fields` starts at field 3.
+    let ticks: u64 =
+        fields[14 - 3].parse::<u64>().unwrap() + fields[15 - 3].parse::<u64>().unwrap();
+    assert!(ticks > 0, "it spun");
+    let want_time = format!(
+        "{}:{:02}.{:02}",
+        ticks / 6000,
+        ticks / 100 % 60,
+        ticks % 100
+    );
+    let pid_s = pid.to_string();
+    for backend in backends_here() {
+        let out = itersnap(&[
+            "--backend",
+            backend,
+            "--pid",
+            &pid_s,
+            "--no-files",
+            "--columns",
+            "pid,%cpu,%mem,time",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line: Vec<&str> = text.lines().last().unwrap().split_whitespace().collect();
+        let theirs = ps(&["-o", "%cpu=,%mem=", "-p", &pid_s]);
+        let theirs: Vec<&str> = theirs.split_whitespace().collect();
+        assert_eq!(line[3], want_time, "{backend}: TIME from /proc's ticks");
+        // Taken a moment apart: a whole second may pass between them.
+        let (ours, ps_cpu): (f64, f64) = (line[1].parse().unwrap(), theirs[0].parse().unwrap());
+        assert!(
+            (ours - ps_cpu).abs() <= 0.1 * ps_cpu.max(1.0),
+            "{backend}: %CPU {ours} ps {ps_cpu}"
+        );
+        assert!(ours > 10.0, "{backend}: it spun: {ours}");
+        assert_eq!(line[2], theirs[1], "{backend}: %MEM");
+    }
+    drop(spinner);
+    // Every process: the same but for those that ran meanwhile.
+    let ours = itersnap(&["--no-files", "--columns", "pid,%cpu,%mem"]);
+    let ours: BTreeMap<String, String> = String::from_utf8_lossy(&ours.stdout)
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            l.trim()
+                .split_once(' ')
+                .map(|(p, r)| (p.to_string(), r.trim().to_string()))
+        })
+        .collect();
+    let theirs = ps(&["-e", "-o", "pid=,%cpu=,%mem="]);
+    let (mut same, mut differ) = (0, 0);
+    for line in theirs.lines() {
+        let line = line.trim();
+        let Some((p, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        match ours.get(p) {
+            Some(r) if r.split_whitespace().eq(rest.split_whitespace()) => same += 1,
+            Some(_) => differ += 1,
+            None => {}
+        }
+    }
+    assert!(
+        same > 10 && differ * 10 <= same,
+        "{same} the same as ps -e, {differ} not"
+    );
 }

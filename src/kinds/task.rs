@@ -340,6 +340,13 @@ impl Task {
         self.utime_ns.saturating_add(self.stime_ns)
     }
 
+    /// CPU time as /proc/PID/stat gives it: user and system time each in
+    /// whole clock ticks (USER_HZ, 100 a second), summed, as ns.
+    pub fn cpu_ticks_ns(&self) -> u64 {
+        let tick = 1_000_000_000 / USER_HZ;
+        (self.utime_ns / tick + self.stime_ns / tick) * tick
+    }
+
     /// The same task in another snapshot: a reused pid is a different task.
     pub fn identity(&self) -> (u32, u32, u64) {
         (self.pid, self.tid, self.start_ns)
@@ -611,6 +618,10 @@ pub enum Column {
     State,
     Nlwp,
     Time,
+    /// ps's %CPU: CPU time over the time since the task started.
+    Pcpu,
+    /// ps's %MEM: resident memory over the machine's (MemTotal).
+    Pmem,
     /// Start time as ps's `start` (STARTED), `stime` (STIME), `start_time`
     /// (START), `bsdstart` (START) and `lstart` (STARTED) show it.
     Start,
@@ -636,6 +647,8 @@ pub struct Clock {
     pub wall_time: SystemTime,
     /// When the machine booted, wall clock ns (/proc/stat's btime).
     pub boot_wall_ns: u64,
+    /// The machine's memory (/proc/meminfo's MemTotal), for %MEM; 0 unknown.
+    pub mem_total_kib: u64,
 }
 
 impl Column {
@@ -660,6 +673,10 @@ impl Column {
         ("nlwp", Column::Nlwp),
         ("thcount", Column::Nlwp),
         ("time", Column::Time),
+        ("%cpu", Column::Pcpu),
+        ("pcpu", Column::Pcpu),
+        ("%mem", Column::Pmem),
+        ("pmem", Column::Pmem),
         ("start", Column::Start),
         ("stime", Column::Stime),
         ("start_time", Column::StartTime),
@@ -745,6 +762,8 @@ impl Column {
             Column::State => ("S", 1),
             Column::Nlwp => ("NLWP", 4),
             Column::Time => ("TIME", 9),
+            Column::Pcpu => ("%CPU", 4),
+            Column::Pmem => ("%MEM", 4),
             Column::Start => ("STARTED", 8),
             Column::Stime => ("STIME", 5),
             Column::StartTime => ("START", 5),
@@ -793,7 +812,14 @@ impl Column {
             Column::Fsgid => c.fsgid.to_string(),
             Column::State => paint.state(t.state),
             Column::Nlwp => t.threads.to_string(),
-            Column::Time => cpu_time(t.cpu_ns()),
+            Column::Time => cpu_time(t.cpu_ticks_ns()),
+            Column::Pcpu => pcpu(t, clock),
+            Column::Pmem => match p {
+                Some(p) if clock.mem_total_kib > 0 => {
+                    tenths(p.rss_kib * 1000 / clock.mem_total_kib)
+                }
+                _ => "-".into(),
+            },
             Column::Start => start_time(t, clock, StartFormat::Start),
             Column::Stime | Column::StartTime => start_time(t, clock, StartFormat::Stime),
             Column::BsdStart => start_time(t, clock, StartFormat::BsdStart),
@@ -881,6 +907,33 @@ fn taken(t: &Task) -> String {
 }
 
 /// CPU time like top's TIME+: minutes:seconds.hundredths.
+/// The kernel's USER_HZ: /proc's clock ticks a second.
+const USER_HZ: u64 = 100;
+
+/// ps's %CPU: CPU time (in ticks, as /proc gives it) over the time since
+/// the task started (its start in ticks, as /proc/PID/stat's starttime), in
+/// tenths of a percent, as procps computes it.
+fn pcpu(t: &Task, clock: Clock) -> String {
+    let tick = 1_000_000_000 / USER_HZ;
+    let wall_ns = clock
+        .wall_time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    let now_boot_ns = wall_ns.saturating_sub(clock.boot_wall_ns);
+    let seconds = now_boot_ns.saturating_sub(t.start_boottime_ns / tick * tick) as f64 / 1e9;
+    let ticks = t.cpu_ticks_ns() / tick;
+    if seconds <= 0.0 {
+        return tenths(0);
+    }
+    tenths(((ticks * 1000 / USER_HZ) as f64 / seconds) as u64)
+}
+
+/// Tenths as ps prints them: "12.3".
+fn tenths(n: u64) -> String {
+    format!("{}.{}", n / 10, n % 10)
+}
+
 pub fn cpu_time(ns: u64) -> String {
     let centis = ns / 10_000_000;
     format!(
@@ -1147,6 +1200,7 @@ mod tests {
             ktime_ns: 0,
             wall_time: UNIX_EPOCH,
             boot_wall_ns: 0,
+            mem_total_kib: 0,
         };
         let names = "uid euid ruid suid fsuid gid egid rgid sgid fsgid";
         let cols: Vec<Column> = names

@@ -86,6 +86,7 @@ fn clock(snap: &Snapshot) -> Clock {
         ktime_ns: snap.info.ktime_ns,
         wall_time: snap.info.wall_time,
         boot_wall_ns: snap.info.boot_wall_ns,
+        mem_total_kib: snap.info.mem_total_kib,
     }
 }
 
@@ -481,6 +482,7 @@ mod tests {
             states: 0,
             reader_netns: 0,
             boot_wall_ns: 0,
+            mem_total_kib: 0,
             cmdlines: true,
             maps: false,
             user_names: false,

@@ -342,6 +342,30 @@ fn fixture_stderr(dir: &std::path::Path) -> PathBuf {
 /// Number of threads the fixture starts besides the test harness's own.
 pub const FIXTURE_THREADS: usize = 3;
 
+/// A child process killed and reaped when dropped (a test that fails
+/// midway leaves nothing running).
+pub struct Reaped(pub Child);
+
+impl Reaped {
+    pub fn spawn(cmd: &mut Command) -> Reaped {
+        Reaped(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("running {cmd:?}: {e}")),
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// How a `Holder` holds its path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
