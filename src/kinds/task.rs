@@ -861,11 +861,19 @@ pub fn table_line(
     let mut line = String::new();
     for (i, &col) in cols.iter().enumerate() {
         let (_, width) = col.header();
-        let cell = col.cell(t, p, clock, branch, paint);
+        let mut cell = col.cell(t, p, clock, branch, paint);
         if i > 0 {
             line.push(' ');
         }
         let last = i + 1 == cols.len();
+        // A name too long for its column, cut as ps cuts it: `averyve+`.
+        let named = matches!(
+            col,
+            Column::Process(ProcessColumn::User | ProcessColumn::Group)
+        );
+        if named && !last && cell.chars().count() > width {
+            cell = cell.chars().take(width - 1).chain(['+']).collect();
+        }
         // S is one letter, maybe wrapped in colour codes; the last column
         // is free.
         if col == Column::State || (last && col.left_aligned()) {
@@ -1060,6 +1068,26 @@ mod tests {
         let bytes = encode(&rec);
         assert_eq!(&bytes[2..4], &(TASK_SIZE as u16).to_ne_bytes());
         assert_eq!(decode(&Fields::new(&bytes), rec.seq), Ok(rec));
+    }
+
+    #[test]
+    fn long_user_names_are_cut_as_ps_cuts_them() {
+        let mut t = Task::process(&rec(1, 1), &[rec(1, 1)], 0);
+        t.kthread = false;
+        let mut p = Process::from_record(None, 0, 0, false);
+        p.user = "averyveryverylongname".into();
+        let clock = Clock {
+            ktime_ns: 0,
+            wall_time: UNIX_EPOCH,
+            boot_wall_ns: 0,
+            mem_total_kib: 0,
+        };
+        let user = Column::Process(ProcessColumn::User);
+        let line = table_line(&t, Some(&p), &[user, Column::Pid], clock, "", Paint(false));
+        assert_eq!(line, "averyve+       1");
+        // The last column is free.
+        let line = table_line(&t, Some(&p), &[Column::Pid, user], clock, "", Paint(false));
+        assert!(line.ends_with("averyveryverylongname"), "{line}");
     }
 
     #[test]
