@@ -17,7 +17,7 @@
 #ifndef ITERSNAP_H
 #define ITERSNAP_H
 
-#define ITERSNAP_ABI 5
+#define ITERSNAP_ABI 6
 
 #define COMM_LEN 16
 

@@ -108,7 +108,7 @@ pub struct Cli {
 
     /// Task columns of the table, comma-separated, like `ps -o`: pid, tid,
     /// ppid, user, group, uid, euid, ruid, suid, fsuid, gid, egid, rgid,
-    /// sgid, fsgid, state, nlwp, vsz, rss, %cpu, %mem, tty, time, start, stime,
+    /// sgid, fsgid, state, stat, ni, nlwp, vsz, rss, %cpu, %mem, tty, time, start, stime,
     /// start_time, bsdstart, lstart, taken, exe, cwd, root, cgroup, comm,
     /// args
     #[arg(long, value_name = "LIST", value_parser = Offering::new(parse_columns, column_names), hide_possible_values = true, help_heading = "Output")]

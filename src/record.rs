@@ -731,6 +731,14 @@ mod seeds {
             taken_ns,
             capture: 0,
             fds_upto: 0,
+            // A session leader in its terminal's foreground group.
+            stat: task::StatParts {
+                nice: 0,
+                sid: tgid,
+                pgid: tgid,
+                tpgid: tgid,
+                locked_pages: 0,
+            },
         }
     }
 

@@ -1814,7 +1814,8 @@ fn retitled_processes_show_their_title_as_ps_does() {
         .is_none());
 }
 
-/// ps's %CPU and %MEM columns, and TIME exactly as /proc's ticks give it:
+/// ps's STAT (with its modifiers), %CPU and %MEM columns, and TIME
+/// exactly as /proc's ticks give it:
 /// a process that spun for a while and was stopped (its times fixed), and
 /// every process on the machine against `ps -e`.
 #[test]
@@ -1863,8 +1864,9 @@ fn pcpu_pmem_and_time_as_ps_and_proc_give_them() {
         assert_eq!(line[2], theirs[1], "{backend}: %MEM");
     }
     drop(spinner);
-    // Every process: the same but for those that ran meanwhile.
-    let ours = itersnap(&["--no-files", "--columns", "pid,%cpu,%mem"]);
+    // Every process, STAT with its modifiers too: the same but for those
+    // that ran meanwhile.
+    let ours = itersnap(&["--no-files", "--columns", "pid,stat,%cpu,%mem"]);
     let ours: BTreeMap<String, String> = String::from_utf8_lossy(&ours.stdout)
         .lines()
         .skip(2)
@@ -1874,7 +1876,7 @@ fn pcpu_pmem_and_time_as_ps_and_proc_give_them() {
                 .map(|(p, r)| (p.to_string(), r.trim().to_string()))
         })
         .collect();
-    let theirs = ps(&["-e", "-o", "pid=,%cpu=,%mem="]);
+    let theirs = ps(&["-e", "-o", "pid=,stat=,%cpu=,%mem="]);
     let (mut same, mut differ) = (0, 0);
     for line in theirs.lines() {
         let line = line.trim();

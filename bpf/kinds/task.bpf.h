@@ -513,6 +513,44 @@ static __always_inline void fill_cputime(struct task_struct *t, struct signal_st
 	}
 }
 
+/* The terminal's foreground group was tty->pgrp before 5.17 (now ctrl.pgrp). */
+struct tty_struct___pre517 {
+	struct pid *pgrp;
+} __attribute__((preserve_access_index));
+
+static __always_inline struct pid *tty_pgrp(struct tty_struct *tty)
+{
+	if (bpf_core_field_exists(tty->ctrl))
+		return BPF_CORE_READ(tty, ctrl.pgrp);
+	return BPF_CORE_READ((struct tty_struct___pre517 *)tty, pgrp);
+}
+
+/* A struct pid's number in the initial pid namespace (0 for none). */
+static __always_inline __u32 pid_nr_init(struct pid *pid)
+{
+	return pid ? BPF_CORE_READ(pid, numbers[0].nr) : 0;
+}
+
+/*
+ * What ps's STAT shows besides the state: the thread's nice, its process's
+ * session and process group, its terminal's foreground group, its locked
+ * pages.
+ */
+static __always_inline void fill_stat_parts(struct task_struct *t, struct signal_struct *sig,
+					    struct task_rec *r)
+{
+	struct tty_struct *tty;
+	struct mm_struct *mm;
+
+	r->nice = (__s32)KREAD(t, static_prio) - 120;
+	r->sid = pid_nr_init(BPF_CORE_READ(sig, pids[PIDTYPE_SID]));
+	r->pgid = pid_nr_init(BPF_CORE_READ(sig, pids[PIDTYPE_PGID]));
+	tty = KREAD(sig, tty);
+	r->tpgid = tty ? pid_nr_init(tty_pgrp(tty)) : 0;
+	mm = KREAD(t, mm);
+	r->locked_pages = mm ? KREAD(mm, locked_vm) : 0;
+}
+
 /* `capture` and `fds_upto`: where the record is filled (enum capture_flags). */
 static __always_inline void fill_task(struct task_struct *t, struct task_rec *r, __u32 capture,
 				      __u32 fds_upto)
@@ -538,6 +576,7 @@ static __always_inline void fill_task(struct task_struct *t, struct task_rec *r,
 		r->start_boottime_ns =
 			BPF_CORE_READ((struct task_struct___pre55 *)t, real_start_time);
 	r->self_exec_id = KREAD(t, self_exec_id);
+	fill_stat_parts(t, sig, r);
 	compose_task_name(t);
 	name = name_buf();
 	if (name)

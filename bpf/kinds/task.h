@@ -53,6 +53,12 @@ struct task_rec {
 	/* The name /proc/PID/comm shows, NUL-terminated: comm, a kernel thread's
 	 * full name, a workqueue worker's name and what it works on. */
 	char comm[TASK_NAME_LEN];
+	/* What ps's STAT adds to the state letter (<, N, L, s, l, +). */
+	__s32 nice;		/* this thread's: static_prio - 120 */
+	__u32 sid;		/* its process's session, pgrp, and its tty's */
+	__u32 pgid;		/*   foreground pgrp (0: none), init namespace */
+	__u32 tpgid;
+	__u64 locked_pages;	/* mm->locked_vm, as /proc/PID/status VmLck */
 };
 
 /* Optional fields of a task record (struct task_rec.present). */

@@ -17,7 +17,7 @@ use crate::text::{printable, ps_start_time, short_duration, Paint, StartFormat};
 use crate::wire::Fields;
 
 /// `struct task_rec`.
-pub const TASK_SIZE: usize = 256;
+pub const TASK_SIZE: usize = 280;
 /// `TASK_NAME_LEN`: proc_task_name()'s buffer, the name's NUL included.
 pub const TASK_NAME_LEN: usize = 64;
 
@@ -82,6 +82,47 @@ pub struct TaskRec {
     pub capture: u32,
     /// With CAPTURE_FILES: the fds below this were walked in the event.
     pub fds_upto: u32,
+    /// What ps's STAT adds to the state letter.
+    pub stat: StatParts,
+}
+
+/// What ps's STAT shows besides the state letter (`Ssl`, `D<`, `S+`): the
+/// thread's nice, its process's session and process group, its
+/// terminal's foreground group (0: none), its locked pages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatParts {
+    pub nice: i32,
+    pub sid: u32,
+    pub pgid: u32,
+    pub tpgid: u32,
+    pub locked_pages: u64,
+}
+
+impl StatParts {
+    /// ps's modifiers after the letter, in procps's order: `<` high or `N`
+    /// low priority, `L` pages locked, `s` session leader, `l`
+    /// multi-threaded, `+` in the terminal's foreground group.
+    pub fn modifiers(&self, tgid: u32, threads: u32) -> String {
+        let mut out = String::new();
+        if self.nice < 0 {
+            out.push('<');
+        } else if self.nice > 0 {
+            out.push('N');
+        }
+        if self.locked_pages > 0 {
+            out.push('L');
+        }
+        if self.sid == tgid {
+            out.push('s');
+        }
+        if threads > 1 {
+            out.push('l');
+        }
+        if self.tpgid != 0 && self.pgid == self.tpgid {
+            out.push('+');
+        }
+        out
+    }
 }
 
 impl TaskRec {
@@ -148,6 +189,13 @@ pub fn decode(f: &Fields<'_>, seq: u32) -> Result<TaskRec, &'static str> {
         capture: f.u32(184),
         fds_upto: f.u32(188),
         comm: f.c_bytes(192, TASK_NAME_LEN),
+        stat: StatParts {
+            nice: f.u32(256) as i32,
+            sid: f.u32(260),
+            pgid: f.u32(264),
+            tpgid: f.u32(268),
+            locked_pages: f.u64(272),
+        },
     })
 }
 
@@ -202,6 +250,11 @@ pub(crate) fn encode(t: &TaskRec) -> Vec<u8> {
         put(72 + 8 * i, &v.to_ne_bytes());
     }
     put(192, &t.comm[..t.comm.len().min(TASK_NAME_LEN - 1)]);
+    put(256, &t.stat.nice.to_ne_bytes());
+    put(260, &t.stat.sid.to_ne_bytes());
+    put(264, &t.stat.pgid.to_ne_bytes());
+    put(268, &t.stat.tpgid.to_ne_bytes());
+    put(272, &t.stat.locked_pages.to_ne_bytes());
     b
 }
 
@@ -214,6 +267,10 @@ pub struct Task {
     /// As /proc/PID/comm shows it (a kernel thread's full name).
     pub comm: Vec<u8>,
     pub state: char,
+    /// ps's STAT: the state letter and its modifiers (`Ssl`, `D<`, `S+`).
+    pub stat: String,
+    /// The thread's nice (a process's: its main thread's), as ps's NI.
+    pub nice: i32,
     pub creds: Creds,
     pub threads: u32,
     /// As /proc/PID/stat's utime and stime (ns, not clock ticks).
@@ -293,6 +350,12 @@ impl Task {
             ppid: t.ppid,
             comm: t.comm.clone(),
             state: state_letter(t.state, t.exit_state),
+            stat: format!(
+                "{}{}",
+                state_letter(t.state, t.exit_state),
+                t.stat.modifiers(tgid, t.nr_threads.max(1))
+            ),
+            nice: t.stat.nice,
             creds: Creds {
                 ruid: t.ruid,
                 euid: t.euid,
@@ -323,6 +386,8 @@ impl Task {
             ppid: r.ppid,
             comm: r.comm.clone(),
             state: 'X',
+            stat: "X".into(),
+            nice: 0,
             creds: Creds::default(),
             threads: 0,
             utime_ns: 0,
@@ -548,6 +613,8 @@ pub struct TaskJson<'a> {
     ppid: u32,
     comm: Cow<'a, str>,
     state: char,
+    stat: &'a str,
+    nice: i32,
     uid: u32,
     gid: u32,
     ruid: u32,
@@ -576,6 +643,8 @@ pub fn json(t: &Task) -> TaskJson<'_> {
         ppid: t.ppid,
         comm: String::from_utf8_lossy(&t.comm),
         state: t.state,
+        stat: &t.stat,
+        nice: t.nice,
         uid: c.euid,
         gid: c.egid,
         ruid: c.ruid,
@@ -616,6 +685,10 @@ pub enum Column {
     Sgid,
     Fsgid,
     State,
+    /// ps's STAT: the state and its modifiers.
+    Stat,
+    /// ps's NI.
+    Nice,
     Nlwp,
     Time,
     /// ps's %CPU: CPU time over the time since the task started.
@@ -669,7 +742,9 @@ impl Column {
         ("fsgid", Column::Fsgid),
         ("state", Column::State),
         ("s", Column::State),
-        ("stat", Column::State),
+        ("stat", Column::Stat),
+        ("ni", Column::Nice),
+        ("nice", Column::Nice),
         ("nlwp", Column::Nlwp),
         ("thcount", Column::Nlwp),
         ("time", Column::Time),
@@ -731,6 +806,7 @@ impl Column {
             Column::Comm
                 | Column::Args
                 | Column::State
+                | Column::Stat
                 | Column::Process(
                     ProcessColumn::User
                         | ProcessColumn::Group
@@ -761,6 +837,8 @@ impl Column {
             Column::Fsgid => ("FSGID", 6),
             Column::State => ("S", 1),
             Column::Nlwp => ("NLWP", 4),
+            Column::Stat => ("STAT", 4),
+            Column::Nice => ("NI", 3),
             Column::Time => ("TIME", 9),
             Column::Pcpu => ("%CPU", 4),
             Column::Pmem => ("%MEM", 4),
@@ -812,6 +890,8 @@ impl Column {
             Column::Fsgid => c.fsgid.to_string(),
             Column::State => paint.state(t.state),
             Column::Nlwp => t.threads.to_string(),
+            Column::Stat => t.stat.clone(),
+            Column::Nice => t.nice.to_string(),
             Column::Time => cpu_time(t.cpu_ticks_ns()),
             Column::Pcpu => pcpu(t, clock),
             Column::Pmem => match p {
@@ -1018,7 +1098,12 @@ mod tests {
         ];
         assert_eq!(u64s, std::array::from_fn(|i| 72 + 8 * i));
         assert_eq!(offset_of!(task_rec, comm), 192);
-        assert_eq!(size_of::<task_rec>() - 192, TASK_NAME_LEN);
+        assert_eq!(offset_of!(task_rec, nice) - 192, TASK_NAME_LEN);
+        assert_eq!(offset_of!(task_rec, nice), 256);
+        assert_eq!(offset_of!(task_rec, sid), 260);
+        assert_eq!(offset_of!(task_rec, pgid), 264);
+        assert_eq!(offset_of!(task_rec, tpgid), 268);
+        assert_eq!(offset_of!(task_rec, locked_pages), 272);
     }
 
     /// What is encoded decodes back, every field in its place.
@@ -1064,6 +1149,13 @@ mod tests {
             taken_ns: next().into(),
             capture: next(),
             fds_upto: next(),
+            stat: StatParts {
+                nice: -(next() as i32),
+                sid: next(),
+                pgid: next(),
+                tpgid: next(),
+                locked_pages: next().into(),
+            },
         };
         let bytes = encode(&rec);
         assert_eq!(&bytes[2..4], &(TASK_SIZE as u16).to_ne_bytes());

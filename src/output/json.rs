@@ -396,6 +396,8 @@ mod tests {
                         ppid: 1,
                         comm: b"x".to_vec(),
                         state: 'S',
+                        stat: "S".into(),
+                        nice: 0,
                         creds: Default::default(),
                         threads: 1,
                         utime_ns: 0,
