@@ -130,5 +130,6 @@ struct snap_stats {
 #define FILTER_HOLD_ON (1 << 6)  /* --file, --mount: only files on them (kinds/file.bpf.h) */
 #define FILTER_USER_ON (1 << 7)  /* --user: only processes of these effective uids */
 #define FILTER_STATE_ON (1 << 8) /* --task-state: only tasks in these states */
+#define FILTER_CGROUP_ON (1 << 9) /* --cgroup: only processes in it or below */
 
 #endif /* ITERSNAP_H */

@@ -10,6 +10,7 @@
 #include "base.bpf.h"
 #include "kinds/task.bpf.h"
 #include "kinds/stack.bpf.h"
+#include "kinds/proc.bpf.h"
 
 /*
  * Set by user space before load; constant to the verifier: the processes
@@ -82,6 +83,8 @@ static __always_inline bool task_selected(struct task_struct *t)
 		return false;
 	if ((cfg_flags & FILTER_USER_ON) && !user_selected(KREAD(t, group_leader)))
 		return false;
+	if ((cfg_flags & FILTER_CGROUP_ON) && !in_cgroup(KREAD(t, group_leader)))
+		return false;
 	if ((cfg_flags & FILTER_COMM_ON) && !comm_matches(t))
 		return false;
 	if ((cfg_flags & FILTER_STATE_ON) && KREAD(t, pid) != KREAD(t, tgid) && !state_selected(t))
@@ -109,6 +112,8 @@ static __always_inline bool user_task_selected(struct task_struct *t)
 		return false;
 	leader = KREAD(t, group_leader);
 	if ((cfg_flags & FILTER_USER_ON) && !user_selected(leader))
+		return false;
+	if ((cfg_flags & FILTER_CGROUP_ON) && !in_cgroup(leader))
 		return false;
 	if (!(cfg_flags & FILTER_COMM_ON))
 		return true;

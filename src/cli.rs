@@ -53,6 +53,10 @@ pub struct Cli {
     #[arg(short = 'u', long, value_name = "USER", value_parser = parse_user, value_delimiter = ',')]
     pub user: Vec<User>,
 
+    /// Only processes in this cgroup or below it: a cgroup2 directory, or a path as /proc/PID/cgroup shows it (/system.slice/nginx.service)
+    #[arg(long, value_name = "PATH", value_parser = parse_cgroup)]
+    pub cgroup: Option<(String, u64)>,
+
     /// Only tasks in these states, ps's STAT letters: R running, S sleeping, D uninterruptible (disk) sleep, T stopped, t traced, Z zombie, I idle kernel thread, P parked, X dead (e.g. D, or D,R); a process is shown when a thread of it is in one
     #[arg(long, value_name = "STATES", value_parser = parse_task_states)]
     pub task_state: Option<u32>,
@@ -266,6 +270,7 @@ impl Cli {
             pids: self.pid.clone(),
             users: self.user.iter().map(|u| (u.name.clone(), u.uid)).collect(),
             states: self.task_state.unwrap_or(0),
+            cgroup: self.cgroup.clone(),
             threads: self.threads,
             files: !self.no_files,
             stacks: self.stacks,
@@ -695,6 +700,10 @@ pub fn parse_user(s: &str) -> Result<User, String> {
         name: s.to_string(),
         uid,
     })
+}
+
+pub fn parse_cgroup(s: &str) -> Result<(String, u64), String> {
+    crate::kinds::process::cgroup_id(s)
 }
 
 /// ps's state letters (`D`, `D,R`, `DR`) as a mask of their indices in

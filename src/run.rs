@@ -39,6 +39,8 @@ pub struct Request {
     pub users: Vec<(String, u32)>,
     /// --task-state: a mask of indices in task::STATE_LETTERS; 0: any.
     pub states: u32,
+    /// --cgroup: (as given, its id).
+    pub cgroup: Option<(String, u64)>,
     pub threads: bool,
     pub files: bool,
     pub stacks: bool,
@@ -95,6 +97,9 @@ impl Request {
         if !self.users.is_empty() {
             let users: Vec<&str> = self.users.iter().map(|(name, _)| name.as_str()).collect();
             filters.push(format!("of user {}", users.join(" or ")));
+        }
+        if let Some((path, _)) = &self.cgroup {
+            filters.push(format!("in cgroup {path}"));
         }
         if self.states != 0 {
             let letters: String = crate::kinds::task::STATE_LETTERS
@@ -204,6 +209,7 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
         pids: req.pids.clone(),
         uids: req.users.iter().map(|&(_, uid)| uid).collect(),
         states: req.states,
+        cgroup: req.cgroup.as_ref().map(|&(_, id)| id),
         threads: req.threads,
         files: req.files,
         stacks: req.stacks,

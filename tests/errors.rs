@@ -504,6 +504,10 @@ fn bad_filter_values() {
         (&["--task-state", ","], "no state given"),
         (&["--on-syscall", "99999"], "no syscall number 99999"),
         (
+            &["--cgroup", "/no/such/cgroup"],
+            "no cgroup /no/such/cgroup: neither a cgroup2 directory",
+        ),
+        (
             &["--state", "TIME_WAIT"],
             "TIME_WAIT sockets have no fd and belong to no process: `ss -tan state time-wait`",
         ),

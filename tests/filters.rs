@@ -201,3 +201,81 @@ fn task_state_finds_a_writer_blocked_on_a_frozen_filesystem() {
     drop(frozen);
     drop(writer);
 }
+
+/// The cgroup2 mount, from mountinfo.
+fn cgroup2_root() -> Option<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines()
+        .find(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|t| t.starts_with("cgroup2 "))
+        })
+        .and_then(|l| l.split(' ').nth(4).map(PathBuf::from))
+}
+
+/// A cgroup of the test's own, with a child cgroup; removed when dropped
+/// (its processes killed first).
+struct Cgroup(PathBuf);
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(self.0.join("sub"));
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+/// Every pid in a cgroup and the cgroups below it, as cgroup.procs lists them.
+fn cgroup_procs(dir: &Path) -> BTreeSet<u32> {
+    let mut pids: BTreeSet<u32> = fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        if entry.path().is_dir() {
+            pids.extend(cgroup_procs(&entry.path()));
+        }
+    }
+    pids
+}
+
+/// --cgroup: the processes of a cgroup and of the cgroups below it, by its
+/// directory or by the path /proc/PID/cgroup shows, as cgroup.procs lists
+/// them.
+#[test]
+fn cgroup_selects_its_processes_and_those_below() {
+    let Some(root) = cgroup2_root() else {
+        eprintln!("no cgroup2 mount here: skipped");
+        return;
+    };
+    let name = format!("itersnap-test-{}", std::process::id());
+    let cgroup = Cgroup(root.join(&name));
+    if fs::create_dir_all(cgroup.0.join("sub")).is_err() {
+        eprintln!("cannot make a cgroup here: skipped");
+        return;
+    }
+    let (a, b) = (
+        Reaped::spawn(Command::new("sleep").arg("60")),
+        Reaped::spawn(Command::new("sleep").arg("61")),
+    );
+    fs::write(cgroup.0.join("cgroup.procs"), a.pid().to_string()).unwrap();
+    fs::write(cgroup.0.join("sub/cgroup.procs"), b.pid().to_string()).unwrap();
+    let want: BTreeSet<u32> = [a.pid(), b.pid()].into();
+    assert_eq!(cgroup_procs(&cgroup.0), want);
+    let path = format!("/{name}");
+    for backend in backends_here() {
+        let snap = snapshot(&["--backend", backend, "--cgroup", &path]);
+        assert_eq!(pids(&snap), want, "{backend}");
+        for t in snap["tasks"].as_array().unwrap() {
+            assert!(
+                t["cgroup"].as_str().unwrap().starts_with(&path),
+                "{backend}: {t}"
+            );
+        }
+        let dir = cgroup.0.join("sub");
+        let snap = snapshot(&["--backend", backend, "--cgroup", dir.to_str().unwrap()]);
+        assert_eq!(pids(&snap), [b.pid()].into(), "{backend}");
+    }
+    drop((a, b));
+}

@@ -235,6 +235,27 @@ static __always_inline void fill_cgroup(struct task_struct *t, struct proc_rec *
 }
 
 /*
+ * --cgroup: the cgroup's kernfs id (its directory's inode on cgroup2), set
+ * by user space before load.
+ */
+const volatile __u64 cfg_cgroup_id = 0;
+
+/* Is t's process in the cgroup --cgroup names, or below it? */
+static __always_inline bool in_cgroup(struct task_struct *t)
+{
+	struct kernfs_node *kn = KREAD(t, cgroups, dfl_cgrp, kn);
+
+	for (int i = 0; i < CGROUP_DEPTH; i++) {
+		if (!kn)
+			return false;
+		if (KREAD(kn, id) == cfg_cgroup_id)
+			return true;
+		kn = kn_parent(kn);
+	}
+	return false;
+}
+
+/*
  * A leader's address as a plain number, as global functions take it (a
  * trusted pointer is refused): its group_leader is itself, read through a
  * probe read.

@@ -67,6 +67,7 @@ macro_rules! configure_rodata {
             *slot = *uid;
         }
         rodata.cfg_states = walk.states;
+        rodata.cfg_cgroup_id = walk.cgroup.unwrap_or(0);
         rodata.cfg_ncomms = walk.comms.len().min(rodata.cfg_comms.len()) as u32;
         for (slot, comm) in rodata.cfg_comms.iter_mut().zip(&walk.comms) {
             *slot = $crate::backend::c_comm(comm);

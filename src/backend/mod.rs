@@ -47,6 +47,8 @@ pub struct WalkOptions {
     /// --task-state: 1 << the index of each state letter in "RSDTtXZPI"
     /// (task::STATE_LETTERS); 0: every state.
     pub states: u32,
+    /// --cgroup: the cgroup's id (its directory's inode on cgroup2).
+    pub cgroup: Option<u64>,
     pub threads: bool,
     pub files: bool,
     pub stacks: bool,
@@ -117,6 +119,7 @@ pub(crate) fn cfg_flags(opts: &WalkOptions) -> u32 {
     const FILTER_HOLD_ON: u32 = 1 << 6;
     const FILTER_USER_ON: u32 = 1 << 7;
     const FILTER_STATE_ON: u32 = 1 << 8;
+    const FILTER_CGROUP_ON: u32 = 1 << 9;
     let mut flags = 0;
     for (on, bit) in [
         (!opts.comms.is_empty(), FILTER_COMM_ON),
@@ -128,6 +131,7 @@ pub(crate) fn cfg_flags(opts: &WalkOptions) -> u32 {
         (!opts.targets.is_empty(), FILTER_HOLD_ON),
         (!opts.uids.is_empty(), FILTER_USER_ON),
         (opts.states != 0, FILTER_STATE_ON),
+        (opts.cgroup.is_some(), FILTER_CGROUP_ON),
     ] {
         if on {
             flags |= bit;

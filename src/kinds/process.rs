@@ -284,6 +284,49 @@ pub fn user_name(uid: u32) -> String {
     })
 }
 
+/// A cgroup as --cgroup names it: a cgroup2 directory (`/sys/fs/cgroup/...`)
+/// or a path as /proc/PID/cgroup's `0::` line shows it (from the cgroup2
+/// root); returns it as given and its id (the directory's inode: the
+/// kernel's kernfs id).
+pub fn cgroup_id(path: &str) -> Result<(String, u64), String> {
+    use std::os::unix::fs::MetadataExt;
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    let is_cgroup2 = |p: &std::path::Path| {
+        let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
+            return false;
+        };
+        // SAFETY: statfs fills a plain struct for a NUL-terminated path.
+        unsafe {
+            let mut s: libc::statfs = std::mem::zeroed();
+            libc::statfs(c.as_ptr(), &mut s) == 0 && s.f_type as i64 == CGROUP2_SUPER_MAGIC
+        }
+    };
+    let direct = std::path::PathBuf::from(path);
+    let found = if direct.is_dir() && is_cgroup2(&direct) {
+        Some(direct)
+    } else {
+        // Below the cgroup2 mount (mountinfo's fifth field).
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find(|l| {
+                        l.split(" - ")
+                            .nth(1)
+                            .is_some_and(|t| t.starts_with("cgroup2 "))
+                    })
+                    .and_then(|l| l.split(' ').nth(4).map(std::path::PathBuf::from))
+            })
+            .map(|root| root.join(path.trim_start_matches('/')))
+            .filter(|p| p.is_dir() && is_cgroup2(p))
+    };
+    let dir = found.ok_or_else(|| {
+        format!("no cgroup {path}: neither a cgroup2 directory nor a path below the cgroup2 mount")
+    })?;
+    let meta = std::fs::metadata(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok((path.to_string(), meta.ino()))
+}
+
 /// The uid of a user name in the user database (as `ps -u` takes it).
 pub fn user_id(name: &str) -> Option<u32> {
     let name = std::ffi::CString::new(name).ok()?;
