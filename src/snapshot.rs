@@ -601,7 +601,12 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         counts.threads += proc.threads.len();
         counts.files += open_files.len();
         counts.sockets += open_files.iter().filter(|f| f.socket.is_some()).count();
-        counts.truncated += open_files.iter().filter(|f| f.truncated).count();
+        // Every path the table shows: the fds', and cwd, root, exe, maps'.
+        counts.truncated += open_files
+            .iter()
+            .chain(process.slot_files())
+            .filter(|f| f.truncated)
+            .count();
 
         let mut stack_of = |pid: u32| {
             stacks.remove(&pid).map(|s| {
