@@ -946,13 +946,17 @@ pub fn table_line(
             line.push(' ');
         }
         let last = i + 1 == cols.len();
-        // A name too long for its column, cut as ps cuts it: `averyve+`.
-        let named = matches!(
-            col,
-            Column::Process(ProcessColumn::User | ProcessColumn::Group)
-        );
-        if named && !last && cell.chars().count() > width {
-            cell = cell.chars().take(width - 1).chain(['+']).collect();
+        // What is too long for a column that is not the last, cut as ps
+        // cuts it: a user or group name to `averyve+`, a command (its
+        // escaped bytes, `\x0a`, too) at the column's edge.
+        if !last && cell.chars().count() > width {
+            match col {
+                Column::Process(ProcessColumn::User | ProcessColumn::Group) => {
+                    cell = cell.chars().take(width - 1).chain(['+']).collect();
+                }
+                Column::Comm | Column::Args => cell = cell.chars().take(width).collect(),
+                _ => {}
+            }
         }
         // S is one letter, maybe wrapped in colour codes; the last column
         // is free.
@@ -1180,6 +1184,17 @@ mod tests {
         // The last column is free.
         let line = table_line(&t, Some(&p), &[Column::Pid, user], clock, "", Paint(false));
         assert!(line.ends_with("averyveryverylongname"), "{line}");
+        // An escaped name keeps its column too.
+        t.comm = b"a\nname\xffwith\x01bytes".to_vec();
+        let line = table_line(
+            &t,
+            Some(&p),
+            &[Column::Comm, Column::Pid],
+            clock,
+            "",
+            Paint(false),
+        );
+        assert_eq!(line, "a\\x0aname\\xffwi       1");
     }
 
     #[test]
