@@ -946,15 +946,16 @@ pub fn table_line(
             line.push(' ');
         }
         let last = i + 1 == cols.len();
-        // What is too long for a column that is not the last, cut as ps
-        // cuts it: a user or group name to `averyve+`, a command (its
-        // escaped bytes, `\x0a`, too) at the column's edge.
+        // Names too long for a column that is not the last, cut as ps
+        // cuts them: a user or group to `averyve+`, a task's name (its
+        // escaped bytes, `\x0a`, too) at the column's edge. Command lines
+        // and paths stay whole.
         if !last && cell.chars().count() > width {
             match col {
                 Column::Process(ProcessColumn::User | ProcessColumn::Group) => {
                     cell = cell.chars().take(width - 1).chain(['+']).collect();
                 }
-                Column::Comm | Column::Args => cell = cell.chars().take(width).collect(),
+                Column::Comm => cell = cell.chars().take(width).collect(),
                 _ => {}
             }
         }
