@@ -421,6 +421,10 @@ pub fn completion_command() -> clap::Command {
     for arg in full.get_arguments() {
         cmd = cmd.arg(arg.clone());
     }
+    // The groups the arguments name (`requires = "trigger"`).
+    for group in full.get_groups() {
+        cmd = cmd.group(group.clone());
+    }
     for sub in full.get_subcommands().filter(|s| !s.is_hide_set()) {
         cmd = cmd.subcommand(sub.clone());
     }

@@ -15,16 +15,6 @@ fn fixture_process() {
     run_fixture_if_asked();
 }
 
-/// The pids a JSON snapshot's tasks belong to.
-fn pids(snap: &serde_json::Value) -> BTreeSet<u32> {
-    snap["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["pid"].as_u64().unwrap() as u32)
-        .collect()
-}
-
 /// `ps -o pid= ARGS`, as a set.
 fn ps(args: &[&str]) -> BTreeSet<u32> {
     let out = Command::new("ps")
@@ -69,7 +59,7 @@ fn user_selects_processes_as_ps_u() {
     assert_eq!(ps(&["-u", &uid.to_string()]), want, "ps -u");
     for backend in backends_here() {
         let snap = snapshot(&["--backend", backend, "--user", &uid.to_string()]);
-        assert_eq!(pids(&snap), want, "{backend}");
+        assert_eq!(task_pids(&snap), want, "{backend}");
         for pid in &want {
             let row = rows_of(&snap, *pid)[0];
             assert_eq!(row["euid"], uid, "{backend}");
@@ -77,7 +67,7 @@ fn user_selects_processes_as_ps_u() {
         }
         // root's processes, by name: ps -u root's, but for those that came
         // or went between the two.
-        let ours = pids(&snapshot(&[
+        let ours = task_pids(&snapshot(&[
             "--backend",
             backend,
             "--user",
@@ -94,7 +84,7 @@ fn user_selects_processes_as_ps_u() {
     }
     // A list: this user or another one nobody runs.
     let snap = snapshot(&["--user", &format!("{uid},{}", uid + 1)]);
-    assert_eq!(pids(&snap), want);
+    assert_eq!(task_pids(&snap), want);
 }
 
 /// An ext4 image mounted on a loop device, frozen with fsfreeze: a writer
@@ -266,7 +256,7 @@ fn cgroup_selects_its_processes_and_those_below() {
     let path = format!("/{name}");
     for backend in backends_here() {
         let snap = snapshot(&["--backend", backend, "--cgroup", &path]);
-        assert_eq!(pids(&snap), want, "{backend}");
+        assert_eq!(task_pids(&snap), want, "{backend}");
         for t in snap["tasks"].as_array().unwrap() {
             assert!(
                 t["cgroup"].as_str().unwrap().starts_with(&path),
@@ -275,7 +265,7 @@ fn cgroup_selects_its_processes_and_those_below() {
         }
         let dir = cgroup.0.join("sub");
         let snap = snapshot(&["--backend", backend, "--cgroup", dir.to_str().unwrap()]);
-        assert_eq!(pids(&snap), [b.pid()].into(), "{backend}");
+        assert_eq!(task_pids(&snap), [b.pid()].into(), "{backend}");
     }
     drop((a, b));
 }

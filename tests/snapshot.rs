@@ -8,8 +8,6 @@ use std::fs;
 use std::os::unix::fs::FileTypeExt;
 use std::process::Command;
 
-use serde_json::Value;
-
 use common::*;
 
 /// Re-executed by `Fixture::start`; passes trivially in a normal run.
@@ -846,16 +844,6 @@ fn comm_query_finds_every_process_of_the_name() {
             assert_eq!(rows_of(&snap, pid).len(), 1, "{backend} {name}: {snap}");
         }
     }
-}
-
-/// The pids of a JSON snapshot's tasks.
-fn task_pids(snap: &Value) -> BTreeSet<u32> {
-    snap["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["pid"].as_u64().unwrap() as u32)
-        .collect()
 }
 
 /// Several COMMs select the processes of any of them, as `pgrep -x

@@ -81,6 +81,16 @@ pub fn snapshot(args: &[&str]) -> Value {
     snaps.remove(0)
 }
 
+/// The pids of a JSON snapshot's tasks.
+pub fn task_pids(snap: &Value) -> BTreeSet<u32> {
+    snap["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["pid"].as_u64().unwrap() as u32)
+        .collect()
+}
+
 /// Rows of a JSON snapshot whose pid is `pid`.
 pub fn rows_of(snap: &Value, pid: u32) -> Vec<&Value> {
     snap["tasks"]
