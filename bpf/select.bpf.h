@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Selection: which tasks a snapshot holds (the COMM and --pid filters),
- * above the kinds (a COMM is matched on the name kinds/task.bpf.h
- * composes) and below the walks that ask it.
+ * Selection: which tasks a snapshot holds (COMMs, --pid, --user, --cgroup,
+ * --task-state), above the kinds (a COMM is matched on the name
+ * kinds/task.bpf.h composes, a cgroup by kinds/proc.bpf.h) and below the
+ * walks that ask it. The file kind's --file/--mount filter and the socket
+ * kind's --port are their kinds' own: they select records, not tasks.
  */
 #ifndef SELECT_BPF_H
 #define SELECT_BPF_H
