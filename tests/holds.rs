@@ -196,22 +196,29 @@ fn several_files_are_listed_each_with_its_holders() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// A tmpfs mounted for the test, unmounted (lazily) when dropped.
-struct Tmpfs(PathBuf);
+/// A filesystem mounted for the test (a tmpfs, an overlay), unmounted
+/// (lazily) when dropped.
+struct Mount(PathBuf);
 
-impl Tmpfs {
-    fn mount(dir: &Path) -> Tmpfs {
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "itersnap-test"])
-            .arg(dir)
-            .status()
-            .expect("running mount");
-        assert!(status.success(), "mounting a tmpfs on {}", dir.display());
-        Tmpfs(dir.to_path_buf())
+impl Mount {
+    /// `mount -t FSTYPE [-o OPTIONS] itersnap-test DIR`.
+    fn new(fstype: &str, options: Option<&str>, dir: &Path) -> Mount {
+        let mut cmd = Command::new("mount");
+        cmd.args(["-t", fstype, "itersnap-test"]);
+        if let Some(options) = options {
+            cmd.args(["-o", options]);
+        }
+        let status = cmd.arg(dir).status().expect("running mount");
+        assert!(status.success(), "mounting a {fstype} on {}", dir.display());
+        Mount(dir.to_path_buf())
+    }
+
+    fn tmpfs(dir: &Path) -> Mount {
+        Mount::new("tmpfs", None, dir)
     }
 }
 
-impl Drop for Tmpfs {
+impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
@@ -220,7 +227,7 @@ impl Drop for Tmpfs {
 #[test]
 fn mount_holders_are_fuser_ms() {
     let dir = scratch_dir("mount");
-    let mnt = Tmpfs::mount(&dir);
+    let mnt = Mount::tmpfs(&dir);
     let file = dir.join("open");
     fs::write(&file, vec![b'y'; 4096]).unwrap();
     let in_it = Holder::start(Hold::Cwd, &dir);
@@ -335,24 +342,18 @@ fn a_file_on_overlayfs_is_found() {
     // The upper layer on a tmpfs of its own: another filesystem than lower.
     let layers = dir.join("layers");
     fs::create_dir_all(&layers).unwrap();
-    let tmpfs = Tmpfs::mount(&layers);
+    let tmpfs = Mount::tmpfs(&layers);
     let (upper, work) = (layers.join(upper), layers.join(work));
     for d in [&upper, &work, &merged] {
         fs::create_dir_all(d).unwrap();
     }
-    let status = Command::new("mount")
-        .args(["-t", "overlay", "itersnap-test", "-o"])
-        .arg(format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.display(),
-            upper.display(),
-            work.display()
-        ))
-        .arg(&merged)
-        .status()
-        .expect("running mount");
-    assert!(status.success(), "mounting an overlay");
-    let overlay = Tmpfs(merged.clone());
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    let overlay = Mount::new("overlay", Some(&options), &merged);
     let fresh = merged.join("fresh");
     fs::write(&fresh, b"upper").unwrap();
     let old = merged.join("from-lower");
