@@ -73,7 +73,11 @@ static __always_inline bool capture_more(__u64 deadline, __u32 trigger)
 	}
 	if (proc)
 		bpf_task_release(proc);
-	return whole && !ws.budget_hit;
+	/*
+	 * --threads with a COMM: a thread found by its own name here may need
+	 * its main thread, which the completion reads (select.bpf.h).
+	 */
+	return whole && !ws.budget_hit && !THREAD_NAMES_ON();
 }
 
 /*
@@ -129,17 +133,23 @@ int bare_walk(void *ctx)
  * A COMM query's first step: the processes that may bear the name, found by
  * the kernel's process list (bpf_for_each(task), ~0.2 us a process here,
  * two cache misses) instead of one iterator program run per task (~0.7 us
- * each, which was nearly all of a COMM one-shot's walk). User space runs it once with
- * BPF_PROG_TEST_RUN, then binds the task, file and command-line iterators
- * to each process found; they apply the exact filter (task_selected()).
- * A user process is a candidate when its comm is the name; a kernel thread
- * when its comm begins it (its /proc name may be longer: kworker/0:1-events).
+ * each, which was nearly all of a COMM one-shot's walk). User space runs
+ * it once with BPF_PROG_TEST_RUN, then binds the task, file and
+ * command-line iterators to each process found; they apply the exact
+ * filter (task_selected()). A user process is a candidate when its comm is
+ * the name; a kernel thread when its comm begins it (its /proc name may be
+ * longer: kworker/0:1-events). With --threads every thread is, by its own
+ * name, and the scan also lists the processes whose main threads the walk
+ * needs (select.bpf.h's named_threads_procs).
  * Bounded: past COMM_SCAN_MAX candidates, or past 1 ms (a kernel that does
  * not preempt holds the CPU for the whole run, as a trigger holds it for
- * --event-budget's default: ~5,000 processes here) the scan stops and says so (`complete` 0), and the
- * snapshot walks every task with the iterators, which yield the CPU.
+ * --event-budget's default: ~5,000 processes here) the scan stops and says
+ * so (`complete` 0), and the snapshot walks every task with the iterators,
+ * which yield the CPU.
  */
 #define COMM_SCAN_MAX 32
+/* With --threads, every thread's own name (select.bpf.h): it visits threads. */
+#define THREAD_SCAN_ITER (THREAD_NAMES_ON() ? BPF_TASK_ITER_ALL_THREADS : BPF_TASK_ITER_ALL_PROCS)
 #define COMM_SCAN_BUDGET_NS (1000 * 1000)
 
 struct comm_scan_result {
@@ -199,8 +209,11 @@ int find_comm(void *ctx)
 	 * iteration's state new to the verifier, which would never converge. */
 	comm_scan.n = 0;
 	comm_scan.procs = 0;
-	bpf_for_each(task, t, NULL, BPF_TASK_ITER_ALL_PROCS) {
+	named_threads_procs.n = 0;
+	named_threads_procs.all = 0;
+	bpf_for_each(task, t, NULL, THREAD_SCAN_ITER) {
 		__u32 n = comm_scan.n;
+		__u32 tgid;
 
 		if ((++comm_scan.procs & 255) == 0 &&
 		    bpf_ktime_get_ns() - start > COMM_SCAN_BUDGET_NS) {
@@ -209,13 +222,33 @@ int find_comm(void *ctx)
 		}
 		if (!comm_candidate(t))
 			continue;
+		tgid = KREAD(t, tgid);
+		/* --threads: a process's threads come in a row; each once. */
+		if (n > 0 && comm_scan.tgids[(n - 1) & (COMM_SCAN_MAX - 1)] == tgid)
+			continue;
 		if (n >= COMM_SCAN_MAX) {
 			complete = 0;
 			break;
 		}
-		comm_scan.tgids[n] = KREAD(t, tgid);
+		comm_scan.tgids[n] = tgid;
 		comm_scan.n = n + 1;
+		/*
+		 * Not its main thread (that one, met first, would have selected
+		 * the whole process): a user thread, whose candidacy is its
+		 * exact name (comm_candidate).
+		 */
+		if (THREAD_NAMES_ON() && KREAD(t, pid) != tgid) {
+			__u32 m = named_threads_procs.n;
+
+			if (m < NAMED_THREADS_PROCS_MAX) {
+				named_threads_procs.tgids[m] = tgid;
+				named_threads_procs.n = m + 1;
+			}
+		}
 	}
+	/* A partial list would leave out a main thread the walk needs. */
+	if (!complete)
+		named_threads_procs.all = 1;
 	comm_scan.complete = complete;
 	comm_scan.ns = bpf_ktime_get_ns() - start;
 	return 0;

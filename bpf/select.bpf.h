@@ -36,13 +36,65 @@ static __always_inline bool pid_selected(__u32 tgid)
 }
 
 /*
+ * --threads with a COMM: a thread is also selected by its own name, as
+ * pgrep -w finds it (`-L bio_close_file`), beside every thread of a process
+ * of that name (ps -L -C). Its process's main thread carries the process's
+ * records (files, identity), so it is selected too, whatever its name: the
+ * processes whose other threads bear a name are found before each walk
+ * (find_comm, or user space from a first pass of the task iterator) and
+ * listed here, in .bss, where user space writes them; `all` when there
+ * were more than the list holds. User space shows only the threads named.
+ */
+#define THREAD_NAMES_ON() \
+	((cfg_flags & (FILTER_COMM_ON | OPT_THREADS)) == (FILTER_COMM_ON | OPT_THREADS))
+#define NAMED_THREADS_PROCS_MAX 32
+struct named_threads_procs {
+	__u32 all;
+	__u32 n;
+	__u32 tgids[NAMED_THREADS_PROCS_MAX];
+};
+struct named_threads_procs named_threads_procs = {};
+
+static __always_inline bool has_named_thread(__u32 tgid)
+{
+	if (named_threads_procs.all)
+		return true;
+	for (__u32 i = 0; i < NAMED_THREADS_PROCS_MAX; i++) {
+		if (i >= named_threads_procs.n)
+			break;
+		if (tgid == named_threads_procs.tgids[i])
+			return true;
+	}
+	return false;
+}
+
+/* A user thread's own name (a kernel thread is its process's leader). */
+static __always_inline bool thread_comm_in(struct task_struct *t)
+{
+	for (__u32 k = 0; k < TASK_NAMES_MAX; k++) {
+		if (k >= cfg_ncomms)
+			break;
+		if (comm_is(t, cfg_comms[k]))
+			return true;
+	}
+	return false;
+}
+
+/*
  * COMM filter: exact match on the process's name as /proc shows it (its
  * group leader's; a kernel thread's full name, kinds/task.bpf.h), like
- * pgrep -x; any of the names given.
+ * pgrep -x; any of the names given. With --threads, on the thread's own
+ * name (above).
  */
 static __always_inline bool comm_matches(struct task_struct *t)
 {
-	return task_name_in(KREAD(t, group_leader), cfg_comms, cfg_ncomms);
+	if (task_name_in(KREAD(t, group_leader), cfg_comms, cfg_ncomms))
+		return true;
+	if (!THREAD_NAMES_ON())
+		return false;
+	if (KREAD(t, pid) == KREAD(t, tgid))
+		return has_named_thread(KREAD(t, tgid));
+	return thread_comm_in(t);
 }
 
 /*
@@ -119,13 +171,7 @@ static __always_inline bool user_task_selected(struct task_struct *t)
 		return false;
 	if (!(cfg_flags & FILTER_COMM_ON))
 		return true;
-	for (__u32 k = 0; k < TASK_NAMES_MAX; k++) {
-		if (k >= cfg_ncomms)
-			break;
-		if (comm_is(leader, cfg_comms[k]))
-			return true;
-	}
-	return false;
+	return thread_comm_in(leader) || (THREAD_NAMES_ON() && has_named_thread(KREAD(t, tgid)));
 }
 
 #endif /* SELECT_BPF_H */

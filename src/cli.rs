@@ -41,7 +41,7 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Only processes whose name is exactly COMM, as /proc/PID/comm shows it (like `pgrep -x`; kernel threads by their full name, e.g. kworker/0:1-events); several: any of them (up to 8)
+    /// Only processes whose name is exactly COMM, as /proc/PID/comm shows it (like `pgrep -x`; kernel threads by their full name, e.g. kworker/0:1-events); several: any of them (up to 8); with --threads, threads by their own names too (like `pgrep -w -x`)
     #[arg(value_parser = parse_comm)]
     pub comm: Vec<Comm>,
 

@@ -80,7 +80,12 @@ impl Request {
                 .iter()
                 .map(|c| crate::text::printable(c).into_owned())
                 .collect();
-            filters.push(format!("named {}", names.join(" or ")));
+            let named = if self.threads {
+                "with a thread named"
+            } else {
+                "named"
+            };
+            filters.push(format!("{named} {}", names.join(" or ")));
         }
         if !self.pids.is_empty() {
             let pids: Vec<String> = self.pids.iter().map(u32::to_string).collect();
@@ -432,6 +437,7 @@ fn context<'a>(
         socket_filter: req.sockets.is_on(),
         targets: &req.targets,
         states: req.states,
+        thread_names: if req.threads { &req.comms } else { &[] },
         reader_netns: own_netns(),
         cmdlines: walk.cmdlines,
         maps: walk.maps,

@@ -266,6 +266,11 @@ pub struct Context<'a> {
     /// threads. The kernel leaves out other threads but not main ones,
     /// which carry their process's records.
     pub states: u32,
+    /// --threads with COMMs: the threads of processes of these names (ps -L
+    /// -C) and the threads of these names (pgrep -w -x). The kernel also
+    /// lets through the main threads of the latter's processes, which carry
+    /// the processes' records.
+    pub thread_names: &'a [Vec<u8>],
     /// itersnap's own network namespace: sockets of others say theirs.
     pub reader_netns: u64,
     /// The backend reads command lines (a sleepable iterator, 5.18+).
@@ -570,11 +575,15 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         else {
             continue;
         };
-        let in_state = |t: &&TaskRec| {
-            ctx.states == 0 || ctx.states & (1 << task::state_index(t.state, t.exit_state)) != 0
+        // --task-state, and --threads' COMMs: the threads shown.
+        let shown = |t: &&TaskRec| {
+            (ctx.states == 0 || ctx.states & (1 << task::state_index(t.state, t.exit_state)) != 0)
+                && (ctx.thread_names.is_empty()
+                    || ctx.thread_names.contains(&leader.comm)
+                    || ctx.thread_names.contains(&t.comm))
         };
-        if !proc.threads.iter().any(|t| in_state(&t)) {
-            continue; // --task-state: no thread of it in one
+        if !proc.threads.iter().any(|t| shown(&t)) {
+            continue; // no thread of it in one of the states, or so named
         }
         let mut open_files = proc.files;
         files::by_fd(&mut open_files);
@@ -597,8 +606,18 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         if !ctx.targets.is_empty() && holds.is_empty() {
             continue; // --file, --mount: only processes holding one
         }
+        // With --threads the main thread's row carries the files: none
+        // when that row is not shown (--task-state, a thread's name).
+        let shown_threads = proc.threads.iter().filter(shown).count();
+        if ctx.per_thread && !proc.threads.iter().any(|t| t.pid == tgid && shown(&t)) {
+            open_files.clear();
+        }
         counts.processes += 1;
-        counts.threads += proc.threads.len();
+        counts.threads += if ctx.per_thread {
+            shown_threads
+        } else {
+            proc.threads.len()
+        };
         counts.files += open_files.len();
         counts.sockets += open_files.iter().filter(|f| f.socket.is_some()).count();
         // Every path the table shows: the fds', and cwd, root, exe, maps'.
@@ -615,7 +634,7 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
             })
         };
         if ctx.per_thread {
-            for t in proc.threads.iter().filter(in_state) {
+            for t in proc.threads.iter().filter(shown) {
                 let mut row = Row::of(Task::thread(t, ktime_ns));
                 row.stack = stack_of(t.pid);
                 if t.pid == tgid {

@@ -269,3 +269,91 @@ fn cgroup_selects_its_processes_and_those_below() {
     }
     drop((a, b));
 }
+
+/// `pgrep ARGS`'s pids (tids with -w), as a set.
+fn pgrep(args: &[&str]) -> BTreeSet<u32> {
+    let out = Command::new("pgrep")
+        .args(args)
+        .output()
+        .expect("running pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
+/// The tids of a snapshot's rows, and the pids they belong to.
+fn rows_tids(snap: &serde_json::Value) -> (BTreeSet<u32>, BTreeSet<u32>) {
+    let rows = snap["tasks"].as_array().unwrap();
+    let id = |r: &serde_json::Value, k: &str| r[k].as_u64().unwrap() as u32;
+    (
+        rows.iter().map(|r| id(r, "tid")).collect(),
+        rows.iter().map(|r| id(r, "pid")).collect(),
+    )
+}
+
+/// With --threads a COMM also selects threads by their own names, as
+/// `pgrep -w -x` lists them (one name or several), besides every thread of
+/// a process of that name (ps -L); without --threads it names processes
+/// only, as `pgrep -x` (exit 1). A thread's row carries its process's
+/// identity; the main thread's, not shown, keeps the files.
+#[test]
+fn threads_are_selected_by_their_own_names_as_pgrep_w() {
+    let (a, b) = (unique_comm("thra"), unique_comm("thrb"));
+    let holder = start_with_named_threads(&[&a, &a, &b]);
+    let pid = holder.pid;
+    let process_name = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    let process_name = process_name.trim_end();
+    let cmdline = fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv: Vec<&str> = cmdline.trim_end_matches('\0').split('\0').collect();
+    let pattern = format!("{a}|{b}");
+    for backend in backends_here() {
+        let snap = snapshot(&["--backend", backend, "-L", &a]);
+        let (tids, pids) = rows_tids(&snap);
+        assert_eq!(tids, pgrep(&["-w", "-x", &a]), "{backend}: -L {a}");
+        assert_eq!(tids.len(), 2, "{backend}");
+        assert_eq!(pids, BTreeSet::from([pid]), "{backend}");
+        for row in snap["tasks"].as_array().unwrap() {
+            assert_eq!(row["comm"], a.as_str(), "{backend}");
+            assert_eq!(row["cmdline"], serde_json::json!(argv), "{backend}");
+            assert!(row["files"].as_array().unwrap().is_empty(), "{backend}");
+        }
+        assert_eq!(snap["counts"]["threads"], 2, "{backend}");
+
+        let (tids, _) = rows_tids(&snapshot(&["--backend", backend, "-L", &a, &b]));
+        assert_eq!(
+            tids,
+            pgrep(&["-w", "-x", &pattern]),
+            "{backend}: -L {a} {b}"
+        );
+        assert_eq!(tids.len(), 3, "{backend}");
+
+        // The process's own name: all its threads, and its files.
+        let pid_arg = pid.to_string();
+        let snap = snapshot(&["--backend", backend, "-L", process_name, "-p", &pid_arg]);
+        let (tids, _) = rows_tids(&snap);
+        assert_eq!(tids, proc_tids(pid).into_iter().collect(), "{backend}");
+        let main = rows_of(&snap, pid)
+            .into_iter()
+            .find(|r| r["tid"] == pid)
+            .expect("the main thread's row");
+        assert_eq!(snapshot_fds(main), proc_fds(pid), "{backend}");
+
+        // Not a process's name: pgrep -x finds nothing, nor do we.
+        assert!(pgrep(&["-x", &a]).is_empty());
+        let out = itersnap(&["--backend", backend, &a]);
+        assert_eq!(out.status.code(), Some(1), "{backend}: {a} without -L");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("no process named {a}")),
+            "{stderr}"
+        );
+        let out = itersnap(&["--backend", backend, "-L", "nosuch-thread"]);
+        assert_eq!(out.status.code(), Some(1), "{backend}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("no process with a thread named nosuch-thread"),
+            "{stderr}"
+        );
+    }
+}

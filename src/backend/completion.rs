@@ -177,6 +177,11 @@ pub struct Completion {
     cmdline: Option<IterLink>,
     /// iter/task_vma, with --maps.
     maps: Option<IterLink>,
+    /// --threads with a COMM: the list of processes whose main threads the
+    /// walk needs (select.bpf.h), which each walk finds first.
+    named_threads: Option<NamedThreads>,
+    /// The kernel binds iterators to one process (6.1+).
+    binds: bool,
     /// iter/task_file over every process; attached when a pass may need it.
     file: Option<IterLink>,
     /// The iter/task_file program, for links bound to one process each.
@@ -226,10 +231,12 @@ impl Completion {
             Some(link) => link,
             None => IterLink::attach(progs.task, None).context("attaching iter/task")?,
         };
-        // Several pids: their processes are known before the walk, if the
-        // kernel binds iterators (asked of itersnap's own process).
-        let several =
-            pids.len() > 1 && IterLink::attach(progs.task, Some(std::process::id())).is_ok();
+        // Asked of itersnap's own process, where it matters.
+        let binds = pid.is_some()
+            || ((pids.len() > 1 || comm_filter)
+                && IterLink::attach(progs.task, Some(std::process::id())).is_ok());
+        // Several pids: their processes are known before the walk.
+        let several = pids.len() > 1 && binds;
         let pass = match progs.file {
             None => FilePass::None,
             Some(_) if progs.tasks_carry_files => FilePass::WithTasks,
@@ -260,6 +267,8 @@ impl Completion {
             task_prog: progs.task,
             cmdline_prog: progs.cmdline,
             comm_scan: several.then(|| CommScan::known(pids.to_vec())),
+            named_threads: None,
+            binds,
             cmdline,
             maps,
             file,
@@ -278,7 +287,11 @@ impl Completion {
     /// fills the record could find it overwritten by another on its CPU.
     pub fn walk(&self) -> Result<Walked> {
         let start_ns = monotonic_ns();
-        if let Some(tgids) = self.scanned_processes()? {
+        let scanned = match &self.named_threads {
+            Some(named) => self.find_named_threads(named)?,
+            None => self.scanned_processes()?,
+        };
+        if let Some(tgids) = scanned {
             let (mut records, error) = self.walk_processes(&tgids)?;
             whole_slot_paths(&mut records);
             return Ok(Walked {
@@ -363,6 +376,57 @@ impl Completion {
             }
             _ => Ok(None),
         }
+    }
+
+    /// Gives the completion the .bss list of processes with named threads
+    /// (--threads with a COMM); with --pid, whose processes are bound
+    /// already, every main thread of theirs is let through instead.
+    pub fn set_named_threads(&mut self, named: NamedThreads, pids: bool) {
+        if pids {
+            named.set(None);
+            return;
+        }
+        self.named_threads = Some(named);
+    }
+
+    /// Before a walk, --threads with a COMM: the processes with a thread of
+    /// that name, listed in the .bss for the programs' filter. The open-coded
+    /// object's scan (find_comm) lists them itself; else a first pass of
+    /// the task iterator, which selects threads by their own names, finds
+    /// them. Returns the processes to walk through iterators bound to each,
+    /// as scanned_processes() does; `None`: walk every task.
+    fn find_named_threads(&self, named: &NamedThreads) -> Result<Option<Vec<u32>>> {
+        let bindable = matches!(self.pass, FilePass::ByProcess | FilePass::None)
+            && self.maps.is_none()
+            && self.binds;
+        if let Some(scan) = &self.comm_scan {
+            let found = (scan.run)()?;
+            return Ok(found.filter(|_| bindable));
+        }
+        named.set(Some(&[]));
+        let (records, _) = self.task.read("task")?;
+        // The processes with a thread of that name but not of that name
+        // themselves (those select every thread already): no main thread.
+        let mains: HashSet<u32> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Task(t) if t.pid == t.tgid => Some(t.tgid),
+                _ => None,
+            })
+            .collect();
+        let mut others: Vec<u32> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Task(t) if !mains.contains(&t.tgid) => Some(t.tgid),
+                _ => None,
+            })
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        named.set((others.len() <= NAMED_THREADS_PROCS_MAX).then_some(&others[..]));
+        // Every process with a task of that name (a main thread's own
+        // included), for bound iterators.
+        Ok(bindable.then(|| task_tgids(&records)))
     }
 
     /// The tasks, files and command lines of the processes `tgids`, through
@@ -500,6 +564,63 @@ fn task_tgids(records: &[Record]) -> Vec<u32> {
     tgids.dedup();
     tgids
 }
+
+/// Processes with a named thread that the .bss list holds (select.bpf.h's
+/// NAMED_THREADS_PROCS_MAX).
+pub const NAMED_THREADS_PROCS_MAX: usize = 32;
+
+/// select.bpf.h's `struct named_threads_procs`, in a loaded object's .bss.
+#[repr(C)]
+pub struct NamedThreadsProcs {
+    pub all: u32,
+    pub n: u32,
+    pub tgids: [u32; NAMED_THREADS_PROCS_MAX],
+}
+
+/// Where the list is, in a loaded object's mmapped .bss (`named_threads_of!`).
+pub struct NamedThreads(pub *mut NamedThreadsProcs);
+
+impl NamedThreads {
+    /// Lists `tgids` for the programs' filter; `None`: every main thread.
+    fn set(&self, tgids: Option<&[u32]>) {
+        let list = self.0;
+        let all = tgids.is_none_or(|t| t.len() > NAMED_THREADS_PROCS_MAX);
+        let tgids = tgids.unwrap_or_default();
+        let n = tgids.len().min(NAMED_THREADS_PROCS_MAX);
+        // SAFETY: the list is in the .bss mapping, valid while the object
+        // lives (the Session owns both); the programs only read it here,
+        // between walks (a trigger reading it meanwhile lets at worst one
+        // main thread too many through, which user space does not show).
+        unsafe {
+            for (i, &tgid) in tgids[..n].iter().enumerate() {
+                std::ptr::write_volatile(&mut (*list).tgids[i], tgid);
+            }
+            std::ptr::write_volatile(&mut (*list).n, n as u32);
+            std::ptr::write_volatile(&mut (*list).all, u32::from(all));
+        }
+    }
+}
+
+/// The `NamedThreads` of a loaded skeleton (both objects have the list).
+macro_rules! named_threads_of {
+    ($skel:expr) => {{
+        let bss = $skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .context("BPF object has no .bss")?;
+        let list = &mut bss.named_threads_procs;
+        anyhow::ensure!(
+            std::mem::size_of_val(list)
+                == std::mem::size_of::<$crate::backend::completion::NamedThreadsProcs>(),
+            "struct named_threads_procs differs between bpf/select.bpf.h and completion.rs"
+        );
+        $crate::backend::completion::NamedThreads(
+            std::ptr::from_mut(list).cast::<$crate::backend::completion::NamedThreadsProcs>(),
+        )
+    }};
+}
+pub(crate) use named_threads_of;
 
 /// A COMM query's first step where the object has it (find_comm, open-coded
 /// object): the processes that may bear the name, from one run of a program

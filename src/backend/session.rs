@@ -197,6 +197,13 @@ macro_rules! session_of {
             &$walk.pids,
             !$walk.comms.is_empty(),
         )?;
+        let mut completion = completion;
+        if !$walk.comms.is_empty() && $walk.threads {
+            completion.set_named_threads(
+                $crate::backend::completion::named_threads_of!(skel),
+                !$walk.pids.is_empty(),
+            );
+        }
         let guards = $crate::backend::session::guards_of!(skel);
         // Before the trigger is attached: its first event's paths need it.
         $crate::backend::session::learn_root_for_events(&guards, &completion, &$trig.spec)?;

@@ -532,6 +532,54 @@ fn retitle(title: &str) -> ! {
     std::process::exit(0);
 }
 
+/// Starts this test binary as a process with a thread of each name in
+/// `names` (a name may come twice), as redis names its `bio_close_file`
+/// threads. Returns it once they are named.
+pub fn start_with_named_threads(names: &[&str]) -> Holder {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["fixture_process", "--exact", "--nocapture", "--quiet"])
+        .env("ITERSNAP_THREAD_NAMES", names.join(","))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting the process with named threads");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim() != "ready" {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "it exited");
+    }
+    Holder {
+        pid: child.id(),
+        child,
+    }
+}
+
+/// The named-threads process's body: a thread per name (std names it in
+/// the kernel too), then "ready", until stdin closes.
+fn name_threads(names: &str) -> ! {
+    let (named, all_named) = std::sync::mpsc::channel();
+    for name in names.split(',') {
+        let named = named.clone();
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                named.send(()).unwrap();
+                loop {
+                    std::thread::park();
+                }
+            })
+            .unwrap();
+    }
+    for _ in names.split(',') {
+        all_named.recv().unwrap();
+    }
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    std::process::exit(0);
+}
+
 /// The body of the fixture process: opens a known set of files, starts
 /// threads, names itself, says "ready" and waits for stdin to close.
 pub fn run_fixture_if_asked() {
@@ -540,6 +588,9 @@ pub fn run_fixture_if_asked() {
     }
     if let Ok(title) = std::env::var("ITERSNAP_TITLE") {
         retitle(&title);
+    }
+    if let Ok(names) = std::env::var("ITERSNAP_THREAD_NAMES") {
+        name_threads(&names);
     }
     let Ok(comm) = std::env::var("ITERSNAP_FIXTURE") else {
         return;
