@@ -107,6 +107,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
             socket_filter: i == 2,
             targets: &[],
             states: 0,
+            stacks: true,
             thread_names: &[],
             boot_wall_ns: u64::MAX / 2 - 1_000_000_000,
             mem_total_kib: 1 << 20,

@@ -72,6 +72,15 @@ pub struct Request {
 impl Request {
     /// The filters that select tasks, as the command line gave them; empty
     /// when every task is selected.
+    /// Kernel stacks are read for --stacks, and for a WCHAN column.
+    pub fn reads_stacks(&self) -> bool {
+        self.stacks
+            || self
+                .columns
+                .as_ref()
+                .is_some_and(|c| c.contains(&Column::Wchan))
+    }
+
     pub fn filters(&self) -> Vec<String> {
         let mut filters = Vec::new();
         if !self.comms.is_empty() {
@@ -217,7 +226,7 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
         cgroup: req.cgroup.as_ref().map(|&(_, id)| id),
         threads: req.threads,
         files: req.files,
-        stacks: req.stacks,
+        stacks: req.reads_stacks(),
         sockets: req.sockets.clone(),
         cmdlines: features::cmdlines_unsupported(btf).is_none(),
         maps: req.maps,
@@ -337,7 +346,7 @@ pub fn run(req: &Request) -> Result<Outcome> {
     let btf = BtfNames::load()?;
 
     let (walk, trig) = options(req, &btf)?;
-    let ksyms = if req.stacks {
+    let ksyms = if req.reads_stacks() {
         Some(Ksyms::load()?)
     } else {
         None
@@ -437,6 +446,7 @@ fn context<'a>(
         socket_filter: req.sockets.is_on(),
         targets: &req.targets,
         states: req.states,
+        stacks: req.stacks,
         thread_names: if req.threads { &req.comms } else { &[] },
         reader_netns: own_netns(),
         cmdlines: walk.cmdlines,

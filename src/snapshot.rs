@@ -266,6 +266,9 @@ pub struct Context<'a> {
     /// threads. The kernel leaves out other threads but not main ones,
     /// which carry their process's records.
     pub states: u32,
+    /// --stacks: rows show the stacks read (a WCHAN column reads them
+    /// without showing them).
+    pub stacks: bool,
     /// --threads with COMMs: the threads of processes of these names (ps -L
     /// -C) and the threads of these names (pgrep -w -x). The kernel also
     /// lets through the main threads of the latter's processes, which carry
@@ -627,16 +630,21 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
             .filter(|f| f.truncated)
             .count();
 
-        let mut stack_of = |pid: u32| {
-            stacks.remove(&pid).map(|s| {
+        // A task's stack gives its WCHAN; the row shows it with --stacks.
+        let mut add_stack = |row: &mut Row, pid: u32| {
+            let frames = stacks.remove(&pid).map(|s| stacks::frames(&s, ctx.ksyms));
+            row.task.wchan = frames
+                .as_deref()
+                .and_then(|f| stacks::wchan(f, row.task.state));
+            if ctx.stacks && frames.is_some() {
                 counts.stacks += 1;
-                stacks::frames(&s, ctx.ksyms)
-            })
+                row.stack = frames;
+            }
         };
         if ctx.per_thread {
             for t in proc.threads.iter().filter(shown) {
                 let mut row = Row::of(Task::thread(t, ktime_ns));
-                row.stack = stack_of(t.pid);
+                add_stack(&mut row, t.pid);
                 if t.pid == tgid {
                     row.files = std::mem::take(&mut open_files);
                     row.process = Some(process.clone());
@@ -650,7 +658,7 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
             }
         } else {
             let mut row = Row::of(Task::process(leader, &proc.threads, ktime_ns));
-            row.stack = stack_of(leader.pid);
+            add_stack(&mut row, leader.pid);
             row.files = open_files;
             row.process = Some(process);
             row.holds = holds;

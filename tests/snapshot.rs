@@ -905,3 +905,67 @@ fn several_names_and_pids_select_any_of_them() {
         }
     }
 }
+
+/// The WCHAN column is ps's, and JSON's `wchan` /proc/PID/task/TID/wchan's:
+/// the function each sleeping thread waits in (a pipe read, a futex, a
+/// nanosleep, kthreadd's loop), on both backends.
+#[test]
+fn wchan_is_what_proc_and_ps_show() {
+    let holder = start_with_named_threads(&["wchan-a", "wchan-b"]);
+    let sleeper = Reaped::spawn(Command::new("sleep").arg("600"));
+    let pids = format!("{},{},2", holder.pid, sleeper.pid());
+    let tids: Vec<u32> = [holder.pid, sleeper.pid(), 2]
+        .into_iter()
+        .flat_map(proc_tids)
+        .collect();
+    let proc_wchan = |tid: u32| -> String {
+        let pid = fs::read_to_string(format!("/proc/{tid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("Tgid:").map(|p| p.trim().to_string()))
+            .unwrap();
+        fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan")).unwrap()
+    };
+    // Until every thread sleeps where it stays (sleep has exec'd).
+    for _ in 0..500 {
+        if tids.iter().all(|&t| proc_wchan(t) != "0")
+            && fs::read_to_string(format!("/proc/{}/comm", sleeper.pid()))
+                .is_ok_and(|c| c.trim_end() == "sleep")
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let ps = Command::new("ps")
+        .args(["-L", "-o", "tid=,wchan:64=", "-p", &pids])
+        .output()
+        .unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout).to_string();
+    for backend in BACKENDS {
+        let args = ["--backend", backend, "-L", "-p", &pids, "--no-files"];
+        let out = itersnap(&[&args[..], &["--columns", "tid,wchan"]].concat());
+        assert!(out.status.success(), "{backend}");
+        let table = String::from_utf8_lossy(&out.stdout);
+        // Below the header and the heading: the lines ps prints, spaced alike.
+        let ours: Vec<String> = table
+            .lines()
+            .skip(2)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        let theirs: Vec<String> = ps
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(ours, theirs, "{backend}");
+
+        let snap = snapshot(&[&args[..], &["--stacks"]].concat());
+        let rows = snap["tasks"].as_array().unwrap();
+        assert_eq!(rows.len(), tids.len(), "{backend}");
+        for row in rows {
+            let tid = row["tid"].as_u64().unwrap() as u32;
+            let want = proc_wchan(tid);
+            assert_ne!(want, "0", "{backend}: {tid} sleeps");
+            assert_eq!(row["wchan"], want.as_str(), "{backend}: thread {tid}");
+        }
+    }
+}

@@ -58,6 +58,21 @@ pub fn frames(rec: &StackRec, ksyms: Option<&Ksyms>) -> Vec<Frame> {
     trim_bpf_frames(frames)
 }
 
+/// What /proc/PID/wchan gives for a task in `state` with these frames:
+/// the function it sleeps in. The kernel's stack of another task already
+/// leaves out the scheduler's and the locks' functions, as get_wchan()
+/// skips them, so that is its first frame's function; nothing for a task
+/// that runs (ps shows `-`), or without a stack (a zombie's is gone).
+pub fn wchan(frames: &[Frame], state: char) -> Option<String> {
+    if state == 'R' {
+        return None;
+    }
+    let symbol = frames.first()?.symbol.as_deref()?;
+    // `function+0xoff/0xsize [module]`: the function.
+    let function = symbol.split(['+', ' ']).next()?;
+    (!function.is_empty()).then(|| function.to_string())
+}
+
 /// Functions through which a BPF program reaches bpf_get_task_stack().
 const BPF_MACHINERY: &[&str] = &[
     "__bpf_get_stack",

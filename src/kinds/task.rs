@@ -285,6 +285,9 @@ pub struct Task {
     pub in_event: bool,
     /// When it was captured, ns after the event (or the walk's start).
     pub since_event_ns: u64,
+    /// The kernel function it sleeps in, as /proc/PID/wchan (from its
+    /// stack: kinds/stacks.rs's `wchan`); none when running or unread.
+    pub wchan: Option<String>,
 }
 
 /// A task's user and group ids, as /proc/PID/status's `Uid:` and `Gid:`
@@ -375,6 +378,7 @@ impl Task {
             kthread: t.flags & PF_KTHREAD != 0,
             in_event: t.in_event(),
             since_event_ns: t.taken_ns.saturating_sub(ktime_ns),
+            wchan: None,
         }
     }
 
@@ -398,6 +402,7 @@ impl Task {
             kthread: false,
             in_event: false,
             since_event_ns: 0,
+            wchan: None,
         }
     }
 
@@ -633,6 +638,8 @@ pub struct TaskJson<'a> {
     kthread: bool,
     in_event: bool,
     since_event_ns: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wchan: Option<&'a str>,
 }
 
 pub fn json(t: &Task) -> TaskJson<'_> {
@@ -663,6 +670,7 @@ pub fn json(t: &Task) -> TaskJson<'_> {
         kthread: t.kthread,
         in_event: t.in_event,
         since_event_ns: t.since_event_ns,
+        wchan: t.wchan.as_deref(),
     }
 }
 
@@ -704,6 +712,8 @@ pub enum Column {
     Lstart,
     /// When the task was captured: in the event, or how long after it.
     Taken,
+    /// ps's WCHAN: the kernel function a sleeping task waits in.
+    Wchan,
     Comm,
     /// ps's `args`: the command line (kinds/cmdline.rs), `[name]` without one.
     Args,
@@ -758,6 +768,7 @@ impl Column {
         ("bsdstart", Column::BsdStart),
         ("lstart", Column::Lstart),
         ("taken", Column::Taken),
+        ("wchan", Column::Wchan),
         ("comm", Column::Comm),
         ("ucomm", Column::Comm),
         ("args", Column::Args),
@@ -805,6 +816,7 @@ impl Column {
             self,
             Column::Comm
                 | Column::Args
+                | Column::Wchan
                 | Column::State
                 | Column::Stat
                 | Column::Process(
@@ -848,6 +860,7 @@ impl Column {
             Column::BsdStart => ("START", 6),
             Column::Lstart => ("STARTED", 24),
             Column::Taken => ("TAKEN", 8),
+            Column::Wchan => ("WCHAN", 20),
             // Free when last; when not, as wide as ps makes them.
             Column::Comm => ("COMMAND", 15),
             Column::Args => ("COMMAND", 27),
@@ -905,6 +918,7 @@ impl Column {
             Column::BsdStart => start_time(t, clock, StartFormat::BsdStart),
             Column::Lstart => start_time(t, clock, StartFormat::Lstart),
             Column::Taken => taken(t),
+            Column::Wchan => t.wchan.as_deref().unwrap_or("-").to_string(),
             Column::Comm => {
                 let comm = printable(&t.comm);
                 if t.kthread {
@@ -948,14 +962,14 @@ pub fn table_line(
         let last = i + 1 == cols.len();
         // Names too long for a column that is not the last, cut as ps
         // cuts them: a user or group to `averyve+`, a task's name (its
-        // escaped bytes, `\x0a`, too) at the column's edge. Command lines
-        // and paths stay whole.
+        // escaped bytes, `\x0a`, too) and a WCHAN at the column's edge.
+        // Command lines and paths stay whole.
         if !last && cell.chars().count() > width {
             match col {
                 Column::Process(ProcessColumn::User | ProcessColumn::Group) => {
                     cell = cell.chars().take(width - 1).chain(['+']).collect();
                 }
-                Column::Comm => cell = cell.chars().take(width).collect(),
+                Column::Comm | Column::Wchan => cell = cell.chars().take(width).collect(),
                 _ => {}
             }
         }

@@ -408,6 +408,7 @@ mod tests {
                         kthread: false,
                         in_event: i % 2 == 0,
                         since_event_ns: u64::from(i),
+                        wchan: None,
                     },
                     process: None,
                     files: (0..files_each).map(file).collect(),

@@ -480,6 +480,7 @@ mod tests {
             socket_filter: false,
             targets: &[],
             states: 0,
+            stacks: true,
             thread_names: &[],
             reader_netns: 0,
             boot_wall_ns: 0,
