@@ -431,6 +431,69 @@ pub fn completion_command() -> clap::Command {
     cmd
 }
 
+/// The completion script for `shell`: clap_complete's, with process ids
+/// offered where a PID goes, which clap has no hint for: bash lists
+/// /proc's, zsh and fish use their own `_pids` and `__fish_complete_pids`.
+pub fn completion_script(shell: clap_complete::Shell) -> String {
+    let mut cmd = completion_command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "itersnap", &mut script);
+    let script = String::from_utf8_lossy(&script).into_owned();
+    // The options that take a PID, as the script spells them.
+    let pid_flags: Vec<(Option<char>, String)> = cmd
+        .get_arguments()
+        .filter(|a| {
+            a.get_value_names()
+                .is_some_and(|v| v.iter().any(|n| n.as_str() == "PID"))
+        })
+        .filter_map(|a| Some((a.get_short(), a.get_long()?.to_string())))
+        .collect();
+    match shell {
+        clap_complete::Shell::Bash => {
+            let spelled: Vec<String> = pid_flags
+                .iter()
+                .flat_map(|(short, long)| {
+                    std::iter::once(format!("--{long})")).chain(short.map(|s| format!("-{s})")))
+                })
+                .collect();
+            let mut out = String::with_capacity(script.len());
+            let mut pid_case = false;
+            for line in script.lines() {
+                let trimmed = line.trim_start();
+                if pid_case && trimmed.starts_with("COMPREPLY=(") {
+                    let indent = &line[..line.len() - trimmed.len()];
+                    out.push_str(indent);
+                    out.push_str(
+                        r#"COMPREPLY=($(compgen -W "$(command ls /proc 2>/dev/null | grep -E '^[0-9]+$')" -- "${cur}"))"#,
+                    );
+                    out.push('\n');
+                    pid_case = false;
+                    continue;
+                }
+                pid_case = spelled.iter().any(|s| trimmed == s);
+                out.push_str(line);
+                out.push('\n');
+            }
+            out
+        }
+        clap_complete::Shell::Zsh => script.replace(":PID:_default", ":PID:_pids"),
+        clap_complete::Shell::Fish => script
+            .lines()
+            .map(|line| {
+                let takes_pid = pid_flags
+                    .iter()
+                    .any(|(_, long)| line.contains(&format!(" -l {long} ")));
+                if takes_pid && line.ends_with(" -r") {
+                    format!("{line} -f -a \"(__fish_complete_pids)\"\n")
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect(),
+        _ => script,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Syscall {
     pub name: String,

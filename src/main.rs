@@ -1,7 +1,7 @@
 //! The itersnap command: parses the command line and hands over to the
 //! library (src/lib.rs), turning errors into one line and an exit status.
 
-use std::io;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -59,9 +59,14 @@ fn main() -> ExitCode {
         Some(cli::Command::Check) => return check(&cli),
         Some(cli::Command::BareWalk) => return bare_walk(),
         Some(cli::Command::Completions { shell }) => {
-            let mut cmd = cli::completion_command();
-            clap_complete::generate(shell, &mut cmd, "itersnap", &mut io::stdout());
-            return ExitCode::SUCCESS;
+            return match io::stdout().write_all(cli::completion_script(shell).as_bytes()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("itersnap: error: writing the completion script: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         Some(cli::Command::Man) => {
             return match man::write(&mut io::stdout().lock()) {

@@ -44,6 +44,48 @@ fn bash_completion_script_is_valid_bash() {
     assert!(help.contains("  man "), "{help}");
 }
 
+/// Where a PID goes (--pid, -p, --signal-target, --caller-pid), completion
+/// offers the running processes' ids: bash from /proc, zsh and fish with
+/// their own helpers.
+#[test]
+fn completions_offer_pids_where_a_pid_goes() {
+    let script = String::from_utf8(itersnap(&["completions", "bash"]).stdout).unwrap();
+    let me = std::process::id().to_string();
+    for flag in ["--pid", "-p", "--signal-target", "--caller-pid"] {
+        // bash-completion calls the function with the command, the word
+        // under the cursor and the word before it.
+        let probe = format!(
+            "{script}\nCOMP_WORDS=(itersnap {flag} '')\nCOMP_CWORD=2\n\
+             COMP_LINE='itersnap {flag} '\nCOMP_POINT=${{#COMP_LINE}}\n\
+             _itersnap itersnap '' {flag}\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n"
+        );
+        let out = Command::new("bash").args(["-c", &probe]).output().unwrap();
+        let offered = String::from_utf8_lossy(&out.stdout);
+        assert!(offered.lines().any(|l| l == me), "bash, {flag}: {offered}");
+        assert!(
+            offered.lines().all(|l| l.parse::<u32>().is_ok()),
+            "{flag}: {offered}"
+        );
+    }
+    let zsh = String::from_utf8(itersnap(&["completions", "zsh"]).stdout).unwrap();
+    let fish = String::from_utf8(itersnap(&["completions", "fish"]).stdout).unwrap();
+    for long in ["pid", "signal-target", "caller-pid"] {
+        let line = zsh
+            .lines()
+            .find(|l| l.contains(&format!("--{long}=[")))
+            .unwrap_or_else(|| panic!("zsh: --{long}"));
+        assert!(line.ends_with(":PID:_pids' \\"), "zsh: {line}");
+        let line = fish
+            .lines()
+            .find(|l| l.contains(&format!(" -l {long} ")))
+            .unwrap_or_else(|| panic!("fish: --{long}"));
+        assert!(
+            line.ends_with("-a \"(__fish_complete_pids)\""),
+            "fish: {line}"
+        );
+    }
+}
+
 /// libelf and zlib are linked in (Cargo.toml: libbpf-rs's `static`), so
 /// the binary runs where neither library is installed.
 #[test]
