@@ -78,18 +78,25 @@ static __always_inline int write_task(struct seq_file *seq, struct task_struct *
 	union scratch *buf = scratch_buf();
 	__u32 tgid = KREAD(t, tgid);
 	int slots[3] = { FD_CWD, FD_RTD, FD_TXT };
+	__u32 part = HOLDERS_PASS();
 	__u32 size;
 
 	if (!buf)
 		return 0;
-	fill_task(t, &buf->task, capture, fds_upto);
-	seq_emit(seq, &buf->task, sizeof(buf->task));
-	if (stack_selected(t))
+	/* Looking for holders, a task record only to say which fds are left. */
+	if (part != HOLDERS_FILES || ((capture & CAPTURE_FILES) && fds_upto != FDS_ALL)) {
+		fill_task(t, &buf->task, capture, fds_upto);
+		seq_emit(seq, &buf->task, sizeof(buf->task));
+	}
+	if (part != HOLDERS_FILES && stack_selected(t))
 		seq_emit(seq, &buf->stack, fill_stack(t, &buf->stack));
 	if (KREAD(t, pid) != tgid)
 		return 0;
-	seq_emit(seq, &buf->proc, fill_proc(leader_addr(t), tgid));
+	if (part != HOLDERS_FILES)
+		seq_emit(seq, &buf->proc, fill_proc(leader_addr(t), tgid));
 	for (int i = 0; i < 3; i++) {
+		if (part == HOLDERS_IDENTITY && slots[i] != FD_TXT)
+			continue;
 #ifdef WALK_SLOTS_WALKED
 		seq_emit(seq, &buf->file, fill_slot(leader_addr(t), tgid, slots[i]));
 #else
@@ -142,7 +149,8 @@ int dump_task_files(struct bpf_iter__task *ctx)
 	if (!task_wanted(t) || !st)
 		return 0;
 	st->used = 0;
-	if ((cfg_flags & OPT_FILES) && KREAD(t, pid) == KREAD(t, tgid)) {
+	if ((cfg_flags & OPT_FILES) && KREAD(t, pid) == KREAD(t, tgid) &&
+	    HOLDERS_PASS() != HOLDERS_IDENTITY) {
 		fds_upto = capture_fds((__u64)BPF_CORE_READ(t, files), KREAD(t, tgid), ~0ULL,
 				       FDS_TO_STAGE);
 		capture = CAPTURE_FILES;

@@ -291,6 +291,19 @@ static __always_inline bool is_hold_target(__u32 dev, __u64 ino)
 	return false;
 }
 
+/*
+ * --file, --mount: user space reads the iterators in two passes
+ * (completion.rs): first only the files held (HOLDERS_FILES: fds, cwd,
+ * root, the executable only when held, mappings; no task, process or
+ * stack records), then, for the processes that hold one, their identity
+ * (HOLDERS_IDENTITY: task, process and stack records and the executable;
+ * no fds, cwd or root). In .bss, set between reads (triggers do not fire
+ * while a walk is read); HOLDERS_ALL, a constant, without those filters.
+ */
+enum holders_pass { HOLDERS_ALL, HOLDERS_FILES, HOLDERS_IDENTITY };
+__u32 holders_pass_now = HOLDERS_ALL;
+#define HOLDERS_PASS() ((cfg_flags & FILTER_HOLD_ON) ? holders_pass_now : HOLDERS_ALL)
+
 /* Is a filled file record to be kept? Every one without --file or --mount. */
 static __always_inline bool file_held(const struct file_rec *r)
 {
@@ -356,8 +369,9 @@ static __always_inline __u32 fill_file_rec(__u64 file_addr, __u32 tgid, int fd, 
 	if (cloexec)
 		r->f_flags |= O_CLOEXEC_FLAG;
 	fill_sb_fields(r, sb, c);
-	/* The executable is the process's identity: kept whatever it is. */
-	if (fd != FD_TXT && !file_held(r))
+	/* The executable is the process's identity: kept whatever it is,
+	 * but while the holders are looked for. */
+	if ((fd != FD_TXT || HOLDERS_PASS() == HOLDERS_FILES) && !file_held(r))
 		return 0;
 	r->path_len = 0;
 	r->path_flags = 0;

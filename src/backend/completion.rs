@@ -23,6 +23,8 @@ use libbpf_rs::libbpf_sys as sys;
 
 use super::monotonic_ns;
 use crate::kinds::files::settle_path;
+use crate::kinds::holds::Target;
+use crate::kinds::process::FD_TXT;
 use crate::kinds::task::{CAPTURE_FILES, FDS_ALL};
 use crate::record::{self, Record};
 
@@ -180,6 +182,8 @@ pub struct Completion {
     /// --threads with a COMM: the list of processes whose main threads the
     /// walk needs (select.bpf.h), which each walk finds first.
     named_threads: Option<NamedThreads>,
+    /// --file, --mount: the holders first (walk_holders_first).
+    holders_first: Option<HoldersFirst>,
     /// The kernel binds iterators to one process (6.1+).
     binds: bool,
     /// iter/task_file over every process; attached when a pass may need it.
@@ -268,6 +272,7 @@ impl Completion {
             cmdline_prog: progs.cmdline,
             comm_scan: several.then(|| CommScan::known(pids.to_vec())),
             named_threads: None,
+            holders_first: None,
             binds,
             cmdline,
             maps,
@@ -287,6 +292,18 @@ impl Completion {
     /// fills the record could find it overwritten by another on its CPU.
     pub fn walk(&self) -> Result<Walked> {
         let start_ns = monotonic_ns();
+        if let Some(holders) = &self.holders_first {
+            let found = self.walk_holders_first(holders);
+            holders.set(HOLDERS_ALL);
+            let (mut records, error) = found?;
+            whole_slot_paths(&mut records);
+            return Ok(Walked {
+                records,
+                error,
+                start_ns,
+                end_ns: monotonic_ns(),
+            });
+        }
         let scanned = match &self.named_threads {
             Some(named) => self.find_named_threads(named)?,
             None => self.scanned_processes()?,
@@ -376,6 +393,77 @@ impl Completion {
             }
             _ => Ok(None),
         }
+    }
+
+    /// --file, --mount: walks look for the holders first.
+    pub fn set_holders_first(&mut self, holders: HoldersFirst) {
+        self.holders_first = Some(holders);
+    }
+
+    /// --file, --mount: a first pass reads only the files held (fds, cwd,
+    /// root, executable, mappings: bpf/kinds/file.bpf.h's HOLDERS_FILES),
+    /// then a second only the identity and command lines of the processes
+    /// that hold one, through iterators bound to each where the kernel
+    /// allows: no other process's records are built, read or decoded.
+    fn walk_holders_first(&self, h: &HoldersFirst) -> Result<(Vec<Record>, Option<String>)> {
+        h.set(HOLDERS_FILES);
+        let (mut records, files_error) = match self.pass {
+            FilePass::WithTasks => self.walk_with_tasks()?,
+            _ => self.walk_tasks_then_files()?,
+        };
+        let (maps, maps_error) = read_view(&self.maps, "task_vma")?;
+        records.extend(maps);
+        let mut holders: Vec<u32> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::File(f) if h.targets.iter().any(|t| t.holds(f.dev, f.ino)) => Some(f.pid),
+                _ => None,
+            })
+            .collect();
+        holders.sort_unstable();
+        holders.dedup();
+        // Their files, but the executable, which the identity pass reads
+        // whatever it is; the task records said which fds were left.
+        records.retain(|r| match r {
+            Record::File(f) => holders.binary_search(&f.pid).is_ok() && f.fd != FD_TXT,
+            Record::Socket(s) => holders.binary_search(&s.pid).is_ok(),
+            _ => false,
+        });
+        let mut error = files_error.or(maps_error);
+        if holders.is_empty() {
+            return Ok((records, error));
+        }
+        h.set(HOLDERS_IDENTITY);
+        let links: Vec<(IterLink, Option<IterLink>)> =
+            if self.binds && holders.len() <= BOUND_FILE_ITERATORS_MAX {
+                holders
+                    .iter()
+                    .filter_map(|&tgid| {
+                        let task = IterLink::attach(self.task_prog, Some(tgid)).ok()?;
+                        let cmdline = self
+                            .cmdline_prog
+                            .and_then(|prog| IterLink::attach(prog, Some(tgid)).ok());
+                        Some((task, cmdline))
+                    })
+                    .collect()
+            } else {
+                vec![(
+                    IterLink::attach(self.task_prog, None).context("attaching iter/task")?,
+                    self.cmdline_prog
+                        .map(|prog| IterLink::attach(prog, None))
+                        .transpose()
+                        .context("attaching the command-line iterator")?,
+                )]
+            };
+        for (task, cmdline) in &links {
+            let (more, e) = task.read("task")?;
+            records.extend(more);
+            error = error.or(e.map(|e| e.to_string()));
+            let (more, e) = read_view(cmdline, "command-line")?;
+            records.extend(more);
+            error = error.or(e);
+        }
+        Ok((records, error))
     }
 
     /// Gives the completion the .bss list of processes with named threads
@@ -563,6 +651,27 @@ fn task_tgids(records: &[Record]) -> Vec<u32> {
     tgids.sort_unstable();
     tgids.dedup();
     tgids
+}
+
+/// bpf/kinds/file.bpf.h's `enum holders_pass`.
+const HOLDERS_ALL: u32 = 0;
+const HOLDERS_FILES: u32 = 1;
+const HOLDERS_IDENTITY: u32 = 2;
+
+/// --file, --mount: the targets, and where a loaded object's
+/// `holders_pass_now` is (its mmapped .bss, valid while the Session
+/// holds the object).
+pub struct HoldersFirst {
+    pub targets: Vec<Target>,
+    pub pass: *mut u32,
+}
+
+impl HoldersFirst {
+    fn set(&self, pass: u32) {
+        // SAFETY: a plain integer in the live .bss mapping (see above);
+        // the iterators read it only while user space reads them.
+        unsafe { std::ptr::write_volatile(self.pass, pass) }
+    }
 }
 
 /// Processes with a named thread that the .bss list holds (select.bpf.h's

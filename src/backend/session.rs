@@ -204,6 +204,17 @@ macro_rules! session_of {
                 !$walk.pids.is_empty(),
             );
         }
+        if !$walk.targets.is_empty() {
+            let bss = skel
+                .maps
+                .bss_data
+                .as_deref_mut()
+                .context("BPF object has no .bss")?;
+            completion.set_holders_first($crate::backend::completion::HoldersFirst {
+                targets: $walk.targets.clone(),
+                pass: &mut bss.holders_pass_now,
+            });
+        }
         let guards = $crate::backend::session::guards_of!(skel);
         // Before the trigger is attached: its first event's paths need it.
         $crate::backend::session::learn_root_for_events(&guards, &completion, &$trig.spec)?;

@@ -81,7 +81,13 @@ impl Target {
     }
 
     pub fn matches(&self, f: &FileEntry) -> bool {
-        self.devs.contains(&f.dev) && self.ino.is_none_or(|ino| f.ino == ino)
+        self.holds(f.dev, f.ino)
+    }
+
+    /// Whether a file of device `dev` (as the kernel encodes it) and inode
+    /// `ino` is this target, or on it.
+    pub fn holds(&self, dev: u32, ino: u64) -> bool {
+        self.devs.contains(&dev) && self.ino.is_none_or(|want| ino == want)
     }
 }
 
