@@ -330,6 +330,15 @@ static __always_inline __u32 fill_file_rec(__u64 file_addr, __u32 tgid, int fd, 
 
 	if (!buf || !c)
 		return 0;
+	/*
+	 * --file, --mount: most files are none of theirs, and four reads say
+	 * so before the file and its inode are copied whole.
+	 */
+	if ((cfg_flags & FILTER_HOLD_ON) && (fd != FD_TXT || HOLDERS_PASS() == HOLDERS_FILES)) {
+		inode = KREAD(f, f_inode);
+		if (!is_hold_target(KREAD(inode, i_sb, s_dev), KREAD(inode, i_ino)))
+			return 0;
+	}
 	r = &buf->file;
 	r->pid = tgid;
 	r->fd = fd;

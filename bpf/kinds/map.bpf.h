@@ -33,13 +33,18 @@ __u32 maps_last_tgid = 0;
 static __always_inline __u32 fill_map(struct task_struct *t, struct vm_area_struct *vma,
 				      bool first, bool selected)
 {
-	__u32 tgid = BPF_CORE_READ(t, tgid);
-	struct file *f = BPF_CORE_READ(vma, vm_file);
+	/*
+	 * The iterator's task and mapping are BTF pointers: their fields are
+	 * plain loads (a helper call each cost most of a --file query's
+	 * visit of every mapping).
+	 */
+	__u32 tgid = t->tgid;
+	struct file *f = vma->vm_file;
 
 	if (first)
 		maps_last_tgid = 0;
 	/* One mm per process: its leader's visit is the process's. */
-	if (BPF_CORE_READ(t, pid) != tgid)
+	if (t->pid != tgid)
 		return 0;
 	if (tgid != maps_last_tgid) {
 		maps_last_tgid = tgid;
@@ -47,12 +52,16 @@ static __always_inline __u32 fill_map(struct task_struct *t, struct vm_area_stru
 	}
 	if (!f || !selected || (__u64)f == maps_last_file)
 		return 0;
-	return fill_file((__u64)f, tgid, FD_MEM, false);
+	/* --file, --mount: most mappings are none of theirs (file.bpf.h). */
+	if ((cfg_flags & FILTER_HOLD_ON) && !is_hold_target(f->f_inode->i_sb->s_dev, f->f_inode->i_ino))
+		return 0;
+	/* The global function takes a number: one helper read makes it one. */
+	return fill_file((__u64)BPF_CORE_READ(vma, vm_file), tgid, FD_MEM, false);
 }
 
 static __always_inline void map_written(struct vm_area_struct *vma)
 {
-	maps_last_file = (__u64)BPF_CORE_READ(vma, vm_file);
+	maps_last_file = (__u64)vma->vm_file;
 }
 
 #endif /* ITERSNAP_KIND_MAP_BPF_H */

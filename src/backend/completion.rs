@@ -398,6 +398,9 @@ impl Completion {
     /// --file, --mount: walks look for the holders first.
     pub fn set_holders_first(&mut self, holders: HoldersFirst) {
         self.holders_first = Some(holders);
+        // Asked of itersnap's own process, for the identity pass.
+        self.binds =
+            self.binds || IterLink::attach(self.task_prog, Some(std::process::id())).is_ok();
     }
 
     /// --file, --mount: a first pass reads only the files held (fds, cwd,
