@@ -107,6 +107,7 @@ union scratch {
 	 * file.path below PATH_BUF: room for it past the record's end. */
 	char file_slack[sizeof(struct file_rec) + NAME_BUF];
 	struct stack_rec stack;
+	struct activity_rec activity;
 	struct proc_rec proc;
 	/* The cgroup walk reads a name at any offset of proc.cgroup likewise. */
 	char proc_slack[sizeof(struct proc_rec) + NAME_BUF];

@@ -90,6 +90,8 @@ static __always_inline int write_task(struct seq_file *seq, struct task_struct *
 	}
 	if (part != HOLDERS_FILES && stack_selected(t))
 		seq_emit(seq, &buf->stack, fill_stack(t, &buf->stack));
+	if (part != HOLDERS_FILES && activity_selected(t))
+		seq_emit(seq, &buf->activity, fill_activity(t, &buf->activity));
 	if (KREAD(t, pid) != tgid)
 		return 0;
 	if (part != HOLDERS_FILES)

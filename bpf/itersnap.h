@@ -17,7 +17,7 @@
 #ifndef ITERSNAP_H
 #define ITERSNAP_H
 
-#define ITERSNAP_ABI 6
+#define ITERSNAP_ABI 7
 
 #define COMM_LEN 16
 
@@ -36,6 +36,7 @@ enum rec_kind {
 	REC_SOCKET = 6,	/* kinds/socket.h */
 	REC_PROC = 7,	/* kinds/proc.h */
 	REC_CMDLINE = 8, /* kinds/cmdline.h */
+	REC_ACTIVITY = 9, /* kinds/activity.h */
 };
 
 /* What fired a snapshot (struct begin_rec.trigger). */
@@ -61,6 +62,7 @@ struct rec_hdr {
 #include "kinds/socket.h"
 #include "kinds/proc.h"
 #include "kinds/cmdline.h"
+#include "kinds/activity.h"
 
 /*
  * Sent when a trigger fires, followed by the records captured inside the
@@ -131,5 +133,6 @@ struct snap_stats {
 #define FILTER_USER_ON (1 << 7)  /* --user: only processes of these effective uids */
 #define FILTER_STATE_ON (1 << 8) /* --task-state: only tasks in these states */
 #define FILTER_CGROUP_ON (1 << 9) /* --cgroup: only processes in it or below */
+#define OPT_ACTIVITY (1 << 10)	  /* --activity: each task's syscall (kinds/activity.bpf.h) */
 
 #endif /* ITERSNAP_H */

@@ -12,6 +12,7 @@
 #include "base.bpf.h"
 #include "kinds/task.bpf.h"
 #include "kinds/stack.bpf.h"
+#include "kinds/activity.bpf.h"
 #include "kinds/proc.bpf.h"
 
 /*
@@ -150,6 +151,12 @@ static __always_inline bool task_selected(struct task_struct *t)
 static __always_inline bool stack_selected(struct task_struct *t)
 {
 	return want_stack(t) && state_selected(t);
+}
+
+/* A task's activity (activity.bpf.h), likewise. */
+static __always_inline bool activity_selected(struct task_struct *t)
+{
+	return want_activity(t) && state_selected(t);
 }
 
 /*

@@ -450,6 +450,11 @@ static __always_inline void capture_task(struct task_struct *t, __u64 deadline)
 			ws.stacks++;
 		}
 	}
+	if (HAVE_TASK_BTF && activity_selected(t)) {
+		size = fill_activity(t, &buf->activity);
+		if (size)
+			emit(&buf->activity, sizeof(buf->activity), BPF_RB_NO_WAKEUP);
+	}
 	fill_task(t, &buf->task, capture, fds_upto);
 	emit(&buf->task, sizeof(buf->task), BPF_RB_NO_WAKEUP);
 	ws.tasks++;

@@ -14,6 +14,7 @@
 #include "kinds/task.bpf.h"
 #include "kinds/file.bpf.h"
 #include "kinds/stack.bpf.h"
+#include "kinds/activity.bpf.h"
 #include "kinds/socket.bpf.h"
 #include "kinds/proc.bpf.h"
 #include "kinds/cmdline.bpf.h"

@@ -324,6 +324,13 @@ fn attach_points(
         cmdlines,
         "BTF enum bpf_func_id".into(),
     );
+    let activity = btf.is_some_and(|b| helper_names(b).values().any(|n| n == "bpf_task_pt_regs"));
+    out.add(
+        "views",
+        "--activity (bpf_task_pt_regs, 5.15+)".into(),
+        activity,
+        "BTF enum bpf_func_id".into(),
+    );
     let maps = btf.is_some_and(|b| features::maps_unsupported(b).is_none());
     out.add(
         "views",

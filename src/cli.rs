@@ -73,6 +73,12 @@ pub struct Cli {
     #[arg(short = 'k', long)]
     pub stacks: bool,
 
+    /// What each task is doing: the syscall it is in (number, name, its six
+    /// arguments, the file of its fd argument, as /proc/PID/syscall) and the
+    /// kernel function it sleeps in (WCHAN) (Linux 5.15+)
+    #[arg(long)]
+    pub activity: bool,
+
     /// List the files each process maps, like lsof's `mem` and `DEL`
     /// entries (Linux 5.12+)
     #[arg(long)]
@@ -113,8 +119,8 @@ pub struct Cli {
     /// Task columns of the table, comma-separated, like `ps -o`: pid, tid,
     /// ppid, user, group, uid, euid, ruid, suid, fsuid, gid, egid, rgid,
     /// sgid, fsgid, state, stat, ni, nlwp, vsz, rss, %cpu, %mem, tty, time,
-    /// start, stime, start_time, bsdstart, lstart, taken, wchan, exe, cwd,
-    /// root, cgroup, comm, args
+    /// start, stime, start_time, bsdstart, lstart, taken, wchan, syscall,
+    /// exe, cwd, root, cgroup, comm, args
     #[arg(long, value_name = "LIST", value_parser = Offering::new(parse_columns, column_names), hide_possible_values = true, help_heading = "Output")]
     pub columns: Option<Columns>,
 
@@ -274,6 +280,7 @@ impl Cli {
             threads: self.threads,
             files: !self.no_files,
             stacks: self.stacks,
+            activity: self.activity,
             maps: self.maps,
             targets: self.targets(),
             sockets: SocketFilter {

@@ -237,6 +237,14 @@ pub fn cmdlines_unsupported(btf: &dyn HasName) -> Option<&'static str> {
     )
 }
 
+/// Why --activity cannot run here, if it cannot: it reads each task's saved
+/// registers with bpf_task_pt_regs().
+pub fn activity_unsupported(btf: &dyn HasName) -> Option<&'static str> {
+    (!btf.has("BPF_FUNC_task_pt_regs")).then_some(
+        "--activity needs Linux 5.15 or later (the kernel has no bpf_task_pt_regs helper)",
+    )
+}
+
 /// Why --maps cannot run here, if it cannot: it reads the task_vma iterator.
 pub fn maps_unsupported(btf: &dyn HasName) -> Option<&'static str> {
     (!btf.has("bpf_iter__task_vma"))

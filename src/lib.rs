@@ -59,6 +59,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
     let printer_table = output::Printer {
         format: output::OutputFormat::Table,
         threads: true,
+        activity: false,
         tree: true,
         columns: Some(vec![
             output::Column::Start,
@@ -71,6 +72,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
     let printer_json = output::Printer {
         format: output::OutputFormat::Json,
         threads: false,
+        activity: false,
         tree: false,
         columns: None,
         targets: Vec::new(),

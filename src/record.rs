@@ -11,6 +11,7 @@
 
 use std::fmt;
 
+use crate::kinds::activity::{self, ActivityRec};
 use crate::kinds::cmdline::{self, CmdlineRec};
 use crate::kinds::files::{self, FileRec};
 use crate::kinds::process::{self, ProcRec};
@@ -28,6 +29,7 @@ pub const REC_END: u16 = 5;
 pub const REC_SOCKET: u16 = 6;
 pub const REC_PROC: u16 = 7;
 pub const REC_CMDLINE: u16 = 8;
+pub const REC_ACTIVITY: u16 = 9;
 
 pub const BEGIN_SIZE: usize = 96;
 pub const END_SIZE: usize = 56;
@@ -82,6 +84,7 @@ pub enum Record {
     Socket(Box<SockRec>),
     Proc(Box<ProcRec>),
     Cmdline(CmdlineRec),
+    Activity(ActivityRec),
     Begin(BeginRec),
     End(EndRec),
 }
@@ -95,6 +98,7 @@ impl Record {
             Record::Socket(r) => r.seq,
             Record::Proc(r) => r.seq,
             Record::Cmdline(r) => r.seq,
+            Record::Activity(r) => r.seq,
             Record::Begin(r) => r.seq,
             Record::End(r) => r.seq,
         }
@@ -144,6 +148,7 @@ pub fn decode_one(buf: &[u8], offset: usize) -> Result<(Option<Record>, usize), 
         REC_SOCKET => sockets::decode(&f, seq).map(|r| Record::Socket(Box::new(r))),
         REC_PROC => process::decode(&f, seq).map(|r| Record::Proc(Box::new(r))),
         REC_CMDLINE => cmdline::decode(&f, seq).map(Record::Cmdline),
+        REC_ACTIVITY => activity::decode(&f, seq).map(Record::Activity),
         REC_BEGIN => decode_begin(&f, seq),
         REC_END => decode_end(&f, seq),
         _ => return Ok((None, size)),
@@ -470,10 +475,11 @@ mod corpus_tests {
                 Record::Socket(_) => b'K',
                 Record::Proc(_) => b'P',
                 Record::Cmdline(_) => b'C',
+                Record::Activity(_) => b'A',
                 Record::End(_) => b'E',
             })
             .collect();
-        assert_eq!(kinds, b"BTTTFFFKFFFFFKFKSSPFFFCCFFPE");
+        assert_eq!(kinds, b"BTTTFFFKFFFFFKFKSSAAPFFFCCFFPE");
     }
 }
 
@@ -642,6 +648,21 @@ mod seeds {
         b
     }
 
+    /// `struct activity_rec` (bpf/kinds/activity.h).
+    fn activity(r: &ActivityRec) -> Vec<u8> {
+        let mut b = vec![0u8; crate::kinds::activity::ACTIVITY_SIZE];
+        hdr(&mut b, REC_ACTIVITY, r.seq);
+        put(&mut b, 8, &r.pid.to_ne_bytes());
+        put(&mut b, 12, &r.nr.to_ne_bytes());
+        for (i, arg) in r.args.iter().enumerate() {
+            put(&mut b, 16 + 8 * i, &arg.to_ne_bytes());
+        }
+        put(&mut b, 64, &r.sp.to_ne_bytes());
+        put(&mut b, 72, &r.pc.to_ne_bytes());
+        put(&mut b, 80, &r.flags.to_ne_bytes());
+        b
+    }
+
     /// `struct cmdline_rec` (bpf/kinds/cmdline.h), with only the used bytes.
     fn cmdline(r: &CmdlineRec) -> Vec<u8> {
         use crate::kinds::cmdline::CMDLINE_HDR_SIZE;
@@ -669,6 +690,7 @@ mod seeds {
             Record::Socket(s) => socket(s),
             Record::Proc(p) => proc(p),
             Record::Cmdline(c) => cmdline(c),
+            Record::Activity(a) => activity(a),
             Record::Begin(b) => begin(b),
             Record::End(e) => end(e),
         }
@@ -854,6 +876,25 @@ mod seeds {
             seq: 1,
             pid: 101,
             ips: vec![],
+        }));
+        // In read(0) on the fixture's fd 0; its worker outside a syscall.
+        recs.push(Record::Activity(ActivityRec {
+            seq: 1,
+            pid: 100,
+            nr: 0,
+            args: [0, 0x7ffd_1000, 4096, 0, 0, 0],
+            sp: 0x7ffd_0ff0,
+            pc: 0x7f00_0000_1234,
+            flags: 0,
+        }));
+        recs.push(Record::Activity(ActivityRec {
+            seq: 1,
+            pid: 101,
+            nr: -1,
+            args: [0; 6],
+            sp: 0x7ffd_2000,
+            pc: 0x7f00_0000_5678,
+            flags: 0,
         }));
         recs.extend(identity(1));
         recs.push(Record::End(EndRec {

@@ -44,6 +44,8 @@ pub struct Request {
     pub threads: bool,
     pub files: bool,
     pub stacks: bool,
+    /// --activity: the syscall each task is in (and its WCHAN).
+    pub activity: bool,
     /// --maps.
     pub maps: bool,
     /// --port, --proto, --state.
@@ -72,13 +74,19 @@ pub struct Request {
 impl Request {
     /// The filters that select tasks, as the command line gave them; empty
     /// when every task is selected.
-    /// Kernel stacks are read for --stacks, and for a WCHAN column.
+    /// Kernel stacks are read for --stacks, and for WCHAN (--activity, or
+    /// its column).
     pub fn reads_stacks(&self) -> bool {
-        self.stacks
-            || self
-                .columns
-                .as_ref()
-                .is_some_and(|c| c.contains(&Column::Wchan))
+        self.stacks || self.reads_activity() || self.has_column(Column::Wchan)
+    }
+
+    /// What each task is doing is read for --activity, or its column.
+    pub fn reads_activity(&self) -> bool {
+        self.activity || self.has_column(Column::Syscall)
+    }
+
+    fn has_column(&self, col: Column) -> bool {
+        self.columns.as_ref().is_some_and(|c| c.contains(&col))
     }
 
     pub fn filters(&self) -> Vec<String> {
@@ -227,11 +235,19 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
         threads: req.threads,
         files: req.files,
         stacks: req.reads_stacks(),
+        activity: req.reads_activity(),
         sockets: req.sockets.clone(),
         cmdlines: features::cmdlines_unsupported(btf).is_none(),
         maps: req.maps,
         targets: req.targets.clone(),
     };
+    if let Some(why) = req
+        .reads_activity()
+        .then(|| features::activity_unsupported(btf))
+        .flatten()
+    {
+        anyhow::bail!("{why}");
+    }
     if let Some(why) = req.maps.then(|| features::maps_unsupported(btf)).flatten() {
         anyhow::bail!("{why}");
     }
@@ -460,6 +476,7 @@ fn printer(req: &Request) -> Printer {
     Printer {
         format: req.output,
         threads: req.threads,
+        activity: req.activity,
         tree: req.tree,
         columns: req.columns.clone(),
         targets: req.targets.iter().map(|t| t.name.clone()).collect(),

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::kinds::activity::{Activity, ActivityRec};
 use crate::kinds::cmdline::{Cmdline, CmdlineRec};
 use crate::kinds::files::{self, FileEntry};
 use crate::kinds::holds::{self, Held, Target};
@@ -423,6 +424,8 @@ fn record_counts(raw: &RawSnapshot) -> Counts {
 struct Gathered {
     procs: BTreeMap<u32, ProcessParts>,
     stacks: BTreeMap<u32, StackRec>,
+    /// What each thread was doing (--activity), by thread.
+    activities: HashMap<u32, ActivityRec>,
     /// Socket records not right after their file's (pid, fd).
     sockets: HashMap<(u32, i32), Socket>,
 }
@@ -434,6 +437,7 @@ struct Gathered {
 fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathered {
     let mut procs: BTreeMap<u32, ProcessParts> = BTreeMap::new();
     let mut stacks: BTreeMap<u32, StackRec> = BTreeMap::new();
+    let mut activities: HashMap<u32, ActivityRec> = HashMap::new();
     let mut sockets: HashMap<(u32, i32), Socket> = HashMap::new();
     let mut run: Option<(u32, ProcessParts)> = None;
     for rec in Shrinking::new(records) {
@@ -458,6 +462,9 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
             // The first of a thread's stacks: the event's.
             Record::Stack(s) => {
                 stacks.entry(s.pid).or_insert(s);
+            }
+            Record::Activity(a) => {
+                activities.entry(a.pid).or_insert(a);
             }
             // A socket follows its file's record: it goes with it.
             Record::Socket(s) => {
@@ -489,6 +496,7 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
     Gathered {
         procs,
         stacks,
+        activities,
         sockets,
     }
 }
@@ -563,6 +571,7 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
     let Gathered {
         procs,
         mut stacks,
+        mut activities,
         mut sockets,
     } = g;
     let mut rows = Vec::with_capacity(procs.len());
@@ -578,13 +587,7 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         else {
             continue;
         };
-        // --task-state, and --threads' COMMs: the threads shown.
-        let shown = |t: &&TaskRec| {
-            (ctx.states == 0 || ctx.states & (1 << task::state_index(t.state, t.exit_state)) != 0)
-                && (ctx.thread_names.is_empty()
-                    || ctx.thread_names.contains(&leader.comm)
-                    || ctx.thread_names.contains(&t.comm))
-        };
+        let shown = |t: &&TaskRec| thread_shown(ctx, &leader.comm, t);
         if !proc.threads.iter().any(|t| shown(&t)) {
             continue; // no thread of it in one of the states, or so named
         }
@@ -615,36 +618,32 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         if ctx.per_thread && !proc.threads.iter().any(|t| t.pid == tgid && shown(&t)) {
             open_files.clear();
         }
-        counts.processes += 1;
-        counts.threads += if ctx.per_thread {
+        let threads = if ctx.per_thread {
             shown_threads
         } else {
             proc.threads.len()
         };
-        counts.files += open_files.len();
-        counts.sockets += open_files.iter().filter(|f| f.socket.is_some()).count();
-        // Every path the table shows: the fds', and cwd, root, exe, maps'.
-        counts.truncated += open_files
-            .iter()
-            .chain(process.slot_files())
-            .filter(|f| f.truncated)
-            .count();
+        counts.add_process(threads, &open_files, &process);
 
-        // A task's stack gives its WCHAN; the row shows it with --stacks.
-        let mut add_stack = |row: &mut Row, pid: u32| {
+        // What each thread was doing, its fd argument's file among these.
+        let mut doing: HashMap<u32, Activity> = proc
+            .threads
+            .iter()
+            .filter_map(|t| {
+                let a = activities.remove(&t.pid)?;
+                Some((t.pid, Activity::from_record(&a, syscall_name, &open_files)))
+            })
+            .collect();
+        // Each row's per-thread views: what it was doing, its stack.
+        let mut add_views = |row: &mut Row, pid: u32| {
+            row.task.activity = doing.remove(&pid);
             let frames = stacks.remove(&pid).map(|s| stacks::frames(&s, ctx.ksyms));
-            row.task.wchan = frames
-                .as_deref()
-                .and_then(|f| stacks::wchan(f, row.task.state));
-            if ctx.stacks && frames.is_some() {
-                counts.stacks += 1;
-                row.stack = frames;
-            }
+            add_stack(row, frames, ctx, counts);
         };
         if ctx.per_thread {
             for t in proc.threads.iter().filter(shown) {
                 let mut row = Row::of(Task::thread(t, ktime_ns));
-                add_stack(&mut row, t.pid);
+                add_views(&mut row, t.pid);
                 if t.pid == tgid {
                     row.files = std::mem::take(&mut open_files);
                     row.process = Some(process.clone());
@@ -658,7 +657,7 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
             }
         } else {
             let mut row = Row::of(Task::process(leader, &proc.threads, ktime_ns));
-            add_stack(&mut row, leader.pid);
+            add_views(&mut row, leader.pid);
             row.files = open_files;
             row.process = Some(process);
             row.holds = holds;
@@ -666,6 +665,55 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         }
     }
     rows
+}
+
+/// A syscall's name for this architecture.
+fn syscall_name(nr: i32) -> Option<&'static str> {
+    crate::syscalls::SYSCALLS
+        .iter()
+        .find(|&&(_, n)| n == nr)
+        .map(|&(name, _)| name)
+}
+
+/// Whether a thread of the process whose main thread is named `leader_comm`
+/// is shown: in one of --task-state's states, and with --threads' COMMs of
+/// that name or of a process of that name.
+fn thread_shown(ctx: &Context<'_>, leader_comm: &[u8], t: &TaskRec) -> bool {
+    let state = task::state_index(t.state, t.exit_state);
+    (ctx.states == 0 || ctx.states & (1 << state) != 0)
+        && (ctx.thread_names.is_empty()
+            || ctx
+                .thread_names
+                .iter()
+                .any(|n| n == leader_comm || *n == t.comm))
+}
+
+/// A row's stack gives its task's WCHAN; the row shows the stack itself
+/// with --stacks.
+fn add_stack(row: &mut Row, frames: Option<Vec<Frame>>, ctx: &Context<'_>, counts: &mut Counts) {
+    row.task.wchan = frames
+        .as_deref()
+        .and_then(|f| stacks::wchan(f, row.task.state));
+    if ctx.stacks && frames.is_some() {
+        counts.stacks += 1;
+        row.stack = frames;
+    }
+}
+
+impl Counts {
+    /// A process shown, with `threads` threads and these files.
+    fn add_process(&mut self, threads: usize, open_files: &[FileEntry], process: &Process) {
+        self.processes += 1;
+        self.threads += threads;
+        self.files += open_files.len();
+        self.sockets += open_files.iter().filter(|f| f.socket.is_some()).count();
+        // Every path the table shows: the fds', and cwd, root, exe, maps'.
+        self.truncated += open_files
+            .iter()
+            .chain(process.slot_files())
+            .filter(|f| f.truncated)
+            .count();
+    }
 }
 
 /// A process from its leader's record, its process record, what it holds

@@ -817,6 +817,7 @@ pub fn merge(in_event: Vec<Record>, mut after: Vec<Record>, lost: bool) -> Vec<R
     }
     let mut tids = HashSet::new();
     let mut stack_tids = HashSet::new();
+    let mut activity_tids = HashSet::new();
     let mut fds_upto = HashMap::new();
     let mut fds = HashSet::new();
     let mut sockets = HashSet::new();
@@ -841,6 +842,9 @@ pub fn merge(in_event: Vec<Record>, mut after: Vec<Record>, lost: bool) -> Vec<R
             Record::Stack(s) => {
                 stack_tids.insert(s.pid);
             }
+            Record::Activity(a) => {
+                activity_tids.insert(a.pid);
+            }
             _ => {}
         }
     }
@@ -852,6 +856,8 @@ pub fn merge(in_event: Vec<Record>, mut after: Vec<Record>, lost: bool) -> Vec<R
             // The event's stack if it has one; else the completion's, even
             // for a task the event captured (its stack record was lost).
             Record::Stack(s) => !stack_tids.contains(&s.pid),
+            // Likewise what a thread was doing.
+            Record::Activity(a) => !activity_tids.contains(&a.pid),
             // A negative fd is untrusted junk: kept for assembly to show, as
             // any record the kernel sent.
             // A process's cwd, root, executable (negative fds): the event's

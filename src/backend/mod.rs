@@ -52,6 +52,8 @@ pub struct WalkOptions {
     pub threads: bool,
     pub files: bool,
     pub stacks: bool,
+    /// --activity: each task's syscall (kinds/activity.rs).
+    pub activity: bool,
     /// --port, --proto, --state: only the sockets they select.
     pub sockets: SocketFilter,
     /// Read command lines (the kernel has bpf_copy_from_user_task, 5.18+).
@@ -120,6 +122,7 @@ pub(crate) fn cfg_flags(opts: &WalkOptions) -> u32 {
     const FILTER_USER_ON: u32 = 1 << 7;
     const FILTER_STATE_ON: u32 = 1 << 8;
     const FILTER_CGROUP_ON: u32 = 1 << 9;
+    const OPT_ACTIVITY: u32 = 1 << 10;
     let mut flags = 0;
     for (on, bit) in [
         (!opts.comms.is_empty(), FILTER_COMM_ON),
@@ -132,6 +135,7 @@ pub(crate) fn cfg_flags(opts: &WalkOptions) -> u32 {
         (!opts.uids.is_empty(), FILTER_USER_ON),
         (opts.states != 0, FILTER_STATE_ON),
         (opts.cgroup.is_some(), FILTER_CGROUP_ON),
+        (opts.activity, OPT_ACTIVITY),
     ] {
         if on {
             flags |= bit;

@@ -10,6 +10,7 @@
 //! (`snapshot::Row`), which assembly, diff and output walk field by field.
 //! docs/architecture.md has the checklist.
 
+pub mod activity;
 pub mod cmdline;
 pub mod files;
 pub mod holds;

@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::kinds::activity::{self, Activity};
 use crate::kinds::cmdline::ps_args;
 use crate::kinds::process::{self, Process, ProcessColumn};
 use crate::text::{printable, ps_start_time, short_duration, Paint, StartFormat};
@@ -288,6 +289,8 @@ pub struct Task {
     /// The kernel function it sleeps in, as /proc/PID/wchan (from its
     /// stack: kinds/stacks.rs's `wchan`); none when running or unread.
     pub wchan: Option<String>,
+    /// With --activity: the syscall it is in (kinds/activity.rs).
+    pub activity: Option<Activity>,
 }
 
 /// A task's user and group ids, as /proc/PID/status's `Uid:` and `Gid:`
@@ -379,6 +382,7 @@ impl Task {
             in_event: t.in_event(),
             since_event_ns: t.taken_ns.saturating_sub(ktime_ns),
             wchan: None,
+            activity: None,
         }
     }
 
@@ -403,6 +407,7 @@ impl Task {
             in_event: false,
             since_event_ns: 0,
             wchan: None,
+            activity: None,
         }
     }
 
@@ -640,6 +645,10 @@ pub struct TaskJson<'a> {
     since_event_ns: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     wchan: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    activity: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    syscall: Option<activity::SyscallJson<'a>>,
 }
 
 pub fn json(t: &Task) -> TaskJson<'_> {
@@ -671,6 +680,8 @@ pub fn json(t: &Task) -> TaskJson<'_> {
         in_event: t.in_event,
         since_event_ns: t.since_event_ns,
         wchan: t.wchan.as_deref(),
+        activity: t.activity.as_ref().map(Activity::word),
+        syscall: t.activity.as_ref().and_then(activity::json),
     }
 }
 
@@ -714,6 +725,8 @@ pub enum Column {
     Taken,
     /// ps's WCHAN: the kernel function a sleeping task waits in.
     Wchan,
+    /// With --activity: the syscall the task is in (kinds/activity.rs).
+    Syscall,
     Comm,
     /// ps's `args`: the command line (kinds/cmdline.rs), `[name]` without one.
     Args,
@@ -769,6 +782,7 @@ impl Column {
         ("lstart", Column::Lstart),
         ("taken", Column::Taken),
         ("wchan", Column::Wchan),
+        ("syscall", Column::Syscall),
         ("comm", Column::Comm),
         ("ucomm", Column::Comm),
         ("args", Column::Args),
@@ -790,8 +804,9 @@ impl Column {
         ("cgroup", Column::Process(ProcessColumn::Cgroup)),
     ];
 
-    /// The default table: ps-like, with TID when there is a row per thread.
-    pub fn defaults(threads: bool) -> Vec<Column> {
+    /// The default table: ps-like, with TID when there is a row per
+    /// thread, and WCHAN and SYSCALL with --activity.
+    pub fn defaults(threads: bool, activity: bool) -> Vec<Column> {
         let mut cols = vec![Column::Pid];
         if threads {
             cols.push(Column::Tid);
@@ -805,8 +820,11 @@ impl Column {
             Column::Process(ProcessColumn::Rss),
             Column::Process(ProcessColumn::Tty),
             Column::Time,
-            Column::Args,
         ]);
+        if activity {
+            cols.extend([Column::Wchan, Column::Syscall]);
+        }
+        cols.push(Column::Args);
         cols
     }
 
@@ -817,6 +835,7 @@ impl Column {
             Column::Comm
                 | Column::Args
                 | Column::Wchan
+                | Column::Syscall
                 | Column::State
                 | Column::Stat
                 | Column::Process(
@@ -861,6 +880,7 @@ impl Column {
             Column::Lstart => ("STARTED", 24),
             Column::Taken => ("TAKEN", 8),
             Column::Wchan => ("WCHAN", 20),
+            Column::Syscall => ("SYSCALL", 20),
             // Free when last; when not, as wide as ps makes them.
             Column::Comm => ("COMMAND", 15),
             Column::Args => ("COMMAND", 27),
@@ -919,6 +939,10 @@ impl Column {
             Column::Lstart => start_time(t, clock, StartFormat::Lstart),
             Column::Taken => taken(t),
             Column::Wchan => t.wchan.as_deref().unwrap_or("-").to_string(),
+            Column::Syscall => t
+                .activity
+                .as_ref()
+                .map_or_else(|| "-".into(), Activity::cell),
             Column::Comm => {
                 let comm = printable(&t.comm);
                 if t.kthread {
@@ -969,7 +993,9 @@ pub fn table_line(
                 Column::Process(ProcessColumn::User | ProcessColumn::Group) => {
                     cell = cell.chars().take(width - 1).chain(['+']).collect();
                 }
-                Column::Comm | Column::Wchan => cell = cell.chars().take(width).collect(),
+                Column::Comm | Column::Wchan | Column::Syscall => {
+                    cell = cell.chars().take(width).collect()
+                }
                 _ => {}
             }
         }

@@ -409,6 +409,7 @@ mod tests {
                         in_event: i % 2 == 0,
                         since_event_ns: u64::from(i),
                         wchan: None,
+                        activity: None,
                     },
                     process: None,
                     files: (0..files_each).map(file).collect(),

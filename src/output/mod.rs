@@ -26,6 +26,8 @@ use crate::snapshot::Snapshot;
 pub struct Printer {
     pub format: OutputFormat,
     pub threads: bool,
+    /// --activity: the default table shows WCHAN and SYSCALL.
+    pub activity: bool,
     /// Tasks under their parents, like `ps f` (table only).
     pub tree: bool,
     /// The table's task columns (`--columns`); None for the default set.

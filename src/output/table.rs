@@ -331,7 +331,7 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, p: &Printer) -> io::Result<()> 
     let cols = p
         .columns
         .clone()
-        .unwrap_or_else(|| Column::defaults(threads));
+        .unwrap_or_else(|| Column::defaults(threads, p.activity));
     writeln!(w, "{}", task::table_heading(&cols))?;
     let indent = if threads { 16 } else { 8 };
     let flags_width = files::flags_width(snap.rows.iter().flat_map(|r| &r.files));
@@ -518,6 +518,7 @@ mod tests {
         let printer = |tree| Printer {
             format: super::super::OutputFormat::Table,
             threads: false,
+            activity: false,
             tree,
             columns: None,
             targets: Vec::new(),
