@@ -609,11 +609,24 @@ pub fn parse_count(s: &str) -> Result<u64, String> {
     }
 }
 
-/// `500us`, `100ms`, `1s`, `2m`, `1h`, `1.5s`; a bare `0` means none.
+/// The longest duration any option takes: a year.
+const MAX_DURATION_SECS: f64 = 86_400.0 * 365.0;
+
+/// `500us`, `100ms`, `1s`, `2m`, `1h`, `1.5s`; a bare `0` means none; at
+/// most 365 days.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let secs = duration_secs(s)?;
+    if secs > MAX_DURATION_SECS {
+        return Err(format!("'{s}' is too long: at most 365 days (8760h)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A duration's seconds, unbounded above: each option names its own limit.
+fn duration_secs(s: &str) -> Result<f64, String> {
     let bad = || format!("invalid duration '{s}': use a number and a unit, like 100ms, 1s or 2m");
     if s == "0" {
-        return Ok(Duration::ZERO);
+        return Ok(0.0);
     }
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -630,14 +643,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(bad()),
     };
     let secs = value * scale;
-    if !secs.is_finite() || secs > 86_400.0 * 365.0 {
+    if !secs.is_finite() {
         return Err(bad());
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(secs)
 }
 
 fn parse_gap(s: &str) -> Result<Duration, String> {
-    parse_duration(s)
+    parse_duration(s).map_err(|e| format!("the minimum gap: {e}"))
 }
 
 /// Above this a CPU held inside an event stalls everything else on it for
@@ -645,17 +658,21 @@ fn parse_gap(s: &str) -> Result<Duration, String> {
 pub const MAX_EVENT_BUDGET: Duration = Duration::from_secs(1);
 
 pub fn parse_event_budget(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d > MAX_EVENT_BUDGET {
+    if duration_secs(s)? > MAX_EVENT_BUDGET.as_secs_f64() {
         return Err(format!("the event budget must be at most 1s, not '{s}'"));
     }
-    Ok(d)
+    parse_duration(s)
 }
 
 /// Below this a walk of a busy machine would not finish before the next tick.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    if duration_secs(s)? > MAX_DURATION_SECS {
+        return Err(format!(
+            "the interval must be at most 365 days (8760h), not '{s}'"
+        ));
+    }
     let d = parse_duration(s)?;
     if d < MIN_INTERVAL {
         return Err(format!("the interval must be at least 10ms, not '{s}'"));

@@ -362,6 +362,7 @@ pub fn run(req: &Request) -> Result<Outcome> {
     let btf = BtfNames::load()?;
 
     let (walk, trig) = options(req, &btf)?;
+    let watched = Watched::open(&trig)?;
     let ksyms = if req.reads_stacks() {
         Some(Ksyms::load()?)
     } else {
@@ -426,6 +427,16 @@ pub fn run(req: &Request) -> Result<Outcome> {
             if oneshot && taken == 0 {
                 anyhow::bail!("the kernel walk produced no snapshot");
             }
+            // `itersnap … | head -1`: nobody reads any more; end now, not
+            // at the next event.
+            if stdout_closed() {
+                return Err(io::Error::from(io::ErrorKind::BrokenPipe).into());
+            }
+            if let Some((what, pid)) = watched.exited() {
+                status.clear();
+                eprintln!("itersnap: {what} {pid} has exited: no more events to wait for");
+                break;
+            }
             if !oneshot {
                 status.show_counts(taken, dropped, backend.skipped(), last_snapshot);
             }
@@ -438,6 +449,83 @@ pub fn run(req: &Request) -> Result<Outcome> {
         print_summary(taken, dropped, backend.as_ref(), &tally);
     }
     result.map(|()| outcome)
+}
+
+/// The processes a trigger waits on (--signal-target, --caller-pid): each
+/// must exist when the run starts, and the run ends when one exits, as
+/// `tail --pid` does. Watched through pidfds (Linux 5.3+), which a reused
+/// pid cannot fool.
+struct Watched(Vec<(&'static str, u32, std::os::fd::OwnedFd)>);
+
+impl Watched {
+    fn open(trig: &TriggerOptions) -> Result<Watched> {
+        use std::os::fd::FromRawFd;
+        let target = match trig.spec {
+            TriggerSpec::Signal { target_pid, .. } => target_pid,
+            _ => None,
+        };
+        let mut watched = Vec::new();
+        for (what, pid) in [
+            ("--signal-target", target),
+            ("--caller-pid", trig.caller_pid),
+        ] {
+            let Some(pid) = pid else { continue };
+            // /proc answers for thread ids too: its Tgid tells them apart.
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
+            let tgid = status.ok().and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Tgid:"))
+                    .and_then(|t| t.trim().parse::<u32>().ok())
+            });
+            match tgid {
+                None => anyhow::bail!("{what} {pid}: no such process"),
+                Some(tgid) if tgid != pid => anyhow::bail!(
+                    "{what} {pid} is a thread, not a process: its process is {tgid}"
+                ),
+                Some(_) => {}
+            }
+            // SAFETY: pidfd_open takes a pid and flags and returns a new
+            // fd or -1; nothing is borrowed.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+            if fd < 0 {
+                // Gone since, or before 5.3 (no pidfds): not watched.
+                continue;
+            }
+            // SAFETY: a new fd of our own, owned from here on.
+            watched.push((what, pid, unsafe {
+                std::os::fd::OwnedFd::from_raw_fd(fd as i32)
+            }));
+        }
+        Ok(Watched(watched))
+    }
+
+    /// The first watched process that has exited (its pidfd reads ready).
+    fn exited(&self) -> Option<(&'static str, u32)> {
+        use std::os::fd::AsRawFd;
+        self.0.iter().find_map(|(what, pid, fd)| {
+            let mut p = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, no timeout.
+            let ready = unsafe { libc::poll(&mut p, 1, 0) } == 1;
+            ready.then_some((*what, *pid))
+        })
+    }
+}
+
+/// Whether stdout is a pipe whose reader has gone (it polls as an error),
+/// so that a run waiting for events ends without writing first.
+fn stdout_closed() -> bool {
+    let mut p = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 1 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
 /// What assembly needs to know of the run: the request's filters and

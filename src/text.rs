@@ -86,8 +86,39 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// Unicode's invisible format characters (category Cf) a terminal would
+/// act on or hide: the bidirectional controls (U+202E reverses what
+/// follows), zero-width spaces and joiners, the byte order mark, tags.
+fn is_format_char(c: char) -> bool {
+    matches!(
+        c as u32,
+        0xad | 0x600..=0x605
+            | 0x61c
+            | 0x6dd
+            | 0x70f
+            | 0x890..=0x891
+            | 0x8e2
+            | 0x180e
+            | 0x200b..=0x200f
+            | 0x202a..=0x202e
+            | 0x2060..=0x2064
+            | 0x2066..=0x206f
+            | 0xfeff
+            | 0xfff9..=0xfffb
+            | 0x110bd
+            | 0x110cd
+            | 0x13430..=0x1343f
+            | 0x1bca0..=0x1bca3
+            | 0x1d173..=0x1d17a
+            | 0xe0001
+            | 0xe0020..=0xe007f
+    )
+}
+
 /// Bytes from the kernel made safe for a terminal: invalid UTF-8 and control
-/// characters are escaped as \xNN, backslashes doubled.
+/// characters (C0, DEL, C1) are escaped as \xNN, invisible format
+/// characters (bidirectional controls, zero-width ones) as \uNNNN,
+/// backslashes doubled.
 pub fn printable(bytes: &[u8]) -> Cow<'_, str> {
     use std::fmt::Write as _;
     // Most names and paths are plain printable ASCII: nothing to escape.
@@ -107,6 +138,12 @@ pub fn printable(bytes: &[u8]) -> Cow<'_, str> {
                     for b in c.encode_utf8(&mut buf).bytes() {
                         let _ = write!(out, "\\x{b:02x}");
                     }
+                }
+                c if is_format_char(c) && (c as u32) < 0x10000 => {
+                    let _ = write!(out, "\\u{:04X}", c as u32);
+                }
+                c if is_format_char(c) => {
+                    let _ = write!(out, "\\U{:08X}", c as u32);
                 }
                 c => out.push(c),
             }
@@ -322,6 +359,30 @@ mod json_tests {
             let theirs = serde_json::to_vec(&String::from_utf8_lossy(&bytes)).unwrap();
             assert_eq!(ours, theirs, "{bytes:?}");
         }
+    }
+
+    /// The table shows no byte a terminal would act on: C0, DEL and C1 as
+    /// \xNN, bidirectional and zero-width characters as \uNNNN; other text
+    /// as it is.
+    #[test]
+    fn terminal_text_escapes_what_a_terminal_acts_on() {
+        let cases: [(&[u8], &str); 8] = [
+            (b"plain name", "plain name"),
+            (b"a\nb\x7f\\", "a\\x0ab\\x7f\\\\"),
+            ("c1\u{85}".as_bytes(), "c1\\xc2\\x85"),
+            ("evil\u{202e}fdp.exe".as_bytes(), "evil\\u202Efdp.exe"),
+            ("\u{2066}iso\u{2069}".as_bytes(), "\\u2066iso\\u2069"),
+            (
+                "zero\u{200b}width\u{feff}".as_bytes(),
+                "zero\\u200Bwidth\\uFEFF",
+            ),
+            ("tag\u{e0041}".as_bytes(), "tag\\U000E0041"),
+            ("été 日本 😀".as_bytes(), "été 日本 😀"),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(printable(bytes), want, "{bytes:?}");
+        }
+        assert_eq!(printable(b"bad \xff"), "bad \\xff");
     }
 
     #[test]

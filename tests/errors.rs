@@ -349,6 +349,19 @@ fn bad_trigger_values() {
         (&["--interval", "5ms"], "the interval must be at least 10ms"),
         (&["--interval", "-1s"], "invalid duration '-1s'"),
         (&["--interval", "1xs"], "invalid duration '1xs'"),
+        // Too large is called too large, with the limit.
+        (
+            &["--interval", "8761h"],
+            "the interval must be at most 365 days (8760h), not '8761h'",
+        ),
+        (
+            &["--on-signal", "USR1", "--min-gap", "1000000000h"],
+            "the minimum gap: '1000000000h' is too long: at most 365 days (8760h)",
+        ),
+        (
+            &["--on-signal", "USR1", "--event-budget", "1000000h"],
+            "the event budget must be at most 1s, not '1000000h'",
+        ),
         (&["--sort", "cpu"], "--diff"),
         (
             &["--on-signal", "USR1", "--event-budget", "2s"],
@@ -516,4 +529,52 @@ fn bad_filter_values() {
         assert_one_line_error(&out, says);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
+}
+
+/// --signal-target and --caller-pid name a process that must exist when
+/// the run starts: one line, exit 1, nothing loaded (a process that has
+/// exited, a pid above pid_max, a thread's id).
+#[test]
+fn watched_processes_must_exist() {
+    let mut gone = Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let gone = gone.id().to_string();
+    let pid_max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let beyond = (pid_max + 1).to_string();
+    let parked = std::thread::spawn(std::thread::park);
+    let me = std::process::id();
+    let thread = std::fs::read_dir(format!("/proc/{me}/task"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|&tid| tid != me)
+        .unwrap()
+        .to_string();
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (
+            vec!["--on-signal", "WINCH", "--signal-target", &gone],
+            format!("--signal-target {gone}: no such process"),
+        ),
+        (
+            vec!["--on-signal", "WINCH", "--signal-target", &beyond],
+            format!("--signal-target {beyond}: no such process"),
+        ),
+        (
+            vec!["--on-syscall", "getpid", "--caller-pid", &gone],
+            format!("--caller-pid {gone}: no such process"),
+        ),
+        (
+            vec!["--on-syscall", "getpid", "--caller-pid", &thread],
+            format!("--caller-pid {thread} is a thread, not a process"),
+        ),
+    ];
+    for (args, expect) in &cases {
+        let out = itersnap(args);
+        assert_one_line_error(&out, expect);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+    }
+    parked.thread().unpark();
 }

@@ -533,3 +533,63 @@ fn stacks_are_taken_inside_the_event() {
         );
     }
 }
+
+/// A run that waits on --signal-target or --caller-pid ends when that
+/// process exits, with one line saying so (as `tail --pid` ends), and a run
+/// whose output nobody reads any more ends at once, not at its next event;
+/// neither leaves anything loaded.
+#[test]
+fn runs_end_when_their_purpose_does() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    for (flag, trigger) in [
+        ("--signal-target", ["--on-signal", "WINCH"]),
+        ("--caller-pid", ["--on-syscall", "getppid"]),
+    ] {
+        let mut sleeper = Reaped::spawn(Command::new("sleep").arg("600"));
+        let pid = sleeper.pid().to_string();
+        let armed = Armed::start(&[trigger[0], trigger[1], flag, &pid, "-o", "json"]);
+        sleeper.0.kill().unwrap();
+        sleeper.0.wait().unwrap();
+        let (code, out, err) = armed.finish();
+        assert_eq!(code, Some(0), "{flag}: {err}");
+        assert!(
+            err.contains(&format!("itersnap: {flag} {pid} has exited")),
+            "{flag}: {err}"
+        );
+        assert!(out.is_empty(), "{flag}: {out}");
+    }
+    // `itersnap … | head -1` whose head has gone: no event comes.
+    let sleeper = Reaped::spawn(Command::new("sleep").arg("600"));
+    let mut child = Command::new(ITERSNAP)
+        .args(["--on-signal", "WINCH", "--signal-target"])
+        .arg(sleeper.pid().to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("itersnap: armed:") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "it armed");
+    }
+    drop(child.stdout.take());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.is_some(), "a closed stdout ends the run");
+    assert_eq!(
+        orphaned_programs(),
+        Vec::<u32>::new(),
+        "nothing left loaded"
+    );
+}
