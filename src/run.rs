@@ -479,9 +479,9 @@ impl Watched {
             });
             match tgid {
                 None => anyhow::bail!("{what} {pid}: no such process"),
-                Some(tgid) if tgid != pid => anyhow::bail!(
-                    "{what} {pid} is a thread, not a process: its process is {tgid}"
-                ),
+                Some(tgid) if tgid != pid => {
+                    anyhow::bail!("{what} {pid} is a thread, not a process: its process is {tgid}")
+                }
                 Some(_) => {}
             }
             // SAFETY: pidfd_open takes a pid and flags and returns a new

@@ -57,6 +57,9 @@ pub struct Cmdline {
     pub truncated: bool,
     /// A read of the process's memory failed: what is here is what was read.
     pub fault: bool,
+    /// Its length as /proc reads it (what `truncated` leaves out is the
+    /// rest), 0 if unknown.
+    pub total: usize,
 }
 
 impl Cmdline {
@@ -73,6 +76,7 @@ impl Cmdline {
                 break;
             }
             out.bytes.extend_from_slice(&c.data);
+            out.total = out.total.max(c.total as usize);
             out.truncated |= c.flags & CMDLINE_TRUNCATED != 0;
             out.fault |= c.flags & CMDLINE_FAULT != 0;
         }
@@ -139,7 +143,16 @@ pub fn ps_args<'a>(cmdline: Option<&'a Cmdline>, comm: &'a [u8], zombie: bool) -
     match cmdline.filter(|c| !c.bytes.is_empty()) {
         Some(c) => {
             let joined = c.args().join(&b' ');
-            Cow::Owned(printable(&joined).into_owned())
+            let mut shown = printable(&joined).into_owned();
+            // Cut: say so, and how much is missing, rather than pass the
+            // first part off as the whole.
+            if c.truncated {
+                match c.total.checked_sub(c.bytes.len()).filter(|&n| n > 0) {
+                    Some(missing) => shown.push_str(&format!(" [… {missing} more bytes not read]")),
+                    None => shown.push_str(" [… cut]"),
+                }
+            }
+            Cow::Owned(shown)
         }
         None if zombie => Cow::Owned(format!("[{}] <defunct>", printable(comm))),
         None => Cow::Owned(format!("[{}]", printable(comm))),
@@ -192,6 +205,15 @@ mod tests {
         let c = Cmdline::join(vec![chunk(0, 0, b"ab"), chunk(9, 0, b"zz")]);
         assert_eq!(c.bytes, b"ab");
         assert!(c.truncated);
+        // The table says it is cut, and how much is missing when known.
+        assert_eq!(ps_args(Some(&c), b"x", false), "ab [… cut]");
+        let mut long = chunk(0, CMDLINE_TRUNCATED, b"abc\0de");
+        long.total = 1000;
+        let c = Cmdline::join(vec![long]);
+        assert_eq!(
+            ps_args(Some(&c), b"x", false),
+            "abc de [… 994 more bytes not read]"
+        );
     }
 
     #[test]

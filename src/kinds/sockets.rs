@@ -243,16 +243,31 @@ impl Socket {
             && (self.remote_port != 0 || self.remote_addr != [0; 16])
     }
 
-    /// A UNIX socket's name: its path, or `@name` for an abstract one.
+    /// A UNIX socket's name for the table: its path, or `@name` for an
+    /// abstract one, escaped for a terminal.
     pub fn unix_path(&self) -> Option<String> {
+        let (prefix, name) = self.unix_name()?;
+        Some(format!("{prefix}{}", printable(name)))
+    }
+
+    /// The same name for JSON: the bytes as they are, which JSON escapes
+    /// its own way (invalid UTF-8 as U+FFFD), as every other path.
+    pub fn unix_path_text(&self) -> Option<String> {
+        let (prefix, name) = self.unix_name()?;
+        Some(format!("{prefix}{}", String::from_utf8_lossy(name)))
+    }
+
+    /// A UNIX socket's name: `@` and the bytes after the NUL of an abstract
+    /// one, or the path up to its NUL.
+    fn unix_name(&self) -> Option<(&'static str, &[u8])> {
         if self.family != AF_UNIX || self.path.is_empty() {
             return None;
         }
         Some(match self.path.split_first() {
-            Some((0, name)) => format!("@{}", printable(name)),
+            Some((0, name)) => ("@", name),
             _ => {
                 let end = memchr::memchr(0, &self.path).unwrap_or(self.path.len());
-                printable(&self.path[..end]).into_owned()
+                ("", &self.path[..end])
             }
         })
     }
@@ -408,7 +423,7 @@ pub fn json(s: &Socket) -> SocketJson {
         remote: s
             .has_remote()
             .then(|| endpoint(&s.remote_addr, s.remote_port)),
-        path: s.unix_path(),
+        path: s.unix_path_text(),
         peer_ino: (s.family == AF_UNIX && s.peer_ino != 0).then_some(s.peer_ino),
         netns: s.netns,
         rx_queue: s.rx_queue,
@@ -498,6 +513,12 @@ mod tests {
         );
         unix.path = b"\0abstract".to_vec();
         assert_eq!(unix.unix_path().unwrap(), "@abstract");
+        // The table escapes a hostile name; JSON carries it as any path.
+        unix.path = b"/tmp/s\nx\xff\0".to_vec();
+        assert_eq!(unix.unix_path().unwrap(), "/tmp/s\\x0ax\\xff");
+        assert_eq!(unix.unix_path_text().unwrap(), "/tmp/s\nx\u{fffd}");
+        let text = serde_json::to_string(&json(&unix)).unwrap();
+        assert!(text.contains("\"path\":\"/tmp/s\\nx\u{fffd}\""), "{text}");
         let mut v6 = tcp4(TCP_LISTEN, [0; 4], 22, [0; 4], 0);
         v6.family = AF_INET6;
         v6.local_addr = Ipv6Addr::LOCALHOST.octets();
