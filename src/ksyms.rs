@@ -61,6 +61,41 @@ struct Sym {
     module: Option<String>,
 }
 
+/// Why /proc/kallsyms hides addresses from this process, as the kernel's
+/// kallsyms_show_value() decides: kptr_restrict 2 hides them from everyone;
+/// else they need CAP_SYSLOG, unless kptr_restrict is 0 and
+/// perf_event_paranoid at most 1.
+fn why_addresses_are_hidden() -> String {
+    let sysctl = |name: &str| {
+        fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+    };
+    let kptr = sysctl("kptr_restrict");
+    let paranoid = sysctl("perf_event_paranoid");
+    // CapEff in /proc/self/status; CAP_SYSLOG is capability 34.
+    let syslog = fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << 34) != 0);
+    let show = |v: Option<i64>| v.map_or_else(|| "unknown".into(), |v| v.to_string());
+    match kptr {
+        Some(k) if k >= 2 => {
+            "kernel.kptr_restrict is 2, which hides kernel addresses from everyone (0 or 1 shows them to CAP_SYSLOG)".into()
+        }
+        _ if !syslog => format!(
+            "reading kernel addresses needs CAP_SYSLOG (kernel.kptr_restrict is {}, kernel.perf_event_paranoid {})",
+            show(kptr),
+            show(paranoid)
+        ),
+        _ => format!("kernel.kptr_restrict is {}", show(kptr)),
+    }
+}
+
 impl Ksyms {
     /// The running kernel's symbols, read now (a module loaded later is not
     /// seen, as before blazesym).
@@ -92,8 +127,9 @@ impl Ksyms {
         // addresses, so a kallsyms whose addresses are hidden has none.
         match symbolizer.symbolize_single(&source, Input::AbsAddr(u64::MAX)) {
             Ok(Symbolized::Unknown(Reason::MissingSyms)) => bail!(
-                "{} shows no addresses (kernel.kptr_restrict?): cannot symbolize stacks",
-                kallsyms.display()
+                "{} shows no addresses: {}: cannot symbolize stacks (--stacks, --activity, WCHAN)",
+                kallsyms.display(),
+                why_addresses_are_hidden()
             ),
             Ok(_) => {}
             Err(e) => {

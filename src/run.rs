@@ -363,8 +363,14 @@ pub fn run(req: &Request) -> Result<Outcome> {
 
     let (walk, trig) = options(req, &btf)?;
     let watched = Watched::open(&trig)?;
-    let ksyms = if req.reads_stacks() {
+    // --stacks needs symbols; WCHAN alone (--activity, its column) goes
+    // without, saying why.
+    let ksyms = if req.stacks {
         Some(Ksyms::load()?)
+    } else if req.reads_stacks() {
+        Ksyms::load()
+            .map_err(|e| eprintln!("itersnap: WCHAN is not shown: {e:#}"))
+            .ok()
     } else {
         None
     };

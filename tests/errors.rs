@@ -578,3 +578,65 @@ fn watched_processes_must_exist() {
     }
     parked.thread().unpark();
 }
+
+/// As a user that is not root, with only CAP_BPF and CAP_PERFMON (ambient,
+/// through setpriv): a snapshot works, every process's files, command
+/// lines, mappings and activity included; kernel stacks need CAP_SYSLOG to
+/// read kernel addresses (unless the sysctls show them to everyone), and
+/// the error names it; without CAP_PERFMON nothing loads, and the error
+/// names both.
+#[test]
+fn capabilities_each_view_needs() {
+    let run = |caps: &str, args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(format!("--inh-caps={caps}"))
+            .arg(format!("--ambient-caps={caps}"))
+            .arg(ITERSNAP)
+            .args(args)
+            .output()
+            .expect("running setpriv")
+    };
+    let me = std::process::id().to_string();
+    let out = run(
+        "+bpf,+perfmon",
+        &["-p", &me, "-o", "json", "--activity", "--maps"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.lines().count() <= 1,
+        "at most a note on WCHAN: {stderr}"
+    );
+    let snap: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &snap["tasks"][0];
+    assert_eq!(row["user"], "root", "another user's process");
+    assert!(row["cmdline"].is_array(), "{row}");
+    assert!(!row["files"].as_array().unwrap().is_empty(), "{row}");
+    assert!(row["activity"].is_string(), "{row}");
+
+    let sysctl = |name: &str| -> i64 {
+        std::fs::read_to_string(format!("/proc/sys/kernel/{name}"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (kptr, paranoid) = (sysctl("kptr_restrict"), sysctl("perf_event_paranoid"));
+    let stacks = ["--stacks", "--no-files", "-p", me.as_str()];
+    let out = run("+bpf,+perfmon", &stacks);
+    if kptr == 0 && paranoid <= 1 {
+        assert!(out.status.success(), "addresses shown to everyone");
+    } else if kptr < 2 {
+        assert_one_line_error(&out, "reading kernel addresses needs CAP_SYSLOG");
+        assert_eq!(out.status.code(), Some(1));
+        let out = run("+bpf,+perfmon,+syslog", &stacks);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = run("+bpf", &["-p", &me]);
+    assert_one_line_error(&out, "CAP_BPF and CAP_PERFMON");
+}
