@@ -155,6 +155,19 @@ pub fn printable(bytes: &[u8]) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The exact bytes of a kernel name that is not valid UTF-8, in base64
+/// (RFC 4648, padded), for JSON's `<field>_base64`: its string has U+FFFD
+/// for them, so two such names could read alike. None for valid UTF-8.
+pub fn base64_if_not_utf8(bytes: &[u8]) -> Option<String> {
+    std::str::from_utf8(bytes).is_err().then(|| base64(bytes))
+}
+
+/// Bytes in base64 (RFC 4648, padded).
+pub fn base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// 0, 250us, 100ms, 1.5s, 2m
 pub fn human_duration(d: Duration) -> String {
     let ns = d.as_nanos();

@@ -969,3 +969,77 @@ fn wchan_is_what_proc_and_ps_show() {
         }
     }
 }
+
+/// Names that are not UTF-8 (a task's name, an argument, a working
+/// directory, an open file's path) read in JSON as strings with U+FFFD,
+/// plus their exact bytes in `*_base64`, so that no two names collide; the
+/// table escapes them (and a bidirectional control) for the terminal.
+#[test]
+fn names_that_are_not_utf8_keep_their_bytes() {
+    use base64::Engine as _;
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let root = std::env::temp_dir().join(format!("itersnap-odd-{}", std::process::id()));
+    let dir = root.join(OsStr::from_bytes(b"dir\xfd"));
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(OsStr::from_bytes(b"f\xfe\xe2\x80\xae"));
+    fs::write(&file, b"x").unwrap();
+    // bash names itself (/proc/$$/comm), holds the file as fd 3, sits in
+    // the directory, and has an argument ($0) that is not UTF-8.
+    let mut holder = Command::new("bash")
+        .args([
+            "-c",
+            "printf 'bad\\377' > /proc/$$/comm; exec 3<\"$1\"; cd \"$2\" && read -r _",
+        ])
+        .arg(OsStr::from_bytes(b"arg\xfc"))
+        .arg(&file)
+        .arg(&dir)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = holder.id();
+    for _ in 0..500 {
+        let named = fs::read(format!("/proc/{pid}/comm")).is_ok_and(|c| c == b"bad\xff\n");
+        let there = fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|c| c == dir);
+        if named && there {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let pid_s = pid.to_string();
+    for backend in BACKENDS {
+        let snap = snapshot(&["--backend", backend, "-p", &pid_s]);
+        let row = rows_of(&snap, pid)[0];
+        assert_eq!(row["comm"], "bad\u{fffd}", "{backend}");
+        assert_eq!(row["comm_base64"], b64(b"bad\xff"), "{backend}");
+        assert_eq!(
+            row["cwd_base64"],
+            b64(dir.as_os_str().as_bytes()),
+            "{backend}"
+        );
+        assert_eq!(row["cmdline_base64"][0], b64(b"bash"), "{backend}");
+        assert_eq!(row["cmdline_base64"][3], b64(b"arg\xfc"), "{backend}");
+        let fd3 = row["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["fd"] == 3)
+            .expect("fd 3");
+        assert_eq!(
+            fd3["path_base64"],
+            b64(file.as_os_str().as_bytes()),
+            "{backend}"
+        );
+        assert!(row["exe"].is_string() && row.get("exe_base64").is_none());
+        // The table: every odd byte escaped, U+202E too.
+        let out = itersnap(&["--backend", backend, "-p", &pid_s]);
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(table.contains("f\\xfe\\u202E"), "{backend}: {table}");
+        assert!(table.contains("arg\\xfc"), "{backend}: {table}");
+        assert!(!table.contains('\u{202e}'), "{backend}");
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let _ = fs::remove_dir_all(&root);
+}

@@ -296,6 +296,9 @@ impl Serialize for FilesJson<'_> {
 pub struct FileJson<'a> {
     fd: i32,
     path: Cow<'a, str>,
+    /// The path's exact bytes, when they are not valid UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_base64: Option<String>,
     #[serde(rename = "type")]
     kind: &'static str,
     access: char,
@@ -321,6 +324,7 @@ pub fn json(f: &FileEntry) -> FileJson<'_> {
     FileJson {
         fd: f.fd,
         path: String::from_utf8_lossy(&f.desc),
+        path_base64: crate::text::base64_if_not_utf8(&f.desc),
         kind: f.kind,
         access: f.access(),
         flags: f.f_flags,
@@ -347,6 +351,12 @@ pub fn write_json(out: &mut Vec<u8>, f: &FileEntry) {
     push_decimal(out, u64::from(f.fd.unsigned_abs()));
     out.extend_from_slice(b",\"path\":");
     push_json_string(out, &f.desc);
+    if let Some(exact) = crate::text::base64_if_not_utf8(&f.desc) {
+        // Base64's alphabet needs no escaping.
+        out.extend_from_slice(b",\"path_base64\":\"");
+        out.extend_from_slice(exact.as_bytes());
+        out.push(b'"');
+    }
     out.extend_from_slice(b",\"type\":\"");
     out.extend_from_slice(f.kind.as_bytes());
     out.extend_from_slice(b"\",\"access\":\"");

@@ -22,6 +22,8 @@ pub struct MapsJson<'a>(pub &'a [FileEntry]);
 #[derive(Serialize)]
 struct MapJson<'a> {
     path: std::borrow::Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_base64: Option<String>,
     /// "major:minor", as files' `dev`.
     dev: String,
     ino: u64,
@@ -32,6 +34,7 @@ impl Serialize for MapsJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.0.iter().map(|m| MapJson {
             path: String::from_utf8_lossy(&m.desc),
+            path_base64: crate::text::base64_if_not_utf8(&m.desc),
             dev: format!("{}:{}", m.dev >> 20, m.dev & 0xfffff),
             ino: m.ino,
             deleted: m.deleted,

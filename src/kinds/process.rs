@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::kinds::cmdline::Cmdline;
 use crate::kinds::files::FileEntry;
 use crate::kinds::maps;
-use crate::text::printable;
+use crate::text::{base64, base64_if_not_utf8, printable};
 use crate::wire::Fields;
 
 /// `struct proc_rec` up to its cgroup path.
@@ -419,9 +419,18 @@ pub struct ProcessJson<'a> {
     cmdline_raw: Option<Vec<Cow<'a, str>>>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     cmdline_truncated: bool,
+    /// Every argument's bytes, when one is not valid UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cmdline_base64: Option<Vec<String>>,
     exe: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exe_base64: Option<String>,
     cwd: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cwd_base64: Option<String>,
     root: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    root_base64: Option<String>,
     user: &'a str,
     group: &'a str,
     rss_kib: u64,
@@ -429,6 +438,8 @@ pub struct ProcessJson<'a> {
     tty: Option<&'a str>,
     tty_nr: u64,
     cgroup: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cgroup_base64: Option<String>,
     pidns: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ns_pid: Option<u32>,
@@ -443,6 +454,15 @@ pub fn json(p: &Process, pid: u32) -> ProcessJson<'_> {
     fn path(f: &Option<FileEntry>) -> Option<Cow<'_, str>> {
         f.as_ref().map(|f| String::from_utf8_lossy(&f.desc))
     }
+    fn path_bytes(f: &Option<FileEntry>) -> Option<String> {
+        f.as_ref().and_then(|f| base64_if_not_utf8(&f.desc))
+    }
+    let cmdline_base64 = p.cmdline.as_ref().and_then(|c| {
+        let args = c.args();
+        args.iter()
+            .any(|a| std::str::from_utf8(a).is_err())
+            .then(|| args.iter().map(|a| base64(a)).collect())
+    });
     ProcessJson {
         cmdline: p.cmdline.as_ref().map(Cmdline::json),
         cmdline_raw: p
@@ -451,9 +471,13 @@ pub fn json(p: &Process, pid: u32) -> ProcessJson<'_> {
             .filter(|c| c.padded())
             .map(Cmdline::raw_json),
         cmdline_truncated: p.cmdline.as_ref().is_some_and(|c| c.truncated),
+        cmdline_base64,
         exe: path(&p.exe),
+        exe_base64: path_bytes(&p.exe),
         cwd: path(&p.cwd),
+        cwd_base64: path_bytes(&p.cwd),
         root: path(&p.root),
+        root_base64: path_bytes(&p.root),
         user: &p.user,
         group: &p.group,
         rss_kib: p.rss_kib,
@@ -461,6 +485,7 @@ pub fn json(p: &Process, pid: u32) -> ProcessJson<'_> {
         tty: p.tty.as_ref().map(|t| t.name.as_str()),
         tty_nr: p.tty.as_ref().map_or(0, Tty::nr),
         cgroup: p.cgroup.as_deref().map(String::from_utf8_lossy),
+        cgroup_base64: p.cgroup.as_deref().and_then(base64_if_not_utf8),
         pidns: p.pidns,
         ns_pid: p.ns_pid.filter(|&n| n != pid),
         maps: p.maps.as_deref().map(maps::MapsJson),

@@ -402,6 +402,8 @@ pub struct SocketJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    path_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     peer_ino: Option<u64>,
     netns: u64,
     rx_queue: u32,
@@ -424,6 +426,10 @@ pub fn json(s: &Socket) -> SocketJson {
             .has_remote()
             .then(|| endpoint(&s.remote_addr, s.remote_port)),
         path: s.unix_path_text(),
+        path_base64: s.unix_name().and_then(|(prefix, name)| {
+            crate::text::base64_if_not_utf8(name)
+                .map(|_| crate::text::base64(&[prefix.as_bytes(), name].concat()))
+        }),
         peer_ino: (s.family == AF_UNIX && s.peer_ino != 0).then_some(s.peer_ino),
         netns: s.netns,
         rx_queue: s.rx_queue,

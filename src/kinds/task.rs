@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 use crate::kinds::activity::{self, Activity};
 use crate::kinds::cmdline::ps_args;
 use crate::kinds::process::{self, Process, ProcessColumn};
-use crate::text::{printable, ps_start_time, short_duration, Paint, StartFormat};
+use crate::text::{
+    base64_if_not_utf8, printable, ps_start_time, short_duration, Paint, StartFormat,
+};
 use crate::wire::Fields;
 
 /// `struct task_rec`.
@@ -622,6 +624,8 @@ pub struct TaskJson<'a> {
     tid: u32,
     ppid: u32,
     comm: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comm_base64: Option<String>,
     state: char,
     stat: &'a str,
     nice: i32,
@@ -658,6 +662,7 @@ pub fn json(t: &Task) -> TaskJson<'_> {
         tid: t.tid,
         ppid: t.ppid,
         comm: String::from_utf8_lossy(&t.comm),
+        comm_base64: base64_if_not_utf8(&t.comm),
         state: t.state,
         stat: &t.stat,
         nice: t.nice,

@@ -125,7 +125,11 @@ fn write_row(out: &mut Vec<u8>, r: &Row) -> io::Result<()> {
 }
 
 fn actor(a: &Actor) -> Value {
-    json!({ "pid": a.pid, "tid": a.tid, "comm": text(&a.comm) })
+    let mut v = json!({ "pid": a.pid, "tid": a.tid, "comm": text(&a.comm) });
+    if let Some(exact) = crate::text::base64_if_not_utf8(&a.comm) {
+        v["comm_base64"] = json!(exact);
+    }
+    v
 }
 
 /// `type` and `description` always; the event's details by type.
