@@ -292,31 +292,26 @@ impl Completion {
     /// fills the record could find it overwritten by another on its CPU.
     pub fn walk(&self) -> Result<Walked> {
         let start_ns = monotonic_ns();
-        if let Some(holders) = &self.holders_first {
-            let found = self.walk_holders_first(holders);
-            holders.set(HOLDERS_ALL);
-            let (mut records, error) = found?;
+        let done = |(mut records, error): (Vec<Record>, Option<String>)| -> Result<Walked> {
             whole_slot_paths(&mut records);
-            return Ok(Walked {
+            Ok(Walked {
                 records,
                 error,
                 start_ns,
                 end_ns: monotonic_ns(),
-            });
+            })
+        };
+        if let Some(holders) = &self.holders_first {
+            let found = self.walk_holders_first(holders);
+            holders.set(HOLDERS_ALL);
+            return done(found?);
         }
         let scanned = match &self.named_threads {
             Some(named) => self.find_named_threads(named)?,
             None => self.scanned_processes()?,
         };
         if let Some(tgids) = scanned {
-            let (mut records, error) = self.walk_processes(&tgids)?;
-            whole_slot_paths(&mut records);
-            return Ok(Walked {
-                records,
-                error,
-                start_ns,
-                end_ns: monotonic_ns(),
-            });
+            return done(self.walk_processes(&tgids)?);
         }
         let (mut records, error, late) = std::thread::scope(|scope| -> Result<_> {
             let cmdline = &self.cmdline;
@@ -335,13 +330,7 @@ impl Completion {
         let (maps, maps_error) = read_view(&self.maps, "task_vma")?;
         records.extend(maps);
         let late_error = late.1.or(maps_error);
-        whole_slot_paths(&mut records);
-        Ok(Walked {
-            records,
-            error: error.or(late_error),
-            start_ns,
-            end_ns: monotonic_ns(),
-        })
+        done((records, error.or(late_error)))
     }
 
     /// Whether a pass reads views that are never taken in the event

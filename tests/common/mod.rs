@@ -491,18 +491,25 @@ fn hold_mapping(path: &Path) -> ! {
 /// setproctitle() does (redis, postgres, nginx): `title`, then NULs to the
 /// end of the argv area. Returns it once it has.
 pub fn start_retitled(title: &str) -> Holder {
+    start_this_binary("ITERSNAP_TITLE", title)
+}
+
+/// This test binary re-run with `key`=`value` (run_fixture_if_asked()
+/// picks its body by it); returns once it says "ready". It ends when its
+/// stdin closes, or when dropped.
+fn start_this_binary(key: &str, value: &str) -> Holder {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["fixture_process", "--exact", "--nocapture", "--quiet"])
-        .env("ITERSNAP_TITLE", title)
+        .env(key, value)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("starting the retitled process");
+        .unwrap_or_else(|e| panic!("starting this test binary with {key}: {e}"));
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     while line.trim() != "ready" {
         line.clear();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "it exited");
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "{key}: it exited");
     }
     Holder {
         pid: child.id(),
@@ -536,23 +543,7 @@ fn retitle(title: &str) -> ! {
 /// `names` (a name may come twice), as redis names its `bio_close_file`
 /// threads. Returns it once they are named.
 pub fn start_with_named_threads(names: &[&str]) -> Holder {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["fixture_process", "--exact", "--nocapture", "--quiet"])
-        .env("ITERSNAP_THREAD_NAMES", names.join(","))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starting the process with named threads");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while line.trim() != "ready" {
-        line.clear();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "it exited");
-    }
-    Holder {
-        pid: child.id(),
-        child,
-    }
+    start_this_binary("ITERSNAP_THREAD_NAMES", &names.join(","))
 }
 
 /// The named-threads process's body: a thread per name (std names it in
