@@ -545,14 +545,14 @@ fn watched_processes_must_exist() {
         .parse()
         .unwrap();
     let beyond = (pid_max + 1).to_string();
-    let parked = std::thread::spawn(std::thread::park);
-    let me = std::process::id();
-    let thread = std::fs::read_dir(format!("/proc/{me}/task"))
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|&tid| tid != me)
-        .unwrap()
-        .to_string();
+    // A thread that lives through the test (libtest's own come and go).
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let parked = std::thread::spawn(move || {
+        // SAFETY: gettid(2) has no arguments and cannot fail.
+        tid_tx.send(unsafe { libc::gettid() }).unwrap();
+        std::thread::park();
+    });
+    let thread = tid_rx.recv().unwrap().to_string();
     let cases: Vec<(Vec<&str>, String)> = vec![
         (
             vec!["--on-signal", "WINCH", "--signal-target", &gone],

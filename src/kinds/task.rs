@@ -515,12 +515,16 @@ pub struct TaskRef {
 
 impl TaskRef {
     pub fn json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "pid": self.pid,
             "tid": self.tid,
             "ppid": self.ppid,
             "comm": String::from_utf8_lossy(&self.comm),
-        })
+        });
+        if let Some(exact) = base64_if_not_utf8(&self.comm) {
+            v["comm_base64"] = json!(exact);
+        }
+        v
     }
 
     /// "1234 (bash)", or "1234/1240 (worker)" for a thread with --threads.

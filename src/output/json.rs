@@ -169,6 +169,19 @@ fn text(bytes: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(bytes)
 }
 
+/// `{key: text, key_base64: its exact bytes if they are not UTF-8}`, for
+/// names in diff entries (docs/json.md).
+fn named(pairs: &[(&str, &[u8])]) -> Value {
+    let mut v = json!({});
+    for &(key, bytes) in pairs {
+        v[key] = json!(text(bytes));
+        if let Some(exact) = crate::text::base64_if_not_utf8(bytes) {
+            v[format!("{key}_base64")] = json!(exact);
+        }
+    }
+    v
+}
+
 /// A diff entry: the task's reference with the entry's own fields.
 fn task_with(task: &task::TaskRef, fields: Value) -> Value {
     let mut v = task.json();
@@ -192,7 +205,7 @@ fn diff_json(d: &Diff) -> Value {
             task_with(&c.task, json!({ "from": c.from.to_string(), "to": c.to.to_string() }))
         }).collect::<Vec<_>>(),
         "execs": d.execs.iter().map(|c| {
-            task_with(&c.task, json!({ "from_comm": text(&c.from_comm), "to_comm": text(&c.to_comm) }))
+            task_with(&c.task, named(&[("from_comm", &c.from_comm), ("to_comm", &c.to_comm)]))
         }).collect::<Vec<_>>(),
         "reparented": d.reparented.iter().map(|c| {
             task_with(&c.task, json!({ "from_ppid": c.from_ppid, "to_ppid": c.to_ppid }))
@@ -201,7 +214,7 @@ fn diff_json(d: &Diff) -> Value {
             task_with(&c.task, json!({ "field": c.field, "from": c.from, "to": c.to }))
         }).collect::<Vec<_>>(),
         "cwd_changes": d.cwd_changes.iter().map(|c| {
-            task_with(&c.task, json!({ "from": text(&c.change.from), "to": text(&c.change.to) }))
+            task_with(&c.task, named(&[("from", &c.change.from), ("to", &c.change.to)]))
         }).collect::<Vec<_>>(),
         "rss_growth": d.rss_growth.iter().map(|c| {
             task_with(&c.task, json!({ "from_kib": c.change.from_kib, "to_kib": c.change.to_kib }))
