@@ -1043,3 +1043,116 @@ fn names_that_are_not_utf8_keep_their_bytes() {
     let _ = holder.wait();
     let _ = fs::remove_dir_all(&root);
 }
+
+/// Hostile names, as #24 lists them: a UNIX socket and two files whose
+/// names differ in one invalid byte and hold a newline, ESC and U+202E; a
+/// task named with ESC and an invalid byte. JSON gives back the kernel's
+/// exact bytes (`*_base64`), the two files stay apart, and the table holds
+/// no raw control or bidirectional character. A command line of 1 MB is
+/// marked cut in the table.
+#[test]
+fn hostile_names_stay_exact_in_json_and_inert_in_the_table() {
+    use base64::Engine as _;
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let root = std::env::temp_dir().join(format!("itersnap-hostile-{}", std::process::id()));
+    fs::create_dir_all(&root).unwrap();
+    let name = |last: u8| [b"n\n\x1b\xe2\x80\xae".as_slice(), &[last]].concat();
+    let (a, b) = (
+        root.join(OsStr::from_bytes(&name(0xfe))),
+        root.join(OsStr::from_bytes(&name(0xfd))),
+    );
+    fs::write(&a, b"a").unwrap();
+    fs::write(&b, b"b").unwrap();
+    let sock = root.join(OsStr::from_bytes(&name(0xfc)));
+    // python3 binds the socket (its argv keeps the bytes: surrogateescape),
+    // names itself, holds both files, and waits on stdin.
+    let script = "import os, socket, sys\n\
+        s = socket.socket(socket.AF_UNIX)\n\
+        s.bind(os.fsencode(sys.argv[1]))\n\
+        s.listen()\n\
+        keep = [open(os.fsencode(p)) for p in sys.argv[2:]]\n\
+        open('/proc/self/comm', 'wb').write(b'py\\x1bq\\xff')\n\
+        print('ready', flush=True)\n\
+        sys.stdin.read()\n";
+    let mut holder = Command::new("python3")
+        .args(["-c", script])
+        .args([&sock, &a, &b])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let pid = holder.id().to_string();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    for backend in BACKENDS {
+        let snap = snapshot(&["--backend", backend, "-p", &pid]);
+        let row = &snap["tasks"][0];
+        assert_eq!(row["comm_base64"], b64(b"py\x1bq\xff"), "{backend}");
+        let files = row["files"].as_array().unwrap();
+        let exact = |bytes: &[u8]| {
+            files
+                .iter()
+                .find(|f| f["path_base64"] == b64(bytes))
+                .unwrap_or_else(|| panic!("{backend}: {bytes:?} in {files:?}"))
+        };
+        let (fa, fb) = (
+            exact(a.as_os_str().as_bytes()),
+            exact(b.as_os_str().as_bytes()),
+        );
+        // One string for both (U+FFFD for either byte): the bytes tell them apart.
+        assert_eq!(fa["path"], fb["path"], "{backend}");
+        assert_ne!(fa["path_base64"], fb["path_base64"], "{backend}");
+        let unix = files
+            .iter()
+            .find(|f| f["socket"]["family"] == "unix")
+            .expect("the UNIX socket");
+        assert_eq!(
+            unix["socket"]["path_base64"],
+            b64(sock.as_os_str().as_bytes()),
+            "{backend}"
+        );
+        let out = itersnap(&["--backend", backend, "-p", &pid]);
+        let table = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            !table
+                .chars()
+                .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+            "{backend}: {table:?}"
+        );
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let _ = fs::remove_dir_all(&root);
+
+    // 1 MB of arguments (at most 128 KiB each, the kernel's limit).
+    let arg = "a".repeat(100_000);
+    let mut long = Reaped::spawn(
+        Command::new("bash")
+            .args(["-c", "read -r _"])
+            .args(std::iter::repeat_n(&arg, 10))
+            .stdin(std::process::Stdio::piped()),
+    );
+    let long_pid = long.pid();
+    for _ in 0..500 {
+        if fs::read(format!("/proc/{long_pid}/cmdline")).is_ok_and(|c| c.len() > 1_000_000) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = itersnap(&["-p", &long_pid.to_string(), "--no-files"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let line = table.lines().last().unwrap();
+    assert!(
+        line.ends_with("more bytes not read]"),
+        "{}",
+        &line[line.len() - 80..]
+    );
+    drop(long.0.stdin.take());
+}
