@@ -477,9 +477,11 @@ impl Watched {
         ] {
             let Some(pid) = pid else { continue };
             // /proc answers for thread ids too: its Tgid tells them apart.
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
+            // Bytes, not text: the Name line is the task's name, any bytes.
+            let status = std::fs::read(format!("/proc/{pid}/status"));
             let tgid = status.ok().and_then(|s| {
-                s.lines()
+                String::from_utf8_lossy(&s)
+                    .lines()
                     .find_map(|l| l.strip_prefix("Tgid:"))
                     .and_then(|t| t.trim().parse::<u32>().ok())
             });
