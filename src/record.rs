@@ -838,7 +838,7 @@ mod seeds {
                     family: 1, // AF_UNIX
                     protocol: 0,
                     peer_ino: 43,
-                    path: b"/run/x.sock\0".to_vec(),
+                    path: b"/run/x\x1b\xe2\x80\xae.sock\xff\0".to_vec(),
                     ..inet(1, 1, &[], 0, &[], 0, 4026531840)
                 },
             ),
@@ -863,7 +863,7 @@ mod seeds {
         })));
         recs.push(Record::Task(Box::new(TaskRec {
             capture: 1,
-            ..task(1, 101, 100, b"worker\n", 2000)
+            ..task(1, 101, 100, b"work\x1b\xe2\x80\xaeer\n", 2000)
         })));
         recs.push(Record::Task(Box::new(task(1, 200, 200, b"\xffbad", 3000))));
         recs.extend(files(1));
@@ -912,7 +912,8 @@ mod seeds {
     }
 
     /// Process 100's identity: its process record (a terminal, a cgroup,
-    /// a pid namespace of its own), cwd, root, executable, a command line
+    /// a pid namespace of its own), cwd (named with U+202E and a byte that
+    /// is not UTF-8), root, executable, a command line
     /// in two chunks (an empty argument, a space, a byte that is not
     /// UTF-8), a deleted mapped file; process 200 without an address space.
     fn identity(seq: u32) -> Vec<Record> {
@@ -966,7 +967,7 @@ mod seeds {
         };
         vec![
             Record::Proc(Box::new(proc.clone())),
-            slot(FD_CWD, 0o40755, 0, b"work\0home\0"),
+            slot(FD_CWD, 0o40755, 0, b"w\xe2\x80\xaeork\xfe\0home\0"),
             slot(FD_RTD, 0o40755, 0, b""),
             slot(FD_TXT, 0o100755, 0, b"fixture\0bin\0usr\0"),
             chunk(0, b"/usr/bin/fix"),

@@ -155,6 +155,37 @@ pub fn printable(bytes: &[u8]) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `shown` (text `printable` made) cut to `width` characters for a table
+/// column, marked as ps marks a cut user name: `averyve+`. An escape
+/// (`\x0a`, `\u202E`) is kept whole or left out, never split.
+pub fn cut_marked(shown: &str, width: usize) -> Cow<'_, str> {
+    if shown.chars().count() <= width {
+        return Cow::Borrowed(shown);
+    }
+    let room = width.saturating_sub(1);
+    let mut kept = 0; // characters
+    let mut end = 0; // bytes
+    let mut chars = shown.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        let len = match (c, chars.peek().map(|&(_, n)| n)) {
+            ('\\', Some('x')) => 4,
+            ('\\', Some('u')) => 6,
+            ('\\', Some('U')) => 10,
+            ('\\', Some('\\')) => 2,
+            _ => 1,
+        };
+        if kept + len > room {
+            break;
+        }
+        for _ in 1..len {
+            chars.next();
+        }
+        kept += len;
+        end = chars.peek().map_or(shown.len(), |&(next, _)| next);
+    }
+    Cow::Owned(format!("{}+", &shown[..end]))
+}
+
 /// The exact bytes of a kernel name that is not valid UTF-8, in base64
 /// (RFC 4648, padded), for JSON's `<field>_base64`: its string has U+FFFD
 /// for them, so two such names could read alike. None for valid UTF-8.
@@ -396,6 +427,22 @@ mod json_tests {
             assert_eq!(printable(bytes), want, "{bytes:?}");
         }
         assert_eq!(printable(b"bad \xff"), "bad \\xff");
+    }
+
+    /// A cut name says it was cut, and never ends in half an escape.
+    #[test]
+    fn cut_names_are_marked_and_keep_escapes_whole() {
+        assert_eq!(cut_marked("short", 8), "short");
+        assert_eq!(cut_marked("exactly8", 8), "exactly8");
+        assert_eq!(cut_marked("averyverylongname", 8), "averyve+");
+        // `ab\x0acdef`: the escape would end past 7 characters: left out.
+        assert_eq!(cut_marked("abcde\\x0acdef", 8), "abcde+");
+        assert_eq!(cut_marked("ab\\x0acdefgh", 8), "ab\\x0ac+");
+        assert_eq!(cut_marked("abcdef\\\\gh", 8), "abcdef+");
+        assert_eq!(cut_marked("abcde\\\\gh", 8), "abcde\\\\+");
+        assert_eq!(cut_marked("a\\u202Ebcdefgh", 8), "a\\u202E+");
+        assert_eq!(cut_marked("日本語の名前です", 4), "日本語+");
+        assert_eq!(cut_marked("toolong", 0), "+");
     }
 
     #[test]

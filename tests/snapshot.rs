@@ -1072,7 +1072,7 @@ fn hostile_names_stay_exact_in_json_and_inert_in_the_table() {
         s.bind(os.fsencode(sys.argv[1]))\n\
         s.listen()\n\
         keep = [open(os.fsencode(p)) for p in sys.argv[2:]]\n\
-        open('/proc/self/comm', 'wb').write(b'py\\x1bq\\xff')\n\
+        open('/proc/self/comm', 'wb').write(b'py\\x1bq\\xff\\x1b\\x1b')\n\
         print('ready', flush=True)\n\
         sys.stdin.read()\n";
     let mut holder = Command::new("python3")
@@ -1094,7 +1094,7 @@ fn hostile_names_stay_exact_in_json_and_inert_in_the_table() {
     for backend in BACKENDS {
         let snap = snapshot(&["--backend", backend, "-p", &pid]);
         let row = &snap["tasks"][0];
-        assert_eq!(row["comm_base64"], b64(b"py\x1bq\xff"), "{backend}");
+        assert_eq!(row["comm_base64"], b64(b"py\x1bq\xff\x1b\x1b"), "{backend}");
         let files = row["files"].as_array().unwrap();
         let exact = |bytes: &[u8]| {
             files
@@ -1124,6 +1124,24 @@ fn hostile_names_stay_exact_in_json_and_inert_in_the_table() {
             !table
                 .chars()
                 .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+            "{backend}: {table:?}"
+        );
+        // Escaped, the name is wider than its column: cut whole escapes
+        // and marked.
+        let out = itersnap(&[
+            "--backend",
+            backend,
+            "-p",
+            &pid,
+            "--no-files",
+            "--columns",
+            "comm,pid",
+        ]);
+        let table = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            table
+                .lines()
+                .any(|l| l == format!("{:<15} {pid:>7}", "py\\x1bq\\xff+")),
             "{backend}: {table:?}"
         );
     }

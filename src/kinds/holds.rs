@@ -259,11 +259,7 @@ pub fn table_lines(name: Option<&[u8]>, user: &str, pid: u32, held: &Held, comm:
         }
     }
     // ps cuts a user name past 8 characters to 7 and a `+`.
-    let user = if user.chars().count() > 8 {
-        format!("{}+", user.chars().take(7).collect::<String>())
-    } else {
-        user.to_string()
-    };
+    let user = crate::text::cut_marked(user, 8);
     out.push_str(&format!(
         "{first:21}{user:<9} {pid:>5} {} {}",
         held.access.letters(),

@@ -993,19 +993,20 @@ pub fn table_line(
             line.push(' ');
         }
         let last = i + 1 == cols.len();
-        // Names too long for a column that is not the last, cut as ps
-        // cuts them: a user or group to `averyve+`, a task's name (its
-        // escaped bytes, `\x0a`, too) and a WCHAN at the column's edge.
-        // Command lines and paths stay whole.
-        if !last && cell.chars().count() > width {
-            match col {
-                Column::Process(ProcessColumn::User | ProcessColumn::Group) => {
-                    cell = cell.chars().take(width - 1).chain(['+']).collect();
-                }
-                Column::Comm | Column::Wchan | Column::Syscall => {
-                    cell = cell.chars().take(width).collect()
-                }
-                _ => {}
+        // Names too long for a column that is not the last, cut and marked
+        // as ps marks a user name, `averyve+`: a user, group, task name,
+        // WCHAN or syscall. Command lines and paths stay whole.
+        if !last
+            && matches!(
+                col,
+                Column::Process(ProcessColumn::User | ProcessColumn::Group)
+                    | Column::Comm
+                    | Column::Wchan
+                    | Column::Syscall
+            )
+        {
+            if let Cow::Owned(cut) = crate::text::cut_marked(&cell, width) {
+                cell = cut;
             }
         }
         // S is one letter, maybe wrapped in colour codes; the last column
@@ -1234,7 +1235,7 @@ mod tests {
         // The last column is free.
         let line = table_line(&t, Some(&p), &[Column::Pid, user], clock, "", Paint(false));
         assert!(line.ends_with("averyveryverylongname"), "{line}");
-        // An escaped name keeps its column too.
+        // An escaped name keeps its column too, marked as cut.
         t.comm = b"a\nname\xffwith\x01bytes".to_vec();
         let line = table_line(
             &t,
@@ -1244,7 +1245,7 @@ mod tests {
             "",
             Paint(false),
         );
-        assert_eq!(line, "a\\x0aname\\xffwi       1");
+        assert_eq!(line, "a\\x0aname\\xffw+       1");
     }
 
     #[test]
