@@ -113,6 +113,9 @@ union scratch {
 	char proc_slack[sizeof(struct proc_rec) + NAME_BUF];
 	struct begin_rec begin;
 	struct end_rec end;
+	/* A trigger's own details, and its task's command line. */
+	struct event_rec event;
+	struct cmdline_rec cmdline;
 };
 
 struct {

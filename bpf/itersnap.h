@@ -17,7 +17,7 @@
 #ifndef ITERSNAP_H
 #define ITERSNAP_H
 
-#define ITERSNAP_ABI 7
+#define ITERSNAP_ABI 8
 
 #define COMM_LEN 16
 
@@ -37,6 +37,7 @@ enum rec_kind {
 	REC_PROC = 7,	/* kinds/proc.h */
 	REC_CMDLINE = 8, /* kinds/cmdline.h */
 	REC_ACTIVITY = 9, /* kinds/activity.h */
+	REC_EVENT = 10,	/* kinds/event.h: the trigger's own details */
 };
 
 /* What fired a snapshot (struct begin_rec.trigger). */
@@ -63,6 +64,7 @@ struct rec_hdr {
 #include "kinds/proc.h"
 #include "kinds/cmdline.h"
 #include "kinds/activity.h"
+#include "kinds/event.h"
 
 /*
  * Sent when a trigger fires, followed by the records captured inside the

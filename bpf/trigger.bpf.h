@@ -528,8 +528,50 @@ static __always_inline void close_slot(struct snap_stats *st, __u64 emitted, __u
  * uses the per-CPU buffers or snapshot_seq meanwhile. `b` is the CPU's
  * scratch buffer, overwritten by the records: what it says is read first.
  */
+/*
+ * What a trigger program's context gives for the event record: the
+ * arguments (EVENT_ARGS in flags), a signal's siginfo, a tracefs record.
+ */
+struct event_in {
+	__u64 args[6];
+	__u32 flags;
+	struct kernel_siginfo *info;
+	void *record;
+};
+
+/*
+ * The event's own details, right after the begin_rec: its record
+ * (kinds/event.bpf.h), then the command line of the task it runs in, as
+ * it was at the event.
+ */
+static __always_inline void emit_event_details(union scratch *buf, const struct event_in *in,
+					       __u32 trigger)
+{
+	struct event_rec *e = &buf->event;
+	__u32 size;
+
+	event_begin(e);
+	if (in->record) {
+		event_record(e, in->record);
+	} else if (in->flags & EVENT_ARGS) {
+		for (int i = 0; i < 6; i++)
+			e->args[i] = in->args[i];
+		e->flags |= EVENT_ARGS;
+	}
+	if (e->flags & EVENT_ARGS)
+		event_pointees(e);
+	if (trigger == TRIGGER_SIGNAL)
+		event_siginfo(e, in->info);
+	if (cfg_event_exit)
+		event_exit(e);
+	emit(e, event_end(e), BPF_RB_NO_WAKEUP);
+	size = fill_cmdline_current(&buf->cmdline);
+	if (size)
+		emit(&buf->cmdline, size, BPF_RB_NO_WAKEUP);
+}
+
 static __always_inline void on_trigger(struct begin_rec *b, struct task_struct *target,
-				       __u32 trigger)
+				       __u32 trigger, const struct event_in *in)
 {
 	union scratch *buf = (union scratch *)b;
 	__u32 seq = b->hdr.seq;
@@ -555,6 +597,7 @@ static __always_inline void on_trigger(struct begin_rec *b, struct task_struct *
 		return;
 	}
 	if (!timer) {
+		emit_event_details(buf, in, trigger);
 		capture_process(event_current(), deadline);
 		capture_process(target, deadline);
 		all_tasks = capture_more(deadline, trigger);
@@ -579,7 +622,8 @@ static __always_inline void on_trigger(struct begin_rec *b, struct task_struct *
 	close_slot(st, ws.emitted, ws.dropped, end - start, flags);
 }
 
-static __always_inline int fire(__u32 trigger, __s32 arg, struct task_struct *target)
+static __always_inline int fire(__u32 trigger, __s32 arg, struct task_struct *target,
+				const struct event_in *in)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u64 id = bpf_get_current_pid_tgid();
@@ -612,7 +656,7 @@ static __always_inline int fire(__u32 trigger, __s32 arg, struct task_struct *ta
 	__builtin_memset(b->target_comm, 0, sizeof(b->target_comm));
 	if (target)
 		BPF_CORE_READ_STR_INTO(&b->target_comm, target, comm);
-	on_trigger(b, target, trigger);
+	on_trigger(b, target, trigger, in);
 	return 0;
 }
 
@@ -629,7 +673,21 @@ int BPF_PROG(on_signal, int sig, struct kernel_siginfo *info, struct task_struct
 		return 0;
 	if (!caller_selected())
 		return 0;
-	return fire(TRIGGER_SIGNAL, sig, task);
+	struct event_in in = { .info = info };
+
+	return fire(TRIGGER_SIGNAL, sig, task, &in);
+}
+
+/* A syscall's arguments from its saved registers (x86-64's convention). */
+static __always_inline void syscall_args(struct event_in *in, struct pt_regs *regs)
+{
+	in->args[0] = BPF_CORE_READ(regs, di);
+	in->args[1] = BPF_CORE_READ(regs, si);
+	in->args[2] = BPF_CORE_READ(regs, dx);
+	in->args[3] = BPF_CORE_READ(regs, r10);
+	in->args[4] = BPF_CORE_READ(regs, r8);
+	in->args[5] = BPF_CORE_READ(regs, r9);
+	in->flags = EVENT_ARGS;
 }
 
 SEC("tp_btf/sys_enter")
@@ -637,7 +695,10 @@ int BPF_PROG(on_syscall, struct pt_regs *regs, long id)
 {
 	if (id != cfg_trigger_arg || !caller_selected())
 		return 0;
-	return fire(TRIGGER_SYSCALL, id, NULL);
+	struct event_in in = {};
+
+	syscall_args(&in, regs);
+	return fire(TRIGGER_SYSCALL, id, NULL, &in);
 }
 
 /*
@@ -665,7 +726,10 @@ int BPF_PROG(on_syscall_exit, struct pt_regs *regs, long ret)
 	inode = BPF_CORE_READ(f, f_inode);
 	if (!is_hold_target(BPF_CORE_READ(inode, i_sb, s_dev), BPF_CORE_READ(inode, i_ino)))
 		return 0;
-	return fire(TRIGGER_SYSCALL, regs->orig_ax, NULL);
+	struct event_in in = {};
+
+	syscall_args(&in, regs);
+	return fire(TRIGGER_SYSCALL, regs->orig_ax, NULL, &in);
 }
 
 /*
@@ -678,7 +742,9 @@ int on_tracefs(void *ctx)
 {
 	if (!caller_selected())
 		return 0;
-	return fire(TRIGGER_TRACEPOINT, 0, NULL);
+	struct event_in in = { .record = ctx };
+
+	return fire(TRIGGER_TRACEPOINT, 0, NULL, &in);
 }
 
 /* Attached by name at run time: one program serves every tracepoint. */
@@ -687,7 +753,25 @@ int on_tracepoint(void *ctx)
 {
 	if (!caller_selected())
 		return 0;
-	return fire(TRIGGER_TRACEPOINT, 0, NULL);
+	/* Its arguments (TP_PROTO's), as many as it has: reading past them
+	 * would fail the attach. */
+	struct event_in in = {};
+	__u64 *args = ctx;
+
+	if (cfg_event_nargs > 0)
+		in.args[0] = args[0];
+	if (cfg_event_nargs > 1)
+		in.args[1] = args[1];
+	if (cfg_event_nargs > 2)
+		in.args[2] = args[2];
+	if (cfg_event_nargs > 3)
+		in.args[3] = args[3];
+	if (cfg_event_nargs > 4)
+		in.args[4] = args[4];
+	if (cfg_event_nargs > 5)
+		in.args[5] = args[5];
+	in.flags = cfg_event_nargs ? EVENT_ARGS : 0;
+	return fire(TRIGGER_TRACEPOINT, 0, NULL, &in);
 }
 
 /* Attached at run time to PATH:SYMBOL (and to --caller-pid, if given). */
@@ -696,14 +780,23 @@ int on_uprobe(struct pt_regs *ctx)
 {
 	if (!caller_selected())
 		return 0;
-	return fire(TRIGGER_UPROBE, 0, NULL);
+	/* The probed function's first six arguments, as bpftrace's arg0-5. */
+	struct event_in in = {
+		.args = { PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx),
+			  PT_REGS_PARM4(ctx), PT_REGS_PARM5(ctx), PT_REGS_PARM6(ctx) },
+		.flags = EVENT_ARGS,
+	};
+
+	return fire(TRIGGER_UPROBE, 0, NULL, &in);
 }
 
 /* Periodic sampling: a software clock perf event on one CPU (--interval). */
 SEC("perf_event")
 int on_timer(struct bpf_perf_event_data *ctx)
 {
-	return fire(TRIGGER_TIMER, 0, NULL);
+	struct event_in none = {};
+
+	return fire(TRIGGER_TIMER, 0, NULL, &none);
 }
 
 #endif /* TRIGGER_BPF_H */

@@ -19,6 +19,7 @@
 #include "kinds/proc.bpf.h"
 #include "kinds/cmdline.bpf.h"
 #include "kinds/map.bpf.h"
+#include "kinds/event.bpf.h"
 #include "select.bpf.h"
 
 #endif /* WALK_BPF_H */

@@ -5,6 +5,8 @@ use std::fs;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use crate::kinds::event;
+use crate::model::TriggerSpec;
 use anyhow::{bail, Result};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -122,6 +124,24 @@ impl KernelBtf {
         self.btf
             .type_by_name::<libbpf_rs::btf::BtfType<'_>>(name)
             .is_some()
+    }
+
+    /// The parameter names of the function `name` (its BTF prototype's),
+    /// if the kernel has it.
+    pub fn func_params(&self, name: &str) -> Option<Vec<String>> {
+        use libbpf_rs::btf::types::{Func, FuncProto};
+        use libbpf_rs::btf::ReferencesType as _;
+        let func = self.btf.type_by_name::<Func<'_>>(name)?;
+        let proto = FuncProto::try_from(func.referenced_type()).ok()?;
+        Some(
+            proto
+                .iter()
+                .map(|p| {
+                    p.name
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+                })
+                .collect(),
+        )
     }
 
     /// (name, value) of every member of the C enum `name`.
@@ -253,9 +273,11 @@ pub fn maps_unsupported(btf: &dyn HasName) -> Option<&'static str> {
 
 const TRACEFS_ROOTS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
-/// How a tracepoint is attached: as a raw tracepoint (the kernel's BTF has
-/// its btf_trace_NAME: every TRACE_EVENT), else through tracefs (events
-/// with no raw tracepoint, as the syscalls: category's).
+/// How a tracepoint is attached: through tracefs where it is mounted and
+/// has the event (a perf tracepoint program, whose record's fields its
+/// format file names), else as a raw tracepoint (the kernel's BTF has its
+/// btf_trace_NAME: every TRACE_EVENT; its arguments named by its
+/// prototype).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TracepointKind {
     Raw,
@@ -281,11 +303,15 @@ pub fn check_tracepoint(btf: &dyn HasName, category: &str, name: &str) -> Result
     let in_tracefs = tracefs
         .as_ref()
         .is_some_and(|events| events.join(category).join(name).is_dir());
-    if btf.has(&format!("btf_trace_{name}")) && (tracefs.is_none() || in_tracefs) {
+    // tracefs's event where it has one: its record's fields are named by its
+    // format file (the event's details); else the raw tracepoint by name.
+    if in_tracefs {
+        return Ok(TracepointKind::Tracefs);
+    }
+    if btf.has(&format!("btf_trace_{name}")) && tracefs.is_none() {
         return Ok(TracepointKind::Raw);
     }
     match &tracefs {
-        Some(_) if in_tracefs => Ok(TracepointKind::Tracefs),
         Some(events) if !events.join(category).is_dir() => bail!(
             "unknown tracepoint category '{category}' (see {}){syscall_hint}",
             events.display()
@@ -300,6 +326,39 @@ pub fn check_tracepoint(btf: &dyn HasName, category: &str, name: &str) -> Result
         None => bail!(
             "unknown tracepoint '{category}:{name}': the kernel's BTF has no btf_trace_{name}, and tracefs is not mounted"
         ),
+    }
+}
+
+/// What a trigger reads inside its event and what names it
+/// (kinds/event.rs): a syscall's signature; a tracefs tracepoint's format
+/// file; a raw tracepoint's prototype, from the kernel's BTF (its
+/// `__bpf_trace_NAME`, whose first parameter is the probe's own data).
+pub fn event_setup(spec: &TriggerSpec, tracefs: bool) -> event::Setup {
+    match spec {
+        TriggerSpec::Syscall { name, .. } => event::Setup::syscall(name),
+        TriggerSpec::Tracepoint { category, name } if tracefs => TRACEFS_ROOTS
+            .iter()
+            .find_map(|root| {
+                std::fs::read_to_string(
+                    Path::new(root)
+                        .join("events")
+                        .join(category)
+                        .join(name)
+                        .join("format"),
+                )
+                .ok()
+            })
+            .map(|format| event::Setup::tracefs(category, name, &format))
+            .unwrap_or_default(),
+        TriggerSpec::Tracepoint { name, .. } => {
+            let args = KernelBtf::load()
+                .ok()
+                .and_then(|btf| btf.func_params(&format!("__bpf_trace_{name}")))
+                .map(|params| params.into_iter().skip(1).collect())
+                .unwrap_or_default();
+            event::Setup::raw_tracepoint(name, args)
+        }
+        _ => event::Setup::default(),
     }
 }
 

@@ -78,6 +78,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
         targets: Vec::new(),
         color: false,
     };
+    let event_names = kinds::event::Names::default();
     let mut previous = None;
     for (i, spec) in specs.iter().enumerate() {
         let (records, error) = record::decode_all(bytes);
@@ -117,6 +118,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
             cmdlines: true,
             maps: i % 2 == 1,
             user_names: false,
+            event_names: &event_names,
         };
         let snap = snapshot::assemble(raw, &ctx, (1, 2, 3));
         let _ = printer_table.write(sink, &snap);

@@ -13,6 +13,7 @@ use std::fmt;
 
 use crate::kinds::activity::{self, ActivityRec};
 use crate::kinds::cmdline::{self, CmdlineRec};
+use crate::kinds::event::{self, EventRec};
 use crate::kinds::files::{self, FileRec};
 use crate::kinds::process::{self, ProcRec};
 use crate::kinds::sockets::{self, SockRec};
@@ -30,6 +31,7 @@ pub const REC_SOCKET: u16 = 6;
 pub const REC_PROC: u16 = 7;
 pub const REC_CMDLINE: u16 = 8;
 pub const REC_ACTIVITY: u16 = 9;
+pub const REC_EVENT: u16 = 10;
 
 pub const BEGIN_SIZE: usize = 96;
 pub const END_SIZE: usize = 56;
@@ -85,6 +87,8 @@ pub enum Record {
     Proc(Box<ProcRec>),
     Cmdline(CmdlineRec),
     Activity(ActivityRec),
+    /// The trigger's own details (kinds/event.rs).
+    Event(Box<EventRec>),
     Begin(BeginRec),
     End(EndRec),
 }
@@ -99,6 +103,7 @@ impl Record {
             Record::Proc(r) => r.seq,
             Record::Cmdline(r) => r.seq,
             Record::Activity(r) => r.seq,
+            Record::Event(r) => r.seq,
             Record::Begin(r) => r.seq,
             Record::End(r) => r.seq,
         }
@@ -149,6 +154,7 @@ pub fn decode_one(buf: &[u8], offset: usize) -> Result<(Option<Record>, usize), 
         REC_PROC => process::decode(&f, seq).map(|r| Record::Proc(Box::new(r))),
         REC_CMDLINE => cmdline::decode(&f, seq).map(Record::Cmdline),
         REC_ACTIVITY => activity::decode(&f, seq).map(Record::Activity),
+        REC_EVENT => event::decode(&f, seq).map(|r| Record::Event(Box::new(r))),
         REC_BEGIN => decode_begin(&f, seq),
         REC_END => decode_end(&f, seq),
         _ => return Ok((None, size)),
@@ -476,6 +482,7 @@ mod corpus_tests {
                 Record::Proc(_) => b'P',
                 Record::Cmdline(_) => b'C',
                 Record::Activity(_) => b'A',
+                Record::Event(_) => b'V',
                 Record::End(_) => b'E',
             })
             .collect();
@@ -663,6 +670,25 @@ mod seeds {
         b
     }
 
+    /// `struct event_rec` (bpf/kinds/event.h), with only the used bytes.
+    fn event(r: &EventRec) -> Vec<u8> {
+        use crate::kinds::event::EVENT_HDR_SIZE;
+        let mut b = vec![0u8; (EVENT_HDR_SIZE + r.data.len()).div_ceil(8) * 8];
+        hdr(&mut b, REC_EVENT, r.seq);
+        put(&mut b, 8, &r.flags.to_ne_bytes());
+        put(&mut b, 12, &(r.data.len() as u32).to_ne_bytes());
+        for (i, arg) in r.args.iter().enumerate() {
+            put(&mut b, 16 + 8 * i, &arg.to_ne_bytes());
+        }
+        put(&mut b, 64, &r.exit_code.to_ne_bytes());
+        put(&mut b, 68, &r.si_errno.to_ne_bytes());
+        put(&mut b, 72, &r.si_code.to_ne_bytes());
+        put(&mut b, 76, &r.record_len.to_ne_bytes());
+        put(&mut b, 80, &r.si_fields);
+        put(&mut b, EVENT_HDR_SIZE, &r.data);
+        b
+    }
+
     /// `struct cmdline_rec` (bpf/kinds/cmdline.h), with only the used bytes.
     fn cmdline(r: &CmdlineRec) -> Vec<u8> {
         use crate::kinds::cmdline::CMDLINE_HDR_SIZE;
@@ -691,6 +717,7 @@ mod seeds {
             Record::Proc(p) => proc(p),
             Record::Cmdline(c) => cmdline(c),
             Record::Activity(a) => activity(a),
+            Record::Event(e) => event(e),
             Record::Begin(b) => begin(b),
             Record::End(e) => end(e),
         }

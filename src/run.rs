@@ -286,6 +286,7 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
     let on_open_of_targets = !req.targets.is_empty()
         && matches!(&spec, TriggerSpec::Syscall { name, .. } if OPEN_SYSCALLS.contains(&name.as_str()));
     let event_budget = req.event_budget.unwrap_or(backend::DEFAULT_EVENT_BUDGET);
+    let event = features::event_setup(&spec, tracefs);
     let trig = TriggerOptions {
         count: if spec.is_oneshot() {
             Some(1)
@@ -302,6 +303,7 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
         event_budget,
         on_open_of_targets,
         tracefs,
+        event,
     };
     Ok((walk, trig))
 }
@@ -564,6 +566,7 @@ fn context<'a>(
         cmdlines: walk.cmdlines,
         maps: walk.maps,
         user_names: true,
+        event_names: &trig.event.names,
     }
 }
 

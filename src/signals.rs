@@ -94,6 +94,93 @@ pub fn parse(s: &str) -> Result<i32, String> {
     parsed.ok_or_else(bad)
 }
 
+/// A siginfo's si_code by name, as sigaction(2) names them: the generic
+/// codes for any signal (SI_USER from kill(), SI_TKILL from tgkill(),
+/// SI_KERNEL), else the signal's own (SEGV_MAPERR, CLD_EXITED, ...).
+pub fn code_name(signal: i32, code: i32) -> String {
+    let generic = match code {
+        0 => Some("SI_USER"),
+        0x80 => Some("SI_KERNEL"),
+        -1 => Some("SI_QUEUE"),
+        -2 => Some("SI_TIMER"),
+        -3 => Some("SI_MESGQ"),
+        -4 => Some("SI_ASYNCIO"),
+        -5 => Some("SI_SIGIO"),
+        -6 => Some("SI_TKILL"),
+        -7 => Some("SI_DETHREAD"),
+        -60 => Some("SI_ASYNCNL"),
+        _ => None,
+    };
+    let own: &[&str] = match signal {
+        4 => &[
+            "ILL_ILLOPC",
+            "ILL_ILLOPN",
+            "ILL_ILLADR",
+            "ILL_ILLTRP",
+            "ILL_PRVOPC",
+            "ILL_PRVREG",
+            "ILL_COPROC",
+            "ILL_BADSTK",
+        ],
+        5 => &[
+            "TRAP_BRKPT",
+            "TRAP_TRACE",
+            "TRAP_BRANCH",
+            "TRAP_HWBKPT",
+            "TRAP_UNK",
+        ],
+        7 => &[
+            "BUS_ADRALN",
+            "BUS_ADRERR",
+            "BUS_OBJERR",
+            "BUS_MCEERR_AR",
+            "BUS_MCEERR_AO",
+        ],
+        8 => &[
+            "FPE_INTDIV",
+            "FPE_INTOVF",
+            "FPE_FLTDIV",
+            "FPE_FLTOVF",
+            "FPE_FLTUND",
+            "FPE_FLTRES",
+            "FPE_FLTINV",
+            "FPE_FLTSUB",
+        ],
+        11 => &[
+            "SEGV_MAPERR",
+            "SEGV_ACCERR",
+            "SEGV_BNDERR",
+            "SEGV_PKUERR",
+            "SEGV_ACCADI",
+            "SEGV_ADIDERR",
+            "SEGV_ADIPERR",
+            "SEGV_MTEAERR",
+            "SEGV_MTESERR",
+            "SEGV_CPERR",
+        ],
+        17 => &[
+            "CLD_EXITED",
+            "CLD_KILLED",
+            "CLD_DUMPED",
+            "CLD_TRAPPED",
+            "CLD_STOPPED",
+            "CLD_CONTINUED",
+        ],
+        29 => &[
+            "POLL_IN", "POLL_OUT", "POLL_MSG", "POLL_ERR", "POLL_PRI", "POLL_HUP",
+        ],
+        31 => &["SYS_SECCOMP", "SYS_USER_DISPATCH"],
+        _ => &[],
+    };
+    match generic {
+        Some(name) => name.to_string(),
+        None => usize::try_from(code)
+            .ok()
+            .and_then(|c| own.get(c.wrapping_sub(1)))
+            .map_or_else(|| format!("code {code}"), |n| n.to_string()),
+    }
+}
+
 /// 10 → "SIGUSR1"; real-time signals as SIGRTMIN+n.
 pub fn name(n: i32) -> String {
     if let Some((name, _)) = NAMES_LIST.iter().find(|(_, v)| *v == n) {

@@ -10,6 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::kinds::activity::{Activity, ActivityRec};
 use crate::kinds::cmdline::{Cmdline, CmdlineRec};
+use crate::kinds::event::{self, EventRec};
 use crate::kinds::files::{self, FileEntry};
 use crate::kinds::holds::{self, Held, Target};
 use crate::kinds::maps;
@@ -66,6 +67,14 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// The signal of a signal trigger.
+    pub fn signal(&self) -> Option<i32> {
+        match self {
+            Trigger::Signal { signal, .. } => Some(*signal),
+            _ => None,
+        }
+    }
+
     /// Names from the user's trigger spec, the rest from the kernel's begin_rec.
     pub fn from_event(spec: &TriggerSpec, begin: Option<&BeginRec>) -> Trigger {
         let Some(b) = begin else {
@@ -181,6 +190,9 @@ pub struct WalkInfo {
     /// Events the kernel did not run the trigger for since the previous
     /// snapshot (another BPF program was running on that CPU).
     pub missed: u64,
+    /// The event's own details (its arguments, exit code, siginfo,
+    /// tracepoint fields), read inside it.
+    pub details: Option<event::Details>,
 }
 
 /// Which tasks were captured inside the event and which after, and when.
@@ -284,6 +296,9 @@ pub struct Context<'a> {
     /// Look up user and group names (not for output that must not depend
     /// on the machine's user database: the tests' renderings).
     pub user_names: bool,
+    /// What names the event's details: a raw tracepoint's arguments, a
+    /// tracefs tracepoint's fields.
+    pub event_names: &'a event::Names,
 }
 
 /// One task of a snapshot (a process, or a thread with `--threads`) and
@@ -352,8 +367,10 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
     let mut counts = record_counts(&raw);
     let problems = problems(&raw, ctx);
     let ktime_ns = raw.ktime_ns;
-    let gathered = gather(raw.records, ktime_ns, &mut info.capture);
+    let mut gathered = gather(raw.records, ktime_ns, &mut info.capture);
+    let event = gathered.event.take();
     let rows = rows(gathered, ctx, ktime_ns, &mut counts);
+    info.details = event.map(|e| event_details(&e, &info.trigger, ctx, &rows));
     Snapshot {
         info,
         rows,
@@ -396,6 +413,7 @@ fn walk_info(raw: &RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -> 
         skipped_gap: skipped.0,
         skipped_busy: skipped.1,
         missed: skipped.2,
+        details: None,
     }
 }
 
@@ -428,6 +446,8 @@ struct Gathered {
     activities: HashMap<u32, ActivityRec>,
     /// Socket records not right after their file's (pid, fd).
     sockets: HashMap<(u32, i32), Socket>,
+    /// The trigger's own details.
+    event: Option<Box<EventRec>>,
 }
 
 /// Records by process, stacks by thread; counts in `capture` which tasks
@@ -440,6 +460,7 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
     let mut activities: HashMap<u32, ActivityRec> = HashMap::new();
     let mut sockets: HashMap<(u32, i32), Socket> = HashMap::new();
     let mut run: Option<(u32, ProcessParts)> = None;
+    let mut event = None;
     for rec in Shrinking::new(records) {
         match rec {
             Record::Task(t) => {
@@ -489,6 +510,9 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
                 .cmdline
                 .get_or_insert_with(Vec::new)
                 .push(c),
+            Record::Event(e) => {
+                event.get_or_insert(e);
+            }
             Record::Begin(_) | Record::End(_) => {}
         }
     }
@@ -498,6 +522,7 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
         stacks,
         activities,
         sockets,
+        event,
     }
 }
 
@@ -573,6 +598,7 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         mut stacks,
         mut activities,
         mut sockets,
+        event: _,
     } = g;
     let mut rows = Vec::with_capacity(procs.len());
     for (tgid, mut proc) in procs {
@@ -735,10 +761,11 @@ fn process_of(
         p.maps = Some(Vec::new());
     }
     p.cmdline = cmdline.map(Cmdline::join);
-    p.cmdline_read = ctx.cmdlines;
-    // Read by iterators only: after the event, even for its own tasks.
+    p.cmdline_read = ctx.cmdlines || p.cmdline.is_some();
+    // Read by iterators, after the event, but the event's own task's when
+    // it could be read whole inside it.
     if leader.in_event() {
-        if p.cmdline.is_some() {
+        if p.cmdline.as_ref().is_some_and(|c| !c.in_event) {
             p.read_after_event.push("cmdline");
         }
         if p.maps.is_some() {
@@ -746,6 +773,44 @@ fn process_of(
         }
     }
     p
+}
+
+/// The event's details, named from the trigger, its fd arguments' files
+/// from its caller's row (captured in the event).
+fn event_details(
+    rec: &EventRec,
+    trigger: &Trigger,
+    ctx: &Context<'_>,
+    rows: &[Row],
+) -> event::Details {
+    let (syscall, signal, caller) = match trigger {
+        Trigger::Syscall { name, caller, .. } => (Some(name.as_str()), None, Some(caller.pid)),
+        Trigger::Signal { signal, sender, .. } => (None, Some(*signal), Some(sender.pid)),
+        // syscalls:sys_enter_NAME: NAME's arguments, as --on-syscall's.
+        Trigger::Tracepoint { name, caller } => (
+            name.strip_prefix("syscalls:sys_enter_"),
+            None,
+            Some(caller.pid),
+        ),
+        Trigger::Uprobe { caller, .. } => (None, None, Some(caller.pid)),
+        _ => (None, None, None),
+    };
+    let files = caller
+        .and_then(|pid| {
+            rows.iter()
+                .find(|r| r.task.pid == pid && !r.files.is_empty())
+        })
+        .map_or(&[][..], |r| &r.files[..]);
+    event::Details::from_record(
+        rec,
+        &event::Context {
+            syscall,
+            signal,
+            arg_names: &ctx.event_names.args,
+            record_fields: &ctx.event_names.fields,
+            files,
+        },
+    )
 }
 
 /// Why the snapshot is incomplete, if it is.

@@ -2,8 +2,9 @@
 /*
  * Command lines: the bytes /proc/PID/cmdline gives (get_mm_cmdline() in
  * fs/proc/base.c), read from the process's memory with
- * bpf_copy_from_user_task(), which may fault pages in and so sleeps: only
- * the sleepable iterator of complete.bpf.h calls this, after the event.
+ * bpf_copy_from_user_task(), which may fault pages in and so sleeps: the
+ * sleepable iterator of complete.bpf.h, after the event. Inside the event
+ * only the event's own task's, from its own context (fill_cmdline_current).
  */
 #ifndef ITERSNAP_KIND_CMDLINE_BPF_H
 #define ITERSNAP_KIND_CMDLINE_BPF_H
@@ -92,6 +93,57 @@ static __always_inline __u32 fill_cmdline_chunk(struct task_struct *t, struct cm
 		n = 0;
 	}
 	r->len = n;
+	r->taken_ns = bpf_ktime_get_ns();
+	n = offsetof(struct cmdline_rec, data) + ((n + 7) & ~7);
+	set_hdr(&r->hdr, REC_CMDLINE, n);
+	return n;
+}
+
+/*
+ * The command line of the task the event runs in (current), read inside
+ * the event with bpf_probe_read_user(), which cannot fault a page in: the
+ * command line it had at the event, even if it then execs or exits. Only a
+ * whole one is sent (one chunk, every byte read), marked CMDLINE_IN_EVENT;
+ * a longer one, or one not in memory, is left to the iterator after the
+ * event, which reads it whole: never half of each. Returns the record's
+ * size, or 0.
+ */
+static __always_inline __u32 fill_cmdline_current(struct cmdline_rec *r)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct mm_struct *mm = BPF_CORE_READ(t, mm);
+	__u64 start, end, env_start, env_end, n;
+	__u16 flags = CMDLINE_IN_EVENT;
+	char last = 0;
+
+	/* A kernel thread has none (and its borrowed mm is not its own: it
+	 * has no arg_start there either). */
+	if (!mm)
+		return 0;
+	start = BPF_CORE_READ(mm, arg_start);
+	end = BPF_CORE_READ(mm, arg_end);
+	if (start >= end || bpf_probe_read_user(&last, 1, (void *)(end - 1)))
+		return 0;
+	n = end - start;
+	if (last) {
+		/* setproctitle(): as cmdline_span() reads it. */
+		env_start = BPF_CORE_READ(mm, env_start);
+		env_end = BPF_CORE_READ(mm, env_end);
+		if (env_start != end || env_end < env_start)
+			env_end = end;
+		n = env_end - start;
+		if (n > CMDLINE_CHUNK)
+			n = CMDLINE_CHUNK;
+		flags |= CMDLINE_PROCTITLE;
+	}
+	barrier_var(n);
+	if (!n || n > CMDLINE_CHUNK || bpf_probe_read_user(r->data, n, (void *)start))
+		return 0;
+	r->pid = BPF_CORE_READ(t, tgid);
+	r->offset = 0;
+	r->total = n;
+	r->len = n;
+	r->flags = flags;
 	r->taken_ns = bpf_ktime_get_ns();
 	n = offsetof(struct cmdline_rec, data) + ((n + 7) & ~7);
 	set_hdr(&r->hdr, REC_CMDLINE, n);

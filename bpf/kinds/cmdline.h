@@ -3,8 +3,9 @@
  * Command lines: the layout of the command-line record (REC_CMDLINE), the
  * bytes /proc/PID/cmdline gives, in chunks of up to CMDLINE_CHUNK. They
  * live in the process's own memory, which only a sleepable iterator can
- * read (bpf_copy_from_user_task(), Linux 5.18+): they are always read after
- * the event, never in it. kinds/cmdline.bpf.h fills it; src/kinds/cmdline.rs
+ * read (bpf_copy_from_user_task(), Linux 5.18+), after the event; only the
+ * event's own task's, in its own context, can be read inside it
+ * (bpf_probe_read_user(), when its pages are in memory). kinds/cmdline.bpf.h fills it; src/kinds/cmdline.rs
  * decodes and joins the chunks. Plain C, included by itersnap.h.
  */
 #ifndef ITERSNAP_KIND_CMDLINE_H
@@ -20,6 +21,9 @@ enum cmdline_flags {
 	CMDLINE_PROCTITLE = 1 << 0,
 	CMDLINE_FAULT = 1 << 1,	    /* a read of the process's memory failed */
 	CMDLINE_TRUNCATED = 1 << 2, /* longer than CMDLINE_CHUNKS chunks */
+	/* Read inside the event, from the event's own task (the whole
+	 * command line: one chunk). */
+	CMDLINE_IN_EVENT = 1 << 3,
 };
 
 struct cmdline_rec {

@@ -108,6 +108,15 @@ macro_rules! configure_rodata {
             n = i + 1;
         }
         rodata.cfg_hold_n = n as u32;
+        let event = &trig.event;
+        rodata.cfg_event_strs = event.reads.strs;
+        rodata.cfg_event_argv = event.reads.argv;
+        rodata.cfg_event_addr = event.reads.addr;
+        rodata.cfg_event_addrlen = event.reads.addrlen;
+        rodata.cfg_event_exit = u32::from(event.exit);
+        rodata.cfg_event_nargs = event.nargs;
+        rodata.cfg_event_record = event.record_len;
+        rodata.cfg_event_record_args = event.record_args.map_or(0, |at| at + 1);
     }};
 }
 pub(crate) use configure_rodata;

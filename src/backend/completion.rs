@@ -22,6 +22,7 @@ use anyhow::{Context, Result};
 use libbpf_rs::libbpf_sys as sys;
 
 use super::monotonic_ns;
+use crate::kinds::cmdline::CMDLINE_IN_EVENT;
 use crate::kinds::files::settle_path;
 use crate::kinds::holds::Target;
 use crate::kinds::process::FD_TXT;
@@ -811,8 +812,13 @@ pub fn merge(in_event: Vec<Record>, mut after: Vec<Record>, lost: bool) -> Vec<R
     let mut fds = HashSet::new();
     let mut sockets = HashSet::new();
     let mut procs = HashSet::new();
+    let mut cmdlines = HashSet::new();
     for rec in &in_event {
         match rec {
+            // The event's own task's command line, read whole in the event.
+            Record::Cmdline(c) if c.flags & CMDLINE_IN_EVENT != 0 => {
+                cmdlines.insert(c.pid);
+            }
             Record::Proc(p) => {
                 procs.insert(p.pid);
             }
@@ -866,8 +872,8 @@ pub fn merge(in_event: Vec<Record>, mut after: Vec<Record>, lost: bool) -> Vec<R
                         .is_none_or(|&upto| u32::try_from(s.fd).is_ok_and(|fd| fd >= upto))
             }
             Record::Proc(p) => !procs.contains(&p.pid),
-            Record::Cmdline(_) => true,
-            Record::Begin(_) | Record::End(_) => false,
+            Record::Cmdline(c) => !cmdlines.contains(&c.pid),
+            Record::Event(_) | Record::Begin(_) | Record::End(_) => false,
         };
         if keep {
             out.push(rec);

@@ -84,6 +84,9 @@ pub struct TriggerOptions {
     /// A tracepoint that is tracefs's only (no raw tracepoint of its name:
     /// syscalls:*): a perf tracepoint program (`on_tracefs`).
     pub tracefs: bool,
+    /// What the trigger reads inside the event for its details, and what
+    /// names them.
+    pub event: crate::kinds::event::Setup,
 }
 
 /// The default --event-budget: short enough that the worst latency

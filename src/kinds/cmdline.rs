@@ -16,6 +16,7 @@ pub const CMDLINE_CHUNK: usize = 4096;
 pub const CMDLINE_PROCTITLE: u16 = 1 << 0;
 pub const CMDLINE_FAULT: u16 = 1 << 1;
 pub const CMDLINE_TRUNCATED: u16 = 1 << 2;
+pub const CMDLINE_IN_EVENT: u16 = 1 << 3;
 
 /// One `struct cmdline_rec`, decoded: a chunk of a command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +61,8 @@ pub struct Cmdline {
     /// Its length as /proc reads it (what `truncated` leaves out is the
     /// rest), 0 if unknown.
     pub total: usize,
+    /// Read inside the event, from the event's own task: as it was then.
+    pub in_event: bool,
 }
 
 impl Cmdline {
@@ -80,6 +83,7 @@ impl Cmdline {
             out.truncated |= c.flags & CMDLINE_TRUNCATED != 0;
             out.fault |= c.flags & CMDLINE_FAULT != 0;
         }
+        out.in_event = !chunks.is_empty() && chunks.iter().all(|c| c.flags & CMDLINE_IN_EVENT != 0);
         if chunks
             .first()
             .is_some_and(|c| c.flags & CMDLINE_PROCTITLE != 0)

@@ -12,6 +12,7 @@
 
 pub mod activity;
 pub mod cmdline;
+pub mod event;
 pub mod files;
 pub mod holds;
 pub mod maps;

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::rfc3339;
 use crate::diff::{Diff, FileChange};
-use crate::kinds::{files, holds, process, stacks, task};
+use crate::kinds::{event, files, holds, process, stacks, task};
 use crate::snapshot::{Actor, Row, Snapshot, Trigger};
 
 #[derive(Serialize)]
@@ -132,10 +132,12 @@ fn actor(a: &Actor) -> Value {
     v
 }
 
-/// `type` and `description` always; the event's details by type.
-fn trigger_json(t: &Trigger, cpu: Option<u32>) -> Value {
+/// `type` and `description` always; the event's details by type, and
+/// what it read inside the event (its arguments, exit code, siginfo,
+/// tracepoint fields: kinds/event.rs).
+fn trigger_json(t: &Trigger, cpu: Option<u32>, details: Option<&event::Details>) -> Value {
     let mut v = json!({ "type": t.kind(), "description": t.describe() });
-    let details = match t {
+    let details_json = match t {
         Trigger::Signal {
             signal,
             sender,
@@ -156,10 +158,15 @@ fn trigger_json(t: &Trigger, cpu: Option<u32>) -> Value {
         Trigger::Timer { period } => json!({ "interval_ns": period.as_nanos() as u64 }),
         Trigger::OneShot | Trigger::Unknown => json!({}),
     };
-    if let (Value::Object(map), Value::Object(extra)) = (&mut v, details) {
+    if let (Value::Object(map), Value::Object(extra)) = (&mut v, details_json) {
         map.extend(extra);
         if let Some(cpu) = cpu {
             map.insert("cpu".into(), cpu.into());
+        }
+        if let Some(d) = details {
+            map.extend(d.json(&crate::signals::name, &|code| {
+                crate::signals::code_name(t.signal().unwrap_or(0), code)
+            }));
         }
     }
     v
@@ -238,7 +245,11 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, diff: Option<&Diff>) -> io::Res
         seq: snap.info.seq,
         time: rfc3339(snap.info.wall_time),
         ktime_ns: snap.info.ktime_ns,
-        trigger: trigger_json(&snap.info.trigger, snap.info.cpu),
+        trigger: trigger_json(
+            &snap.info.trigger,
+            snap.info.cpu,
+            snap.info.details.as_ref(),
+        ),
         backend: snap.info.backend,
         after_event: snap.info.after_event,
         capture: {

@@ -315,9 +315,33 @@ fn write_holders(w: &mut dyn Write, snap: &Snapshot, targets: &[Vec<u8>]) -> io:
     Ok(())
 }
 
+/// The event's own details under the header, strace-like: `  openat(
+/// AT_FDCWD, "/etc/passwd", O_RDONLY|O_CLOEXEC, 0)`, `  exit status 3`.
+fn details_line(snap: &Snapshot) -> Option<String> {
+    let t = &snap.info.trigger;
+    let call = match t {
+        crate::snapshot::Trigger::Syscall { name, .. } => Some(name.as_str()),
+        crate::snapshot::Trigger::Tracepoint { name, .. } => {
+            name.strip_prefix("syscalls:sys_enter_")
+        }
+        _ => None,
+    };
+    let text = snap
+        .info
+        .details
+        .as_ref()?
+        .text(call, &crate::signals::name, &|code| {
+            crate::signals::code_name(t.signal().unwrap_or(0), code)
+        })?;
+    Some(format!("  {text}"))
+}
+
 pub fn write(w: &mut dyn Write, snap: &Snapshot, p: &Printer) -> io::Result<()> {
     let (threads, tree, paint) = (p.threads, p.tree, Paint(p.color));
     writeln!(w, "{}", header_line(snap))?;
+    if let Some(line) = details_line(snap) {
+        writeln!(w, "{line}")?;
+    }
     if !snap.complete() {
         writeln!(
             w,
@@ -488,6 +512,7 @@ mod tests {
             cmdlines: true,
             maps: false,
             user_names: false,
+            event_names: &Default::default(),
         };
         snapshot::assemble(raw, &ctx, (0, 0, 0))
     }
