@@ -55,6 +55,11 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
         TriggerSpec::Interval {
             period: Duration::from_millis(100),
         },
+        // The event's arguments by a signature: paths, argv, an address.
+        TriggerSpec::Syscall {
+            name: "execve".into(),
+            nr: 59,
+        },
     ];
     let printer_table = output::Printer {
         format: output::OutputFormat::Table,
@@ -78,7 +83,14 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
         targets: Vec::new(),
         color: false,
     };
-    let event_names = kinds::event::Names::default();
+    // A tracefs record's fields: a pid and a name.
+    let event_names = kinds::event::Names {
+        args: Vec::new(),
+        fields: kinds::event::parse_format(
+            "\tfield:int pid;\toffset:0;\tsize:4;\tsigned:1;\n\
+             \tfield:char comm[8];\toffset:4;\tsize:8;\tsigned:0;\n",
+        ),
+    };
     let mut previous = None;
     for (i, spec) in specs.iter().enumerate() {
         let (records, error) = record::decode_all(bytes);

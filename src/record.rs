@@ -486,7 +486,7 @@ mod corpus_tests {
                 Record::End(_) => b'E',
             })
             .collect();
-        assert_eq!(kinds, b"BTTTFFFKFFFFFKFKSSAAPFFFCCFFPE");
+        assert_eq!(kinds, b"BVTTTFFFKFFFFFKFKSSAAPFFFCCFFPE");
     }
 }
 
@@ -872,8 +872,41 @@ mod seeds {
         ]
     }
 
+    /// The signal's own details: its siginfo (kill() from pid 7, uid
+    /// 1000), six arguments, a tracefs record of 12 bytes, and items after
+    /// it: a path (not UTF-8), two argv elements (one cut), a socket
+    /// address (127.0.0.1:8080).
+    fn event_details(seq: u32) -> Record {
+        let mut data = vec![0u8; 12];
+        data[..4].copy_from_slice(&7u32.to_ne_bytes());
+        let mut item = |src: u8, flags: u8, bytes: &[u8]| {
+            data.extend_from_slice(&(bytes.len() as u16).to_ne_bytes());
+            data.extend_from_slice(&[src, flags]);
+            data.extend_from_slice(bytes);
+            data.resize(data.len().div_ceil(4) * 4, 0);
+        };
+        item(0, 0, b"/tmp/\xffodd\0");
+        item(event::ITEM_ARGV, 0, b"cat\0");
+        item(event::ITEM_ARGV, event::ITEM_CUT, b"long\0");
+        item(event::ITEM_ADDR, 0, &[2, 0, 0x1f, 0x90, 127, 0, 0, 1]);
+        let mut si_fields = [0u8; 16];
+        si_fields[..4].copy_from_slice(&7i32.to_ne_bytes());
+        si_fields[4..8].copy_from_slice(&1000u32.to_ne_bytes());
+        Record::Event(Box::new(EventRec {
+            seq,
+            flags: event::EVENT_ARGS | event::EVENT_SIGINFO | event::EVENT_RECORD,
+            args: [0xffff_ff9c, 0x7ffd_0000, 0x80000, 0, 1, 2],
+            exit_code: 0,
+            si_errno: 0,
+            si_code: 0,
+            record_len: 12,
+            si_fields,
+            data,
+        }))
+    }
+
     fn open_coded_snapshot() -> Vec<Record> {
-        let mut recs = vec![signal_begin(1)];
+        let mut recs = vec![signal_begin(1), event_details(1)];
         // Every id distinct, as after setresuid(1000, 0, 1001), setfsuid(1002).
         recs.push(Record::Task(Box::new(TaskRec {
             capture: CAPTURE_IN_EVENT_FILES,

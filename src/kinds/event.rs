@@ -1263,3 +1263,126 @@ fn field_text(v: &FieldValue) -> String {
         FieldValue::Bytes(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The decoder's offsets are those of the C struct the BPF compiler built.
+    #[test]
+    fn layout_matches_the_bpf_header() {
+        use crate::bpf::seqiter::types::event_rec;
+        use std::mem::{offset_of, size_of};
+        assert_eq!(offset_of!(event_rec, flags), 8);
+        assert_eq!(offset_of!(event_rec, data_len), 12);
+        assert_eq!(offset_of!(event_rec, args), 16);
+        assert_eq!(offset_of!(event_rec, exit_code), 64);
+        assert_eq!(offset_of!(event_rec, si_errno), 68);
+        assert_eq!(offset_of!(event_rec, si_code), 72);
+        assert_eq!(offset_of!(event_rec, record_len), 76);
+        assert_eq!(offset_of!(event_rec, si_fields), 80);
+        assert_eq!(offset_of!(event_rec, data), EVENT_HDR_SIZE);
+        assert_eq!(size_of::<event_rec>(), EVENT_HDR_SIZE + EVENT_DATA);
+    }
+
+    /// What the kernel side reads follows the signature.
+    #[test]
+    fn reads_follow_signatures() {
+        let r = |name| reads(signature(name).unwrap());
+        assert_eq!(
+            r("execve"),
+            Reads {
+                strs: 1,
+                argv: 2,
+                addr: 0,
+                addrlen: 0
+            }
+        );
+        assert_eq!(r("renameat2").strs, 0b1010);
+        assert_eq!(
+            r("connect"),
+            Reads {
+                strs: 0,
+                argv: 0,
+                addr: 2,
+                addrlen: 2
+            }
+        );
+        assert_eq!(r("sendto").addr, 5);
+        assert_eq!(r("sendto").addrlen, 5);
+        assert_eq!(r("read"), Reads::default());
+        assert!(signature("getppid").is_none());
+    }
+
+    /// A tracefs format file's fields, as the kernel writes them.
+    #[test]
+    fn formats_are_parsed() {
+        let format = "name: sched_process_exit\nID: 369\nformat:\n\
+            \tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+            \tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\
+            \tfield:char comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\
+            \tfield:pid_t pid;\toffset:24;\tsize:4;\tsigned:1;\n\
+            \tfield:const char * filename;\toffset:32;\tsize:8;\tsigned:0;\n\
+            \tfield:__data_loc char[] name;\toffset:40;\tsize:4;\tsigned:0;\n\n\
+            print fmt: \"comm=%s\"\n";
+        let fields = parse_format(format);
+        let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["comm", "pid", "filename"]);
+        assert!(fields[0].text && !fields[1].text && fields[1].signed);
+        let mut record = vec![0u8; 40];
+        record[8..11].copy_from_slice(b"sh\0");
+        record[24..28].copy_from_slice(&(-5i32).to_ne_bytes());
+        assert_eq!(
+            field_value(&record, &fields[0]),
+            Some(FieldValue::Text(b"sh".to_vec()))
+        );
+        assert_eq!(field_value(&record, &fields[1]), Some(FieldValue::Int(-5)));
+        // Past the record's end: nothing, not a panic.
+        assert_eq!(field_value(&record[..30], &fields[2]), None);
+    }
+
+    /// Socket addresses as the kernel lays them out.
+    #[test]
+    fn socket_addresses() {
+        let v4 = [2, 0, 0x1f, 0x90, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(addr_text(&sockaddr(&v4).unwrap()), "10.0.0.1:8080");
+        let mut v6 = vec![10, 0, 0, 80, 0, 0, 0, 0];
+        v6.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+        assert_eq!(addr_text(&sockaddr(&v6).unwrap()), "[::1]:80");
+        assert_eq!(
+            addr_text(&sockaddr(b"\x01\x00/run/x.sock\0junk").unwrap()),
+            "/run/x.sock"
+        );
+        assert_eq!(
+            addr_text(&sockaddr(b"\x01\x00\0abstract").unwrap()),
+            "@abstract"
+        );
+        assert_eq!(sockaddr(&[2, 0, 1]), None);
+    }
+
+    #[test]
+    fn flags_by_name() {
+        assert_eq!(
+            open_arg_flags(0o2_000_000 | 0o1000 | 0o100 | 1).join("|"),
+            "O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC"
+        );
+        assert_eq!(
+            at_flags(0x100 | 0x1000).join("|"),
+            "AT_SYMLINK_NOFOLLOW|AT_EMPTY_PATH"
+        );
+        assert_eq!(at_flags(0).join("|"), "0x0");
+        assert_eq!(mode_text(0o644), "0644");
+    }
+
+    /// The exit code as wait() reads it.
+    #[test]
+    fn exit_codes() {
+        let d = |code| Details {
+            exit_code: Some(code),
+            ..Details::default()
+        };
+        assert_eq!(d(3 << 8).exit(), Some((Some(3), None, false)));
+        assert_eq!(d(9).exit(), Some((None, Some(9), false)));
+        assert_eq!(d(0x80 | 11).exit(), Some((None, Some(11), true)));
+    }
+}
