@@ -41,26 +41,9 @@ pub fn decode_assemble_render(bytes: &[u8]) {
 }
 
 fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Write) {
-    use backend::{RawSnapshot, TriggerSpec};
-    use std::time::Duration;
+    use backend::RawSnapshot;
 
-    // The same bytes as a one-shot and as the open-coded stream of a trigger.
-    let specs = [
-        TriggerSpec::OneShot,
-        TriggerSpec::Signal {
-            signal: 10,
-            target_pid: None,
-            target_comm: None,
-        },
-        TriggerSpec::Interval {
-            period: Duration::from_millis(100),
-        },
-        // The event's arguments by a signature: paths, argv, an address.
-        TriggerSpec::Syscall {
-            name: "execve".into(),
-            nr: 59,
-        },
-    ];
+    let specs = fuzz_specs();
     let printer_table = output::Printer {
         format: output::OutputFormat::Table,
         threads: true,
@@ -142,6 +125,29 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
         }
         previous = Some(snap);
     }
+}
+
+/// The triggers the fuzzed bytes are rendered as: the same bytes as a
+/// one-shot and as the open-coded stream of a trigger.
+fn fuzz_specs() -> [backend::TriggerSpec; 4] {
+    use backend::TriggerSpec;
+    use std::time::Duration;
+    [
+        TriggerSpec::OneShot,
+        TriggerSpec::Signal {
+            signal: 10,
+            target_pid: None,
+            target_comm: None,
+        },
+        TriggerSpec::Interval {
+            period: Duration::from_millis(100),
+        },
+        // The event's arguments by a signature: paths, argv, an address.
+        TriggerSpec::Syscall {
+            name: "execve".into(),
+            nr: 59,
+        },
+    ]
 }
 
 /// A small deterministic random source (xorshift64) for the tests that
