@@ -116,6 +116,7 @@ union scratch {
 	/* A trigger's own details, and its task's command line. */
 	struct event_rec event;
 	struct cmdline_rec cmdline;
+	struct ustack_rec ustack;
 };
 
 struct {

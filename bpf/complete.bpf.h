@@ -168,7 +168,8 @@ int dump_task_files(struct bpf_iter__task *ctx)
 #endif
 
 /*
- * Each process's command line (kinds/cmdline.bpf.h), in chunks: a
+ * Each process's command line (kinds/cmdline.bpf.h), in chunks, and with
+ * --ustacks each wanted thread's user stack (kinds/ustack.bpf.h): a
  * sleepable iterator (Linux 5.18+), the only kind of program that may read
  * another process's memory, faulting its pages in. User space loads it
  * where the kernel has bpf_copy_from_user_task().
@@ -188,9 +189,18 @@ int dump_cmdline(struct bpf_iter__task *ctx)
 	tgid = KREAD(t, tgid);
 	mm = KREAD(t, mm);
 	/* Kernel threads have none (a borrowed mm is not theirs). */
-	if (KREAD(t, pid) != tgid || !mm || (KREAD(t, flags) & PF_KTHREAD))
+	if (!mm || (KREAD(t, flags) & PF_KTHREAD))
+		return 0;
+	/* Other threads only for their user stacks (a .rodata switch). */
+	if (!(cfg_flags & OPT_USTACKS) && KREAD(t, pid) != tgid)
 		return 0;
 	if (!user_task_selected(t))
+		return 0;
+	/* --ustacks: each wanted thread's user stack, its memory read as its
+	 * command line is (this iterator visits every thread). */
+	if (want_ustack(t))
+		seq_emit(seq, &ustack_buf, fill_ustack_walk(t, &ustack_buf));
+	if (KREAD(t, pid) != tgid)
 		return 0;
 	span = cmdline_span(t, mm);
 	/*

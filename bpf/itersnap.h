@@ -17,7 +17,7 @@
 #ifndef ITERSNAP_H
 #define ITERSNAP_H
 
-#define ITERSNAP_ABI 8
+#define ITERSNAP_ABI 9
 
 #define COMM_LEN 16
 
@@ -38,6 +38,7 @@ enum rec_kind {
 	REC_CMDLINE = 8, /* kinds/cmdline.h */
 	REC_ACTIVITY = 9, /* kinds/activity.h */
 	REC_EVENT = 10,	/* kinds/event.h: the trigger's own details */
+	REC_USTACK = 11, /* kinds/ustack.h */
 };
 
 /* What fired a snapshot (struct begin_rec.trigger). */
@@ -65,6 +66,7 @@ struct rec_hdr {
 #include "kinds/cmdline.h"
 #include "kinds/activity.h"
 #include "kinds/event.h"
+#include "kinds/ustack.h"
 
 /*
  * Sent when a trigger fires, followed by the records captured inside the
@@ -136,5 +138,6 @@ struct snap_stats {
 #define FILTER_STATE_ON (1 << 8) /* --task-state: only tasks in these states */
 #define FILTER_CGROUP_ON (1 << 9) /* --cgroup: only processes in it or below */
 #define OPT_ACTIVITY (1 << 10)	  /* --activity: each task's syscall (kinds/activity.bpf.h) */
+#define OPT_USTACKS (1 << 11)	  /* --ustacks: user stacks (kinds/ustack.bpf.h) */
 
 #endif /* ITERSNAP_H */

@@ -450,6 +450,12 @@ static __always_inline void capture_task(struct task_struct *t, __u64 deadline)
 			ws.stacks++;
 		}
 	}
+	/* The event's own task's user stack, unwound in its own context. */
+	if (HAVE_TASK_BTF && want_ustack(t) && pid == (__u32)bpf_get_current_pid_tgid()) {
+		size = fill_ustack_current(t, &buf->ustack);
+		if (size && size <= sizeof(buf->ustack))
+			emit(&buf->ustack, size, BPF_RB_NO_WAKEUP);
+	}
 	if (HAVE_TASK_BTF && activity_selected(t)) {
 		size = fill_activity(t, &buf->activity);
 		if (size)

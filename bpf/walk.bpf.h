@@ -20,6 +20,7 @@
 #include "kinds/cmdline.bpf.h"
 #include "kinds/map.bpf.h"
 #include "kinds/event.bpf.h"
+#include "kinds/ustack.bpf.h"
 #include "select.bpf.h"
 
 #endif /* WALK_BPF_H */

@@ -79,6 +79,12 @@ pub struct Cli {
     #[arg(long)]
     pub activity: bool,
 
+    /// Show each task's user-space stack, symbolized: the event's own task
+    /// unwound in its own context, the others by their frame pointers
+    /// (Linux 5.18+)
+    #[arg(long)]
+    pub ustacks: bool,
+
     /// List the files each process maps, like lsof's `mem` and `DEL`
     /// entries (Linux 5.12+)
     #[arg(long)]
@@ -281,6 +287,7 @@ impl Cli {
             files: !self.no_files,
             stacks: self.stacks,
             activity: self.activity,
+            ustacks: self.ustacks,
             maps: self.maps,
             targets: self.targets(),
             sockets: SocketFilter {

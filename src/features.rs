@@ -257,6 +257,14 @@ pub fn cmdlines_unsupported(btf: &dyn HasName) -> Option<&'static str> {
     )
 }
 
+/// Why --ustacks cannot run here, if it cannot: other tasks' stacks are read
+/// from their memory by the sleepable iterator that reads command lines.
+pub fn ustacks_unsupported(btf: &dyn HasName) -> Option<&'static str> {
+    (!btf.has("BPF_FUNC_copy_from_user_task")).then_some(
+        "--ustacks needs Linux 5.18 or later (bpf_copy_from_user_task in a sleepable iterator)",
+    )
+}
+
 /// Why --activity cannot run here, if it cannot: it reads each task's saved
 /// registers with bpf_task_pt_regs().
 pub fn activity_unsupported(btf: &dyn HasName) -> Option<&'static str> {

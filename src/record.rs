@@ -19,6 +19,7 @@ use crate::kinds::process::{self, ProcRec};
 use crate::kinds::sockets::{self, SockRec};
 use crate::kinds::stacks::{self, StackRec};
 use crate::kinds::task::{self, TaskRec};
+use crate::kinds::ustacks::{self, UStackRec};
 use crate::wire::{Fields, COMM_LEN, HDR_SIZE};
 
 /// enum rec_kind.
@@ -32,6 +33,7 @@ pub const REC_PROC: u16 = 7;
 pub const REC_CMDLINE: u16 = 8;
 pub const REC_ACTIVITY: u16 = 9;
 pub const REC_EVENT: u16 = 10;
+pub const REC_USTACK: u16 = 11;
 
 pub const BEGIN_SIZE: usize = 96;
 pub const END_SIZE: usize = 56;
@@ -89,6 +91,7 @@ pub enum Record {
     Activity(ActivityRec),
     /// The trigger's own details (kinds/event.rs).
     Event(Box<EventRec>),
+    UStack(UStackRec),
     Begin(BeginRec),
     End(EndRec),
 }
@@ -104,6 +107,7 @@ impl Record {
             Record::Cmdline(r) => r.seq,
             Record::Activity(r) => r.seq,
             Record::Event(r) => r.seq,
+            Record::UStack(r) => r.seq,
             Record::Begin(r) => r.seq,
             Record::End(r) => r.seq,
         }
@@ -155,6 +159,7 @@ pub fn decode_one(buf: &[u8], offset: usize) -> Result<(Option<Record>, usize), 
         REC_CMDLINE => cmdline::decode(&f, seq).map(Record::Cmdline),
         REC_ACTIVITY => activity::decode(&f, seq).map(Record::Activity),
         REC_EVENT => event::decode(&f, seq).map(|r| Record::Event(Box::new(r))),
+        REC_USTACK => ustacks::decode(&f, seq).map(Record::UStack),
         REC_BEGIN => decode_begin(&f, seq),
         REC_END => decode_end(&f, seq),
         _ => return Ok((None, size)),
@@ -483,10 +488,11 @@ mod corpus_tests {
                 Record::Cmdline(_) => b'C',
                 Record::Activity(_) => b'A',
                 Record::Event(_) => b'V',
+                Record::UStack(_) => b'U',
                 Record::End(_) => b'E',
             })
             .collect();
-        assert_eq!(kinds, b"BVTTTFFFKFFFFFKFKSSAAPFFFCCFFPE");
+        assert_eq!(kinds, b"BVTTTFFFKFFFFFKFKSSAAUUPFFFCCFFPE");
     }
 }
 
@@ -670,6 +676,20 @@ mod seeds {
         b
     }
 
+    /// `struct ustack_rec` (bpf/kinds/ustack.h), with only the used addresses.
+    fn ustack(r: &UStackRec) -> Vec<u8> {
+        use crate::kinds::ustacks::USTACK_HDR_SIZE;
+        let mut b = vec![0u8; USTACK_HDR_SIZE + 8 * r.ips.len()];
+        hdr(&mut b, REC_USTACK, r.seq);
+        put(&mut b, 8, &r.pid.to_ne_bytes());
+        put(&mut b, 12, &(r.ips.len() as u32).to_ne_bytes());
+        put(&mut b, 16, &r.flags.to_ne_bytes());
+        for (i, ip) in r.ips.iter().enumerate() {
+            put(&mut b, USTACK_HDR_SIZE + 8 * i, &ip.to_ne_bytes());
+        }
+        b
+    }
+
     /// `struct event_rec` (bpf/kinds/event.h), with only the used bytes.
     fn event(r: &EventRec) -> Vec<u8> {
         use crate::kinds::event::EVENT_HDR_SIZE;
@@ -718,6 +738,7 @@ mod seeds {
             Record::Cmdline(c) => cmdline(c),
             Record::Activity(a) => activity(a),
             Record::Event(e) => event(e),
+            Record::UStack(u) => ustack(u),
             Record::Begin(b) => begin(b),
             Record::End(e) => end(e),
         }
@@ -955,6 +976,20 @@ mod seeds {
             sp: 0x7ffd_2000,
             pc: 0x7f00_0000_5678,
             flags: 0,
+        }));
+        // The fixture's user stack, unwound in the event; its worker's,
+        // partial (its frame-pointer chain broke).
+        recs.push(Record::UStack(UStackRec {
+            seq: 1,
+            pid: 100,
+            flags: ustacks::USTACK_IN_EVENT,
+            ips: vec![0x5555_0000_1142, 0x5555_0000_1155],
+        }));
+        recs.push(Record::UStack(UStackRec {
+            seq: 1,
+            pid: 101,
+            flags: ustacks::USTACK_PARTIAL,
+            ips: vec![0x7f00_0000_1000],
         }));
         recs.extend(identity(1));
         recs.push(Record::End(EndRec {

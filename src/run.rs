@@ -46,6 +46,8 @@ pub struct Request {
     pub stacks: bool,
     /// --activity: the syscall each task is in (and its WCHAN).
     pub activity: bool,
+    /// --ustacks: each task's user-space stack.
+    pub ustacks: bool,
     /// --maps.
     pub maps: bool,
     /// --port, --proto, --state.
@@ -236,6 +238,7 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
         files: req.files,
         stacks: req.reads_stacks(),
         activity: req.reads_activity(),
+        ustacks: req.ustacks,
         sockets: req.sockets.clone(),
         cmdlines: features::cmdlines_unsupported(btf).is_none(),
         maps: req.maps,
@@ -249,6 +252,13 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
         anyhow::bail!("{why}");
     }
     if let Some(why) = req.maps.then(|| features::maps_unsupported(btf)).flatten() {
+        anyhow::bail!("{why}");
+    }
+    if let Some(why) = req
+        .ustacks
+        .then(|| features::ustacks_unsupported(btf))
+        .flatten()
+    {
         anyhow::bail!("{why}");
     }
     // --file and --mount look for mappings too (fuser's `m`), where the

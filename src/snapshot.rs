@@ -18,6 +18,7 @@ use crate::kinds::process::{ProcRec, Process};
 use crate::kinds::sockets::Socket;
 use crate::kinds::stacks::{self, Frame, StackRec};
 use crate::kinds::task::{self, Task, TaskRec};
+use crate::kinds::ustacks::{UStack, UStackRec, USyms as UStackSyms};
 use crate::ksyms::Ksyms;
 use crate::model::{RawSnapshot, TriggerSpec};
 use crate::record::{BeginRec, Record};
@@ -293,8 +294,9 @@ pub struct Context<'a> {
     pub cmdlines: bool,
     /// --maps: every process's mapped files are read.
     pub maps: bool,
-    /// Look up user and group names (not for output that must not depend
-    /// on the machine's user database: the tests' renderings).
+    /// Look up names in the machine's own databases: users and groups,
+    /// user-space symbols (not for output that must not depend on the
+    /// machine: the tests' renderings).
     pub user_names: bool,
     /// What names the event's details: a raw tracepoint's arguments, a
     /// tracefs tracepoint's fields.
@@ -313,6 +315,8 @@ pub struct Row {
     pub files: Vec<FileEntry>,
     /// Its kernel stack, when stacks were asked for.
     pub stack: Option<Vec<Frame>>,
+    /// Its user stack, with --ustacks.
+    pub ustack: Option<UStack>,
     /// With --file or --mount: which of them it holds, and how.
     pub holds: Vec<Held>,
 }
@@ -324,6 +328,7 @@ impl Row {
             process: None,
             files: Vec::new(),
             stack: None,
+            ustack: None,
             holds: Vec::new(),
         }
     }
@@ -446,6 +451,8 @@ struct Gathered {
     activities: HashMap<u32, ActivityRec>,
     /// Socket records not right after their file's (pid, fd).
     sockets: HashMap<(u32, i32), Socket>,
+    /// User stacks (--ustacks), by thread.
+    ustacks: HashMap<u32, UStackRec>,
     /// The trigger's own details.
     event: Option<Box<EventRec>>,
 }
@@ -461,6 +468,7 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
     let mut sockets: HashMap<(u32, i32), Socket> = HashMap::new();
     let mut run: Option<(u32, ProcessParts)> = None;
     let mut event = None;
+    let mut ustacks: HashMap<u32, UStackRec> = HashMap::new();
     for rec in Shrinking::new(records) {
         match rec {
             Record::Task(t) => {
@@ -513,6 +521,10 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
             Record::Event(e) => {
                 event.get_or_insert(e);
             }
+            // The first of a thread's: the one unwound inside the event.
+            Record::UStack(u) => {
+                ustacks.entry(u.pid).or_insert(u);
+            }
             Record::Begin(_) | Record::End(_) => {}
         }
     }
@@ -522,6 +534,7 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
         stacks,
         activities,
         sockets,
+        ustacks,
         event,
     }
 }
@@ -598,8 +611,12 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         mut stacks,
         mut activities,
         mut sockets,
+        mut ustacks,
         event: _,
     } = g;
+    // Symbols from the processes' own files, read while they live (not for
+    // renderings that must not depend on the machine).
+    let mut usyms = (ctx.user_names && !ustacks.is_empty()).then(UStackSyms::default);
     let mut rows = Vec::with_capacity(procs.len());
     for (tgid, mut proc) in procs {
         // Stable: of two records of one thread, the event's (first) stays.
@@ -617,13 +634,7 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         if !proc.threads.iter().any(|t| shown(&t)) {
             continue; // no thread of it in one of the states, or so named
         }
-        let mut open_files = proc.files;
-        files::by_fd(&mut open_files);
-        if !sockets.is_empty() {
-            for f in open_files.iter_mut().filter(|f| f.socket.is_none()) {
-                f.socket = sockets.remove(&(tgid, f.fd)).map(Box::new);
-            }
-        }
+        let mut open_files = by_fd_with_sockets(proc.files, &mut sockets, tgid);
         if ctx.socket_filter && !open_files.iter().any(|f| f.socket.is_some()) {
             continue; // --port, --proto, --state: only processes holding one
         }
@@ -651,20 +662,15 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         };
         counts.add_process(threads, &open_files, &process);
 
-        // What each thread was doing, its fd argument's file among these.
-        let mut doing: HashMap<u32, Activity> = proc
-            .threads
-            .iter()
-            .filter_map(|t| {
-                let a = activities.remove(&t.pid)?;
-                Some((t.pid, Activity::from_record(&a, syscall_name, &open_files)))
-            })
-            .collect();
+        let mut doing = activities_of(&proc.threads, &mut activities, &open_files);
         // Each row's per-thread views: what it was doing, its stack.
         let mut add_views = |row: &mut Row, pid: u32| {
             row.task.activity = doing.remove(&pid);
             let frames = stacks.remove(&pid).map(|s| stacks::frames(&s, ctx.ksyms));
             add_stack(row, frames, ctx, counts);
+            if let Some(u) = ustacks.remove(&pid) {
+                row.ustack = Some(UStack::of(&u, tgid, usyms.as_mut()));
+            }
         };
         if ctx.per_thread {
             for t in proc.threads.iter().filter(shown) {
@@ -691,6 +697,37 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         }
     }
     rows
+}
+
+/// A process's files by fd, each socket record not right after its
+/// file's hung on it.
+fn by_fd_with_sockets(
+    mut open_files: Vec<FileEntry>,
+    sockets: &mut HashMap<(u32, i32), Socket>,
+    tgid: u32,
+) -> Vec<FileEntry> {
+    files::by_fd(&mut open_files);
+    if !sockets.is_empty() {
+        for f in open_files.iter_mut().filter(|f| f.socket.is_none()) {
+            f.socket = sockets.remove(&(tgid, f.fd)).map(Box::new);
+        }
+    }
+    open_files
+}
+
+/// What each thread was doing, its fd argument's file among the process's.
+fn activities_of(
+    threads: &[TaskRec],
+    activities: &mut HashMap<u32, ActivityRec>,
+    open_files: &[FileEntry],
+) -> HashMap<u32, Activity> {
+    threads
+        .iter()
+        .filter_map(|t| {
+            let a = activities.remove(&t.pid)?;
+            Some((t.pid, Activity::from_record(&a, syscall_name, open_files)))
+        })
+        .collect()
 }
 
 /// A syscall's name for this architecture.

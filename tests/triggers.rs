@@ -400,7 +400,8 @@ fn ring_buffer_overflow_is_counted_exactly() {
             "{problems}"
         );
         // In the event (the COMM filter selects only the fixture, and the
-        // budget is ample): begin, every thread and fd, each socket's
+        // budget is ample): begin, the event's details, its task's command
+        // line (when it is in memory), every thread and fd, each socket's
         // record beside its fd's, the process's record and its cwd, root
         // and executable, end.
         let emitted = c["emitted"].as_u64().unwrap();
@@ -410,7 +411,12 @@ fn ring_buffer_overflow_is_counted_exactly() {
             sockets >= 3,
             "the fixture holds TCP, UDP and UNIX sockets: {c}"
         );
-        assert_eq!(emitted - iterated, 2 + threads + fds + sockets + 4, "{c}");
+        let in_event = emitted - iterated;
+        let expected = 3 + threads + fds + sockets + 4;
+        assert!(
+            in_event == expected || in_event == expected + 1,
+            "{in_event} records in the event, {expected} or one more expected: {c}"
+        );
         assert_eq!(c["received"].as_u64().unwrap() + dropped, emitted, "{c}");
         // The completion after the event filled in what the ring lost.
         let rows = rows_of(snap, fx.pid);

@@ -808,6 +808,7 @@ pub fn merge(in_event: Vec<Record>, mut after: Vec<Record>, lost: bool) -> Vec<R
     let mut tids = HashSet::new();
     let mut stack_tids = HashSet::new();
     let mut activity_tids = HashSet::new();
+    let mut ustack_tids = HashSet::new();
     let mut fds_upto = HashMap::new();
     let mut fds = HashSet::new();
     let mut sockets = HashSet::new();
@@ -840,6 +841,9 @@ pub fn merge(in_event: Vec<Record>, mut after: Vec<Record>, lost: bool) -> Vec<R
             Record::Activity(a) => {
                 activity_tids.insert(a.pid);
             }
+            Record::UStack(u) => {
+                ustack_tids.insert(u.pid);
+            }
             _ => {}
         }
     }
@@ -853,6 +857,8 @@ pub fn merge(in_event: Vec<Record>, mut after: Vec<Record>, lost: bool) -> Vec<R
             Record::Stack(s) => !stack_tids.contains(&s.pid),
             // Likewise what a thread was doing.
             Record::Activity(a) => !activity_tids.contains(&a.pid),
+            // The user stack unwound in the event's own context first.
+            Record::UStack(u) => !ustack_tids.contains(&u.pid),
             // A negative fd is untrusted junk: kept for assembly to show, as
             // any record the kernel sent.
             // A process's cwd, root, executable (negative fds): the event's

@@ -54,6 +54,8 @@ pub struct WalkOptions {
     pub stacks: bool,
     /// --activity: each task's syscall (kinds/activity.rs).
     pub activity: bool,
+    /// --ustacks: each task's user stack (kinds/ustacks.rs).
+    pub ustacks: bool,
     /// --port, --proto, --state: only the sockets they select.
     pub sockets: SocketFilter,
     /// Read command lines (the kernel has bpf_copy_from_user_task, 5.18+).
@@ -126,6 +128,7 @@ pub(crate) fn cfg_flags(opts: &WalkOptions) -> u32 {
     const FILTER_STATE_ON: u32 = 1 << 8;
     const FILTER_CGROUP_ON: u32 = 1 << 9;
     const OPT_ACTIVITY: u32 = 1 << 10;
+    const OPT_USTACKS: u32 = 1 << 11;
     let mut flags = 0;
     for (on, bit) in [
         (!opts.comms.is_empty(), FILTER_COMM_ON),
@@ -139,6 +142,7 @@ pub(crate) fn cfg_flags(opts: &WalkOptions) -> u32 {
         (opts.states != 0, FILTER_STATE_ON),
         (opts.cgroup.is_some(), FILTER_CGROUP_ON),
         (opts.activity, OPT_ACTIVITY),
+        (opts.ustacks, OPT_USTACKS),
     ] {
         if on {
             flags |= bit;

@@ -20,3 +20,4 @@ pub mod process;
 pub mod sockets;
 pub mod stacks;
 pub mod task;
+pub mod ustacks;

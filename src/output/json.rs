@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::rfc3339;
 use crate::diff::{Diff, FileChange};
-use crate::kinds::{event, files, holds, process, stacks, task};
+use crate::kinds::{event, files, holds, process, stacks, task, ustacks};
 use crate::snapshot::{Actor, Row, Snapshot, Trigger};
 
 #[derive(Serialize)]
@@ -73,6 +73,8 @@ struct RowJson<'a> {
     files: files::FilesJson<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stack: Option<Vec<stacks::FrameJson<'a>>>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    ustack: Option<ustacks::UStackJson<'a>>,
 }
 
 /// What comes before the files: the task's fields and its process's.
@@ -100,6 +102,7 @@ fn row_json(r: &Row) -> RowJson<'_> {
         head: row_head_json(r),
         files: files::FilesJson(&r.files),
         stack: r.stack.as_deref().map(stacks::json),
+        ustack: r.ustack.as_ref().map(ustacks::json),
     }
 }
 
@@ -119,6 +122,14 @@ fn write_row(out: &mut Vec<u8>, r: &Row) -> io::Result<()> {
     if let Some(stack) = r.stack.as_deref() {
         out.extend_from_slice(b",\"stack\":");
         serde_json::to_writer(&mut *out, &stacks::json(stack))?;
+    }
+    if let Some(ustack) = r.ustack.as_ref() {
+        // Flattened: its fields go into the task's object.
+        let v = serde_json::to_vec(&ustacks::json(ustack))?;
+        if v.len() > 2 {
+            out.push(b',');
+            out.extend_from_slice(&v[1..v.len() - 1]);
+        }
     }
     out.push(b'}');
     Ok(())
@@ -442,6 +453,16 @@ mod tests {
                     process: None,
                     files: (0..files_each).map(file).collect(),
                     stack: None,
+                    ustack: (i % 3 == 1).then(|| crate::kinds::ustacks::UStack {
+                        frames: vec![crate::kinds::ustacks::UFrame {
+                            addr: 0x5555_0000_1000,
+                            symbol: (i > 1).then(|| "main+0x9".into()),
+                            module: Some("/usr/bin/x".into()),
+                        }],
+                        partial: i == 4,
+                        running: false,
+                        in_event: false,
+                    }),
                     holds: if i == 1 {
                         vec![crate::kinds::holds::Held {
                             target: b"/x\n".to_vec(),

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use super::{printable, rfc3339, Column, Paint, Printer};
 use crate::diff::Diff;
 use crate::kinds::task::{self, Clock, Task};
-use crate::kinds::{files, holds, stacks};
+use crate::kinds::{files, holds, stacks, ustacks};
 use crate::snapshot::Snapshot;
 use crate::text::short_duration;
 
@@ -399,6 +399,9 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, p: &Printer) -> io::Result<()> 
         }
         if let Some(stack) = &row.stack {
             stacks::write_lines(w, indent, stack)?;
+        }
+        if let Some(ustack) = &row.ustack {
+            ustacks::write_lines(w, indent, ustack)?;
         }
     }
     Ok(())
