@@ -132,13 +132,25 @@ impl USyms {
             .filter(|&a| !self.cache.contains_key(&(tgid, a)))
             .collect();
         if !missing.is_empty() {
-            let mut process = Process::new(Pid::from(tgid));
-            process.debug_syms = false;
-            process.perf_map = true;
-            let source = Source::Process(process);
-            let found = self
-                .symbolizer
-                .symbolize(&source, Input::AbsAddr(&missing))
+            // Through /proc/PID/map_files where itersnap may open them
+            // (CAP_SYS_ADMIN: a container's files, deleted ones), else by
+            // the paths /proc/PID/maps names.
+            let found = [true, false]
+                .into_iter()
+                .find_map(|map_files| {
+                    let mut process = Process::new(Pid::from(tgid));
+                    process.debug_syms = false;
+                    process.perf_map = true;
+                    process.map_files = map_files;
+                    let found = self
+                        .symbolizer
+                        .symbolize(&Source::Process(process), Input::AbsAddr(&missing))
+                        .ok()?;
+                    found
+                        .iter()
+                        .any(|s| matches!(s, Symbolized::Sym(_)))
+                        .then_some(found)
+                })
                 .unwrap_or_default();
             for (i, &addr) in missing.iter().enumerate() {
                 let described = match found.get(i) {
