@@ -170,6 +170,23 @@ pub struct Cli {
     #[arg(long, help_heading = "Output")]
     pub diff: bool,
 
+    /// Instead of snapshots, at the end: every thread's stack of every
+    /// snapshot, folded for flame graphs (`state;comm;frame;...;frame count`,
+    /// kernel frames `_[k]`); implies --threads, --stacks, and --ustacks
+    /// where the kernel has them
+    #[arg(long, help_heading = "Output", conflicts_with = "diff")]
+    pub folded: bool,
+
+    /// Instead of snapshots, at the end: the same stacks drawn as a flame
+    /// graph, an SVG written to FILE
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Output",
+        conflicts_with = "diff"
+    )]
+    pub flamegraph: Option<std::path::PathBuf>,
+
     /// With --diff: order of the CPU-time table
     #[arg(long, value_enum, default_value_t = SortKey::Cpu, requires = "diff", help_heading = "Output")]
     pub sort: SortKey,
@@ -262,6 +279,21 @@ impl Cli {
                 ));
             }
         }
+        if self.folds() {
+            let what = if self.folded {
+                "--folded"
+            } else {
+                "--flamegraph"
+            };
+            if let Some(name) = given(self.output == OutputFormat::Json, "-o json")
+                .or(given(self.tree, "--tree"))
+                .or(given(self.columns.is_some(), "--columns"))
+            {
+                return Some(format!(
+                    "{name} does not apply with {what}, which writes stacks instead of snapshots"
+                ));
+            }
+        }
         if self.output == OutputFormat::Json {
             if let Some(name) =
                 given(self.tree, "--tree").or(given(self.columns.is_some(), "--columns"))
@@ -283,11 +315,13 @@ impl Cli {
             users: self.user.iter().map(|u| (u.name.clone(), u.uid)).collect(),
             states: self.task_state.unwrap_or(0),
             cgroup: self.cgroup.clone(),
-            threads: self.threads,
+            threads: self.threads || self.folds(),
             files: !self.no_files,
-            stacks: self.stacks,
+            stacks: self.stacks || self.folds(),
             activity: self.activity,
             ustacks: self.ustacks,
+            folded: self.folded,
+            flamegraph: self.flamegraph.clone(),
             maps: self.maps,
             targets: self.targets(),
             sockets: SocketFilter {
@@ -310,6 +344,11 @@ impl Cli {
             ringbuf_size: self.ringbuf_size,
             allow_incomplete: self.allow_incomplete,
         }
+    }
+
+    /// --folded or --flamegraph: stacks are sampled, not printed.
+    fn folds(&self) -> bool {
+        self.folded || self.flamegraph.is_some()
     }
 
     fn trigger_spec(&self) -> TriggerSpec {

@@ -111,6 +111,9 @@ impl Ksyms {
             .enable_auto_reload(false)
             .enable_code_info(false)
             .enable_inlined_fns(false)
+            // Kernel names are C's, never mangled: a guess would read `f`
+            // as C++'s `float`.
+            .enable_demangling(false)
             .build();
         let source = Source::Kernel(Kernel {
             kallsyms: MaybeDefault::Some(kallsyms.to_path_buf()),

@@ -56,6 +56,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
         ]),
         targets: Vec::new(),
         color: true,
+        fold: None,
     };
     let printer_json = output::Printer {
         format: output::OutputFormat::Json,
@@ -65,6 +66,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
         columns: None,
         targets: Vec::new(),
         color: false,
+        fold: None,
     };
     // A tracefs record's fields: a pid and a name.
     let event_names = kinds::event::Names {

@@ -48,6 +48,10 @@ pub struct Request {
     pub activity: bool,
     /// --ustacks: each task's user-space stack.
     pub ustacks: bool,
+    /// --folded: folded stacks to stdout at the end, instead of snapshots.
+    pub folded: bool,
+    /// --flamegraph FILE: the same as an SVG.
+    pub flamegraph: Option<std::path::PathBuf>,
     /// --maps.
     pub maps: bool,
     /// --port, --proto, --state.
@@ -85,6 +89,11 @@ impl Request {
     /// What each task is doing is read for --activity, or its column.
     pub fn reads_activity(&self) -> bool {
         self.activity || self.has_column(Column::Syscall)
+    }
+
+    /// --folded or --flamegraph.
+    pub fn folds(&self) -> bool {
+        self.folded || self.flamegraph.is_some()
     }
 
     fn has_column(&self, col: Column) -> bool {
@@ -238,7 +247,8 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
         files: req.files,
         stacks: req.reads_stacks(),
         activity: req.reads_activity(),
-        ustacks: req.ustacks,
+        // Flame graphs take user stacks where the kernel can.
+        ustacks: req.ustacks || (req.folds() && features::ustacks_unsupported(btf).is_none()),
         sockets: req.sockets.clone(),
         cmdlines: features::cmdlines_unsupported(btf).is_none(),
         maps: req.maps,
@@ -375,17 +385,7 @@ pub fn run(req: &Request) -> Result<Outcome> {
 
     let (walk, trig) = options(req, &btf)?;
     let watched = Watched::open(&trig)?;
-    // --stacks needs symbols; WCHAN alone (--activity, its column) goes
-    // without, saying why.
-    let ksyms = if req.stacks {
-        Some(Ksyms::load()?)
-    } else if req.reads_stacks() {
-        Ksyms::load()
-            .map_err(|e| eprintln!("itersnap: WCHAN is not shown: {e:#}"))
-            .ok()
-    } else {
-        None
-    };
+    let ksyms = load_ksyms(req)?;
 
     // Ctrl-C, SIGTERM and SIGHUP end the loop; everything is released on return.
     let stop = Arc::new(AtomicBool::new(false));
@@ -393,6 +393,8 @@ pub fn run(req: &Request) -> Result<Outcome> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("installing the signal handler")?;
 
+    // --flamegraph's file is created before anything is loaded.
+    let printer = printer(req)?;
     let before_arm = started.elapsed();
     let mut backend = arm(req, &walk, &trig, &btf)?;
     let armed = started.elapsed();
@@ -404,7 +406,6 @@ pub fn run(req: &Request) -> Result<Outcome> {
         panic!("ITERSNAP_TEST_PANIC is set");
     }
 
-    let printer = printer(req);
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let ctx = context(req, &walk, &trig, backend.name(), ksyms.as_ref());
@@ -462,11 +463,26 @@ pub fn run(req: &Request) -> Result<Outcome> {
         Ok(())
     })();
     status.clear();
+    let result = result.and_then(|()| printer.finish(&mut out, taken));
 
     if !oneshot {
         print_summary(taken, dropped, backend.as_ref(), &tally);
     }
     result.map(|()| outcome)
+}
+
+/// --stacks needs symbols; WCHAN alone (--activity, its column) goes
+/// without, saying why.
+fn load_ksyms(req: &Request) -> Result<Option<Ksyms>> {
+    if req.stacks {
+        Ksyms::load().map(Some)
+    } else if req.reads_stacks() {
+        Ok(Ksyms::load()
+            .map_err(|e| eprintln!("itersnap: WCHAN is not shown: {e:#}"))
+            .ok())
+    } else {
+        Ok(None)
+    }
 }
 
 /// The processes a trigger waits on (--signal-target, --caller-pid): each
@@ -581,8 +597,15 @@ fn context<'a>(
 }
 
 /// How snapshots are printed, as the request asks.
-fn printer(req: &Request) -> Printer {
-    Printer {
+fn printer(req: &Request) -> Result<Printer> {
+    let svg = match &req.flamegraph {
+        Some(path) => Some((
+            path.clone(),
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
+    Ok(Printer {
         format: req.output,
         threads: req.threads,
         activity: req.activity,
@@ -590,7 +613,12 @@ fn printer(req: &Request) -> Printer {
         columns: req.columns.clone(),
         targets: req.targets.iter().map(|t| t.name.clone()).collect(),
         color: crate::output::want_color(),
-    }
+        fold: req.folds().then(|| crate::output::folded::FoldSink {
+            folded: Default::default(),
+            print: req.folded,
+            svg,
+        }),
+    })
 }
 
 /// Where a run's time went up to its first snapshot written, for

@@ -86,6 +86,18 @@ fn options_that_cannot_apply_are_refused() {
         ),
         (&["--diff"], "--diff applies to a run with a trigger"),
         (
+            &["--folded", "-o", "json"],
+            "-o json does not apply with --folded, which writes stacks instead of snapshots",
+        ),
+        (
+            &["--flamegraph", "/tmp/x.svg", "--tree"],
+            "--tree does not apply with --flamegraph",
+        ),
+        (
+            &["--interval", "1s", "--folded", "--diff"],
+            "'--folded' cannot be used with '--diff'",
+        ),
+        (
             &["--tree", "-o", "json"],
             "--tree applies to the table, not to -o json",
         ),
@@ -529,6 +541,18 @@ fn bad_filter_values() {
         assert_one_line_error(&out, says);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
+}
+
+/// --flamegraph's file is created before anything is loaded: a path that
+/// cannot be is one line, exit 1.
+#[test]
+fn a_flamegraph_file_that_cannot_be_written() {
+    let out = itersnap(&["--flamegraph", "/nonexistent/itersnap/x.svg"]);
+    assert_one_line_error(
+        &out,
+        "creating /nonexistent/itersnap/x.svg: No such file or directory",
+    );
+    assert_eq!(out.status.code(), Some(1));
 }
 
 /// --signal-target and --caller-pid name a process that must exist when

@@ -12,6 +12,12 @@ use std::process::{Child, Command, Stdio};
 use common::*;
 use serde_json::Value;
 
+/// Re-executed by `start_with_named_threads`; passes trivially in a normal run.
+#[test]
+fn fixture_process() {
+    run_fixture_if_asked();
+}
+
 /// tests/fixtures/ustack.c, built with frame pointers under a name of its
 /// own (its comm), waiting on its stdin.
 struct Waiting {
@@ -129,13 +135,16 @@ fn the_events_own_task_is_unwound_in_the_event() {
         "-p",
         &pid,
     ]);
-    fx.child.stdin.take().unwrap().write_all(b"x").unwrap();
+    // Kept open: the fixture waits on it again, alive to be symbolized.
+    let mut stdin = fx.child.stdin.take().unwrap();
+    stdin.write_all(b"x").unwrap();
     let (code, out, err) = armed.finish();
     assert_eq!(code, Some(0), "{err}");
     let snaps = parse_lines(&out);
     let rows = rows_of(&snaps[0], fx.pid());
     assert_eq!(rows[0]["in_event"], true, "{out}");
     assert_eq!(symbols(rows[0])[..2], ["isx_after", "main"], "{out}");
+    drop(stdin);
 }
 
 /// --ustacks costs nothing when off: no user stack anywhere.
@@ -147,4 +156,78 @@ fn without_the_flag_there_is_no_user_stack() {
         rows_of(&snap, fx.pid())[0].get("ustack").is_none(),
         "{snap}"
     );
+}
+
+/// --folded: one sample per thread per snapshot, each a folded line
+/// (`state;comm;frames… count`): 5 snapshots of a process count 5 per
+/// thread (this test binary's harness threads, and one named isfold).
+#[test]
+fn folded_stacks_count_every_thread_of_every_snapshot() {
+    let fx = start_with_named_threads(&["isfold"]);
+    let pid = fx.pid.to_string();
+    let out = itersnap(&["--interval", "50ms", "--count", "5", "--folded", "-p", &pid]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut total = 0;
+    for line in text.lines() {
+        let (stack, count) = line.rsplit_once(' ').unwrap();
+        let frames: Vec<&str> = stack.split(';').collect();
+        assert!(
+            ["sleeping", "running"].contains(&frames[0]),
+            "grouped by state first: {line}"
+        );
+        assert!(
+            frames.iter().any(|f| f.ends_with("_[k]")),
+            "kernel frames marked: {line}"
+        );
+        total += count.parse::<u64>().unwrap();
+    }
+    let threads = proc_tids(fx.pid).len() as u64;
+    assert!(threads >= 2);
+    assert_eq!(total, 5 * threads, "{text}");
+    assert!(
+        text.lines().any(|l| l.split(';').nth(1) == Some("isfold")),
+        "{text}"
+    );
+}
+
+/// --flamegraph: an SVG that parses, naming the fixture's own function.
+#[test]
+fn a_flamegraph_names_the_fixtures_function() {
+    let fx = Waiting::start("uf");
+    let svg = std::env::temp_dir().join(format!("itersnap-fg-{}.svg", fx.pid()));
+    let out = itersnap(&[
+        "--flamegraph",
+        svg.to_str().unwrap(),
+        "-p",
+        &fx.pid().to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "no snapshot printed");
+    let parsed = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, xml.etree.ElementTree as E\n\
+             t = E.parse(sys.argv[1])\n\
+             print('\\n'.join(e.text or '' for e in t.iter('{http://www.w3.org/2000/svg}title')))",
+        ])
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let titles = String::from_utf8_lossy(&parsed.stdout);
+    assert!(titles.contains("isx_wait"), "{titles}");
+    let _ = std::fs::remove_file(&svg);
 }

@@ -152,6 +152,7 @@ impl USyms {
                         .then_some(found)
                 })
                 .unwrap_or_default();
+            let mut maps = None;
             for (i, &addr) in missing.iter().enumerate() {
                 let described = match found.get(i) {
                     Some(Symbolized::Sym(sym)) => (
@@ -160,7 +161,11 @@ impl USyms {
                             .as_ref()
                             .map(|m| m.to_string_lossy().into_owned()),
                     ),
-                    _ => (None, None),
+                    // No symbol (a stripped library): at least its file.
+                    _ => (
+                        None,
+                        mapped_file(maps.get_or_insert_with(|| read_maps(tgid)), addr),
+                    ),
                 };
                 self.cache.insert((tgid, addr), described);
             }
@@ -184,6 +189,33 @@ impl USyms {
             in_event: rec.flags & USTACK_IN_EVENT != 0,
         }
     }
+}
+
+/// A process's file mappings, (start, end, path), from /proc/PID/maps.
+fn read_maps(tgid: u32) -> Vec<(u64, u64, String)> {
+    let text = std::fs::read_to_string(format!("/proc/{tgid}/maps")).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.splitn(6, ' ');
+            let (start, end) = fields.next()?.split_once('-')?;
+            let path = fields.nth(4)?.trim_start();
+            if !path.starts_with('/') {
+                return None;
+            }
+            Some((
+                u64::from_str_radix(start, 16).ok()?,
+                u64::from_str_radix(end, 16).ok()?,
+                path.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The file mapped at `addr`, if any.
+fn mapped_file(maps: &[(u64, u64, String)], addr: u64) -> Option<String> {
+    maps.iter()
+        .find(|(start, end, _)| (*start..*end).contains(&addr))
+        .map(|(_, _, path)| path.clone())
 }
 
 /// A row's user stack in JSON, flattened into the task's object:

@@ -1,5 +1,6 @@
 //! Snapshot → text: a table for people, JSON Lines for programs.
 
+pub mod folded;
 pub mod json;
 pub mod table;
 
@@ -37,6 +38,9 @@ pub struct Printer {
     pub targets: Vec<Vec<u8>>,
     /// ANSI colour in the table: only on a terminal, never with NO_COLOR.
     pub color: bool,
+    /// --folded, --flamegraph: snapshots are sampled into flame graphs
+    /// written at the end, not printed.
+    pub fold: Option<folded::FoldSink>,
 }
 
 /// Colour on a terminal, unless NO_COLOR is set (no-color.org) or the
@@ -51,10 +55,39 @@ pub fn want_color() -> bool {
 
 impl Printer {
     pub fn write(&self, w: &mut dyn Write, snap: &Snapshot) -> io::Result<()> {
+        if let Some(fold) = &self.fold {
+            fold.folded.borrow_mut().add(snap);
+            return Ok(());
+        }
         match self.format {
             OutputFormat::Table => table::write(w, snap, self),
             OutputFormat::Json => json::write(w, snap, None),
         }
+    }
+
+    /// The end of the run: the flame graphs of its `samples` snapshots.
+    pub fn finish(&self, w: &mut dyn Write, samples: u64) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let Some(fold) = &self.fold else {
+            return Ok(());
+        };
+        let folded = fold.folded.borrow();
+        if fold.print {
+            folded
+                .write_folded(w)
+                .context("writing the folded stacks")?;
+            w.flush().context("writing the folded stacks")?;
+        }
+        if let Some((path, file)) = &fold.svg {
+            let mut svg = io::BufWriter::new(file);
+            folded.write_svg(
+                &mut svg,
+                &format!("itersnap: {samples} snapshots, one sample per thread each"),
+            )?;
+            svg.flush()
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
     }
 
     /// A snapshot shown as what changed since the previous one (`--diff`).

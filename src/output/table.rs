@@ -551,6 +551,7 @@ mod tests {
             columns: None,
             targets: Vec::new(),
             color: false,
+            fold: None,
         };
         let render = |tree| {
             let mut out = Vec::new();
