@@ -684,15 +684,10 @@ int BPF_PROG(on_signal, int sig, struct kernel_siginfo *info, struct task_struct
 	return fire(TRIGGER_SIGNAL, sig, task, &in);
 }
 
-/* A syscall's arguments from its saved registers (x86-64's convention). */
+/* A syscall's arguments from its saved registers. */
 static __always_inline void syscall_args(struct event_in *in, struct pt_regs *regs)
 {
-	in->args[0] = BPF_CORE_READ(regs, di);
-	in->args[1] = BPF_CORE_READ(regs, si);
-	in->args[2] = BPF_CORE_READ(regs, dx);
-	in->args[3] = BPF_CORE_READ(regs, r10);
-	in->args[4] = BPF_CORE_READ(regs, r8);
-	in->args[5] = BPF_CORE_READ(regs, r9);
+	syscall_regs_args(regs, in->args);
 	in->flags = EVENT_ARGS;
 }
 

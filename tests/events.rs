@@ -95,6 +95,15 @@ fn at_event(py: &mut Py, trigger: &[&str]) -> Value {
     snaps.into_iter().next().unwrap()
 }
 
+/// `at_event` for an event the fixture itself causes, narrowed to its
+/// name (its pid may be gone before the run could notice: an exit).
+fn at_own_event(py: &mut Py, trigger: &[&str]) -> Value {
+    let comm = py.comm.clone();
+    let mut args = trigger.to_vec();
+    args.extend(["--caller-comm", &comm, "--no-files", &comm]);
+    at_event(py, &args)
+}
+
 /// The row of `pid`, which the event captured, with the command line it
 /// had at the event, read inside it.
 fn assert_own_cmdline_at_event(snap: &Value, py: &Py) {
@@ -211,18 +220,7 @@ fn an_fd_argument_names_its_file() {
 #[test]
 fn an_exit_gives_its_status_and_the_dying_command_line() {
     let mut py = Py::start("xt", "pass", "os._exit(42)", &[]);
-    let comm = py.comm.clone();
-    let snap = at_event(
-        &mut py,
-        &[
-            "--on-tracepoint",
-            "sched:sched_process_exit",
-            "--caller-comm",
-            &comm,
-            "--no-files",
-            &comm,
-        ],
-    );
+    let snap = at_own_event(&mut py, &["--on-tracepoint", "sched:sched_process_exit"]);
     let t = &snap["trigger"];
     assert_eq!(
         t["exit"],
@@ -232,7 +230,7 @@ fn an_exit_gives_its_status_and_the_dying_command_line() {
     if t.get("fields").is_some() {
         // Through tracefs: the record's own fields.
         assert_eq!(t["fields"]["pid"], py.pid(), "{t}");
-        assert_eq!(t["fields"]["comm"], comm.as_str(), "{t}");
+        assert_eq!(t["fields"]["comm"], py.comm.as_str(), "{t}");
     }
     assert_own_cmdline_at_event(&snap, &py);
 }
@@ -241,18 +239,7 @@ fn an_exit_gives_its_status_and_the_dying_command_line() {
 #[test]
 fn an_exit_by_a_signal_names_it() {
     let mut py = Py::start("xk", "pass", "os.kill(os.getpid(), 9)", &[]);
-    let comm = py.comm.clone();
-    let snap = at_event(
-        &mut py,
-        &[
-            "--on-tracepoint",
-            "sched:sched_process_exit",
-            "--caller-comm",
-            &comm,
-            "--no-files",
-            &comm,
-        ],
-    );
+    let snap = at_own_event(&mut py, &["--on-tracepoint", "sched:sched_process_exit"]);
     assert_eq!(
         snap["trigger"]["exit"],
         json!({"code": 9, "status": null, "signal": "SIGKILL", "core_dumped": false})
@@ -264,18 +251,7 @@ fn an_exit_by_a_signal_names_it() {
 #[test]
 fn a_signal_gives_its_siginfo() {
     let mut py = Py::start("sg", "pass", "os.kill(os.getpid(), 12)", &[]);
-    let comm = py.comm.clone();
-    let snap = at_event(
-        &mut py,
-        &[
-            "--on-signal",
-            "USR2",
-            "--caller-comm",
-            &comm,
-            "--no-files",
-            &comm,
-        ],
-    );
+    let snap = at_own_event(&mut py, &["--on-signal", "USR2"]);
     let info = &snap["trigger"]["siginfo"];
     assert_eq!(info["code"], "SI_USER", "{info}");
     assert_eq!(info["pid"], py.pid(), "{info}");
@@ -283,18 +259,7 @@ fn a_signal_gives_its_siginfo() {
 
     // Reading address 0: SIGSEGV, SEGV_MAPERR at 0x0.
     let mut py = Py::start("sv", "pass", "ctypes.string_at(0)", &[]);
-    let comm = py.comm.clone();
-    let snap = at_event(
-        &mut py,
-        &[
-            "--on-signal",
-            "SEGV",
-            "--caller-comm",
-            &comm,
-            "--no-files",
-            &comm,
-        ],
-    );
+    let snap = at_own_event(&mut py, &["--on-signal", "SEGV"]);
     let info = &snap["trigger"]["siginfo"];
     assert_eq!(info["code"], "SEGV_MAPERR", "{info}");
     assert_eq!(info["addr"], "0x0", "{info}");
@@ -338,18 +303,7 @@ fn a_tracefs_syscall_event_names_its_arguments() {
         "try: os.unlink('/nonexistent/itersnap-x')\nexcept OSError: pass",
         &[],
     );
-    let comm = py.comm.clone();
-    let snap = at_event(
-        &mut py,
-        &[
-            "--on-tracepoint",
-            "syscalls:sys_enter_unlink",
-            "--caller-comm",
-            &comm,
-            "--no-files",
-            &comm,
-        ],
-    );
+    let snap = at_own_event(&mut py, &["--on-tracepoint", "syscalls:sys_enter_unlink"]);
     let t = &snap["trigger"];
     assert_eq!(t["args"]["pathname"], "/nonexistent/itersnap-x", "{t}");
     assert_eq!(t["fields"]["__syscall_nr"], 87, "{t}");

@@ -80,14 +80,9 @@ fn symbols(row: &Value) -> Vec<String> {
 fn a_waiting_process_is_unwound_through_its_callers() {
     let fx = Waiting::start("us");
     for backend in backends_here() {
-        let snap = snapshot(&[
-            "--backend",
-            backend,
-            "--ustacks",
-            "--no-files",
-            "-p",
-            &fx.pid().to_string(),
-        ]);
+        let pid = fx.pid().to_string();
+        let args = ["--backend", backend, "--ustacks", "--no-files", "-p", &pid];
+        let snap = snapshot(&args);
         let rows = rows_of(&snap, fx.pid());
         assert_eq!(rows.len(), 1, "{snap}");
         let row = rows[0];
@@ -99,14 +94,7 @@ fn a_waiting_process_is_unwound_through_its_callers() {
         let module = row["ustack"][0]["module"].as_str().unwrap();
         assert_eq!(module, fx.path.to_str().unwrap(), "{backend}");
         // Its table shows the same under its row.
-        let out = itersnap(&[
-            "--backend",
-            backend,
-            "--ustacks",
-            "--no-files",
-            "-p",
-            &fx.pid().to_string(),
-        ]);
+        let out = itersnap(&args);
         let table = String::from_utf8_lossy(&out.stdout);
         assert!(
             table.contains("[u] isx_wait+0x") && table.contains(&format!("({module})")),

@@ -22,6 +22,21 @@ static __always_inline bool want_activity(struct task_struct *t)
 }
 
 /*
+ * A syscall's six arguments from the user registers its entry saved, in
+ * x86-64's order (di, si, dx, r10, r8, r9), as collect_syscall() reads
+ * them: shared with the trigger programs (the event's own arguments).
+ */
+static __always_inline void syscall_regs_args(struct pt_regs *regs, __u64 args[6])
+{
+	args[0] = BPF_CORE_READ(regs, di);
+	args[1] = BPF_CORE_READ(regs, si);
+	args[2] = BPF_CORE_READ(regs, dx);
+	args[3] = BPF_CORE_READ(regs, r10);
+	args[4] = BPF_CORE_READ(regs, r8);
+	args[5] = BPF_CORE_READ(regs, r9);
+}
+
+/*
  * Fill an activity record from the thread's saved user registers, as
  * /proc/PID/syscall reads them (collect_syscall()): x86-64's syscall
  * number in orig_ax, its arguments in di, si, dx, r10, r8, r9. `t` is a
@@ -58,12 +73,7 @@ static __always_inline __u32 fill_activity(struct task_struct *t, struct activit
 	r->pc = BPF_CORE_READ(regs, ip);
 	if (r->nr < 0)
 		return sizeof(*r);
-	r->args[0] = BPF_CORE_READ(regs, di);
-	r->args[1] = BPF_CORE_READ(regs, si);
-	r->args[2] = BPF_CORE_READ(regs, dx);
-	r->args[3] = BPF_CORE_READ(regs, r10);
-	r->args[4] = BPF_CORE_READ(regs, r8);
-	r->args[5] = BPF_CORE_READ(regs, r9);
+	syscall_regs_args(regs, r->args);
 	return sizeof(*r);
 }
 
