@@ -95,6 +95,28 @@ fn at_event(py: &mut Py, trigger: &[&str]) -> Value {
     snaps.into_iter().next().unwrap()
 }
 
+/// A file of its own for a test, removed with its directory at the end.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(tag: &str, contents: &[u8]) -> TempFile {
+        let dir = std::env::temp_dir().join(format!("itersnap-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("file.txt"), contents).unwrap();
+        TempFile(dir)
+    }
+
+    fn path(&self) -> String {
+        self.0.join("file.txt").to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// `at_event` for an event the fixture itself causes, narrowed to its
 /// name (its pid may be gone before the run could notice: an exit).
 fn at_own_event(py: &mut Py, trigger: &[&str]) -> Value {
@@ -151,11 +173,8 @@ fn an_execve_trigger_names_the_path_and_argv() {
 /// The same, as the table shows it: strace's line under the header.
 #[test]
 fn the_table_shows_the_call_as_strace_does() {
-    let dir = std::env::temp_dir().join(format!("itersnap-ev-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("opened.txt");
-    std::fs::write(&path, b"x").unwrap();
-    let path = path.to_str().unwrap().to_string();
+    let file = TempFile::new("ev", b"x");
+    let path = file.path();
     let mut py = Py::start(
         "op",
         "pass",
@@ -182,17 +201,13 @@ fn the_table_shows_the_call_as_strace_does() {
         format!("  openat(AT_FDCWD, \"{path}\", O_RDONLY|O_NOFOLLOW|O_CLOEXEC, 0)"),
         "{out}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// An fd argument comes with its file, as the caller held it at the event.
 #[test]
 fn an_fd_argument_names_its_file() {
-    let dir = std::env::temp_dir().join(format!("itersnap-fd-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("read-me.txt");
-    std::fs::write(&path, b"0123456789").unwrap();
-    let path = path.to_str().unwrap().to_string();
+    let file = TempFile::new("fd", b"0123456789");
+    let path = file.path();
     let mut py = Py::start(
         "rd",
         "f = os.open(sys.argv[2], os.O_RDONLY)",
@@ -211,7 +226,6 @@ fn an_fd_argument_names_its_file() {
     assert_eq!(t["args"]["count"], 7, "{t}");
     assert_eq!(t["arg_files"]["fd"]["path"], path.as_str(), "{t}");
     assert_eq!(t["arg_files"]["fd"]["type"], "REG", "{t}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// An exit (sched_process_exit) gives the status the fixture chose, its

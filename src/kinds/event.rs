@@ -524,6 +524,16 @@ pub struct UserString {
     pub unread: bool,
 }
 
+impl From<&Item> for UserString {
+    fn from(i: &Item) -> UserString {
+        UserString {
+            bytes: i.bytes.clone(),
+            cut: i.flags & ITEM_CUT != 0,
+            unread: i.flags & ITEM_FAULT != 0,
+        }
+    }
+}
+
 /// An argument's value, as its signature reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -790,13 +800,7 @@ impl Details {
         }
         d.raw_args = Some(r.args);
         let items = r.items();
-        let string = |src: u8| {
-            items.iter().find(|i| i.src == src).map(|i| UserString {
-                bytes: i.bytes.clone(),
-                cut: i.flags & ITEM_CUT != 0,
-                unread: i.flags & ITEM_FAULT != 0,
-            })
-        };
+        let string = |src: u8| items.iter().find(|i| i.src == src).map(UserString::from);
         match ctx.syscall.and_then(signature) {
             Some(sig) => {
                 for (i, &(name, arg)) in sig.iter().enumerate().take(6) {
@@ -818,11 +822,7 @@ impl Details {
                             args: items
                                 .iter()
                                 .filter(|i| i.src == ITEM_ARGV)
-                                .map(|i| UserString {
-                                    bytes: i.bytes.clone(),
-                                    cut: i.flags & ITEM_CUT != 0,
-                                    unread: i.flags & ITEM_FAULT != 0,
-                                })
+                                .map(UserString::from)
                                 .collect(),
                             more: r.flags & (EVENT_ARGV_MORE | EVENT_ITEMS_CUT) != 0,
                         },

@@ -102,31 +102,33 @@ impl Default for USyms {
 impl UStack {
     /// Thread `rec.pid`'s stack, of process `tgid`; symbolized with `syms`.
     pub fn of(rec: &UStackRec, tgid: u32, syms: Option<&mut USyms>) -> UStack {
-        match syms {
-            Some(syms) => syms.stack(tgid, rec),
-            None => UStack {
-                frames: rec
-                    .ips
-                    .iter()
-                    .map(|&addr| UFrame {
-                        addr,
-                        symbol: None,
-                        module: None,
-                    })
-                    .collect(),
-                partial: rec.flags & (USTACK_PARTIAL | USTACK_DEEP) != 0,
-                running: rec.flags & USTACK_RUNNING != 0,
-                in_event: rec.flags & USTACK_IN_EVENT != 0,
-            },
+        let described = match syms {
+            Some(syms) => syms.describe(tgid, &rec.ips),
+            None => vec![(None, None); rec.ips.len()],
+        };
+        UStack {
+            frames: rec
+                .ips
+                .iter()
+                .zip(described)
+                .map(|(&addr, (symbol, module))| UFrame {
+                    addr,
+                    symbol,
+                    module,
+                })
+                .collect(),
+            partial: rec.flags & (USTACK_PARTIAL | USTACK_DEEP) != 0,
+            running: rec.flags & USTACK_RUNNING != 0,
+            in_event: rec.flags & USTACK_IN_EVENT != 0,
         }
     }
 }
 
 impl USyms {
-    /// The stack of thread `rec.pid` of process `tgid`, symbolized.
-    pub fn stack(&mut self, tgid: u32, rec: &UStackRec) -> UStack {
-        let missing: Vec<u64> = rec
-            .ips
+    /// Each address of process `tgid`: its `function+0xoff` and its file,
+    /// where the process's files say.
+    fn describe(&mut self, tgid: u32, ips: &[u64]) -> Vec<(Option<String>, Option<String>)> {
+        let missing: Vec<u64> = ips
             .iter()
             .copied()
             .filter(|&a| !self.cache.contains_key(&(tgid, a)))
@@ -170,24 +172,9 @@ impl USyms {
                 self.cache.insert((tgid, addr), described);
             }
         }
-        UStack {
-            frames: rec
-                .ips
-                .iter()
-                .map(|&addr| {
-                    let (symbol, module) =
-                        self.cache.get(&(tgid, addr)).cloned().unwrap_or_default();
-                    UFrame {
-                        addr,
-                        symbol,
-                        module,
-                    }
-                })
-                .collect(),
-            partial: rec.flags & (USTACK_PARTIAL | USTACK_DEEP) != 0,
-            running: rec.flags & USTACK_RUNNING != 0,
-            in_event: rec.flags & USTACK_IN_EVENT != 0,
-        }
+        ips.iter()
+            .map(|&addr| self.cache.get(&(tgid, addr)).cloned().unwrap_or_default())
+            .collect()
     }
 }
 
@@ -315,7 +302,7 @@ mod tests {
             flags: USTACK_PARTIAL,
             ips: vec![marker() + 1, 1],
         };
-        let s = USyms::default().stack(std::process::id(), &rec);
+        let s = UStack::of(&rec, std::process::id(), Some(&mut USyms::default()));
         assert!(s.partial && !s.running);
         let symbol = s.frames[0].symbol.as_deref().unwrap_or_default();
         assert!(symbol.contains("marker"), "{symbol}");
