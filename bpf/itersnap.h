@@ -17,7 +17,7 @@
 #ifndef ITERSNAP_H
 #define ITERSNAP_H
 
-#define ITERSNAP_ABI 9
+#define ITERSNAP_ABI 10
 
 #define COMM_LEN 16
 
@@ -67,6 +67,7 @@ struct rec_hdr {
 #include "kinds/activity.h"
 #include "kinds/event.h"
 #include "kinds/ustack.h"
+#include "kinds/oncpu.h"
 
 /*
  * Sent when a trigger fires, followed by the records captured inside the

@@ -800,4 +800,17 @@ int on_timer(struct bpf_perf_event_data *ctx)
 	return fire(TRIGGER_TIMER, 0, NULL, &none);
 }
 
+/*
+ * --interval with stacks: a CPU-clock perf event on every CPU, opened just
+ * before the ticks' so that it fires just before each tick, keeps the
+ * stacks of what runs there (kinds/oncpu.bpf.h) for the thread the
+ * snapshot finds on that CPU.
+ */
+SEC("perf_event")
+int on_cpu_sample(struct bpf_perf_event_data *ctx)
+{
+	fill_oncpu_sample(ctx);
+	return 0;
+}
+
 #endif /* TRIGGER_BPF_H */

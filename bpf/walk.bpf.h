@@ -21,6 +21,7 @@
 #include "kinds/map.bpf.h"
 #include "kinds/event.bpf.h"
 #include "kinds/ustack.bpf.h"
+#include "kinds/oncpu.bpf.h"
 #include "select.bpf.h"
 
 #endif /* WALK_BPF_H */

@@ -73,4 +73,7 @@ pub struct RawSnapshot {
     pub after_event: bool,
     /// A trigger program ran: its end record was due.
     pub expects_end: bool,
+    /// --interval with stacks: each CPU's latest sample, for the threads
+    /// the walk found on a CPU (kinds/oncpu.rs).
+    pub oncpu: Vec<crate::kinds::oncpu::OnCpuSample>,
 }

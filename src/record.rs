@@ -809,6 +809,8 @@ mod seeds {
                 tpgid: tgid,
                 locked_pages: 0,
             },
+            cpu: 1,
+            on_cpu: false,
         }
     }
 

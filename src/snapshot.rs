@@ -18,7 +18,8 @@ use crate::kinds::process::{ProcRec, Process};
 use crate::kinds::sockets::Socket;
 use crate::kinds::stacks::{self, Frame, StackRec};
 use crate::kinds::task::{self, Task, TaskRec};
-use crate::kinds::ustacks::{UStack, UStackRec, USyms as UStackSyms};
+use crate::kinds::oncpu::{OnCpu, OnCpuSample};
+use crate::kinds::ustacks::{self, UStack, UStackRec, USyms as UStackSyms};
 use crate::ksyms::Ksyms;
 use crate::model::{RawSnapshot, TriggerSpec};
 use crate::record::{BeginRec, Record};
@@ -317,6 +318,8 @@ pub struct Row {
     pub stack: Option<Vec<Frame>>,
     /// Its user stack, with --ustacks.
     pub ustack: Option<UStack>,
+    /// Its stacks came from its CPU's on-CPU sample (--interval: it ran).
+    pub oncpu: Option<OnCpu>,
     /// With --file or --mount: which of them it holds, and how.
     pub holds: Vec<Held>,
 }
@@ -329,6 +332,7 @@ impl Row {
             files: Vec::new(),
             stack: None,
             ustack: None,
+            oncpu: None,
             holds: Vec::new(),
         }
     }
@@ -373,6 +377,7 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
     let problems = problems(&raw, ctx);
     let ktime_ns = raw.ktime_ns;
     let mut gathered = gather(raw.records, ktime_ns, &mut info.capture);
+    gathered.oncpu = raw.oncpu.into_iter().map(|s| (s.tid, s)).collect();
     let event = gathered.event.take();
     let rows = rows(gathered, ctx, ktime_ns, &mut counts);
     info.details = event.map(|e| event_details(&e, &info.trigger, ctx, &rows));
@@ -455,6 +460,8 @@ struct Gathered {
     ustacks: HashMap<u32, UStackRec>,
     /// The trigger's own details.
     event: Option<Box<EventRec>>,
+    /// --interval with stacks: each CPU's latest sample, by thread.
+    oncpu: HashMap<u32, OnCpuSample>,
 }
 
 /// Records by process, stacks by thread; counts in `capture` which tasks
@@ -536,6 +543,7 @@ fn gather(records: Vec<Record>, ktime_ns: u64, capture: &mut Capture) -> Gathere
         sockets,
         ustacks,
         event,
+        oncpu: HashMap::new(),
     }
 }
 
@@ -613,6 +621,7 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         mut sockets,
         mut ustacks,
         event: _,
+        oncpu,
     } = g;
     // Symbols from the processes' own files, read while they live (not for
     // renderings that must not depend on the machine).
@@ -666,9 +675,15 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         // Each row's per-thread views: what it was doing, its stack.
         let mut add_views = |row: &mut Row, pid: u32| {
             row.task.activity = doing.remove(&pid);
-            let frames = stacks.remove(&pid).map(|s| stacks::frames(&s, ctx.ksyms));
+            let mut stack = stacks.remove(&pid);
+            let mut ustack = ustacks.remove(&pid);
+            row.oncpu = oncpu
+                .get(&pid)
+                .filter(|_| row.task.on_cpu)
+                .and_then(|s| sampled_stacks(s, &mut stack, &mut ustack, ktime_ns));
+            let frames = stack.map(|s| stacks::frames(&s, ctx.ksyms));
             add_stack(row, frames, ctx, counts);
-            if let Some(u) = ustacks.remove(&pid) {
+            if let Some(u) = ustack {
                 row.ustack = Some(UStack::of(&u, tgid, usyms.as_mut()));
             }
         };
@@ -697,6 +712,32 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         }
     }
     rows
+}
+
+/// A thread the walk found on a CPU, whose stacks it could not read, takes
+/// those of its CPU's sample (of it, just before the tick): the walk's
+/// stack records are empty (the kernel's unwinder refuses a running task)
+/// or marked running. A stack the event read (its own task's) stays.
+fn sampled_stacks(
+    sample: &OnCpuSample,
+    stack: &mut Option<StackRec>,
+    ustack: &mut Option<UStackRec>,
+    ktime_ns: u64,
+) -> Option<OnCpu> {
+    let kernel_unread = stack.as_ref().is_none_or(|s| s.ips.is_empty());
+    let user_unread = ustack
+        .as_ref()
+        .is_none_or(|u| u.flags & ustacks::USTACK_RUNNING != 0);
+    let mut used = false;
+    if let Some(k) = sample.stack_rec().filter(|_| kernel_unread && stack.is_some()) {
+        *stack = Some(k);
+        used = true;
+    }
+    if let Some(u) = sample.ustack_rec().filter(|_| user_unread && ustack.is_some()) {
+        *ustack = Some(u);
+        used = true;
+    }
+    used.then(|| sample.note(ktime_ns))
 }
 
 /// A process's files by fd, each socket record not right after its

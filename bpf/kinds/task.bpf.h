@@ -32,6 +32,19 @@ struct task_struct___pre55 {
 	u64 real_start_time;
 } __attribute__((preserve_access_index));
 
+/* A task's CPU was task_struct.cpu before 5.16 (now thread_info.cpu). */
+struct task_struct___pre516 {
+	unsigned int cpu;
+} __attribute__((preserve_access_index));
+
+/* The CPU a task runs on, or last ran on (/proc/PID/stat's processor). */
+static __always_inline __u32 task_cpu_of(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->thread_info.cpu))
+		return KREAD(t, thread_info.cpu);
+	return BPF_CORE_READ((struct task_struct___pre516 *)t, cpu);
+}
+
 static __always_inline __u32 task_state_raw(struct task_struct *t)
 {
 	if (bpf_core_field_exists(t->__state))
@@ -577,6 +590,10 @@ static __always_inline void fill_task(struct task_struct *t, struct task_rec *r,
 			BPF_CORE_READ((struct task_struct___pre55 *)t, real_start_time);
 	r->self_exec_id = KREAD(t, self_exec_id);
 	fill_stat_parts(t, sig, r);
+	r->cpu = task_cpu_of(t);
+	/* On a CPU right now: its kernel stack cannot be read, only sampled
+	 * (kinds/oncpu.bpf.h). */
+	r->on_cpu = KREAD(t, on_cpu) ? 1 : 0;
 	compose_task_name(t);
 	name = name_buf();
 	if (name)

@@ -59,6 +59,8 @@ struct task_rec {
 	__u32 pgid;		/*   foreground pgrp (0: none), init namespace */
 	__u32 tpgid;
 	__u64 locked_pages;	/* mm->locked_vm, as /proc/PID/status VmLck */
+	__u32 cpu;		/* the CPU it runs or last ran on (ps's PSR) */
+	__u32 on_cpu;		/* 1 if running on that CPU at the walk */
 };
 
 /* Optional fields of a task record (struct task_rec.present). */

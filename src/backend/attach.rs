@@ -141,6 +141,24 @@ macro_rules! select_trigger_program {
 }
 pub(crate) use select_trigger_program;
 
+/// Loads the on-CPU sampler (backend/sampler.rs) only when the run
+/// samples with stacks, its map sized one sample per possible CPU.
+macro_rules! configure_sampler {
+    ($open:expr, $walk:expr, $trig:expr) => {{
+        let wanted = $crate::backend::sampler::wanted($walk, $trig);
+        $open.progs.on_cpu_sample.set_autoload(wanted);
+        if wanted {
+            let cpus = libbpf_rs::num_possible_cpus().context("counting the possible CPUs")?;
+            $open
+                .maps
+                .oncpu_samples
+                .set_max_entries(cpus.max(1) as u32)
+                .context("sizing the on-CPU samples map")?;
+        }
+    }};
+}
+pub(crate) use configure_sampler;
+
 /// Which iter/task_file program loads (paths from bpf_d_path() if
 /// `$paths.files`, else from the walk; none without files), where the
 /// task iterator takes cwd, root and executable from, and the ring
@@ -237,9 +255,11 @@ impl AttachedTrigger {
     }
 }
 
-/// A software CPU-clock perf event on CPU 0 that overflows every `period`:
-/// its BPF program runs from the timer interrupt, whatever that CPU does.
-fn open_clock_event(period: std::time::Duration) -> Result<OwnedFd> {
+/// A software CPU-clock perf event on `cpu` that overflows every
+/// `period`: its BPF program runs from the timer interrupt, whatever that
+/// CPU does. Its first overflow is a period after this call, and each
+/// next one a period after that (the kernel keeps the phase).
+pub fn open_clock_event(period: std::time::Duration, cpu: u32) -> Result<OwnedFd> {
     use libbpf_rs::libbpf_sys as sys;
     // SAFETY: perf_event_attr is plain data; zero is its documented default.
     let mut attr: sys::perf_event_attr = unsafe { std::mem::zeroed() };
@@ -248,23 +268,33 @@ fn open_clock_event(period: std::time::Duration) -> Result<OwnedFd> {
     attr.config = sys::PERF_COUNT_SW_CPU_CLOCK as u64;
     // For the CPU clock, the sample period is in nanoseconds.
     attr.__bindgen_anon_1.sample_period = period.as_nanos().clamp(1, u64::MAX as u128) as u64;
-    // SAFETY: the attr outlives the call; pid -1 + cpu 0 = all tasks on CPU 0.
+    // SAFETY: the attr outlives the call; pid -1 + a cpu = all tasks on that CPU.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_perf_event_open,
             &attr as *const sys::perf_event_attr,
             -1,
-            0,
+            cpu as libc::c_int,
             -1,
             sys::PERF_FLAG_FD_CLOEXEC,
         )
     };
     if fd < 0 {
         let err = std::io::Error::last_os_error();
-        anyhow::bail!("opening a CPU-clock perf event: {err}");
+        anyhow::bail!("opening a CPU-clock perf event on CPU {cpu}: {err}");
     }
     // SAFETY: the kernel just gave us this fd and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// A program attached to a perf event: the link owns the event.
+pub fn attach_to_perf_event(prog: &ProgramMut<'_>, fd: OwnedFd) -> Result<Link> {
+    let link = prog
+        .attach_perf_event(fd.as_raw_fd())
+        .context("attaching to a CPU-clock perf event")?;
+    // The link now owns the perf event and closes it when dropped.
+    let _ = fd.into_raw_fd();
+    Ok(link)
 }
 
 /// Attaches the trigger the user asked for; None for a one-shot.
@@ -287,14 +317,7 @@ pub fn attach_trigger(
     let link = match &trig.spec {
         TriggerSpec::OneShot => return Ok(None),
         TriggerSpec::Interval { period } => {
-            let fd = open_clock_event(*period)?;
-            let link = progs
-                .on_timer
-                .attach_perf_event(fd.as_raw_fd())
-                .context("attaching to a CPU-clock perf event")?;
-            // The link now owns the perf event and closes it when dropped.
-            let _ = fd.into_raw_fd();
-            link
+            attach_to_perf_event(progs.on_timer, open_clock_event(*period, 0)?)?
         }
         TriggerSpec::Signal { .. } => progs
             .on_signal

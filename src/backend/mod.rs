@@ -11,6 +11,7 @@ pub mod core_btf;
 pub mod events;
 pub mod open_coded;
 pub mod programs;
+pub mod sampler;
 pub mod seq;
 pub mod session;
 

@@ -12,7 +12,8 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{AsRawLibbpf, OpenObject};
 
 use super::attach::{
-    configure_completion, open_configured, parse_kernel_btf_now, select_trigger_program,
+    configure_completion, configure_sampler, open_configured, parse_kernel_btf_now,
+    select_trigger_program,
 };
 use super::completion::CommScan;
 use super::programs::LoadReport;
@@ -44,6 +45,7 @@ fn load(
 ) -> Result<OpencodedSkel<'static>> {
     let mut open = open_configured!(OpencodedSkelBuilder, "opencoded", "open-coded", walk, trig);
     select_trigger_program!(open.progs, trig);
+    configure_sampler!(open, walk, trig);
     open.progs.bare_walk.set_autoload(false);
     open.progs.find_comm.set_autoload(scans_for_comm(walk));
     open.progs.dump_task.set_autoload(!tasks_carry_files(walk));
@@ -194,6 +196,7 @@ pub fn bare_walk() -> Result<(u64, u64, u64)> {
     open.progs.on_tracefs.set_autoload(false);
     open.progs.on_uprobe.set_autoload(false);
     open.progs.on_timer.set_autoload(false);
+    open.progs.on_cpu_sample.set_autoload(false);
     open.progs.dump_task.set_autoload(false);
     open.progs.dump_task_files.set_autoload(false);
     open.progs.dump_file.set_autoload(false);

@@ -8,7 +8,8 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::AsRawLibbpf;
 
 use super::attach::{
-    configure_completion, open_configured, parse_kernel_btf_now, select_trigger_program,
+    configure_completion, configure_sampler, open_configured, parse_kernel_btf_now,
+    select_trigger_program,
 };
 use super::programs::LoadReport;
 use super::session::{load_first, session_of, IterPaths, Session};
@@ -24,6 +25,7 @@ fn load(
 ) -> Result<SeqiterSkel<'static>> {
     let mut open = open_configured!(SeqiterSkelBuilder, "seqiter", "seq-iterator", walk, trig);
     select_trigger_program!(open.progs, trig);
+    configure_sampler!(open, walk, trig);
     // Old kernels get a user-space timer instead of a perf-event program.
     if let TriggerSpec::Interval { .. } = trig.spec {
         open.progs.on_timer.set_autoload(false);

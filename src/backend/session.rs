@@ -16,10 +16,15 @@ use anyhow::Result;
 use super::attach::AttachedTrigger;
 use super::completion::{merge, Completion};
 use super::events::EventStream;
+use super::sampler::Sampler;
 use super::{Backend, RawSnapshot, TriggerSpec};
 use crate::record::{self, BeginRec, EndRec, Record, END_ALL_TASKS};
 
 pub const STATS_SLOTS: u32 = 16;
+
+/// How long after each CPU's sample a user-space tick comes: enough for
+/// the samplers to have run, little enough for the threads still to run.
+const SAMPLE_LEAD: Duration = Duration::from_millis(1);
 
 /// enum trigger_kind in bpf/itersnap.h.
 const TRIGGER_TIMER: u32 = 6;
@@ -159,6 +164,8 @@ pub struct Session {
     pub events: EventStream,
     pub completion: Completion,
     pub trigger: Option<AttachedTrigger>,
+    /// --interval with stacks: the threads found on a CPU are sampled.
+    sampler: Option<Sampler>,
     mode: Mode,
     pending: BTreeMap<u32, Pending>,
     /// The highest seq handed out so far.
@@ -218,6 +225,19 @@ macro_rules! session_of {
         let guards = $crate::backend::session::guards_of!(skel);
         // Before the trigger is attached: its first event's paths need it.
         $crate::backend::session::learn_root_for_events(&guards, &completion, &$trig.spec)?;
+        // Before the tick's event: each CPU is sampled just before each tick.
+        let sampler = match &$trig.spec {
+            $crate::backend::TriggerSpec::Interval { period }
+                if $crate::backend::sampler::wanted($walk, $trig) =>
+            {
+                Some($crate::backend::sampler::Sampler::attach(
+                    &skel.progs.on_cpu_sample,
+                    &skel.maps.oncpu_samples,
+                    *period,
+                )?)
+            }
+            _ => None,
+        };
         let trigger = if $attach {
             $crate::backend::attach::attach_trigger(
                 $crate::backend::attach::trigger_programs!(skel),
@@ -235,6 +255,7 @@ macro_rules! session_of {
                 events,
                 completion,
                 trigger,
+                sampler,
                 guards,
                 object: Box::new(skel),
             },
@@ -269,6 +290,7 @@ pub struct Loaded {
     pub events: EventStream,
     pub completion: Completion,
     pub trigger: Option<AttachedTrigger>,
+    pub sampler: Option<Sampler>,
     pub guards: Guards,
     pub object: Box<dyn Any>,
 }
@@ -279,7 +301,11 @@ impl Session {
             (TriggerSpec::OneShot, _) => Mode::OneShot { taken: false },
             (TriggerSpec::Interval { period }, None) => Mode::Timer {
                 period: *period,
-                next: Instant::now(),
+                // With samples, the first tick comes when every CPU has one,
+                // just after (the samplers keep their phase).
+                next: loaded.sampler.as_ref().map_or_else(Instant::now, |s| {
+                    s.opened + *period + SAMPLE_LEAD
+                }),
                 taken: 0,
             },
             _ => Mode::Events,
@@ -291,6 +317,7 @@ impl Session {
             events: loaded.events,
             completion: loaded.completion,
             trigger: loaded.trigger,
+            sampler: loaded.sampler,
             mode,
             pending: BTreeMap::new(),
             delivered: 0,
@@ -332,7 +359,6 @@ impl Session {
                 return Ok(Vec::new());
             }
         }
-        let tick_time = Instant::now();
         let seq = taken + 1;
         let mut snap = self.walk_only(seq)?;
         snap.begin = Some(BeginRec {
@@ -351,13 +377,26 @@ impl Session {
             comm: b"itersnap".to_vec(),
             target_comm: Vec::new(),
         });
-        // The next tick is a period after this one, unless the walk took longer.
+        snap.oncpu = self.samples();
+        // The next tick keeps the phase (the samplers'); those the walk
+        // overran are skipped.
+        let mut next = next + period;
+        let now = Instant::now();
+        if next < now {
+            let behind = (now - next).as_nanos() / period.as_nanos().max(1);
+            next += period * (behind as u32 + 1);
+        }
         self.mode = Mode::Timer {
             period,
-            next: (tick_time + period).max(Instant::now()),
+            next,
             taken: seq,
         };
         Ok(vec![snap])
+    }
+
+    /// Each CPU's latest sample, with --interval and stacks.
+    fn samples(&self) -> Vec<crate::kinds::oncpu::OnCpuSample> {
+        self.sampler.as_ref().map_or_else(Vec::new, Sampler::read)
     }
 
     /// Routes decoded ring-buffer records to their snapshots.
@@ -449,6 +488,7 @@ impl Session {
         };
         Ok(RawSnapshot {
             seq,
+            oncpu: self.samples(),
             begin: p.begin,
             end: p.end,
             records,

@@ -16,6 +16,7 @@ pub mod event;
 pub mod files;
 pub mod holds;
 pub mod maps;
+pub mod oncpu;
 pub mod process;
 pub mod sockets;
 pub mod stacks;

@@ -20,7 +20,7 @@ use crate::text::{
 use crate::wire::Fields;
 
 /// `struct task_rec`.
-pub const TASK_SIZE: usize = 280;
+pub const TASK_SIZE: usize = 288;
 /// `TASK_NAME_LEN`: proc_task_name()'s buffer, the name's NUL included.
 pub const TASK_NAME_LEN: usize = 64;
 
@@ -87,6 +87,10 @@ pub struct TaskRec {
     pub fds_upto: u32,
     /// What ps's STAT adds to the state letter.
     pub stat: StatParts,
+    /// The CPU it runs or last ran on (ps's PSR).
+    pub cpu: u32,
+    /// Running on that CPU at the walk.
+    pub on_cpu: bool,
 }
 
 /// What ps's STAT shows besides the state letter (`Ssl`, `D<`, `S+`): the
@@ -199,6 +203,8 @@ pub fn decode(f: &Fields<'_>, seq: u32) -> Result<TaskRec, &'static str> {
             tpgid: f.u32(268),
             locked_pages: f.u64(272),
         },
+        cpu: f.u32(280),
+        on_cpu: f.u32(284) != 0,
     })
 }
 
@@ -258,6 +264,8 @@ pub(crate) fn encode(t: &TaskRec) -> Vec<u8> {
     put(264, &t.stat.pgid.to_ne_bytes());
     put(268, &t.stat.tpgid.to_ne_bytes());
     put(272, &t.stat.locked_pages.to_ne_bytes());
+    put(280, &t.cpu.to_ne_bytes());
+    put(284, &u32::from(t.on_cpu).to_ne_bytes());
     b
 }
 
@@ -293,6 +301,11 @@ pub struct Task {
     pub wchan: Option<String>,
     /// With --activity: the syscall it is in (kinds/activity.rs).
     pub activity: Option<Activity>,
+    /// The CPU it runs or last ran on (ps's PSR; a process's: its main
+    /// thread's).
+    pub cpu: u32,
+    /// Running on a CPU at the walk (a process's: its main thread).
+    pub on_cpu: bool,
 }
 
 /// A task's user and group ids, as /proc/PID/status's `Uid:` and `Gid:`
@@ -385,6 +398,8 @@ impl Task {
             since_event_ns: t.taken_ns.saturating_sub(ktime_ns),
             wchan: None,
             activity: None,
+            cpu: t.cpu,
+            on_cpu: t.on_cpu,
         }
     }
 
@@ -410,6 +425,8 @@ impl Task {
             since_event_ns: 0,
             wchan: None,
             activity: None,
+            cpu: 0,
+            on_cpu: false,
         }
     }
 
@@ -651,6 +668,8 @@ pub struct TaskJson<'a> {
     kthread: bool,
     in_event: bool,
     since_event_ns: u64,
+    cpu: u32,
+    on_cpu: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     wchan: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -688,6 +707,8 @@ pub fn json(t: &Task) -> TaskJson<'_> {
         kthread: t.kthread,
         in_event: t.in_event,
         since_event_ns: t.since_event_ns,
+        cpu: t.cpu,
+        on_cpu: t.on_cpu,
         wchan: t.wchan.as_deref(),
         activity: t.activity.as_ref().map(Activity::word),
         syscall: t.activity.as_ref().and_then(activity::json),
@@ -1159,6 +1180,9 @@ mod tests {
         assert_eq!(offset_of!(task_rec, pgid), 264);
         assert_eq!(offset_of!(task_rec, tpgid), 268);
         assert_eq!(offset_of!(task_rec, locked_pages), 272);
+        assert_eq!(offset_of!(task_rec, cpu), 280);
+        assert_eq!(offset_of!(task_rec, on_cpu), 284);
+        assert_eq!(std::mem::size_of::<task_rec>(), TASK_SIZE);
     }
 
     /// What is encoded decodes back, every field in its place.
@@ -1211,6 +1235,8 @@ mod tests {
                 tpgid: next(),
                 locked_pages: next().into(),
             },
+            cpu: next(),
+            on_cpu: true,
         };
         let bytes = encode(&rec);
         assert_eq!(&bytes[2..4], &(TASK_SIZE as u16).to_ne_bytes());

@@ -2,8 +2,8 @@
 //! of the run adds one sample per thread, its stack folded into one line
 //! as flamegraph.pl, inferno and speedscope read them, outermost first:
 //! `sleeping;bash;main;read_line;…;do_syscall_64_[k];…;schedule_[k] 12`.
-//! The first frame groups the samples by the thread's state (`running`,
-//! `sleeping`, `disk`, …), then its name, its user stack (`--ustacks`),
+//! The first frame groups the samples by the thread's state (`on-cpu`,
+//! `runnable`, `sleeping`, `disk`, …), then its name, its user stack (`--ustacks`),
 //! its kernel stack (frames marked `_[k]`, flamegraph.pl's convention).
 //! Identical stacks are counted, not repeated: 10,000 threads sampled at
 //! 10 Hz cost a map of the distinct stacks.
@@ -32,11 +32,13 @@ pub struct Folded {
     counts: HashMap<String, u64>,
 }
 
-/// The group a thread's state puts it in: on a CPU or waiting for one
-/// (`R`), asleep (`S`), in uninterruptible sleep, usually disk I/O (`D`).
-fn group(state: char) -> &'static str {
+/// The group a thread's state puts it in: on a CPU (`on-cpu`: its
+/// stacks from the CPU's sample), waiting for one (`runnable`), asleep
+/// (`S`), in uninterruptible sleep, usually disk I/O (`D`).
+fn group(state: char, on_cpu: bool) -> &'static str {
     match state {
-        'R' => "running",
+        'R' if on_cpu => "on-cpu",
+        'R' => "runnable",
         'S' => "sleeping",
         'D' => "disk",
         'T' | 't' => "stopped",
@@ -75,8 +77,16 @@ fn user_frame(symbol: Option<&str>, module: Option<&str>) -> String {
 }
 
 /// One thread's folded stack, outermost first.
-pub fn fold(state: char, comm: &[u8], ustack: Option<&UStack>, stack: Option<&[Frame]>) -> String {
-    let mut frames = vec![group(state).to_string(), printable(comm).replace(';', ":")];
+pub fn fold(
+    (state, on_cpu): (char, bool),
+    comm: &[u8],
+    ustack: Option<&UStack>,
+    stack: Option<&[Frame]>,
+) -> String {
+    let mut frames = vec![
+        group(state, on_cpu).to_string(),
+        printable(comm).replace(';', ":"),
+    ];
     if let Some(u) = ustack {
         frames.extend(
             u.frames
@@ -96,7 +106,7 @@ impl Folded {
     pub fn add(&mut self, snap: &Snapshot) {
         for row in &snap.rows {
             let line = fold(
-                row.task.state,
+                (row.task.state, row.task.on_cpu),
                 &row.task.comm,
                 row.ustack.as_ref(),
                 row.stack.as_deref(),
@@ -174,9 +184,10 @@ mod tests {
             },
         ];
         assert_eq!(
-            fold('S', b"a;b c", Some(&ustack), Some(&kernel)),
+            fold(('S', false), b"a;b c", Some(&ustack), Some(&kernel)),
             "sleeping;a:b c;[unknown];[libc.so.6];isx_wait;ksys_read_[k];pipe_read_[k]"
         );
-        assert_eq!(fold('R', b"x\n", None, None), "running;x\\x0a");
+        assert_eq!(fold(('R', true), b"x\n", None, None), "on-cpu;x\\x0a");
+        assert_eq!(fold(('R', false), b"x", None, None), "runnable;x");
     }
 }

@@ -86,6 +86,8 @@ struct RowHeadJson<'a> {
     process: Option<process::ProcessJson<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     holds: Vec<holds::HeldJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oncpu_sample: Option<crate::kinds::oncpu::OnCpu>,
 }
 
 fn row_head_json(r: &Row) -> RowHeadJson<'_> {
@@ -93,6 +95,7 @@ fn row_head_json(r: &Row) -> RowHeadJson<'_> {
         task: task::json(&r.task),
         process: r.process.as_ref().map(|p| process::json(p, r.task.pid)),
         holds: holds::json(&r.holds),
+        oncpu_sample: r.oncpu,
     }
 }
 
@@ -449,6 +452,8 @@ mod tests {
                         since_event_ns: u64::from(i),
                         wchan: None,
                         activity: None,
+                        cpu: i % 2,
+                        on_cpu: i == 1,
                     },
                     process: None,
                     files: (0..files_each).map(file).collect(),

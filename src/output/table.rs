@@ -397,6 +397,16 @@ pub fn write(w: &mut dyn Write, snap: &Snapshot, p: &Printer) -> io::Result<()> 
         for f in slots.chain(&row.files) {
             files::write_line(w, &mut line, &layout, f)?;
         }
+        if let Some(o) = &row.oncpu {
+            writeln!(
+                w,
+                "{:indent$}[on CPU {}: stacks sampled {} {} the snapshot]",
+                "",
+                o.cpu,
+                short_duration(o.offset_ns.unsigned_abs()),
+                if o.offset_ns <= 0 { "before" } else { "after" }
+            )?;
+        }
         if let Some(stack) = &row.stack {
             stacks::write_lines(w, indent, stack)?;
         }
