@@ -14,11 +14,11 @@ use crate::kinds::event::{self, EventRec};
 use crate::kinds::files::{self, FileEntry};
 use crate::kinds::holds::{self, Held, Target};
 use crate::kinds::maps;
+use crate::kinds::oncpu::{OnCpu, OnCpuSample};
 use crate::kinds::process::{ProcRec, Process};
 use crate::kinds::sockets::Socket;
 use crate::kinds::stacks::{self, Frame, StackRec};
 use crate::kinds::task::{self, Task, TaskRec};
-use crate::kinds::oncpu::{OnCpu, OnCpuSample};
 use crate::kinds::ustacks::{self, UStack, UStackRec, USyms as UStackSyms};
 use crate::ksyms::Ksyms;
 use crate::model::{RawSnapshot, TriggerSpec};
@@ -729,11 +729,17 @@ fn sampled_stacks(
         .as_ref()
         .is_none_or(|u| u.flags & ustacks::USTACK_RUNNING != 0);
     let mut used = false;
-    if let Some(k) = sample.stack_rec().filter(|_| kernel_unread && stack.is_some()) {
+    if let Some(k) = sample
+        .stack_rec()
+        .filter(|_| kernel_unread && stack.is_some())
+    {
         *stack = Some(k);
         used = true;
     }
-    if let Some(u) = sample.ustack_rec().filter(|_| user_unread && ustack.is_some()) {
+    if let Some(u) = sample
+        .ustack_rec()
+        .filter(|_| user_unread && ustack.is_some())
+    {
         *ustack = Some(u);
         used = true;
     }

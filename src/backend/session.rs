@@ -303,9 +303,10 @@ impl Session {
                 period: *period,
                 // With samples, the first tick comes when every CPU has one,
                 // just after (the samplers keep their phase).
-                next: loaded.sampler.as_ref().map_or_else(Instant::now, |s| {
-                    s.opened + *period + SAMPLE_LEAD
-                }),
+                next: loaded
+                    .sampler
+                    .as_ref()
+                    .map_or_else(Instant::now, |s| s.opened + *period + SAMPLE_LEAD),
                 taken: 0,
             },
             _ => Mode::Events,

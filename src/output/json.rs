@@ -382,21 +382,21 @@ mod tests {
     use crate::kinds::files::FileEntry;
     use crate::kinds::task::Task;
 
-    /// In chunks (in parallel) or whole, the task list reads the same.
-    #[test]
-    fn task_list_parts_join_to_the_whole() {
-        // Files unlike each other in every field the hand-written writer
-        // spells out: names that need escaping or are not UTF-8, slots
-        // (negative fds), unnamed flag bits, sockets.
-        let names: [&[u8]; 6] = [
-            b"/tmp/plain",
-            b"/tmp/quote\"back\\slash",
-            b"/tmp/ctl\n\t\r\x08\x0c\x01\x1f\x7f",
-            b"/tmp/bad\xff\xfe utf8 \xc3\xa9",
-            b"socket:[12345]",
-            b"",
-        ];
-        let file = |fd: i32| FileEntry {
+    /// Names unlike each other: that need escaping, or are not UTF-8.
+    const NAMES: [&[u8]; 6] = [
+        b"/tmp/plain",
+        b"/tmp/quote\"back\\slash",
+        b"/tmp/ctl\n\t\r\x08\x0c\x01\x1f\x7f",
+        b"/tmp/bad\xff\xfe utf8 \xc3\xa9",
+        b"socket:[12345]",
+        b"",
+    ];
+
+    /// A file unlike the others in every field the hand-written writer
+    /// spells out: slots (negative fds), unnamed flag bits, sockets.
+    fn file(fd: i32) -> FileEntry {
+        let names: [&[u8]; 6] = NAMES;
+        FileEntry {
             fd: if fd % 7 == 3 { -(fd % 5) - 1 } else { fd },
             desc: names[fd as usize % names.len()].to_vec(),
             kind: ["REG", "SOCK", "a_inode", "FIFO"][fd as usize % 4],
@@ -428,7 +428,15 @@ mod tests {
                     path: b"/run/s\n\xff".to_vec(),
                 })
             }),
-        };
+        }
+    }
+
+    /// In chunks (in parallel) or whole, the task list reads the same.
+    #[test]
+    fn task_list_parts_join_to_the_whole() {
+        // Files unlike each other in every field the hand-written writer
+        // spells out: names that need escaping or are not UTF-8, slots
+        // (negative fds), unnamed flag bits, sockets.
         for (n, files_each) in [(0, 0), (1, 0), (3, 5000), (500, 10), (7, 1)] {
             let rows: Vec<Row> = (0..n)
                 .map(|i| Row {
@@ -467,6 +475,10 @@ mod tests {
                         partial: i == 4,
                         running: false,
                         in_event: false,
+                    }),
+                    oncpu: (i == 1).then_some(crate::kinds::oncpu::OnCpu {
+                        cpu: 1,
+                        offset_ns: -45_000,
                     }),
                     holds: if i == 1 {
                         vec![crate::kinds::holds::Held {
