@@ -677,10 +677,9 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
             row.task.activity = doing.remove(&pid);
             let mut stack = stacks.remove(&pid);
             let mut ustack = ustacks.remove(&pid);
-            row.oncpu = oncpu
-                .get(&pid)
-                .filter(|_| row.task.on_cpu)
-                .and_then(|s| sampled_stacks(s, &mut stack, &mut ustack, ktime_ns));
+            row.oncpu = oncpu.get(&pid).and_then(|s| {
+                sampled_stacks(s, row.task.on_cpu, &mut stack, &mut ustack, ktime_ns)
+            });
             let frames = stack.map(|s| stacks::frames(&s, ctx.ksyms));
             add_stack(row, frames, ctx, counts);
             if let Some(u) = ustack {
@@ -715,31 +714,28 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
 }
 
 /// A thread the walk found on a CPU, whose stacks it could not read, takes
-/// those of its CPU's sample (of it, just before the tick): the walk's
-/// stack records are empty (the kernel's unwinder refuses a running task)
-/// or marked running. A stack the event read (its own task's) stays.
+/// those of its CPU's sample (of it, just before the tick). Its kernel
+/// stack is read with its task record (`on_cpu` then: the record is
+/// empty, the kernel's unwinder refuses a running task), its user stack
+/// later by another iterator (marked running if it ran then). A stack the
+/// event read (its own task's) stays.
 fn sampled_stacks(
     sample: &OnCpuSample,
+    on_cpu: bool,
     stack: &mut Option<StackRec>,
     ustack: &mut Option<UStackRec>,
     ktime_ns: u64,
 ) -> Option<OnCpu> {
-    let kernel_unread = stack.as_ref().is_none_or(|s| s.ips.is_empty());
+    let kernel_unread = on_cpu && stack.as_ref().is_some_and(|s| s.ips.is_empty());
     let user_unread = ustack
         .as_ref()
-        .is_none_or(|u| u.flags & ustacks::USTACK_RUNNING != 0);
+        .is_some_and(|u| u.flags & ustacks::USTACK_RUNNING != 0);
     let mut used = false;
-    if let Some(k) = sample
-        .stack_rec()
-        .filter(|_| kernel_unread && stack.is_some())
-    {
+    if let Some(k) = sample.stack_rec().filter(|_| kernel_unread) {
         *stack = Some(k);
         used = true;
     }
-    if let Some(u) = sample
-        .ustack_rec()
-        .filter(|_| user_unread && ustack.is_some())
-    {
+    if let Some(u) = sample.ustack_rec().filter(|_| user_unread) {
         *ustack = Some(u);
         used = true;
     }

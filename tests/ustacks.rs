@@ -27,17 +27,26 @@ struct Waiting {
 
 impl Waiting {
     fn start(tag: &str) -> Waiting {
+        Waiting::start_with(tag, &[])
+    }
+
+    /// With `spin`, a second thread spins in isx_spin().
+    fn start_with(tag: &str, args: &[&str]) -> Waiting {
         let name = unique_comm(tag);
         let path = std::env::temp_dir().join(&name);
         let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ustack.c");
         let built = Command::new("gcc")
-            .args(["-O0", "-fno-omit-frame-pointer", "-o"])
+            .args(["-O0", "-fno-omit-frame-pointer", "-pthread", "-o"])
             .arg(&path)
             .arg(source)
             .status()
             .expect("gcc");
         assert!(built.success());
-        let child = Command::new(&path).stdin(Stdio::piped()).spawn().unwrap();
+        let child = Command::new(&path)
+            .args(args)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
         // Until it waits in read(0).
         for _ in 0..500 {
             let syscall = std::fs::read_to_string(format!("/proc/{}/syscall", child.id()))
@@ -165,7 +174,7 @@ fn folded_stacks_count_every_thread_of_every_snapshot() {
         let (stack, count) = line.rsplit_once(' ').unwrap();
         let frames: Vec<&str> = stack.split(';').collect();
         assert!(
-            ["sleeping", "running"].contains(&frames[0]),
+            ["sleeping", "on-cpu", "runnable"].contains(&frames[0]),
             "grouped by state first: {line}"
         );
         assert!(
@@ -181,6 +190,161 @@ fn folded_stacks_count_every_thread_of_every_snapshot() {
         text.lines().any(|l| l.split(';').nth(1) == Some("isfold")),
         "{text}"
     );
+}
+
+/// The spinning thread's row in each snapshot of `out` (JSON lines).
+fn spinner_rows(out: &str, fx: &Waiting) -> Vec<Value> {
+    parse_lines(out)
+        .iter()
+        .map(|snap| {
+            rows_of(snap, fx.pid())
+                .into_iter()
+                .find(|r| r["tid"] != r["pid"])
+                .unwrap_or_else(|| panic!("no spinning thread: {snap}"))
+                .clone()
+        })
+        .collect()
+}
+
+/// 8 snapshots of the spinning fixture at 100 ms with both stacks: the
+/// spinning thread's rows checked, how many were sampled on its CPU, and
+/// the output.
+fn sample_spinner(fx: &Waiting, backend: &str) -> (usize, String) {
+    let pid = fx.pid().to_string();
+    let out = itersnap(&[
+        "--backend",
+        backend,
+        "--interval",
+        "100ms",
+        "--count",
+        "8",
+        "--threads",
+        "--stacks",
+        "--ustacks",
+        "--no-files",
+        "-o",
+        "json",
+        "-p",
+        &pid,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = spinner_rows(&text, fx);
+    assert_eq!(rows.len(), 8, "{text}");
+    let mut sampled = 0;
+    for row in &rows {
+        assert_eq!(row["state"], "R", "{backend}: {row}");
+        // It got its CPU after that CPU's sample (of another task): no
+        // user stack, and marked so.
+        if row["ustack_running"] == true {
+            assert!(row.get("oncpu_sample").is_none(), "{backend}: {row}");
+            continue;
+        }
+        // Sampled on its CPU, or walked when it waited for one.
+        assert_eq!(
+            symbols(row)[..2],
+            ["isx_spin", "isx_spin_outer"],
+            "{backend}: {row}"
+        );
+        if let Some(sample) = row.get("oncpu_sample") {
+            assert!(sample["cpu"].is_u64(), "{backend}: {row}");
+            assert!(
+                sample["offset_ns"].as_i64().unwrap() <= 0,
+                "{backend}: {row}"
+            );
+            sampled += 1;
+        }
+    }
+    (sampled, text)
+}
+
+/// A thread spinning on another CPU, whose stacks no walk can read, is
+/// sampled on its CPU just before each tick: its user stack names the
+/// function it spins in, on both backends. (On a busy machine the walk may
+/// find it waiting for a CPU every time: up to three runs.) The sleeping
+/// thread's CPU is /proc's (its stat's `processor`).
+#[test]
+fn a_spinning_thread_is_sampled_on_its_cpu() {
+    let fx = Waiting::start_with("usp", &["spin"]);
+    let processor = |tid: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{tid}/task/{tid}/stat")).unwrap();
+        let after_comm = stat.rsplit_once(')').unwrap().1;
+        after_comm
+            .split_whitespace()
+            .nth(36)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    for backend in backends_here() {
+        let (mut sampled, mut text) = (0, String::new());
+        for _ in 0..3 {
+            (sampled, text) = sample_spinner(&fx, backend);
+            if sampled > 0 {
+                break;
+            }
+        }
+        assert!(sampled > 0, "{backend}: never seen on a CPU: {text}");
+        let last = parse_lines(&text).pop().unwrap();
+        let main = rows_of(&last, fx.pid())
+            .into_iter()
+            .find(|r| r["tid"] == r["pid"])
+            .unwrap()
+            .clone();
+        assert_eq!(main["on_cpu"], false, "{main}");
+        assert_eq!(main["cpu"], processor(fx.pid()), "{backend}: {main}");
+    }
+}
+
+/// Folded stacks of a 2-thread process over 5 samples sum to 10: the
+/// spinning thread's on-CPU, through its own function.
+#[test]
+fn folded_on_cpu_and_off_cpu_stacks_in_one_picture() {
+    let fx = Waiting::start_with("ufo", &["spin"]);
+    let pid = fx.pid().to_string();
+    let out = itersnap(&[
+        "--interval",
+        "100ms",
+        "--count",
+        "5",
+        "--folded",
+        "-p",
+        &pid,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counts: Vec<(&str, u64)> = text
+        .lines()
+        .map(|l| {
+            let (stack, n) = l.rsplit_once(' ').unwrap();
+            (stack, n.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(counts.iter().map(|c| c.1).sum::<u64>(), 10, "{text}");
+    let sleeping: u64 = counts
+        .iter()
+        .filter(|(s, _)| s.starts_with("sleeping;") && s.contains(";isx_outer;isx_wait;"))
+        .map(|c| c.1)
+        .sum();
+    assert_eq!(sleeping, 5, "{text}");
+    // On its CPU, or waiting for it (the walk itself may have taken it).
+    let spinning: u64 = counts
+        .iter()
+        .filter(|(s, _)| {
+            (s.starts_with("on-cpu;") || s.starts_with("runnable;"))
+                && s.contains(";isx_spin_outer;isx_spin")
+        })
+        .map(|c| c.1)
+        .sum();
+    assert!(spinning > 0, "{text}");
 }
 
 /// --flamegraph: an SVG that parses, naming the fixture's own function.
