@@ -258,6 +258,34 @@ fn a_trigger_loads_its_own_program_only() {
                 .all(|p| !FILE_WALKS.contains(&p.name.as_str())),
             "{l:?}"
         );
+
+        // Sampling with stacks adds the on-CPU sampler, and only it; a
+        // one-shot with stacks has no use for it.
+        let armed = Armed::start(&[
+            "--backend",
+            backend,
+            "--verbose",
+            "-o",
+            "json",
+            "--interval",
+            "100ms",
+            "--count",
+            "1",
+            "--no-files",
+            "--stacks",
+            "--pid",
+            &pid,
+        ]);
+        let (code, _, err) = armed.finish();
+        assert_eq!(code, Some(0), "{err}");
+        let sampled = loaded(&err);
+        let mut expected = l.names();
+        expected.insert("on_cpu_sample");
+        assert_eq!(sampled.names(), expected, "{backend}: {sampled:?}");
+        let sampler = sampled.programs.iter().find(|p| p.name == "on_cpu_sample");
+        assert!(sampler.unwrap().verified < 200, "{sampler:?}");
+        let one_shot = one_shot(backend, &["--pid", &pid, "--no-files", "--stacks"]);
+        assert!(!one_shot.names().contains("on_cpu_sample"), "{one_shot:?}");
     }
 }
 
