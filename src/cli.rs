@@ -124,7 +124,7 @@ pub struct Cli {
 
     /// Task columns of the table, comma-separated, like `ps -o`: pid, tid,
     /// ppid, user, group, uid, euid, ruid, suid, fsuid, gid, egid, rgid,
-    /// sgid, fsgid, state, stat, ni, nlwp, vsz, rss, %cpu, %mem, tty, time,
+    /// sgid, fsgid, state, stat, ni, psr, nlwp, vsz, rss, %cpu, %mem, tty, time,
     /// start, stime, start_time, bsdstart, lstart, taken, wchan, syscall,
     /// exe, cwd, root, cgroup, comm, args
     #[arg(long, value_name = "LIST", value_parser = Offering::new(parse_columns, column_names), hide_possible_values = true, help_heading = "Output")]

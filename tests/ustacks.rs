@@ -297,6 +297,24 @@ fn a_spinning_thread_is_sampled_on_its_cpu() {
             .clone();
         assert_eq!(main["on_cpu"], false, "{main}");
         assert_eq!(main["cpu"], processor(fx.pid()), "{backend}: {main}");
+        // The table's PSR column, as ps's.
+        let pid = fx.pid().to_string();
+        let out = itersnap(&[
+            "--backend",
+            backend,
+            "-L",
+            "--no-files",
+            "--columns",
+            "tid,psr",
+            "-p",
+            &pid,
+        ]);
+        let table = String::from_utf8_lossy(&out.stdout);
+        let psr = table
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{pid} ")))
+            .unwrap_or_else(|| panic!("{table}"));
+        assert_eq!(psr.trim(), processor(fx.pid()).to_string(), "{table}");
     }
 }
 

@@ -738,6 +738,8 @@ pub enum Column {
     Stat,
     /// ps's NI.
     Nice,
+    /// ps's PSR: the CPU it runs or last ran on.
+    Psr,
     Nlwp,
     Time,
     /// ps's %CPU: CPU time over the time since the task started.
@@ -798,6 +800,7 @@ impl Column {
         ("stat", Column::Stat),
         ("ni", Column::Nice),
         ("nice", Column::Nice),
+        ("psr", Column::Psr),
         ("nlwp", Column::Nlwp),
         ("thcount", Column::Nlwp),
         ("time", Column::Time),
@@ -900,6 +903,7 @@ impl Column {
             Column::Nlwp => ("NLWP", 4),
             Column::Stat => ("STAT", 4),
             Column::Nice => ("NI", 3),
+            Column::Psr => ("PSR", 3),
             Column::Time => ("TIME", 9),
             Column::Pcpu => ("%CPU", 4),
             Column::Pmem => ("%MEM", 4),
@@ -955,6 +959,7 @@ impl Column {
             Column::Nlwp => t.threads.to_string(),
             Column::Stat => t.stat.clone(),
             Column::Nice => t.nice.to_string(),
+            Column::Psr => t.cpu.to_string(),
             Column::Time => cpu_time(t.cpu_ticks_ns()),
             Column::Pcpu => pcpu(t, clock),
             Column::Pmem => match p {
