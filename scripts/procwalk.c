@@ -4,7 +4,7 @@
  * /proc/PID/fd/N, the way ps and lsof get them. Built and run by
  * scripts/bench.
  *
- * usage: procwalk [--all-facts] [COMM] [--count N --interval-ms MS]
+ * usage: procwalk [--all-facts | --thread-stacks] [COMM] [--count N --interval-ms MS]
  *   --all-facts: also what a snapshot holds of a process's identity:
  *   /proc/PID/status (uids and gids, as its Uid: and Gid: lines), cmdline,
  *   cgroup and readlink of exe, cwd and root (not the fd's type, mode,
@@ -13,6 +13,9 @@
  *   COMM: only processes with that name; /proc cannot filter, so every
  *   /proc/PID/stat is still read to learn the names (as pgrep does), and the
  *   rest is read only for the processes that have it.
+ *   --thread-stacks: instead of files, what a /proc sampler of what every
+ *   thread is doing reads (0x.tools' first xcapture): each thread's
+ *   /proc/PID/task/TID/stat, syscall, wchan and (kernel) stack.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -99,6 +102,31 @@ static void files(const char *pid, FILE *out)
 	closedir(fds);
 }
 
+/* Each thread's stat, syscall, wchan and kernel stack. */
+static void thread_stacks(const char *pid, FILE *out)
+{
+	static const char *const facts[] = { "stat", "syscall", "wchan", "stack" };
+	char path[1024], buf[8192];
+	struct dirent *t;
+
+	snprintf(path, sizeof(path), "/proc/%s/task", pid);
+	DIR *tasks = opendir(path);
+	if (!tasks)
+		return;
+	while ((t = readdir(tasks))) {
+		if (t->d_name[0] == '.')
+			continue;
+		for (size_t i = 0; i < sizeof(facts) / sizeof(facts[0]); i++) {
+			snprintf(path, sizeof(path), "/proc/%s/task/%s/%s", pid, t->d_name, facts[i]);
+			if (slurp(path, buf, sizeof(buf)) >= 0)
+				fprintf(out, "  %s %s: %s\n", t->d_name, facts[i], buf);
+		}
+	}
+	closedir(tasks);
+}
+
+static int thread_stacks_on;
+
 static void walk(const char *comm_filter, int all_facts, FILE *out)
 {
 	DIR *proc = opendir("/proc");
@@ -120,6 +148,10 @@ static void walk(const char *comm_filter, int all_facts, FILE *out)
 		if (comm_filter && strcmp(open + 1, comm_filter))
 			continue;
 		fprintf(out, "%s %s %s", p->d_name, open + 1, close + 2);
+		if (thread_stacks_on) {
+			thread_stacks(p->d_name, out);
+			continue;
+		}
 		if (all_facts)
 			identity(p->d_name, out);
 		files(p->d_name, out);
@@ -139,6 +171,8 @@ int main(int argc, char **argv)
 			interval_ms = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--all-facts"))
 			all_facts = 1;
+		else if (!strcmp(argv[i], "--thread-stacks"))
+			thread_stacks_on = 1;
 		else
 			comm = argv[i];
 	}

@@ -468,6 +468,11 @@ pub fn run(req: &Request) -> Result<Outcome> {
     if !oneshot {
         print_summary(taken, dropped, backend.as_ref(), &tally);
     }
+    if let (true, Some(runs)) = (req.verbose, backend.sampler_runs()) {
+        // scripts/bench reads this line: the samplers' cost, which no
+        // process is charged for (they run in the timer interrupt).
+        eprintln!("itersnap: {}", runs.describe("on-CPU sampler"));
+    }
     result.map(|()| outcome)
 }
 

@@ -114,6 +114,11 @@ pub trait Backend {
     /// Events the kernel did not run the trigger program for (another BPF
     /// program was running on that CPU), so far.
     fn missed(&self) -> u64;
+    /// How often the on-CPU samplers ran and for how long (--interval with
+    /// stacks), as the kernel counts it.
+    fn sampler_runs(&self) -> Option<programs::ProgramRuns> {
+        None
+    }
 }
 
 /// Flags shared with the BPF programs' `cfg_flags` (bpf/itersnap.h).

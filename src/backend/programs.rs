@@ -85,6 +85,48 @@ impl LoadReport {
     }
 }
 
+/// How often a program ran and for how long, as the kernel counts them
+/// (bpf_prog_info.run_cnt, run_time_ns) while kernel.bpf_stats_enabled is
+/// 1: zero otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProgramRuns {
+    pub count: u64,
+    pub ns: u64,
+}
+
+impl ProgramRuns {
+    /// Of the program whose fd this is.
+    pub fn of(fd: i32) -> ProgramRuns {
+        let mut info = sys::bpf_prog_info::default();
+        let mut len = std::mem::size_of::<sys::bpf_prog_info>() as u32;
+        // SAFETY: info and len describe a valid, writable bpf_prog_info; no
+        // array pointers are set, so the kernel writes into info only.
+        let ret = unsafe { sys::bpf_prog_get_info_by_fd(fd, &mut info, &mut len) };
+        if ret != 0 {
+            return ProgramRuns::default();
+        }
+        ProgramRuns {
+            count: info.run_cnt,
+            ns: info.run_time_ns,
+        }
+    }
+
+    /// One line for --verbose (scripts/bench reads it).
+    pub fn describe(&self, what: &str) -> String {
+        if self.count == 0 {
+            return format!(
+                "{what}: runs not counted (sysctl kernel.bpf_stats_enabled=1 counts them)"
+            );
+        }
+        format!(
+            "{what}: {} runs, {:.3} ms in all, {:.2} us each",
+            self.count,
+            self.ns as f64 / 1e6,
+            self.ns as f64 / 1e3 / self.count as f64
+        )
+    }
+}
+
 /// (xlated instructions, verified instructions) of a loaded program.
 fn prog_info(fd: i32) -> (Option<u32>, u32) {
     let mut info = sys::bpf_prog_info::default();

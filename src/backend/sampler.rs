@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, ProgramMut};
 
+use std::os::fd::{AsFd, AsRawFd};
+
 use super::attach::{attach_to_perf_event, open_clock_event};
+use super::programs::ProgramRuns;
 use super::{TriggerOptions, TriggerSpec, WalkOptions};
 use crate::kinds::oncpu::{self, OnCpuSample};
 
@@ -51,6 +54,8 @@ fn parse_cpu_list(list: &str) -> Option<Vec<u32>> {
 /// The attached samplers and the map they write.
 pub struct Sampler {
     _links: Vec<Link>,
+    /// The sampler program, for its run counts.
+    prog: std::os::fd::OwnedFd,
     samples: MapHandle,
     cpus: Vec<u32>,
     /// When the events were opened: every CPU has a sample a period later.
@@ -73,10 +78,19 @@ impl Sampler {
             .collect::<Result<Vec<Link>>>()?;
         Ok(Sampler {
             _links: links,
+            prog: prog
+                .as_fd()
+                .try_clone_to_owned()
+                .context("the on-CPU sampler's fd")?,
             samples,
             cpus,
             opened,
         })
+    }
+
+    /// How often the samplers ran, and for how long.
+    pub fn runs(&self) -> ProgramRuns {
+        ProgramRuns::of(self.prog.as_raw_fd())
     }
 
     /// Every CPU's latest sample of a thread (not of an idle CPU), each read

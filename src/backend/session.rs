@@ -573,6 +573,10 @@ impl Backend for Session {
     fn missed(&self) -> u64 {
         self.trigger.as_ref().map_or(0, AttachedTrigger::missed)
     }
+
+    fn sampler_runs(&self) -> Option<super::programs::ProgramRuns> {
+        self.sampler.as_ref().map(Sampler::runs)
+    }
 }
 
 /// Where the iterators take paths from (bpf/complete.bpf.h): the kernel's
