@@ -200,7 +200,7 @@ int dump_cmdline(struct bpf_iter__task *ctx)
 	 * command line is (this iterator visits every thread). */
 	if (want_ustack(t))
 		seq_emit(seq, &ustack_buf, fill_ustack_walk(t, &ustack_buf));
-	if (KREAD(t, pid) != tgid)
+	if (KREAD(t, pid) != tgid || (cfg_flags & OPT_NO_CMDLINE))
 		return 0;
 	span = cmdline_span(t, mm);
 	/*

@@ -140,5 +140,6 @@ struct snap_stats {
 #define FILTER_CGROUP_ON (1 << 9) /* --cgroup: only processes in it or below */
 #define OPT_ACTIVITY (1 << 10)	  /* --activity: each task's syscall (kinds/activity.bpf.h) */
 #define OPT_USTACKS (1 << 11)	  /* --ustacks: user stacks (kinds/ustack.bpf.h) */
+#define OPT_NO_CMDLINE (1 << 12)  /* dump_cmdline unwinds user stacks only (--folded) */
 
 #endif /* ITERSNAP_H */

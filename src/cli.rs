@@ -172,8 +172,10 @@ pub struct Cli {
 
     /// Instead of snapshots, at the end: every thread's stack of every
     /// snapshot, folded for flame graphs (`state;comm;frame;...;frame count`,
-    /// kernel frames `_[k]`); implies --threads, --stacks, and --ustacks
-    /// where the kernel has them
+    /// kernel frames `_[k]`, grouped first by state: on-cpu, runnable,
+    /// sleeping, disk); implies --threads, --stacks, and --ustacks where
+    /// the kernel has them; with --interval, threads on a CPU are sampled
+    /// there by a perf event on every CPU
     #[arg(long, help_heading = "Output", conflicts_with = "diff")]
     pub folded: bool,
 
@@ -316,7 +318,9 @@ impl Cli {
             states: self.task_state.unwrap_or(0),
             cgroup: self.cgroup.clone(),
             threads: self.threads || self.folds(),
-            files: !self.no_files,
+            // Flame graphs show stacks: files are walked only when they
+            // select the processes (--port, --proto, --state, --file, --mount).
+            files: !self.no_files && (!self.folds() || self.files_select()),
             stacks: self.stacks || self.folds(),
             activity: self.activity,
             ustacks: self.ustacks,
@@ -344,6 +348,16 @@ impl Cli {
             ringbuf_size: self.ringbuf_size,
             allow_incomplete: self.allow_incomplete,
         }
+    }
+
+    /// Processes are selected by their files: --port, --proto, --state,
+    /// --file, --mount.
+    fn files_select(&self) -> bool {
+        !(self.port.is_empty()
+            && self.proto.is_empty()
+            && self.state.is_empty()
+            && self.file.is_empty()
+            && self.mount.is_empty())
     }
 
     /// --folded or --flamegraph: stacks are sampled, not printed.

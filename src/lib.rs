@@ -115,6 +115,7 @@ fn render(bytes: &[u8], ksyms: Option<&ksyms::Ksyms>, sink: &mut dyn std::io::Wr
             cmdlines: true,
             maps: i % 2 == 1,
             user_names: false,
+            usyms: None,
             event_names: &event_names,
         };
         let snap = snapshot::assemble(raw, &ctx, (1, 2, 3));

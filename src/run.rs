@@ -251,6 +251,8 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
         ustacks: req.ustacks || (req.folds() && features::ustacks_unsupported(btf).is_none()),
         sockets: req.sockets.clone(),
         cmdlines: features::cmdlines_unsupported(btf).is_none(),
+        // Flame graphs show stacks, not command lines.
+        skip_cmdline_text: req.folds(),
         maps: req.maps,
         targets: req.targets.clone(),
     };
@@ -408,7 +410,15 @@ pub fn run(req: &Request) -> Result<Outcome> {
 
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let ctx = context(req, &walk, &trig, backend.name(), ksyms.as_ref());
+    let usyms = walk.ustacks.then(|| std::cell::RefCell::new(Default::default()));
+    let ctx = context(
+        req,
+        &walk,
+        &trig,
+        backend.name(),
+        ksyms.as_ref(),
+        usyms.as_ref(),
+    );
 
     let mut taken = 0u64;
     let mut outcome = Outcome::default();
@@ -577,6 +587,7 @@ fn context<'a>(
     trig: &'a TriggerOptions,
     backend_name: &'static str,
     ksyms: Option<&'a Ksyms>,
+    usyms: Option<&'a std::cell::RefCell<crate::kinds::ustacks::USyms>>,
 ) -> snapshot::Context<'a> {
     snapshot::Context {
         backend: backend_name,
@@ -597,6 +608,7 @@ fn context<'a>(
         cmdlines: walk.cmdlines,
         maps: walk.maps,
         user_names: true,
+        usyms,
         event_names: &trig.event.names,
     }
 }

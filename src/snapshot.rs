@@ -299,6 +299,10 @@ pub struct Context<'a> {
     /// user-space symbols (not for output that must not depend on the
     /// machine: the tests' renderings).
     pub user_names: bool,
+    /// With --ustacks: the run's user-space symbolizer (each file's
+    /// symbols read once per run; each process's mappings once per
+    /// snapshot).
+    pub usyms: Option<&'a std::cell::RefCell<UStackSyms>>,
     /// What names the event's details: a raw tracepoint's arguments, a
     /// tracefs tracepoint's fields.
     pub event_names: &'a event::Names,
@@ -625,7 +629,14 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
     } = g;
     // Symbols from the processes' own files, read while they live (not for
     // renderings that must not depend on the machine).
-    let mut usyms = (ctx.user_names && !ustacks.is_empty()).then(UStackSyms::default);
+    let mut usyms = ctx
+        .usyms
+        .filter(|_| ctx.user_names && !ustacks.is_empty())
+        .map(|u| {
+            let mut u = u.borrow_mut();
+            u.new_snapshot();
+            u
+        });
     let mut rows = Vec::with_capacity(procs.len());
     for (tgid, mut proc) in procs {
         // Stable: of two records of one thread, the event's (first) stays.
@@ -683,7 +694,7 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
             let frames = stack.map(|s| stacks::frames(&s, ctx.ksyms));
             add_stack(row, frames, ctx, counts);
             if let Some(u) = ustack {
-                row.ustack = Some(UStack::of(&u, tgid, usyms.as_mut()));
+                row.ustack = Some(UStack::of(&u, tgid, usyms.as_deref_mut()));
             }
         };
         if ctx.per_thread {

@@ -37,12 +37,21 @@ struct task_struct___pre516 {
 	unsigned int cpu;
 } __attribute__((preserve_access_index));
 
-/* The CPU a task runs on, or last ran on (/proc/PID/stat's processor). */
+/*
+ * The CPU a task runs on, or last ran on (/proc/PID/stat's processor), and
+ * whether it runs now. Read at whatever size this kernel gives them
+ * (on_cpu is an int before 7.x, narrower after).
+ */
 static __always_inline __u32 task_cpu_of(struct task_struct *t)
 {
 	if (bpf_core_field_exists(t->thread_info.cpu))
-		return KREAD(t, thread_info.cpu);
-	return BPF_CORE_READ((struct task_struct___pre516 *)t, cpu);
+		return BPF_CORE_READ_BITFIELD_PROBED(t, thread_info.cpu);
+	return BPF_CORE_READ_BITFIELD_PROBED((struct task_struct___pre516 *)t, cpu);
+}
+
+static __always_inline bool task_on_cpu(struct task_struct *t)
+{
+	return BPF_CORE_READ_BITFIELD_PROBED(t, on_cpu) != 0;
 }
 
 static __always_inline __u32 task_state_raw(struct task_struct *t)
@@ -593,7 +602,7 @@ static __always_inline void fill_task(struct task_struct *t, struct task_rec *r,
 	r->cpu = task_cpu_of(t);
 	/* On a CPU right now: its kernel stack cannot be read, only sampled
 	 * (kinds/oncpu.bpf.h). */
-	r->on_cpu = KREAD(t, on_cpu) ? 1 : 0;
+	r->on_cpu = task_on_cpu(t);
 	compose_task_name(t);
 	name = name_buf();
 	if (name)

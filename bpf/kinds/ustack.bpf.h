@@ -78,7 +78,7 @@ static __always_inline __u32 fill_ustack_walk(struct task_struct *t, struct usta
 
 	/* On a CPU: its saved registers are stale; --interval samples it
 	 * (kinds/oncpu.bpf.h). A runnable thread off its CPU is walked. */
-	if (KREAD(t, on_cpu))
+	if (task_on_cpu(t))
 		return ustack_seal(r, pid, 0, USTACK_RUNNING);
 	regs = (struct pt_regs *)bpf_task_pt_regs(t);
 	if (!regs)

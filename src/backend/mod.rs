@@ -61,6 +61,9 @@ pub struct WalkOptions {
     pub sockets: SocketFilter,
     /// Read command lines (the kernel has bpf_copy_from_user_task, 5.18+).
     pub cmdlines: bool,
+    /// The command-line iterator only unwinds user stacks (--folded):
+    /// command lines are not read.
+    pub skip_cmdline_text: bool,
     /// --maps: read each process's mapped files (iter/task_vma, 5.12+).
     pub maps: bool,
     /// --file, --mount: only the fds and mappings of these files (at most
@@ -135,6 +138,7 @@ pub(crate) fn cfg_flags(opts: &WalkOptions) -> u32 {
     const FILTER_CGROUP_ON: u32 = 1 << 9;
     const OPT_ACTIVITY: u32 = 1 << 10;
     const OPT_USTACKS: u32 = 1 << 11;
+    const OPT_NO_CMDLINE: u32 = 1 << 12;
     let mut flags = 0;
     for (on, bit) in [
         (!opts.comms.is_empty(), FILTER_COMM_ON),
@@ -149,6 +153,7 @@ pub(crate) fn cfg_flags(opts: &WalkOptions) -> u32 {
         (opts.cgroup.is_some(), FILTER_CGROUP_ON),
         (opts.activity, OPT_ACTIVITY),
         (opts.ustacks, OPT_USTACKS),
+        (opts.skip_cmdline_text, OPT_NO_CMDLINE),
     ] {
         if on {
             flags |= bit;

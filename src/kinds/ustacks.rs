@@ -80,11 +80,16 @@ pub struct UStack {
     pub in_event: bool,
 }
 
-/// Symbolizes user addresses by process, each process's files opened once
-/// per snapshot.
+/// Symbolizes user addresses by process: each file's symbols read once per
+/// run (blazesym keeps its parsed files, checking each is still the same
+/// file), each process's mappings once per snapshot (a library mapped
+/// since is named right).
 pub struct USyms {
     symbolizer: Symbolizer,
     cache: HashMap<(u32, u64), (Option<String>, Option<String>)>,
+    /// /proc/PID/map_files could not be opened (no CAP_SYS_ADMIN): by
+    /// the paths /proc/PID/maps names.
+    map_files_refused: bool,
 }
 
 impl Default for USyms {
@@ -95,6 +100,7 @@ impl Default for USyms {
                 .enable_inlined_fns(false)
                 .build(),
             cache: HashMap::new(),
+            map_files_refused: false,
         }
     }
 }
@@ -125,6 +131,52 @@ impl UStack {
 }
 
 impl USyms {
+    /// A new snapshot: its processes' mappings are read afresh.
+    pub fn new_snapshot(&mut self) {
+        self.cache.clear();
+    }
+
+    /// Process `tgid`'s addresses, each its `function+0xoff` and file
+    /// where a symbol names it, through its /proc/PID/map_files links where
+    /// itersnap may open them (CAP_SYS_ADMIN: a container's files, deleted
+    /// ones), else by the paths /proc/PID/maps names.
+    fn symbolize(&mut self, tgid: u32, addrs: &[u64]) -> Vec<Option<(String, Option<String>)>> {
+        let by = |map_files: bool| {
+            let mut process = Process::new(Pid::from(tgid));
+            process.debug_syms = false;
+            process.perf_map = true;
+            process.map_files = map_files;
+            Source::Process(process)
+        };
+        let owned = |found: Vec<Symbolized<'_>>| -> Vec<Option<(String, Option<String>)>> {
+            found
+                .iter()
+                .map(|s| match s {
+                    Symbolized::Sym(sym) => Some((
+                        format!("{}+{:#x}", sym.name, sym.offset),
+                        sym.module
+                            .as_ref()
+                            .map(|m| m.to_string_lossy().into_owned()),
+                    )),
+                    _ => None,
+                })
+                .collect()
+        };
+        if !self.map_files_refused {
+            match self.symbolizer.symbolize(&by(true), Input::AbsAddr(addrs)) {
+                Ok(found) => return owned(found),
+                Err(e) if e.kind() == blazesym::ErrorKind::PermissionDenied => {
+                    self.map_files_refused = true;
+                }
+                Err(_) => {}
+            }
+        }
+        self.symbolizer
+            .symbolize(&by(false), Input::AbsAddr(addrs))
+            .map(owned)
+            .unwrap_or_default()
+    }
+
     /// Each address of process `tgid`: its `function+0xoff` and its file,
     /// where the process's files say.
     fn describe(&mut self, tgid: u32, ips: &[u64]) -> Vec<(Option<String>, Option<String>)> {
@@ -134,35 +186,11 @@ impl USyms {
             .filter(|&a| !self.cache.contains_key(&(tgid, a)))
             .collect();
         if !missing.is_empty() {
-            // Through /proc/PID/map_files where itersnap may open them
-            // (CAP_SYS_ADMIN: a container's files, deleted ones), else by
-            // the paths /proc/PID/maps names.
-            let found = [true, false]
-                .into_iter()
-                .find_map(|map_files| {
-                    let mut process = Process::new(Pid::from(tgid));
-                    process.debug_syms = false;
-                    process.perf_map = true;
-                    process.map_files = map_files;
-                    let found = self
-                        .symbolizer
-                        .symbolize(&Source::Process(process), Input::AbsAddr(&missing))
-                        .ok()?;
-                    found
-                        .iter()
-                        .any(|s| matches!(s, Symbolized::Sym(_)))
-                        .then_some(found)
-                })
-                .unwrap_or_default();
+            let found = self.symbolize(tgid, &missing);
             let mut maps = None;
             for (i, &addr) in missing.iter().enumerate() {
                 let described = match found.get(i) {
-                    Some(Symbolized::Sym(sym)) => (
-                        Some(format!("{}+{:#x}", sym.name, sym.offset)),
-                        sym.module
-                            .as_ref()
-                            .map(|m| m.to_string_lossy().into_owned()),
-                    ),
+                    Some(Some((symbol, module))) => (Some(symbol.clone()), module.clone()),
                     // No symbol (a stripped library): at least its file.
                     _ => (
                         None,

@@ -525,6 +525,7 @@ mod tests {
             cmdlines: true,
             maps: false,
             user_names: false,
+            usyms: None,
             event_names: &Default::default(),
         };
         snapshot::assemble(raw, &ctx, (0, 0, 0))
