@@ -410,7 +410,9 @@ pub fn run(req: &Request) -> Result<Outcome> {
 
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let usyms = walk.ustacks.then(|| std::cell::RefCell::new(Default::default()));
+    let usyms = walk
+        .ustacks
+        .then(|| std::cell::RefCell::new(Default::default()));
     let ctx = context(
         req,
         &walk,

@@ -197,6 +197,25 @@ fn mapped_files_load_only_with_maps() {
     }
 }
 
+/// What one --interval 100ms snapshot with `args` loads.
+fn interval_loaded(backend: &str, args: &[&str]) -> Loaded {
+    let mut argv = vec![
+        "--backend",
+        backend,
+        "--verbose",
+        "-o",
+        "json",
+        "--interval",
+        "100ms",
+        "--count",
+        "1",
+    ];
+    argv.extend_from_slice(args);
+    let (code, _, err) = Armed::start(&argv).finish();
+    assert_eq!(code, Some(0), "{err}");
+    loaded(&err)
+}
+
 #[test]
 fn a_trigger_loads_its_own_program_only() {
     let fx = Fixture::start("pt");
@@ -228,23 +247,7 @@ fn a_trigger_loads_its_own_program_only() {
         // A tick captures nothing in the event: the open-coded timer
         // program holds no walk at all, and the seq backend's ticks come
         // from a user-space timer, with no program.
-        let armed = Armed::start(&[
-            "--backend",
-            backend,
-            "--verbose",
-            "-o",
-            "json",
-            "--interval",
-            "100ms",
-            "--count",
-            "1",
-            "--no-files",
-            "--pid",
-            &pid,
-        ]);
-        let (code, _, err) = armed.finish();
-        assert_eq!(code, Some(0), "{err}");
-        let l = loaded(&err);
+        let l = interval_loaded(backend, &["--no-files", "--pid", &pid]);
         if backend == "seq" {
             assert!(l.triggers().is_empty(), "{l:?}");
         } else {
@@ -261,24 +264,7 @@ fn a_trigger_loads_its_own_program_only() {
 
         // Sampling with stacks adds the on-CPU sampler, and only it; a
         // one-shot with stacks has no use for it.
-        let armed = Armed::start(&[
-            "--backend",
-            backend,
-            "--verbose",
-            "-o",
-            "json",
-            "--interval",
-            "100ms",
-            "--count",
-            "1",
-            "--no-files",
-            "--stacks",
-            "--pid",
-            &pid,
-        ]);
-        let (code, _, err) = armed.finish();
-        assert_eq!(code, Some(0), "{err}");
-        let sampled = loaded(&err);
+        let sampled = interval_loaded(backend, &["--no-files", "--stacks", "--pid", &pid]);
         let mut expected = l.names();
         expected.insert("on_cpu_sample");
         assert_eq!(sampled.names(), expected, "{backend}: {sampled:?}");
