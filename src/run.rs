@@ -410,9 +410,7 @@ pub fn run(req: &Request) -> Result<Outcome> {
 
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    let usyms = walk
-        .ustacks
-        .then(|| std::cell::RefCell::new(Default::default()));
+    let usyms = walk.ustacks.then(std::cell::RefCell::default);
     let ctx = context(
         req,
         &walk,
@@ -478,12 +476,7 @@ pub fn run(req: &Request) -> Result<Outcome> {
     let result = result.and_then(|()| printer.finish(&mut out, taken));
 
     if !oneshot {
-        print_summary(taken, dropped, backend.as_ref(), &tally);
-    }
-    if let (true, Some(runs)) = (req.verbose, backend.sampler_runs()) {
-        // scripts/bench reads this line: the samplers' cost, which no
-        // process is charged for (they run in the timer interrupt).
-        eprintln!("itersnap: {}", runs.describe("on-CPU sampler"));
+        print_summary(taken, dropped, backend.as_ref(), &tally, req.verbose);
     }
     result.map(|()| outcome)
 }
@@ -689,7 +682,13 @@ fn write_snapshot(
 }
 
 /// The last line of an armed run, on stderr.
-fn print_summary(taken: u64, dropped: u64, backend: &dyn backend::Backend, tally: &Tally) {
+fn print_summary(
+    taken: u64,
+    dropped: u64,
+    backend: &dyn backend::Backend,
+    tally: &Tally,
+    verbose: bool,
+) {
     let (gap, busy) = backend.skipped();
     let missed = tally.missed_total.max(backend.missed());
     let missed = if missed > 0 {
@@ -703,6 +702,11 @@ fn print_summary(taken: u64, dropped: u64, backend: &dyn backend::Backend, tally
         plural(gap + busy, "trigger"),
         plural(dropped, "record") + " dropped"
     );
+    if let (true, Some(runs)) = (verbose, backend.sampler_runs()) {
+        // scripts/bench reads this line: the samplers' cost, which no
+        // process is charged for (they run in the timer interrupt).
+        eprintln!("itersnap: {}", runs.describe("on-CPU sampler"));
+    }
 }
 
 /// What the guards skipped and the kernel missed, snapshot by snapshot.

@@ -629,14 +629,7 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
     } = g;
     // Symbols from the processes' own files, read while they live (not for
     // renderings that must not depend on the machine).
-    let mut usyms = ctx
-        .usyms
-        .filter(|_| ctx.user_names && !ustacks.is_empty())
-        .map(|u| {
-            let mut u = u.borrow_mut();
-            u.new_snapshot();
-            u
-        });
+    let mut usyms = snapshot_usyms(ctx, !ustacks.is_empty());
     let mut rows = Vec::with_capacity(procs.len());
     for (tgid, mut proc) in procs {
         // Stable: of two records of one thread, the event's (first) stays.
@@ -751,6 +744,20 @@ fn sampled_stacks(
         used = true;
     }
     used.then(|| sample.note(ktime_ns))
+}
+
+/// The run's user-space symbolizer for this snapshot, if it has user
+/// stacks to name: each process's mappings read afresh.
+fn snapshot_usyms<'a>(
+    ctx: &Context<'a>,
+    has_ustacks: bool,
+) -> Option<std::cell::RefMut<'a, UStackSyms>> {
+    let mut usyms = ctx
+        .usyms
+        .filter(|_| ctx.user_names && has_ustacks)?
+        .borrow_mut();
+    usyms.new_snapshot();
+    Some(usyms)
 }
 
 /// A process's files by fd, each socket record not right after its

@@ -177,7 +177,9 @@ fn every_stable_thread_is_as_proc_pid_syscall_says() {
             let (Some(b), Some(a)) = (before.get(&key), after.get(&key)) else {
                 continue;
             };
-            if a != b || a == "running" {
+            // A runnable thread is not still (a spinning loop's pc comes
+            // round again): it may run as we look.
+            if a != b || a == "running" || row["state"] == "R" {
                 continue;
             }
             let ours = proc_line(row);
