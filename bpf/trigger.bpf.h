@@ -802,7 +802,7 @@ int on_timer(struct bpf_perf_event_data *ctx)
 
 /*
  * --interval with stacks: a CPU-clock perf event on every CPU, opened just
- * before the ticks' so that it fires just before each tick, keeps the
+ * before the ticks' so that it fires with each tick, keeps the
  * stacks of what runs there (kinds/oncpu.bpf.h) for the thread the
  * snapshot finds on that CPU.
  */

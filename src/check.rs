@@ -331,6 +331,19 @@ fn attach_points(
         activity,
         "BTF enum bpf_func_id".into(),
     );
+    out.add(
+        "views",
+        "--ustacks of other tasks (5.18+)".into(),
+        cmdlines,
+        "bpf_copy_from_user_task in BTF enum bpf_func_id".into(),
+    );
+    let stacks = btf.is_some_and(|b| helper_names(b).values().any(|n| n == "bpf_get_stack"));
+    out.add(
+        "views",
+        "on-CPU samples (--interval, stacks)".into(),
+        stacks,
+        "bpf_get_stack in BTF enum bpf_func_id".into(),
+    );
     let maps = btf.is_some_and(|b| features::maps_unsupported(b).is_none());
     out.add(
         "views",

@@ -300,8 +300,8 @@ pub struct Context<'a> {
     /// machine: the tests' renderings).
     pub user_names: bool,
     /// With --ustacks: the run's user-space symbolizer (each file's
-    /// symbols read once per run; each process's mappings once per
-    /// snapshot).
+    /// symbols read once per run; a process's mappings when it has a new
+    /// address or its address space changed).
     pub usyms: Option<&'a std::cell::RefCell<UStackSyms>>,
     /// What names the event's details: a raw tracepoint's arguments, a
     /// tracefs tracepoint's fields.
@@ -381,7 +381,15 @@ pub fn assemble(raw: RawSnapshot, ctx: &Context<'_>, skipped: (u64, u64, u64)) -
     let problems = problems(&raw, ctx);
     let ktime_ns = raw.ktime_ns;
     let mut gathered = gather(raw.records, ktime_ns, &mut info.capture);
-    gathered.oncpu = raw.oncpu.into_iter().map(|s| (s.tid, s)).collect();
+    // A thread sampled on two CPUs (it moved): its latest sample.
+    for s in raw.oncpu {
+        match gathered.oncpu.get(&s.tid) {
+            Some(had) if had.time_ns >= s.time_ns => {}
+            _ => {
+                gathered.oncpu.insert(s.tid, s);
+            }
+        }
+    }
     let event = gathered.event.take();
     let rows = rows(gathered, ctx, ktime_ns, &mut counts);
     info.details = event.map(|e| event_details(&e, &info.trigger, ctx, &rows));
@@ -676,6 +684,7 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
         counts.add_process(threads, &open_files, &process);
 
         let mut doing = activities_of(&proc.threads, &mut activities, &open_files);
+        let space = address_space(leader, &process);
         // Each row's per-thread views: what it was doing, its stack.
         let mut add_views = |row: &mut Row, pid: u32| {
             row.task.activity = doing.remove(&pid);
@@ -687,7 +696,7 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
             let frames = stack.map(|s| stacks::frames(&s, ctx.ksyms));
             add_stack(row, frames, ctx, counts);
             if let Some(u) = ustack {
-                row.ustack = Some(UStack::of(&u, tgid, usyms.as_deref_mut()));
+                row.ustack = Some(UStack::of(&u, tgid, space, usyms.as_deref_mut()));
             }
         };
         if ctx.per_thread {
@@ -718,7 +727,7 @@ fn rows(g: Gathered, ctx: &Context<'_>, ktime_ns: u64, counts: &mut Counts) -> V
 }
 
 /// A thread the walk found on a CPU, whose stacks it could not read, takes
-/// those of its CPU's sample (of it, just before the tick). Its kernel
+/// those of its CPU's sample (of it, at the tick). Its kernel
 /// stack is read with its task record (`on_cpu` then: the record is
 /// empty, the kernel's unwinder refuses a running task), its user stack
 /// later by another iterator (marked running if it ran then). A stack the
@@ -746,8 +755,18 @@ fn sampled_stacks(
     used.then(|| sample.note(ktime_ns))
 }
 
+/// What identifies a process's address space to the symbolizer from one
+/// snapshot to the next.
+fn address_space(leader: &TaskRec, process: &Process) -> ustacks::SpaceKey {
+    ustacks::SpaceKey {
+        start_ns: leader.start_ns,
+        exec_id: leader.self_exec_id,
+        vsz_kib: process.vsz_kib,
+    }
+}
+
 /// The run's user-space symbolizer for this snapshot, if it has user
-/// stacks to name: each process's mappings read afresh.
+/// stacks to name.
 fn snapshot_usyms<'a>(
     ctx: &Context<'a>,
     has_ustacks: bool,

@@ -252,10 +252,10 @@ fn sample_spinner(fx: &Waiting, backend: &str) -> (usize, String) {
         );
         if let Some(sample) = row.get("oncpu_sample") {
             assert!(sample["cpu"].is_u64(), "{backend}: {row}");
-            assert!(
-                sample["offset_ns"].as_i64().unwrap() <= 0,
-                "{backend}: {row}"
-            );
+            // Taken at the tick, within a period of it (the CPUs' timers
+            // fire microseconds apart, either side).
+            let offset = sample["offset_ns"].as_i64().unwrap();
+            assert!(offset.abs() < 100_000_000, "{backend}: {row}");
             sampled += 1;
         }
     }
@@ -263,7 +263,7 @@ fn sample_spinner(fx: &Waiting, backend: &str) -> (usize, String) {
 }
 
 /// A thread spinning on another CPU, whose stacks no walk can read, is
-/// sampled on its CPU just before each tick: its user stack names the
+/// sampled on its CPU at each tick: its user stack names the
 /// function it spins in, on both backends. (On a busy machine the walk may
 /// find it waiting for a CPU every time: up to three runs.) The sleeping
 /// thread's CPU is /proc's (its stat's `processor`).

@@ -51,7 +51,7 @@ static __always_inline void fill_oncpu_sample(struct bpf_perf_event_data *ctx)
 	s->flags = 0;
 	s->nr_kips = 0;
 	s->nr_uips = 0;
-	/* Interrupted in user mode: no kernel frames. */
+	/* No kernel frames when it was interrupted in user mode. */
 	if (s->tid && (cfg_flags & OPT_STACKS)) {
 		s->flags |= ONCPU_KSTACK;
 		s->nr_kips = oncpu_frames(bpf_get_stack(ctx, s->kips, sizeof(s->kips), 0));

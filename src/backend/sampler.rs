@@ -4,15 +4,14 @@
 //! program (bpf/trigger.bpf.h) runs from a CPU-clock perf event on every
 //! online CPU, one period apart, and keeps each CPU's latest stacks
 //! (kinds/oncpu.rs). Its events are opened just before the tick's, so
-//! that each CPU is sampled just before each tick: the kernel keeps every
-//! event's phase.
+//! that each CPU is sampled at each tick, microseconds either side: the
+//! kernel keeps every event's phase.
 
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, ProgramMut};
-
-use std::os::fd::{AsFd, AsRawFd};
 
 use super::attach::{attach_to_perf_event, open_clock_event};
 use super::programs::ProgramRuns;

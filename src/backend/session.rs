@@ -225,7 +225,7 @@ macro_rules! session_of {
         let guards = $crate::backend::session::guards_of!(skel);
         // Before the trigger is attached: its first event's paths need it.
         $crate::backend::session::learn_root_for_events(&guards, &completion, &$trig.spec)?;
-        // Before the tick's event: each CPU is sampled just before each tick.
+        // Before the tick's event: each CPU is sampled at each tick.
         let sampler = match &$trig.spec {
             $crate::backend::TriggerSpec::Interval { period }
                 if $crate::backend::sampler::wanted($walk, $trig) =>

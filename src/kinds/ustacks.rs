@@ -80,13 +80,32 @@ pub struct UStack {
     pub in_event: bool,
 }
 
+/// What says a process's address space is the one an earlier snapshot
+/// symbolized: the same process (its start time), not exec'd since (its
+/// exec count), mapping as much as then (its size, VSZ). A library
+/// unmapped and another of the very same size mapped at its place in
+/// between is the change it misses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpaceKey {
+    pub start_ns: u64,
+    pub exec_id: u64,
+    pub vsz_kib: u64,
+}
+
+/// A frame's `function+0xoff` and its file, as far as they are known.
+type Described = (Option<String>, Option<String>);
+
 /// Symbolizes user addresses by process: each file's symbols read once per
 /// run (blazesym keeps its parsed files, checking each is still the same
-/// file), each process's mappings once per snapshot (a library mapped
-/// since is named right).
+/// file); each process's mappings read when one of its addresses is new
+/// or its address space changed (`SpaceKey`), not again every snapshot.
 pub struct USyms {
     symbolizer: Symbolizer,
-    cache: HashMap<(u32, u64), (Option<String>, Option<String>)>,
+    /// By process: the address space described, and its addresses.
+    procs: HashMap<u32, (SpaceKey, HashMap<u64, Described>)>,
+    /// Processes of the current snapshot: the others are forgotten at the
+    /// next one.
+    seen: std::collections::HashSet<u32>,
     /// /proc/PID/map_files could not be opened (no CAP_SYS_ADMIN): by
     /// the paths /proc/PID/maps names.
     map_files_refused: bool,
@@ -99,17 +118,19 @@ impl Default for USyms {
                 .enable_code_info(false)
                 .enable_inlined_fns(false)
                 .build(),
-            cache: HashMap::new(),
+            procs: HashMap::new(),
+            seen: Default::default(),
             map_files_refused: false,
         }
     }
 }
 
 impl UStack {
-    /// Thread `rec.pid`'s stack, of process `tgid`; symbolized with `syms`.
-    pub fn of(rec: &UStackRec, tgid: u32, syms: Option<&mut USyms>) -> UStack {
+    /// Thread `rec.pid`'s stack, of process `tgid` whose address space
+    /// `space` identifies; symbolized with `syms`.
+    pub fn of(rec: &UStackRec, tgid: u32, space: SpaceKey, syms: Option<&mut USyms>) -> UStack {
         let described = match syms {
-            Some(syms) => syms.describe(tgid, &rec.ips),
+            Some(syms) => syms.describe(tgid, space, &rec.ips),
             None => vec![(None, None); rec.ips.len()],
         };
         UStack {
@@ -131,9 +152,10 @@ impl UStack {
 }
 
 impl USyms {
-    /// A new snapshot: its processes' mappings are read afresh.
+    /// A new snapshot: processes the last one did not have are forgotten.
     pub fn new_snapshot(&mut self) {
-        self.cache.clear();
+        let seen = std::mem::take(&mut self.seen);
+        self.procs.retain(|tgid, _| seen.contains(tgid));
     }
 
     /// Process `tgid`'s addresses, each its `function+0xoff` and file
@@ -179,14 +201,21 @@ impl USyms {
 
     /// Each address of process `tgid`: its `function+0xoff` and its file,
     /// where the process's files say.
-    fn describe(&mut self, tgid: u32, ips: &[u64]) -> Vec<(Option<String>, Option<String>)> {
+    fn describe(&mut self, tgid: u32, space: SpaceKey, ips: &[u64]) -> Vec<Described> {
+        self.seen.insert(tgid);
+        let (key, known) = self.procs.entry(tgid).or_default();
+        if *key != space {
+            *key = space;
+            known.clear();
+        }
         let missing: Vec<u64> = ips
             .iter()
             .copied()
-            .filter(|&a| !self.cache.contains_key(&(tgid, a)))
+            .filter(|a| !known.contains_key(a))
             .collect();
         if !missing.is_empty() {
             let found = self.symbolize(tgid, &missing);
+            let known = &mut self.procs.entry(tgid).or_default().1;
             let mut maps = None;
             for (i, &addr) in missing.iter().enumerate() {
                 let described = match found.get(i) {
@@ -197,11 +226,12 @@ impl USyms {
                         mapped_file(maps.get_or_insert_with(|| read_maps(tgid)), addr),
                     ),
                 };
-                self.cache.insert((tgid, addr), described);
+                known.insert(addr, described);
             }
         }
+        let known = &self.procs[&tgid].1;
         ips.iter()
-            .map(|&addr| self.cache.get(&(tgid, addr)).cloned().unwrap_or_default())
+            .map(|addr| known.get(addr).cloned().unwrap_or_default())
             .collect()
     }
 }
@@ -330,7 +360,8 @@ mod tests {
             flags: USTACK_PARTIAL,
             ips: vec![marker() + 1, 1],
         };
-        let s = UStack::of(&rec, std::process::id(), Some(&mut USyms::default()));
+        let space = SpaceKey::default();
+        let s = UStack::of(&rec, std::process::id(), space, Some(&mut USyms::default()));
         assert!(s.partial && !s.running);
         let symbol = s.frames[0].symbol.as_deref().unwrap_or_default();
         assert!(symbol.contains("marker"), "{symbol}");
