@@ -1872,7 +1872,9 @@ fn pcpu_pmem_and_time_as_ps_and_proc_give_them() {
     }
     drop(spinner);
     // Every process, STAT with its modifiers too: the same but for those
-    // that ran meanwhile.
+    // that ran meanwhile (ps says otherwise after than before: the other
+    // tests' fixtures, this test binary, kernel workers).
+    let before = ps(&["-e", "-o", "pid=,stat=,%cpu=,%mem="]);
     let ours = itersnap(&["--no-files", "--columns", "pid,stat,%cpu,%mem"]);
     let ours: BTreeMap<String, String> = String::from_utf8_lossy(&ours.stdout)
         .lines()
@@ -1884,8 +1886,9 @@ fn pcpu_pmem_and_time_as_ps_and_proc_give_them() {
         })
         .collect();
     let theirs = ps(&["-e", "-o", "pid=,stat=,%cpu=,%mem="]);
+    let still: std::collections::BTreeSet<&str> = before.lines().map(str::trim).collect();
     let (mut same, mut differ) = (0, 0);
-    for line in theirs.lines() {
+    for line in theirs.lines().filter(|l| still.contains(l.trim())) {
         let line = line.trim();
         let Some((p, rest)) = line.split_once(' ') else {
             continue;
