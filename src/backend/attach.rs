@@ -242,16 +242,7 @@ impl AttachedTrigger {
     /// BPF program was running on that CPU (bpf_prog_info.recursion_misses):
     /// events lost before any guard could count them.
     pub fn missed(&self) -> u64 {
-        use libbpf_rs::libbpf_sys as sys;
-        let mut info = sys::bpf_prog_info::default();
-        let mut len = std::mem::size_of::<sys::bpf_prog_info>() as u32;
-        // SAFETY: info and len describe a valid, writable bpf_prog_info.
-        let ret = unsafe { sys::bpf_prog_get_info_by_fd(self.prog_fd, &mut info, &mut len) };
-        if ret == 0 {
-            info.recursion_misses
-        } else {
-            0
-        }
+        super::programs::prog_info_of(self.prog_fd).map_or(0, |info| info.recursion_misses)
     }
 }
 

@@ -97,18 +97,12 @@ pub struct ProgramRuns {
 impl ProgramRuns {
     /// Of the program whose fd this is.
     pub fn of(fd: i32) -> ProgramRuns {
-        let mut info = sys::bpf_prog_info::default();
-        let mut len = std::mem::size_of::<sys::bpf_prog_info>() as u32;
-        // SAFETY: info and len describe a valid, writable bpf_prog_info; no
-        // array pointers are set, so the kernel writes into info only.
-        let ret = unsafe { sys::bpf_prog_get_info_by_fd(fd, &mut info, &mut len) };
-        if ret != 0 {
-            return ProgramRuns::default();
-        }
-        ProgramRuns {
-            count: info.run_cnt,
-            ns: info.run_time_ns,
-        }
+        prog_info_of(fd)
+            .map(|info| ProgramRuns {
+                count: info.run_cnt,
+                ns: info.run_time_ns,
+            })
+            .unwrap_or_default()
     }
 
     /// One line for --verbose (scripts/bench reads it).
@@ -127,15 +121,21 @@ impl ProgramRuns {
     }
 }
 
-/// (xlated instructions, verified instructions) of a loaded program.
-fn prog_info(fd: i32) -> (Option<u32>, u32) {
+/// The kernel's bpf_prog_info of the program whose fd this is: its scalar
+/// fields only (no arrays are asked for). None if the kernel refuses.
+pub fn prog_info_of(fd: i32) -> Option<sys::bpf_prog_info> {
     let mut info = sys::bpf_prog_info::default();
     let mut len = std::mem::size_of::<sys::bpf_prog_info>() as u32;
     // SAFETY: info and len describe a valid, writable bpf_prog_info; no
     // array pointers are set, so the kernel writes into info only.
     let ret = unsafe { sys::bpf_prog_get_info_by_fd(fd, &mut info, &mut len) };
-    if ret != 0 {
-        return (None, 0);
+    (ret == 0).then_some(info)
+}
+
+/// (xlated instructions, verified instructions) of a loaded program.
+fn prog_info(fd: i32) -> (Option<u32>, u32) {
+    match prog_info_of(fd) {
+        Some(info) => (Some(info.xlated_prog_len / 8), info.verified_insns),
+        None => (None, 0),
     }
-    (Some(info.xlated_prog_len / 8), info.verified_insns)
 }
