@@ -83,28 +83,33 @@ impl IterLink {
     fn read_pipelined(&self, what: &str) -> Result<(Vec<Record>, Option<record::DecodeError>)> {
         const CHUNK: usize = 256 << 10;
         let mut iter = self.open(what)?;
-        let (chunks, arrived) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+        // (buffer, bytes read into it). A read returns what the kernel's
+        // seq buffer held (32 KiB or less): buffers go back to the reader
+        // once decoded, whole, so a pass zeroes and allocates only the few
+        // it has in flight, not 256 KiB per read.
+        let (chunks, arrived) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(8);
+        let (emptied, reusable) = std::sync::mpsc::channel::<Vec<u8>>();
         std::thread::scope(|scope| {
             let decoder = scope.spawn(move || {
                 let mut decoder = record::StreamDecoder::new(CHUNK);
-                for chunk in arrived {
-                    decoder.feed(&chunk);
+                for (chunk, n) in arrived {
+                    decoder.feed(&chunk[..n]);
                     decoder.for_each_new(|r| {
                         if let Record::File(f) = r {
                             settle_path(f);
                         }
                     });
+                    let _ = emptied.send(chunk);
                 }
                 decoder.finish()
             });
             let read = (|| -> Result<()> {
                 loop {
-                    let mut chunk = vec![0u8; CHUNK];
+                    let mut chunk = reusable.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
                     match iter.read(&mut chunk) {
                         Ok(0) => return Ok(()),
                         Ok(n) => {
-                            chunk.truncate(n);
-                            if chunks.send(chunk).is_err() {
+                            if chunks.send((chunk, n)).is_err() {
                                 return Ok(()); // the decoder stopped
                             }
                         }

@@ -343,12 +343,41 @@ pub fn json(f: &FileEntry) -> FileJson<'_> {
 /// FileJson (tested): a snapshot has ~100,000 of them, and serde_json spent
 /// most of their time escaping the keys.
 pub fn write_json(out: &mut Vec<u8>, f: &FileEntry) {
-    let mut octal_digits = [0u8; 16];
+    write_json_fd(out, f);
+    write_json_rest(out, f);
+}
+
+/// The object's opening and its fd.
+pub fn write_json_fd(out: &mut Vec<u8>, f: &FileEntry) {
     out.extend_from_slice(b"{\"fd\":");
     if f.fd < 0 {
         out.push(b'-');
     }
     push_decimal(out, u64::from(f.fd.unsigned_abs()));
+}
+
+/// The same open file description, as far as a snapshot tells: every
+/// field but the fd equal, and no socket. The JSON after the fd is then
+/// the same bytes (an fd inherited across fork, or dup()ed).
+pub fn same_description(a: &FileEntry, b: &FileEntry) -> bool {
+    a.ino == b.ino
+        && a.dev == b.dev
+        && a.pos == b.pos
+        && a.f_flags == b.f_flags
+        && a.f_mode == b.f_mode
+        && a.i_mode == b.i_mode
+        && a.size == b.size
+        && a.truncated == b.truncated
+        && a.deleted == b.deleted
+        && a.kind == b.kind
+        && a.socket.is_none()
+        && b.socket.is_none()
+        && a.desc == b.desc
+}
+
+/// Everything after the fd, to the object's closing brace.
+pub fn write_json_rest(out: &mut Vec<u8>, f: &FileEntry) {
+    let mut octal_digits = [0u8; 16];
     out.extend_from_slice(b",\"path\":");
     push_json_string(out, &f.desc);
     if let Some(exact) = crate::text::base64_if_not_utf8(&f.desc) {

@@ -109,17 +109,42 @@ fn row_json(r: &Row) -> RowJson<'_> {
     }
 }
 
+/// The files of the last row written into a buffer with files, and where
+/// the JSON after each one's fd lies in it. Processes forked from one
+/// parent hold the same open files at the same fds: a file the same as the
+/// previous row's at its place is copied, not written again.
+#[derive(Default)]
+struct PrevFiles<'r> {
+    files: &'r [files::FileEntry],
+    written: Vec<std::ops::Range<usize>>,
+}
+
 /// What RowJson serializes to, its files written by hand
 /// (files::write_json): they are most of a snapshot's JSON.
-fn write_row(out: &mut Vec<u8>, r: &Row) -> io::Result<()> {
+fn write_row<'r>(out: &mut Vec<u8>, r: &'r Row, prev: &mut PrevFiles<'r>) -> io::Result<()> {
     serde_json::to_writer(&mut *out, &row_head_json(r))?;
     out.pop(); // its closing brace: the files go before it
     out.extend_from_slice(b",\"files\":[");
+    let mut written = Vec::with_capacity(r.files.len());
     for (i, f) in r.files.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        files::write_json(out, f);
+        files::write_json_fd(out, f);
+        let start = out.len();
+        match prev.files.get(i).zip(prev.written.get(i)) {
+            Some((p, range)) if files::same_description(p, f) => {
+                out.extend_from_within(range.clone())
+            }
+            _ => files::write_json_rest(out, f),
+        }
+        written.push(start..out.len());
+    }
+    if !r.files.is_empty() {
+        *prev = PrevFiles {
+            files: &r.files,
+            written,
+        };
     }
     out.push(b']');
     if let Some(stack) = r.stack.as_deref() {
@@ -339,11 +364,12 @@ fn write_tasks(w: &mut dyn Write, rows: &[Row]) -> io::Result<()> {
     let chunks: Vec<&[Row]> = bounds.windows(2).map(|b| &rows[b[0]..b[1]]).collect();
     let serialize = |chunk: &[Row]| -> io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(chunk.len() * 256);
+        let mut prev = PrevFiles::default();
         for (i, row) in chunk.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            write_row(&mut out, row)?;
+            write_row(&mut out, row, &mut prev)?;
         }
         Ok(out)
     };
@@ -431,7 +457,8 @@ mod tests {
         }
     }
 
-    /// In chunks (in parallel) or whole, the task list reads the same.
+    /// In chunks (in parallel) or whole, and with files copied from the
+    /// row before, the task list reads the same.
     #[test]
     fn task_list_parts_join_to_the_whole() {
         // Files unlike each other in every field the hand-written writer
@@ -464,7 +491,22 @@ mod tests {
                         on_cpu: i == 1,
                     },
                     process: None,
-                    files: (0..files_each).map(file).collect(),
+                    // Most rows hold the previous row's files (written
+                    // once, then copied); some differ in one field of a
+                    // few, or hold fewer.
+                    files: (0..if i % 5 == 4 {
+                        files_each / 2
+                    } else {
+                        files_each
+                    })
+                        .map(|fd| {
+                            let mut f = file(fd);
+                            if i % 4 == 2 && fd % 3 == 1 {
+                                f.pos = 7;
+                            }
+                            f
+                        })
+                        .collect(),
                     stack: None,
                     ustack: (i % 3 == 1).then(|| crate::kinds::ustacks::UStack {
                         frames: vec![crate::kinds::ustacks::UFrame {
