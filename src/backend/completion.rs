@@ -23,7 +23,6 @@ use libbpf_rs::libbpf_sys as sys;
 
 use super::monotonic_ns;
 use crate::kinds::cmdline::CMDLINE_IN_EVENT;
-use crate::kinds::files::settle_path;
 use crate::kinds::holds::Target;
 use crate::kinds::process::FD_TXT;
 use crate::kinds::task::{CAPTURE_FILES, FDS_ALL};
@@ -77,8 +76,8 @@ impl IterLink {
         Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
-    /// One pass, read on this thread and decoded on another, paths settled
-    /// there too: the kernel's walk (inside read()) and user space's work
+    /// One pass, read on this thread and decoded on another (paths
+    /// turned into their text there too): the kernel's walk (inside read()) and user space's work
     /// overlap, as two CPUs can.
     fn read_pipelined(&self, what: &str) -> Result<(Vec<Record>, Option<record::DecodeError>)> {
         const CHUNK: usize = 256 << 10;
@@ -94,11 +93,6 @@ impl IterLink {
                 let mut decoder = record::StreamDecoder::new(CHUNK);
                 for (chunk, n) in arrived {
                     decoder.feed(&chunk[..n]);
-                    decoder.for_each_new(|r| {
-                        if let Record::File(f) = r {
-                            settle_path(f);
-                        }
-                    });
                     let _ = emptied.send(chunk);
                 }
                 decoder.finish()

@@ -408,11 +408,6 @@ impl Session {
             match rec {
                 Record::Begin(b) => snap.begin = Some(b),
                 Record::End(e) => snap.end = Some(e),
-                Record::File(mut f) => {
-                    // Settled now, while the record is fresh in the cache.
-                    crate::kinds::files::settle_path(&mut f);
-                    snap.records.push(Record::File(f));
-                }
                 other => snap.records.push(other),
             }
         }

@@ -41,7 +41,8 @@ pub struct FileRec {
     pub ino: u64,
     pub pos: u64,
     pub size: u64,
-    /// NUL-terminated components, leaf first (see `bpf/kinds/file.h`).
+    /// What readlink shows: decode() turns the kernel's form (see
+    /// `bpf/kinds/file.h`) into it, describe() takes it.
     pub path: Vec<u8>,
 }
 
@@ -54,6 +55,7 @@ pub fn decode(f: &Fields<'_>, seq: u32) -> Result<FileRec, &'static str> {
     if FILE_HDR_SIZE + path_len > f.len() {
         return Err("file path runs past its record");
     }
+    let (path_flags, magic, ino) = (f.u16(38), f.u32(28), f.u64(40));
     Ok(FileRec {
         seq,
         pid: f.u32(8),
@@ -61,13 +63,15 @@ pub fn decode(f: &Fields<'_>, seq: u32) -> Result<FileRec, &'static str> {
         f_flags: f.u32(16),
         f_mode: f.u32(20),
         i_mode: f.u32(24),
-        magic: f.u32(28),
+        magic,
         dev: f.u32(32),
-        path_flags: f.u16(38),
-        ino: f.u64(40),
+        path_flags: settled_flags(path_flags),
+        ino,
         pos: f.u64(48),
         size: f.u64(56),
-        path: f.slice(FILE_HDR_SIZE, path_len).to_vec(),
+        // Its text now, on the thread that decodes, while the bytes are
+        // in the cache.
+        path: describe_raw(f.slice(FILE_HDR_SIZE, path_len), path_flags, magic, ino),
     })
 }
 
@@ -191,20 +195,27 @@ fn with_ino(name: &[u8], ino: u64) -> Vec<u8> {
 
 /// The text readlink shows for a file: d_path() for real paths, the
 /// filesystem's d_dname() convention for sockets, pipes, anon inodes,
-/// namespaces. Takes the record's path buffer and, for paths, rewrites it in
-/// place: a snapshot can have 100,000 of them.
+/// namespaces. Takes the record's path buffer.
 pub fn describe(rec: &mut FileRec) -> Vec<u8> {
-    let mut path = std::mem::take(&mut rec.path);
-    let first_len = memchr::memchr(0, &path).unwrap_or(path.len());
-    // The kernel's d_path() already wrote what readlink shows.
+    let raw = std::mem::take(&mut rec.path);
     if rec.path_flags & PATH_TEXT != 0 {
-        path.truncate(first_len);
-        return path;
+        let mut text = raw;
+        text.truncate(memchr::memchr(0, &text).unwrap_or(text.len()));
+        return text;
     }
-    if rec.path_flags & PATH_DNAME != 0 {
-        let first = &path[..first_len];
-        let ino = rec.ino;
-        return match rec.magic {
+    describe_raw(&raw, rec.path_flags, rec.magic, rec.ino)
+}
+
+/// describe() of a record's path as the kernel wrote it, built in one
+/// allocation: a snapshot can have 100,000 of them.
+fn describe_raw(raw: &[u8], flags: u16, magic: u32, ino: u64) -> Vec<u8> {
+    let first = &raw[..memchr::memchr(0, raw).unwrap_or(raw.len())];
+    // The kernel's d_path() already wrote what readlink shows.
+    if flags & PATH_TEXT != 0 {
+        return first.to_vec();
+    }
+    if flags & PATH_DNAME != 0 {
+        return match magic {
             SOCKFS_MAGIC => with_ino(b"socket", ino),
             PIPEFS_MAGIC => with_ino(b"pipe", ino),
             PIDFS_MAGIC => b"anon_inode:[pidfd]".to_vec(),
@@ -215,44 +226,39 @@ pub fn describe(rec: &mut FileRec) -> Vec<u8> {
             _ => [b"/", first, b" (deleted)"].concat(),
         };
     }
-    // "leaf\0dir\0tmp\0" -> "/tmp/dir/leaf": drop empty components,
-    // reverse the whole, then each component back.
-    path.dedup_by(|a, b| *a == 0 && *b == 0);
-    while path.last() == Some(&0) {
-        path.pop();
-    }
-    if path.first() == Some(&0) {
-        path.remove(0);
-    }
-    path.reverse();
-    for component in path.split_mut(|&b| b == 0) {
-        component.reverse();
-    }
-    for b in path.iter_mut().filter(|b| **b == 0) {
-        *b = b'/';
-    }
-    path.insert(0, b'/');
+    // "leaf\0dir\0tmp\0" -> "/tmp/dir/leaf", empty components dropped.
     // A truncated path lacks its leading components: say so instead of
     // passing a suffix off as an absolute path.
-    if rec.path_flags & (PATH_TRUNCATED | PATH_FAULT) != 0 && path.len() > 1 {
-        path.splice(0..0, *b"...");
-    } else if rec.path_flags & (PATH_TRUNCATED | PATH_FAULT) != 0 {
-        path = b"...".to_vec();
+    let cut = flags & (PATH_TRUNCATED | PATH_FAULT) != 0;
+    let mut path = Vec::with_capacity(raw.len() + 14);
+    if cut {
+        path.extend_from_slice(b"...");
     }
-    if rec.path_flags & PATH_DELETED != 0 {
+    for component in raw.rsplit(|&b| b == 0).filter(|c| !c.is_empty()) {
+        path.push(b'/');
+        path.extend_from_slice(component);
+    }
+    if path.is_empty() {
+        path.push(b'/');
+    }
+    if flags & PATH_DELETED != 0 {
         path.extend_from_slice(b" (deleted)");
     }
     path
 }
 
-/// Turns a file record's path into its final text now, while the record
-/// is fresh in the cache: a backend calls it on records that arrive while
-/// the walk still runs, when its reader would otherwise wait.
-pub fn settle_path(f: &mut FileRec) {
-    if f.path_flags & PATH_TEXT == 0 {
-        f.path = describe(f);
-        f.path_flags = PATH_TEXT | (f.path_flags & (PATH_TRUNCATED | PATH_FAULT | PATH_DELETED));
-    }
+/// A record as decode() gives it back after encoding (tests).
+#[cfg(test)]
+pub fn as_decoded(mut f: FileRec) -> FileRec {
+    f.path = describe_raw(&f.path, f.path_flags, f.magic, f.ino);
+    f.path_flags = settled_flags(f.path_flags);
+    f
+}
+
+/// The flags of a record whose path is its text: what describe() read
+/// from the kernel's flags besides the path's form.
+fn settled_flags(flags: u16) -> u16 {
+    PATH_TEXT | (flags & (PATH_TRUNCATED | PATH_FAULT | PATH_DELETED | PATH_DNAME))
 }
 
 /// Files opened and closed between two snapshots of one process, by fd; a
