@@ -42,7 +42,7 @@ pub struct FileRec {
     pub pos: u64,
     pub size: u64,
     /// What readlink shows: decode() turns the kernel's form (see
-    /// `bpf/kinds/file.h`) into it, describe() takes it.
+    /// `bpf/kinds/file.h`) into it.
     pub path: Vec<u8>,
 }
 
@@ -111,7 +111,8 @@ impl FileEntry {
 
     pub fn from_record(mut f: FileRec) -> FileEntry {
         let dname = f.path_flags & PATH_DNAME != 0;
-        let desc = describe(&mut f);
+        // decode() made it the text.
+        let desc = std::mem::take(&mut f.path);
         // An internal mount's pseudo file (memfd, SysV shm) has no name to
         // unlink: d_dname() calls it deleted, as lsof's DEL does.
         let deleted = f.path_flags & PATH_DELETED != 0 || (dname && desc.ends_with(b" (deleted)"));
@@ -193,20 +194,9 @@ fn with_ino(name: &[u8], ino: u64) -> Vec<u8> {
     out
 }
 
-/// The text readlink shows for a file: d_path() for real paths, the
-/// filesystem's d_dname() convention for sockets, pipes, anon inodes,
-/// namespaces. Takes the record's path buffer.
-pub fn describe(rec: &mut FileRec) -> Vec<u8> {
-    let raw = std::mem::take(&mut rec.path);
-    if rec.path_flags & PATH_TEXT != 0 {
-        let mut text = raw;
-        text.truncate(memchr::memchr(0, &text).unwrap_or(text.len()));
-        return text;
-    }
-    describe_raw(&raw, rec.path_flags, rec.magic, rec.ino)
-}
-
-/// describe() of a record's path as the kernel wrote it, built in one
+/// The text readlink shows for a file, from its record's path as the
+/// kernel wrote it: d_path() for real paths, the filesystem's d_dname()
+/// convention for sockets, pipes, anon inodes, namespaces. Built in one
 /// allocation: a snapshot can have 100,000 of them.
 fn describe_raw(raw: &[u8], flags: u16, magic: u32, ino: u64) -> Vec<u8> {
     let first = &raw[..memchr::memchr(0, raw).unwrap_or(raw.len())];
@@ -255,7 +245,7 @@ pub fn as_decoded(mut f: FileRec) -> FileRec {
     f
 }
 
-/// The flags of a record whose path is its text: what describe() read
+/// The flags of a record whose path is its text: what describe_raw() read
 /// from the kernel's flags besides the path's form.
 fn settled_flags(flags: u16) -> u16 {
     PATH_TEXT | (flags & (PATH_TRUNCATED | PATH_FAULT | PATH_DELETED | PATH_DNAME))
@@ -711,6 +701,10 @@ mod tests {
             size: 0,
             path: path.to_vec(),
         }
+    }
+
+    fn describe(f: &mut FileRec) -> Vec<u8> {
+        describe_raw(&f.path, f.path_flags, f.magic, f.ino)
     }
 
     #[test]
