@@ -119,7 +119,9 @@ impl Cmdline {
 
     /// Whether the raw argv differs from what ps shows (title padding).
     pub fn padded(&self) -> bool {
-        self.raw_args().len() != self.args().len()
+        // args() drops the empty arguments that end raw_args(): there are
+        // some when a NUL comes right before the final one.
+        self.bytes.ends_with(b"\0\0")
     }
 
     /// JSON's `cmdline`: each argument as a string (bytes that are not
@@ -166,6 +168,29 @@ pub fn ps_args<'a>(cmdline: Option<&'a Cmdline>, comm: &'a [u8], zombie: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn padded_when_args_drops_empty_arguments() {
+        for bytes in [
+            &b""[..],
+            b"\0",
+            b"\0\0",
+            b"a",
+            b"a\0",
+            b"a\0\0",
+            b"a\0\0\0",
+            b"a\0\0b",
+            b"a\0\0b\0",
+            b"a\0b\0\0",
+        ] {
+            let c = Cmdline {
+                bytes: bytes.to_vec(),
+                ..Cmdline::default()
+            };
+            let dropped = c.raw_args().len() != c.args().len();
+            assert_eq!(c.padded(), dropped, "{bytes:?}");
+        }
+    }
 
     fn chunk(offset: u32, flags: u16, data: &[u8]) -> CmdlineRec {
         CmdlineRec {
