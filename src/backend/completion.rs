@@ -80,12 +80,13 @@ impl IterLink {
     /// turned into their text there too): the kernel's walk (inside read()) and user space's work
     /// overlap, as two CPUs can.
     fn read_pipelined(&self, what: &str) -> Result<(Vec<Record>, Option<record::DecodeError>)> {
-        const CHUNK: usize = 256 << 10;
+        const CHUNK: usize = 64 << 10;
         let mut iter = self.open(what)?;
         // (buffer, bytes read into it). A read returns what the kernel's
-        // seq buffer held (32 KiB or less): buffers go back to the reader
-        // once decoded, whole, so a pass zeroes and allocates only the few
-        // it has in flight, not 256 KiB per read.
+        // seq buffer held (32 KiB or less), so a buffer of 64 KiB is never
+        // short. Buffers go back to the reader once decoded, whole: a pass
+        // zeroes and allocates only the few it has in flight, not one per
+        // read.
         let (chunks, arrived) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(8);
         let (emptied, reusable) = std::sync::mpsc::channel::<Vec<u8>>();
         std::thread::scope(|scope| {

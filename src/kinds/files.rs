@@ -220,7 +220,12 @@ fn describe_raw(raw: &[u8], flags: u16, magic: u32, ino: u64) -> Vec<u8> {
     // A truncated path lacks its leading components: say so instead of
     // passing a suffix off as an absolute path.
     let cut = flags & (PATH_TRUNCATED | PATH_FAULT) != 0;
-    let mut path = Vec::with_capacity(raw.len() + 14);
+    let deleted = flags & PATH_DELETED != 0;
+    // Each component's NUL becomes its "/": no more room than that (100,000
+    // paths of a snapshot stay in memory until it is written).
+    let mut path = Vec::with_capacity(
+        raw.len().max(1) + if cut { 3 } else { 0 } + if deleted { 10 } else { 0 },
+    );
     if cut {
         path.extend_from_slice(b"...");
     }
@@ -231,7 +236,7 @@ fn describe_raw(raw: &[u8], flags: u16, magic: u32, ino: u64) -> Vec<u8> {
     if path.is_empty() {
         path.push(b'/');
     }
-    if flags & PATH_DELETED != 0 {
+    if deleted {
         path.extend_from_slice(b" (deleted)");
     }
     path
@@ -277,7 +282,8 @@ pub fn changes<'a>(old: &'a [FileEntry], new: &'a [FileEntry]) -> Changes<'a> {
 }
 
 /// A process's files through serde: the reference the hand-written
-/// write_json() is tested against (output/json.rs).
+/// write_json_fd() and write_json_rest() are tested against
+/// (output/json.rs).
 #[cfg(test)]
 pub struct FilesJson<'a>(pub &'a [FileEntry]);
 
@@ -336,14 +342,9 @@ pub fn json(f: &FileEntry) -> FileJson<'_> {
 }
 
 /// The same object written by hand, byte for byte what serde_json makes of
-/// FileJson (tested): a snapshot has ~100,000 of them, and serde_json spent
-/// most of their time escaping the keys.
-pub fn write_json(out: &mut Vec<u8>, f: &FileEntry) {
-    write_json_fd(out, f);
-    write_json_rest(out, f);
-}
-
-/// The object's opening and its fd.
+/// FileJson (tested), in two parts: a snapshot has ~100,000 of them, and
+/// serde_json spent most of their time escaping the keys. First the
+/// object's opening and its fd.
 pub fn write_json_fd(out: &mut Vec<u8>, f: &FileEntry) {
     out.extend_from_slice(b"{\"fd\":");
     if f.fd < 0 {

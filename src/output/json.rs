@@ -120,7 +120,8 @@ struct PrevFiles<'r> {
 }
 
 /// What RowJson serializes to, its files written by hand
-/// (files::write_json): they are most of a snapshot's JSON.
+/// (files::write_json_fd and write_json_rest): they are most of a
+/// snapshot's JSON.
 fn write_row<'r>(out: &mut Vec<u8>, r: &'r Row, prev: &mut PrevFiles<'r>) -> io::Result<()> {
     serde_json::to_writer(&mut *out, &row_head_json(r))?;
     out.pop(); // its closing brace: the files go before it
