@@ -409,14 +409,7 @@ pub fn run(req: &Request) -> Result<Outcome> {
         panic!("ITERSNAP_TEST_PANIC is set");
     }
 
-    // Rust's stdout is line-buffered: every write looks for its last
-    // newline, all 17 MB of a snapshot at 5,000 processes. Snapshots go to
-    // fd 1 itself through a buffer of our own, flushed at each one's end.
-    let stdout: Box<dyn Write> = match io::stdout().as_fd().try_clone_to_owned() {
-        Ok(fd) => Box::new(std::fs::File::from(fd)),
-        Err(_) => Box::new(io::stdout().lock()),
-    };
-    let mut out = BufWriter::with_capacity(1 << 16, stdout);
+    let mut out = snapshot_sink();
     let usyms = walk.ustacks.then(std::cell::RefCell::default);
     let ctx = context(
         req,
@@ -566,6 +559,18 @@ impl Watched {
             ready.then_some((*what, *pid))
         })
     }
+}
+
+/// Where snapshots are written. Rust's stdout is line-buffered: every
+/// write looks for its last newline, all 17 MB of a snapshot at 5,000
+/// processes. Snapshots go to fd 1 itself through a buffer of our own,
+/// flushed at each one's end.
+fn snapshot_sink() -> BufWriter<Box<dyn Write>> {
+    let stdout: Box<dyn Write> = match io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(std::fs::File::from(fd)),
+        Err(_) => Box::new(io::stdout().lock()),
+    };
+    BufWriter::with_capacity(1 << 16, stdout)
 }
 
 /// Whether stdout is a pipe whose reader has gone (it polls as an error),
