@@ -150,7 +150,10 @@ impl FileEntry {
 /// A process's files in fd order, one per fd: of two records of one fd
 /// the first (the event's) stays.
 pub fn by_fd(files: &mut Vec<FileEntry>) {
-    files.sort_by_key(|f| f.fd);
+    // The walk writes a table's fds in order: usually nothing to sort.
+    if !files.is_sorted_by_key(|f| f.fd) {
+        files.sort_by_key(|f| f.fd);
+    }
     files.dedup_by_key(|f| f.fd);
 }
 

@@ -106,11 +106,12 @@ pub struct StatParts {
 }
 
 impl StatParts {
-    /// ps's modifiers after the letter, in procps's order: `<` high or `N`
-    /// low priority, `L` pages locked, `s` session leader, `l`
-    /// multi-threaded, `+` in the terminal's foreground group.
-    pub fn modifiers(&self, tgid: u32, threads: u32) -> String {
-        let mut out = String::new();
+    /// ps's STAT: the state's letter, then its modifiers in procps's
+    /// order: `<` high or `N` low priority, `L` pages locked, `s` session
+    /// leader, `l` multi-threaded, `+` in the terminal's foreground group.
+    pub fn stat(&self, state: char, tgid: u32, threads: u32) -> String {
+        let mut out = String::with_capacity(8);
+        out.push(state);
         if self.nice < 0 {
             out.push('<');
         } else if self.nice > 0 {
@@ -371,10 +372,10 @@ impl Task {
             ppid: t.ppid,
             comm: t.comm.clone(),
             state: state_letter(t.state, t.exit_state),
-            stat: format!(
-                "{}{}",
+            stat: t.stat.stat(
                 state_letter(t.state, t.exit_state),
-                t.stat.modifiers(tgid, t.nr_threads.max(1))
+                tgid,
+                t.nr_threads.max(1),
             ),
             nice: t.stat.nice,
             creds: Creds {
