@@ -110,11 +110,21 @@ impl Cmdline {
     /// a process rewriting its title (setproctitle: redis, postgres, nginx)
     /// leaves as NUL padding, as procps skips trailing NULs.
     pub fn args(&self) -> Vec<&[u8]> {
-        let mut args = self.raw_args();
-        while args.len() > 1 && args.last().is_some_and(|a| a.is_empty()) {
-            args.pop();
-        }
-        args
+        self.args_iter().collect()
+    }
+
+    /// args(), one at a time: the bytes without their trailing NULs,
+    /// split at NULs (all NULs: one empty argument).
+    pub fn args_iter(&self) -> impl Iterator<Item = &[u8]> + Clone {
+        let end = self
+            .bytes
+            .iter()
+            .rposition(|&b| b != 0)
+            .map_or(0, |i| i + 1);
+        (!self.bytes.is_empty())
+            .then(|| self.bytes[..end].split(|&b| b == 0))
+            .into_iter()
+            .flatten()
     }
 
     /// Whether the raw argv differs from what ps shows (title padding).
@@ -126,11 +136,8 @@ impl Cmdline {
 
     /// JSON's `cmdline`: each argument as a string (bytes that are not
     /// UTF-8 as U+FFFD, as paths), as ps shows them.
-    pub fn json(&self) -> Vec<Cow<'_, str>> {
-        self.args()
-            .into_iter()
-            .map(String::from_utf8_lossy)
-            .collect()
+    pub fn json(&self) -> ArgsJson<'_> {
+        ArgsJson(self)
     }
 
     /// JSON's `cmdline_raw`: every argument, the trailing empty ones too.
@@ -139,6 +146,16 @@ impl Cmdline {
             .into_iter()
             .map(String::from_utf8_lossy)
             .collect()
+    }
+}
+
+/// Cmdline::json(): written as the arguments are split, never collected
+/// (a snapshot writes one per process, every tick).
+pub struct ArgsJson<'a>(&'a Cmdline);
+
+impl serde::Serialize for ArgsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.args_iter().map(String::from_utf8_lossy))
     }
 }
 
@@ -170,7 +187,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn padded_when_args_drops_empty_arguments() {
+    fn args_drop_the_empty_arguments_that_pad() {
         for bytes in [
             &b""[..],
             b"\0",
@@ -189,6 +206,13 @@ mod tests {
             };
             let dropped = c.raw_args().len() != c.args().len();
             assert_eq!(c.padded(), dropped, "{bytes:?}");
+            // args(): raw_args() without the trailing empty arguments,
+            // one kept.
+            let mut expected = c.raw_args();
+            while expected.len() > 1 && expected.last().is_some_and(|a| a.is_empty()) {
+                expected.pop();
+            }
+            assert_eq!(c.args(), expected, "{bytes:?}");
         }
     }
 

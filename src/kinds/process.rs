@@ -412,7 +412,7 @@ pub fn changes(old: &Process, new: &Process) -> Changes {
 /// The process's JSON fields (docs/json.md), flattened into its task's.
 #[derive(Serialize)]
 pub struct ProcessJson<'a> {
-    cmdline: Option<Vec<Cow<'a, str>>>,
+    cmdline: Option<crate::kinds::cmdline::ArgsJson<'a>>,
     /// Only where it differs from `cmdline`: /proc's argv, title padding
     /// and all.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -458,10 +458,9 @@ pub fn json(p: &Process, pid: u32) -> ProcessJson<'_> {
         f.as_ref().and_then(|f| base64_if_not_utf8(&f.desc))
     }
     let cmdline_base64 = p.cmdline.as_ref().and_then(|c| {
-        let args = c.args();
-        args.iter()
+        c.args_iter()
             .any(|a| std::str::from_utf8(a).is_err())
-            .then(|| args.iter().map(|a| base64(a)).collect())
+            .then(|| c.args_iter().map(base64).collect())
     });
     ProcessJson {
         cmdline: p.cmdline.as_ref().map(Cmdline::json),
