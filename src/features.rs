@@ -234,12 +234,9 @@ impl HasName for KernelBtf {
 /// Why the open-coded backend cannot run here, if it cannot: a kfunc that
 /// its BPF object calls (read from the object itself) is not in the kernel.
 pub fn open_coded_unsupported(btf: &dyn HasName) -> Option<String> {
-    let object = crate::objinfo::all()
-        .into_iter()
-        .find(|o| o.name == "opencoded")?;
+    let kfuncs = crate::objinfo::kfuncs_of("opencoded");
     // Name the iterator itself first: it is what the kernel version decides.
-    let missing = object
-        .kfuncs
+    let missing = kfuncs
         .iter()
         .filter(|k| !btf.has(k))
         .min_by_key(|k| (k.as_str() != "bpf_iter_task_new", k.as_str()))?;

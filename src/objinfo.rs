@@ -72,16 +72,27 @@ pub fn read(name: &'static str, bytes: &[u8]) -> ObjectInfo {
             helpers,
         });
     }
-    for sym in file.symbols() {
-        if sym.is_undefined() {
-            if let Ok(name) = sym.name() {
-                if !name.is_empty() {
-                    info.kfuncs.insert(name.to_string());
-                }
-            }
-        }
-    }
+    info.kfuncs = kfuncs_in(&file);
     info
+}
+
+fn kfuncs_in(file: &object::File<'_>) -> BTreeSet<String> {
+    file.symbols()
+        .filter(|sym| sym.is_undefined())
+        .filter_map(|sym| sym.name().ok().filter(|n| !n.is_empty()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The kfuncs one embedded object calls, without reading its programs: what
+/// a run needs to choose its backend.
+pub fn kfuncs_of(name: &str) -> BTreeSet<String> {
+    OBJECTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, bytes)| object::File::parse(*bytes).ok())
+        .map(|file| kfuncs_in(&file))
+        .unwrap_or_default()
 }
 
 /// An object's own BTF (its `.BTF` section): the types its programs use.

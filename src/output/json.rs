@@ -117,6 +117,9 @@ fn row_json(r: &Row) -> RowJson<'_> {
 struct PrevFiles<'r> {
     files: &'r [files::FileEntry],
     written: Vec<std::ops::Range<usize>>,
+    /// The row being written fills this; swapped with `written` after it,
+    /// so that no row allocates.
+    writing: Vec<std::ops::Range<usize>>,
 }
 
 /// What RowJson serializes to, its files written by hand
@@ -126,7 +129,8 @@ fn write_row<'r>(out: &mut Vec<u8>, r: &'r Row, prev: &mut PrevFiles<'r>) -> io:
     serde_json::to_writer(&mut *out, &row_head_json(r))?;
     out.pop(); // its closing brace: the files go before it
     out.extend_from_slice(b",\"files\":[");
-    let mut written = Vec::with_capacity(r.files.len());
+    let mut writing = std::mem::take(&mut prev.writing);
+    writing.clear();
     for (i, f) in r.files.iter().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -139,13 +143,13 @@ fn write_row<'r>(out: &mut Vec<u8>, r: &'r Row, prev: &mut PrevFiles<'r>) -> io:
             }
             _ => files::write_json_rest(out, f),
         }
-        written.push(start..out.len());
+        writing.push(start..out.len());
     }
-    if !r.files.is_empty() {
-        *prev = PrevFiles {
-            files: &r.files,
-            written,
-        };
+    if r.files.is_empty() {
+        prev.writing = writing;
+    } else {
+        prev.files = &r.files;
+        prev.writing = std::mem::replace(&mut prev.written, writing);
     }
     out.push(b']');
     if let Some(stack) = r.stack.as_deref() {
