@@ -179,7 +179,6 @@ int dump_cmdline(struct bpf_iter__task *ctx)
 {
 	struct seq_file *seq = ctx->meta->seq;
 	struct task_struct *t = ctx->task;
-	struct cmdline_span span;
 	struct mm_struct *mm;
 	__u32 tgid;
 
@@ -202,7 +201,7 @@ int dump_cmdline(struct bpf_iter__task *ctx)
 		seq_emit(seq, &ustack_buf, fill_ustack_walk(t, &ustack_buf));
 	if (KREAD(t, pid) != tgid || (cfg_flags & OPT_NO_CMDLINE))
 		return 0;
-	span = cmdline_span(t, mm);
+	cmdline_cur = cmdline_span(t, mm);
 	/*
 	 * bpf_for (6.4+) is verified until its states converge, a bounded loop
 	 * once per chunk.
@@ -214,7 +213,7 @@ int dump_cmdline(struct bpf_iter__task *ctx)
 #else
 	for (__u32 i = 0; i < CMDLINE_CHUNKS; i++) {
 #endif
-		__u32 size = fill_cmdline_chunk(t, &span, tgid, i);
+		__u32 size = fill_cmdline_chunk(t, &cmdline_cur, tgid, i);
 
 		if (!size)
 			break;

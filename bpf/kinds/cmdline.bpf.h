@@ -29,6 +29,15 @@ struct cmdline_span {
 };
 
 /*
+ * The span of the command line being read, beside cmdline_buf for the same
+ * reason. Global, not on the stack: the chunk loop compares each chunk's
+ * offset with the length, and bounds learnt on a stack slot stay with it,
+ * so every chunk would be a new state to verify; read from a global, the
+ * length is unknown again in each chunk, and the loop's states converge.
+ */
+struct cmdline_span cmdline_cur = {};
+
+/*
  * argv's area, or with setproctitle() (argv's last byte overwritten) the
  * area through the environment that follows it, of which /proc shows one
  * page up to the first NUL.
@@ -85,7 +94,15 @@ static __always_inline __u32 fill_cmdline_chunk(struct task_struct *t, struct cm
 	r->flags = s->flags;
 	if (i == CMDLINE_CHUNKS - 1 && s->len > off + n)
 		r->flags |= CMDLINE_TRUNCATED;
-	barrier_var(n);
+	/*
+	 * n goes through the record and back: the check below then bounds a
+	 * value the verifier knows nothing of, so that making the helper's
+	 * size precise stops here instead of reaching the chunk's index
+	 * through off (see cmdline_cur: dump_cmdline 8,169 -> 1,976 verified
+	 * instructions on the seq object, 2,571 -> 680 on the open-coded one).
+	 */
+	r->len = n;
+	n = *(volatile __u16 *)&r->len;
 	if (n > CMDLINE_CHUNK)
 		return 0;
 	if (n && bpf_copy_from_user_task(r->data, n, (void *)(s->start + off), t, 0)) {
