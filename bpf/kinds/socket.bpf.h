@@ -192,7 +192,20 @@ static __always_inline __u32 unix_rx_queue(struct sock *sk, struct sock_rec *r)
 
 	if (r->type == SOCK_DGRAM)
 		return skb && skb != head ? BPF_CORE_READ(skb, len) : 0;
+	/*
+	 * bpf_for (6.4+) is verified until its states converge, in two
+	 * iterations here; a bounded loop once per iteration (fill_socket
+	 * 3,013 -> 577 verified instructions in each program that has it).
+	 */
+#ifdef WALK_USE_BPF_FOR
+	int i;
+
+	bpf_for(i, 0, UNIX_QUEUE_WALK) {
+		if (!skb || skb == head)
+			break;
+#else
 	for (int i = 0; i < UNIX_QUEUE_WALK && skb && skb != head; i++) {
+#endif
 		struct unix_skb_parms *cb = (struct unix_skb_parms *)__builtin_preserve_access_index(&skb->cb);
 
 		amount += BPF_CORE_READ(skb, len) - BPF_CORE_READ(cb, consumed);
