@@ -47,8 +47,11 @@ struct file_rec _file_rec_btf = {};
  * it is kept per CPU, not on the caller's stack: what the verifier learns
  * of a stack slot stays with it from one step to the next, so that the
  * step's states took a hundred rounds to converge (2,164 verified
- * instructions in dump_task_files, 412 from a map). A bounded loop verifies
- * each step anyway: there the stack costs less.
+ * instructions in dump_task_files, 412 from a map). Per CPU like the
+ * record it writes (scratch_map): a trigger walks only when no completion
+ * is running (the single flight, `busy`), and the iterators that walk paths
+ * are read one after another. A bounded loop verifies each step anyway:
+ * there the stack costs less.
  */
 struct path_walk {
 	struct dentry *d;
