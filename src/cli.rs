@@ -217,6 +217,10 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
 
+    /// Take a one-shot snapshot here even when `itersnap serve` is running (by default one-shots go through it: the same output and exit status, without loading any program)
+    #[arg(long)]
+    pub no_server: bool,
+
     /// Ring buffer size for what a trigger captures in the event (e.g. 64M); default: sized from --event-budget
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub ringbuf_size: Option<u32>,
@@ -236,6 +240,50 @@ impl Cli {
     /// --file's and --mount's targets, in the order given.
     pub fn targets(&self) -> Vec<Target> {
         self.file.iter().chain(&self.mount).cloned().collect()
+    }
+
+    /// Why the command line is refused (exit 2), if it is: an option that
+    /// cannot apply, more values than the kernel side matches.
+    pub fn refusal(&self) -> Option<clap::Error> {
+        if let Some(conflict) = self.inapplicable() {
+            return Some(clap::Error::raw(
+                clap::error::ErrorKind::ArgumentConflict,
+                conflict,
+            ));
+        }
+        if self.port.len() > SocketFilter::PORTS_MAX {
+            return Some(clap::Error::raw(
+                clap::error::ErrorKind::TooManyValues,
+                format!(
+                    "--port is given {} times, at most {} are checked in the kernel",
+                    self.port.len(),
+                    SocketFilter::PORTS_MAX
+                ),
+            ));
+        }
+        for (given, most, what) in [
+            (self.comm.len(), crate::backend::COMMS_MAX, "COMMs are"),
+            (self.pid.len(), crate::backend::PIDS_MAX, "pids are"),
+            (self.user.len(), crate::backend::UIDS_MAX, "users are"),
+        ] {
+            if given > most {
+                return Some(clap::Error::raw(
+                    clap::error::ErrorKind::TooManyValues,
+                    format!("{given} {what} given, at most {most} are matched in the kernel"),
+                ));
+            }
+        }
+        let targets = self.file.len() + self.mount.len();
+        if targets > crate::kinds::holds::TARGETS_MAX {
+            return Some(clap::Error::raw(
+                clap::error::ErrorKind::TooManyValues,
+                format!(
+                    "--file and --mount name {targets} targets, at most {} are matched in the kernel",
+                    crate::kinds::holds::TARGETS_MAX
+                ),
+            ));
+        }
+        None
     }
 
     /// An option that cannot apply to the mode asked for, named with the
@@ -407,10 +455,22 @@ pub enum Command {
     },
     /// Print the man page (roff) to stdout
     Man,
+    /// Keep the programs loaded and answer one-shot queries over a Unix socket (see docs/serve.md)
+    Serve {
+        /// The socket to listen on (the command line finds it there; ITERSNAP_SOCKET names another)
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Let this group's members query the server too (mode 0660). It discloses every process's identity, command line and open files to them
+        #[arg(long, value_name = "GROUP")]
+        socket_group: Option<String>,
+    },
     /// For scripts/bench: time the task and fd loops alone, without records
     #[command(hide = true)]
     BareWalk,
 }
+
+/// Where `itersnap serve` listens, and the command line looks for it.
+pub const DEFAULT_SOCKET: &str = "/run/itersnap.sock";
 
 /// A value parser that offers `candidates` to shell completion (hidden from
 /// --help, where hundreds of syscall names would drown the rest) and parses

@@ -19,6 +19,7 @@ pub mod objinfo;
 pub mod output;
 pub mod record;
 pub mod run;
+pub mod serve;
 pub mod signals;
 pub mod snapshot;
 pub mod syscalls;

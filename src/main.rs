@@ -7,57 +7,33 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use itersnap::cli::{self, Cli};
-use itersnap::kinds::holds;
-use itersnap::kinds::sockets::SocketFilter;
-use itersnap::{backend, check, features, man, run};
+use itersnap::serve::{self, Served};
+use itersnap::{backend, check, features, man, output, run};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    if let Some(conflict) = cli.inapplicable() {
-        return usage_error(clap::Error::raw(
-            clap::error::ErrorKind::ArgumentConflict,
-            conflict,
-        ));
-    }
-    if cli.port.len() > SocketFilter::PORTS_MAX {
-        return usage_error(clap::Error::raw(
-            clap::error::ErrorKind::TooManyValues,
-            format!(
-                "--port is given {} times, at most {} are checked in the kernel",
-                cli.port.len(),
-                SocketFilter::PORTS_MAX
-            ),
-        ));
-    }
-    for (given, most, what) in [
-        (cli.comm.len(), backend::COMMS_MAX, "COMMs are"),
-        (cli.pid.len(), backend::PIDS_MAX, "pids are"),
-        (cli.user.len(), backend::UIDS_MAX, "users are"),
-    ] {
-        if given > most {
-            return usage_error(clap::Error::raw(
-                clap::error::ErrorKind::TooManyValues,
-                format!("{given} {what} given, at most {most} are matched in the kernel"),
-            ));
-        }
-    }
-    let targets = cli.file.len() + cli.mount.len();
-    if targets > holds::TARGETS_MAX {
-        return usage_error(clap::Error::raw(
-            clap::error::ErrorKind::TooManyValues,
-            format!(
-                "--file and --mount name {targets} targets, at most {} are matched in the kernel",
-                holds::TARGETS_MAX
-            ),
-        ));
+    if let Some(e) = cli.refusal() {
+        return usage_error(e);
     }
     configure_libbpf_log(cli.verbose);
     match cli.command {
         Some(cli::Command::Check) => return check(&cli),
         Some(cli::Command::BareWalk) => return bare_walk(),
+        Some(cli::Command::Serve {
+            ref socket,
+            ref socket_group,
+        }) => {
+            return match serve::serve(socket, socket_group.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("itersnap: error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Some(cli::Command::Completions { shell }) => {
             return match io::stdout().write_all(cli::completion_script(shell).as_bytes()) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -81,6 +57,9 @@ fn main() -> ExitCode {
         None => {}
     }
     let request = cli.request();
+    if let Some(code) = through_server(&cli, &request) {
+        return code;
+    }
     match run::run(&request) {
         Ok(outcome) => exit_status(&request, outcome),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -91,19 +70,34 @@ fn main() -> ExitCode {
     }
 }
 
-/// A run's exit status (docs/usage.md, "Errors and exit status"): 3 when a
-/// snapshot lost records, unless --allow-incomplete; 1 when the filters
-/// matched nothing, with one line saying so; else 0.
+/// A one-shot answered by a running `itersnap serve`, when there is one
+/// and the query is its kind (the same output and exit status, nothing
+/// loaded here); None: the run goes on here.
+fn through_server(cli: &Cli, request: &run::Request) -> Option<ExitCode> {
+    let why_not = match serve::not_for_server(cli, request) {
+        Some(why) => why.to_string(),
+        None => {
+            let path = serve::socket_path();
+            let args: Vec<_> = std::env::args_os().skip(1).collect();
+            match serve::query(&path, &args, output::want_color()) {
+                Served::Answered(code) => return Some(ExitCode::from(code)),
+                Served::No(why) => why,
+            }
+        }
+    };
+    if cli.verbose && !cli.no_server {
+        eprintln!("itersnap: taken here, not by a server: {why_not}");
+    }
+    None
+}
+
+/// A run's exit status, with one line saying why when it is not 0.
 fn exit_status(request: &run::Request, outcome: run::Outcome) -> ExitCode {
-    if let Some(line) = outcome.incomplete_line(request) {
+    let (code, line) = outcome.exit_status(request);
+    if let Some(line) = line {
         eprintln!("itersnap: {line}");
-        return ExitCode::from(3);
     }
-    if let Some(line) = outcome.no_match_line(request) {
-        eprintln!("itersnap: {line}");
-        return ExitCode::from(1);
-    }
-    ExitCode::SUCCESS
+    ExitCode::from(code)
 }
 
 /// `itersnap check`: the report, and an exit status that says whether

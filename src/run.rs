@@ -24,6 +24,36 @@ use crate::text::human_duration;
 
 const DEFAULT_MIN_GAP: Duration = Duration::from_millis(100);
 
+thread_local! {
+    /// Where this thread's messages go instead of stderr: a server's
+    /// answer (src/serve.rs) carries them to its client.
+    static DIAG: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// One line of the run's messages: to stderr, or to the answer being
+/// built on this thread.
+pub fn say(line: std::fmt::Arguments<'_>) {
+    DIAG.with(|d| match d.borrow_mut().as_mut() {
+        Some(buf) => {
+            let _ = writeln!(buf, "{line}");
+        }
+        None => eprintln!("{line}"),
+    });
+}
+
+macro_rules! say {
+    ($($arg:tt)*) => { $crate::run::say(format_args!($($arg)*)) };
+}
+
+/// Runs `f` with this thread's messages collected instead of written:
+/// (its result, the lines).
+pub fn collecting_messages<R>(f: impl FnOnce() -> R) -> (R, Vec<u8>) {
+    DIAG.with(|d| *d.borrow_mut() = Some(Vec::new()));
+    let r = f();
+    let lines = DIAG.with(|d| d.borrow_mut().take()).unwrap_or_default();
+    (r, lines)
+}
+
 /// How long one wait for events lasts before the stop flag is looked at.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -220,6 +250,19 @@ impl Outcome {
         Some(format!("{what} in {snapshots}{hints}"))
     }
 
+    /// The run's exit status (docs/usage.md, "Errors and exit status"): 3
+    /// when a snapshot lost records, unless --allow-incomplete; 1 when the
+    /// filters matched nothing; else 0. With the line that says why.
+    pub fn exit_status(&self, req: &Request) -> (u8, Option<String>) {
+        if let Some(line) = self.incomplete_line(req) {
+            return (3, Some(line));
+        }
+        if let Some(line) = self.no_match_line(req) {
+            return (1, Some(line));
+        }
+        (0, None)
+    }
+
     fn count(&mut self, snap: &snapshot::Snapshot) {
         self.snapshots += 1;
         if !snap.rows.is_empty() {
@@ -279,7 +322,7 @@ fn options(req: &Request, btf: &BtfNames) -> Result<(WalkOptions, TriggerOptions
     if !req.targets.is_empty() {
         match features::maps_unsupported(btf) {
             None => walk.maps = true,
-            Some(_) => eprintln!(
+            Some(_) => say!(
                 "itersnap: mappings are not searched (fuser's m): this kernel has no task_vma iterator (Linux 5.12+)"
             ),
         }
@@ -357,28 +400,95 @@ fn arm(
     trig: &TriggerOptions,
     btf: &BtfNames,
 ) -> Result<Box<dyn backend::Backend>> {
-    let (backend, reason) = backend::open(req.backend, walk, trig, btf).map_err(explain_refusal)?;
+    let (backend, reason) = open_backend(req, walk, trig, btf)?;
     if req.verbose {
-        eprintln!(
-            "itersnap: backend {} ({reason}); paths {}",
-            backend.name(),
-            backend.paths()
-        );
-        if let Some(report) = backend.load_report() {
-            eprintln!("itersnap: {}", report.describe());
-        }
-        for t in &req.targets {
-            eprintln!("itersnap: {}", t.describe());
-        }
+        describe_backend(req, backend.as_ref(), &reason);
     }
     if !trig.spec.is_oneshot() {
-        eprintln!(
+        say!(
             "itersnap: armed: {}, {} backend; Ctrl-C to stop",
             describe_spec(trig, backend.name()),
             backend.name()
         );
     }
     Ok(backend)
+}
+
+/// Loads and attaches the backend the request asks for: (it, why it).
+pub fn open_backend(
+    req: &Request,
+    walk: &WalkOptions,
+    trig: &TriggerOptions,
+    btf: &BtfNames,
+) -> Result<(Box<dyn backend::Backend>, String)> {
+    backend::open(req.backend, walk, trig, btf).map_err(explain_refusal)
+}
+
+/// --verbose's lines on the backend: which, why, what it loaded.
+pub fn describe_backend(req: &Request, backend: &dyn backend::Backend, reason: &str) {
+    say!(
+        "itersnap: backend {} ({reason}); paths {}",
+        backend.name(),
+        backend.paths()
+    );
+    if let Some(report) = backend.load_report() {
+        say!("itersnap: {}", report.describe());
+    }
+    for t in &req.targets {
+        say!("itersnap: {}", t.describe());
+    }
+}
+
+/// A one-shot taken with a backend loaded before (a server's, which keeps
+/// it for the next): the snapshot written to `out` as `run` writes it.
+pub fn answer_oneshot(
+    req: &Request,
+    prepared: &Prepared,
+    backend: &mut dyn backend::Backend,
+    color: bool,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let mut printer = printer(req)?;
+    printer.color = color;
+    let ctx = context(
+        req,
+        &prepared.walk,
+        &prepared.trig,
+        backend.name(),
+        prepared.ksyms.as_ref(),
+        None,
+    );
+    backend.rewind();
+    let raw = backend
+        .poll(POLL_INTERVAL)?
+        .into_iter()
+        .next()
+        .context("the kernel walk produced no snapshot")?;
+    let snap = snapshot::assemble(raw, &ctx, (0, 0, 0));
+    let mut outcome = Outcome::default();
+    outcome.count(&snap);
+    write_snapshot(out, &printer, &snap, None, req)?;
+    printer.finish(out, 1)?;
+    Ok(outcome)
+}
+
+/// A request's walk and trigger, checked against this kernel, with the
+/// symbols its stacks need: what `answer_oneshot` takes.
+pub struct Prepared {
+    pub walk: WalkOptions,
+    pub trig: TriggerOptions,
+    pub ksyms: Option<Ksyms>,
+}
+
+impl Prepared {
+    pub fn new(req: &Request, btf: &BtfNames) -> Result<Prepared> {
+        let (walk, trig) = options(req, btf)?;
+        Ok(Prepared {
+            walk,
+            trig,
+            ksyms: load_ksyms(req)?,
+        })
+    }
 }
 
 pub fn run(req: &Request) -> Result<Outcome> {
@@ -463,7 +573,7 @@ pub fn run(req: &Request) -> Result<Outcome> {
             }
             if let Some((what, pid)) = watched.exited() {
                 status.clear();
-                eprintln!("itersnap: {what} {pid} has exited: no more events to wait for");
+                say!("itersnap: {what} {pid} has exited: no more events to wait for");
                 break;
             }
             if !oneshot {
@@ -488,7 +598,7 @@ fn load_ksyms(req: &Request) -> Result<Option<Ksyms>> {
         Ksyms::load().map(Some)
     } else if req.reads_stacks() {
         Ok(Ksyms::load()
-            .map_err(|e| eprintln!("itersnap: WCHAN is not shown: {e:#}"))
+            .map_err(|e| say!("itersnap: WCHAN is not shown: {e:#}"))
             .ok())
     } else {
         Ok(None)
@@ -653,7 +763,7 @@ fn phases(before_arm: Duration, armed: Duration, backend: &dyn backend::Backend,
     let load = backend
         .load_report()
         .map_or(Duration::ZERO, |r| r.load_time);
-    eprintln!(
+    say!(
         "itersnap: time: {:.1} ms to the backend, {:.1} ms loading (open, CO-RE, verifier), \
          {:.1} ms attaching, {:.1} ms to the first snapshot written: {:.1} ms",
         ms(before_arm),
@@ -683,7 +793,7 @@ fn write_snapshot(
     out.flush().context("writing a snapshot")?;
     if req.verbose {
         // scripts/bench reads this line: the end-to-end time.
-        eprintln!(
+        say!(
             "itersnap: snapshot {}: walk {:.2} ms, {:.2} ms from walk start to last line written",
             snap.info.seq,
             snap.info.walk_ns as f64 / 1e6,
@@ -708,7 +818,7 @@ fn print_summary(
     } else {
         String::new()
     };
-    eprintln!(
+    say!(
         "itersnap: {}, {} skipped ({gap} within --min-gap, {busy} during a walk){missed}, {}",
         plural(taken, "snapshot"),
         plural(gap + busy, "trigger"),
@@ -717,7 +827,7 @@ fn print_summary(
     if let (true, Some(runs)) = (verbose, backend.sampler_runs()) {
         // scripts/bench reads this line: the samplers' cost, which no
         // process is charged for (they run in the timer interrupt).
-        eprintln!("itersnap: {}", runs.describe("on-CPU sampler"));
+        say!("itersnap: {}", runs.describe("on-CPU sampler"));
     }
 }
 

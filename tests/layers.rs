@@ -12,6 +12,7 @@ use common::rust_files;
 
 /// Top to bottom; a module may use its own layer and those below.
 const LAYERS: &[&[&str]] = &[
+    &["serve"],
     &["cli", "man"],
     &["run", "check"],
     &["backend", "diff", "output"],

@@ -110,6 +110,9 @@ pub trait Backend {
     fn load_report(&self) -> Option<&programs::LoadReport> {
         None
     }
+    /// A one-shot taken: the next poll takes another, with what is loaded
+    /// (a server answers each query so).
+    fn rewind(&mut self) {}
     /// Waits up to `timeout` for snapshots and returns those completed.
     fn poll(&mut self, timeout: Duration) -> Result<Vec<RawSnapshot>>;
     /// Triggers the in-kernel guards skipped so far: (within --min-gap, walk busy).

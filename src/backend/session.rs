@@ -549,6 +549,12 @@ impl Backend for Session {
         Some(&self.load)
     }
 
+    fn rewind(&mut self) {
+        if let Mode::OneShot { .. } = self.mode {
+            self.mode = Mode::OneShot { taken: false };
+        }
+    }
+
     fn poll(&mut self, timeout: Duration) -> Result<Vec<RawSnapshot>> {
         match self.mode {
             Mode::OneShot { taken: false } => {

@@ -346,6 +346,25 @@ pub fn user_id(name: &str) -> Option<u32> {
     }
 }
 
+/// The gid of a group name in the group database.
+pub fn group_id(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 16384];
+    // SAFETY: as user_name, with getgrnam_r and a NUL-terminated name.
+    unsafe {
+        let mut gr: libc::group = std::mem::zeroed();
+        let mut result = std::ptr::null_mut();
+        let rc = libc::getgrnam_r(
+            name.as_ptr(),
+            &mut gr,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        );
+        (rc == 0 && !result.is_null()).then_some(gr.gr_gid)
+    }
+}
+
 /// The group database's name for gid, else the number.
 pub fn group_name(gid: u32) -> String {
     cached(&GROUPS, gid, |gid| {

@@ -1,0 +1,588 @@
+//! `itersnap serve`: the programs of each question loaded once and kept,
+//! one-shot queries answered over a Unix socket (docs/serve.md); and the
+//! command line's side, which sends its own arguments there.
+//!
+//! One query per connection. The client sends a query frame: its
+//! arguments, and whether its stdout wants color. The server parses them
+//! as the command line does, walks with the programs it loaded for that
+//! question before (loading them the first time), and answers with a frame
+//! of messages (what the run would have written to stderr), one of output
+//! (stdout's bytes), and one of the exit status. A frame is a kind byte and
+//! a little-endian u32 length, then that many bytes.
+//!
+//! The walks run one at a time, on one thread that owns every loaded
+//! backend: a question is never walked twice at once, and the loaded
+//! objects never cross threads. Each client has a thread of its own for its
+//! reads and writes, with deadlines, so that a client that stalls delays no
+//! other.
+
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use crate::cli::{Cli, DEFAULT_SOCKET};
+use crate::features::BtfNames;
+use crate::run::{self, Prepared, Request};
+
+const QUERY: u8 = b'Q';
+const MESSAGES: u8 = b'E';
+const OUTPUT: u8 = b'O';
+const EXIT: u8 = b'X';
+/// The query format's version, its first byte.
+const VERSION: u8 = 1;
+const COLOR: u8 = 1 << 0;
+
+/// The largest query the server reads: arguments are short.
+pub const QUERY_MAX: usize = 64 << 10;
+/// A client has this long to send its whole query.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client that stops reading its answer this long is dropped.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Clients served at once; more are told so and closed.
+pub const CLIENTS_MAX: usize = 16;
+/// Questions whose programs stay loaded; the one used least recently goes.
+const SESSIONS_MAX: usize = 32;
+
+/// The socket the command line looks for a server at.
+pub fn socket_path() -> PathBuf {
+    std::env::var_os("ITERSNAP_SOCKET").map_or_else(|| DEFAULT_SOCKET.into(), PathBuf::from)
+}
+
+/// What a server answered.
+struct Answer {
+    messages: Vec<u8>,
+    output: Vec<u8>,
+    status: u8,
+}
+
+impl Answer {
+    fn refused(status: u8, line: String) -> Answer {
+        Answer {
+            messages: format!("itersnap: error: {line}\n").into_bytes(),
+            output: Vec::new(),
+            status,
+        }
+    }
+}
+
+/// A parsed query, for the walking thread; without `reply`, its programs
+/// are only loaded (the server's start).
+struct Job {
+    req: Request,
+    color: bool,
+    reply: Option<mpsc::Sender<Answer>>,
+}
+
+/// Runs the server until SIGINT or SIGTERM; then everything it loaded is
+/// released and its socket removed.
+pub fn serve(socket: &Path, group: Option<&str>) -> Result<()> {
+    crate::features::require_runnable()?;
+    let btf = BtfNames::load()?;
+    let gid = group
+        .map(|g| {
+            g.parse::<u32>()
+                .ok()
+                .or_else(|| crate::kinds::process::group_id(g))
+                .with_context(|| format!("--socket-group {g}: no such group"))
+        })
+        .transpose()?;
+    let listener = bind(socket, gid)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("installing the signal handler")?;
+
+    let (jobs, queue) = mpsc::channel::<Job>();
+    let walker = std::thread::Builder::new()
+        .name("walker".into())
+        .spawn(move || walk_jobs(queue, btf))
+        .context("starting the walking thread")?;
+    // The default question, loaded before the first client asks it.
+    if let Ok(cli) = Cli::try_parse_from(["itersnap"]) {
+        let _ = jobs.send(Job {
+            req: cli.request(),
+            color: false,
+            reply: None,
+        });
+    }
+    eprintln!(
+        "itersnap: serving one-shot queries at {} (pid {})",
+        socket.display(),
+        std::process::id()
+    );
+    let served = accept_until(&listener, &stop, &jobs);
+    drop(jobs);
+    let _ = walker.join();
+    let _ = std::fs::remove_file(socket);
+    served
+}
+
+/// Listens at `path`, born with mode 0600 (0660 and the group's with
+/// `gid`). A socket left by a server that is gone is replaced; a live one
+/// is not.
+fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            anyhow::bail!("{} exists and is not a socket", path.display());
+        }
+        if UnixStream::connect(path).is_ok() {
+            anyhow::bail!("a server is already listening at {}", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    // SAFETY: umask only swaps the process's file-creation mask; it is
+    // restored right after the bind, before any other thread starts.
+    let old = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let listener = bound.with_context(|| format!("listening at {}", path.display()))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, Some(0), Some(gid))
+            .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)))
+            .with_context(|| format!("giving group {gid} access to {}", path.display()))?;
+    }
+    Ok(listener)
+}
+
+/// Accepts clients until `stop`, each on a thread of its own.
+fn accept_until(
+    listener: &UnixListener,
+    stop: &AtomicBool,
+    jobs: &mpsc::Sender<Job>,
+) -> Result<()> {
+    let active = Arc::new(AtomicUsize::new(0));
+    while !stop.load(Ordering::SeqCst) {
+        let mut ready = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; 100 ms, then the stop flag is read.
+        if unsafe { libc::poll(&mut ready, 1, 100) } != 1 {
+            continue;
+        }
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("accepting a client"),
+        };
+        if active.fetch_add(1, Ordering::SeqCst) >= CLIENTS_MAX {
+            active.fetch_sub(1, Ordering::SeqCst);
+            let busy = Answer::refused(
+                1,
+                format!("the server is busy ({CLIENTS_MAX} clients at once); try again, or use --no-server"),
+            );
+            let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+            let _ = send_answer(&stream, &busy);
+            continue;
+        }
+        let jobs = jobs.clone();
+        let active = Arc::clone(&active);
+        let spawned = std::thread::Builder::new()
+            .name("client".into())
+            .spawn(move || {
+                serve_client(stream, &jobs);
+                active.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            eprintln!("itersnap: could not start a thread for a client");
+        }
+    }
+    Ok(())
+}
+
+/// Reads one client's query, has it walked, sends the answer.
+fn serve_client(stream: UnixStream, jobs: &mpsc::Sender<Job>) {
+    let answer = match read_query(&stream, Instant::now() + QUERY_TIMEOUT) {
+        Err(why) => Answer::refused(2, why),
+        Ok((args, color)) => match request_of(args) {
+            Err(why) => Answer::refused(2, why),
+            Ok(req) => {
+                let (reply, answered) = mpsc::channel();
+                let sent = jobs.send(Job {
+                    req,
+                    color,
+                    reply: Some(reply),
+                });
+                match sent.ok().and_then(|()| answered.recv().ok()) {
+                    Some(answer) => answer,
+                    None => Answer::refused(1, "the server is stopping".into()),
+                }
+            }
+        },
+    };
+    let _ = stream.set_write_timeout(Some(REPLY_TIMEOUT));
+    let _ = send_answer(&stream, &answer);
+}
+
+/// A query's arguments and color flag, read by `deadline`; why not, as
+/// one line.
+fn read_query(mut stream: &UnixStream, deadline: Instant) -> Result<(Vec<OsString>, bool), String> {
+    let mut head = [0u8; 5];
+    read_by(&mut stream, &mut head, deadline)?;
+    if head[0] != QUERY {
+        return Err("not an itersnap query".into());
+    }
+    let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > QUERY_MAX {
+        return Err(format!(
+            "a query of {len} bytes; at most {QUERY_MAX} are read"
+        ));
+    }
+    let mut body = vec![0u8; len];
+    read_by(&mut stream, &mut body, deadline)?;
+    parse_query(&body).ok_or_else(|| "a malformed query".to_string())
+}
+
+/// Fills `buf` from the stream, or says why not by `deadline`.
+fn read_by(stream: &mut &UnixStream, buf: &mut [u8], deadline: Instant) -> Result<(), String> {
+    let mut at = 0;
+    while at < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "no complete query within {} s",
+                QUERY_TIMEOUT.as_secs()
+            ));
+        }
+        let _ = stream.set_read_timeout(Some(left));
+        match stream.read(&mut buf[at..]) {
+            Ok(0) => return Err("the query ended early".into()),
+            Ok(n) => at += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(format!("reading the query: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// The query's body: version, flags, argument count, then each argument
+/// as a length and its bytes. Bounds-checked: it comes from any client.
+fn parse_query(body: &[u8]) -> Option<(Vec<OsString>, bool)> {
+    let (&version, rest) = body.split_first()?;
+    let (&flags, mut rest) = rest.split_first()?;
+    if version != VERSION {
+        return None;
+    }
+    let take_u32 = |rest: &mut &[u8]| -> Option<u32> {
+        let (n, tail) = rest.split_first_chunk::<4>()?;
+        *rest = tail;
+        Some(u32::from_le_bytes(*n))
+    };
+    let argc = take_u32(&mut rest)? as usize;
+    let mut args = Vec::with_capacity(argc.min(rest.len() / 4));
+    for _ in 0..argc {
+        let len = take_u32(&mut rest)? as usize;
+        let arg = rest.get(..len)?;
+        rest = &rest[len..];
+        args.push(OsString::from_vec(arg.to_vec()));
+    }
+    rest.is_empty().then_some((args, flags & COLOR != 0))
+}
+
+/// A query's body for these arguments.
+fn query_body(args: &[OsString], color: bool) -> Vec<u8> {
+    let mut body = vec![VERSION, if color { COLOR } else { 0 }];
+    body.extend_from_slice(&(args.len() as u32).to_le_bytes());
+    for arg in args {
+        body.extend_from_slice(&(arg.len() as u32).to_le_bytes());
+        body.extend_from_slice(arg.as_bytes());
+    }
+    body
+}
+
+/// The request the arguments make, as the command line would; what the
+/// server does not answer is refused (the command line does not send it).
+fn request_of(args: Vec<OsString>) -> Result<Request, String> {
+    let first_line = |e: clap::Error| {
+        let text = e.render().to_string();
+        let line = text.lines().next().unwrap_or_default().to_string();
+        line.strip_prefix("error: ").unwrap_or(&line).to_string()
+    };
+    let cli = Cli::try_parse_from(std::iter::once(OsString::from("itersnap")).chain(args))
+        .map_err(first_line)?;
+    if let Some(e) = cli.refusal() {
+        return Err(first_line(e));
+    }
+    let req = cli.request();
+    if cli.command.is_some() || !req.trigger.is_oneshot() || req.flamegraph.is_some() {
+        return Err("the server answers one-shot snapshots only".into());
+    }
+    Ok(req)
+}
+
+/// Writes the three frames of an answer.
+fn send_answer(mut stream: &UnixStream, answer: &Answer) -> io::Result<()> {
+    for (kind, data) in [
+        (MESSAGES, answer.messages.as_slice()),
+        (OUTPUT, answer.output.as_slice()),
+        (EXIT, &[answer.status][..]),
+    ] {
+        stream.write_all(&frame_head(kind, data.len()))?;
+        stream.write_all(data)?;
+    }
+    Ok(())
+}
+
+fn frame_head(kind: u8, len: usize) -> [u8; 5] {
+    let mut head = [kind, 0, 0, 0, 0];
+    head[1..].copy_from_slice(&(len.min(u32::MAX as usize) as u32).to_le_bytes());
+    head
+}
+
+/// A question's backend, loaded once.
+struct Loaded {
+    key: String,
+    backend: Box<dyn crate::backend::Backend>,
+    reason: String,
+    loaded: Instant,
+    used: Instant,
+}
+
+/// The walking thread: answers jobs one at a time with the backends it
+/// keeps; all of them are released when the queue closes.
+fn walk_jobs(queue: mpsc::Receiver<Job>, btf: BtfNames) {
+    let mut kept: Vec<Loaded> = Vec::new();
+    for job in queue {
+        match &job.reply {
+            Some(reply) => {
+                let _ = reply.send(answer(&job, &btf, &mut kept));
+            }
+            None => {
+                let loaded = Prepared::new(&job.req, &btf)
+                    .and_then(|prepared| kept_for(&job.req, &prepared, &btf, &mut kept));
+                if let Err(e) = loaded {
+                    eprintln!("itersnap: loading the default question's programs: {e:#}");
+                }
+            }
+        }
+    }
+}
+
+/// One query's answer, as the command line would have printed it.
+fn answer(job: &Job, btf: &BtfNames, kept: &mut Vec<Loaded>) -> Answer {
+    let req = &job.req;
+    let ((result, output), mut messages) = run::collecting_messages(|| {
+        let mut output = Vec::new();
+        let result = Prepared::new(req, btf).and_then(|prepared| {
+            let at = kept_for(req, &prepared, btf, kept)?;
+            let loaded = &mut kept[at];
+            loaded.used = Instant::now();
+            if req.verbose {
+                run::say(format_args!(
+                    "itersnap: answered by the server (pid {}), with programs it loaded {:.1} s ago",
+                    std::process::id(),
+                    loaded.loaded.elapsed().as_secs_f64()
+                ));
+                run::describe_backend(req, loaded.backend.as_ref(), &loaded.reason);
+            }
+            let answered =
+                run::answer_oneshot(req, &prepared, loaded.backend.as_mut(), job.color, &mut output);
+            if answered.is_err() {
+                // Loaded afresh next time.
+                kept.remove(at);
+            }
+            answered
+        });
+        (result, output)
+    });
+    let status = match result {
+        Ok(outcome) => {
+            let (status, line) = outcome.exit_status(req);
+            if let Some(line) = line {
+                let _ = writeln!(messages, "itersnap: {line}");
+            }
+            status
+        }
+        Err(e) => {
+            let _ = writeln!(messages, "itersnap: error: {e:#}");
+            1
+        }
+    };
+    Answer {
+        messages,
+        output,
+        status,
+    }
+}
+
+/// Where in `kept` the backend for this question is, loaded now if it was
+/// not (the least recently used one going when there are too many).
+fn kept_for(
+    req: &Request,
+    prepared: &Prepared,
+    btf: &BtfNames,
+    kept: &mut Vec<Loaded>,
+) -> Result<usize> {
+    // What the programs were loaded with (their .rodata) and which backend.
+    let key = format!("{:?} {:?} {:?}", req.backend, prepared.walk, prepared.trig);
+    if let Some(at) = kept.iter().position(|l| l.key == key) {
+        return Ok(at);
+    }
+    if kept.len() >= SESSIONS_MAX {
+        if let Some(oldest) = (0..kept.len()).min_by_key(|&i| kept[i].used) {
+            kept.remove(oldest);
+        }
+    }
+    let (backend, reason) = run::open_backend(req, &prepared.walk, &prepared.trig, btf)?;
+    let now = Instant::now();
+    kept.push(Loaded {
+        key,
+        backend,
+        reason,
+        loaded: now,
+        used: now,
+    });
+    Ok(kept.len() - 1)
+}
+
+/// Why a query is not sent to a server, if it is not: the server answers
+/// one-shots, and reads paths in its own working directory.
+pub fn not_for_server(cli: &Cli, req: &Request) -> Option<&'static str> {
+    if cli.no_server {
+        return Some("--no-server");
+    }
+    if !req.trigger.is_oneshot() {
+        return Some("a run with a trigger is not a one-shot");
+    }
+    if req.flamegraph.is_some() {
+        return Some("--flamegraph writes a file here");
+    }
+    let relative = req.targets.iter().any(|t| !t.name.starts_with(b"/"))
+        || req
+            .cgroup
+            .as_ref()
+            .is_some_and(|(p, _)| !p.starts_with('/'));
+    relative.then_some("a relative path is this directory's")
+}
+
+/// How a query sent to a server went.
+pub enum Served {
+    /// Answered, with this exit status.
+    Answered(u8),
+    /// Not answered, nothing written: why (the run goes on here).
+    No(String),
+}
+
+/// Sends the command line's arguments to the server at `path` and writes
+/// its answer to stdout and stderr.
+pub fn query(path: &Path, args: &[OsString], color: bool) -> Served {
+    let mut stream = match UnixStream::connect(path) {
+        Ok(s) => s,
+        Err(e) => return Served::No(format!("no server at {}: {e}", path.display())),
+    };
+    let body = query_body(args, color);
+    let sent = stream
+        .write_all(&frame_head(QUERY, body.len()))
+        .and_then(|()| stream.write_all(&body));
+    if let Err(e) = sent {
+        return Served::No(format!(
+            "the server at {} took no query: {e}",
+            path.display()
+        ));
+    }
+    let mut any = false;
+    loop {
+        let mut head = [0u8; 5];
+        if let Err(e) = stream.read_exact(&mut head) {
+            if !any {
+                return Served::No(format!(
+                    "the server at {} did not answer: {e}",
+                    path.display()
+                ));
+            }
+            eprintln!(
+                "itersnap: error: the server at {} stopped answering: {e}",
+                path.display()
+            );
+            return Served::Answered(1);
+        }
+        any = true;
+        let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        if head[0] == EXIT {
+            let mut status = [1u8];
+            let _ = stream.read_exact(&mut status[..len.min(1)]);
+            return Served::Answered(status[0]);
+        }
+        let relayed = match head[0] {
+            OUTPUT => relay(&mut stream, len, &mut io::stdout().lock()),
+            MESSAGES => relay(&mut stream, len, &mut io::stderr().lock()),
+            _ => Err(io::Error::other("an unknown frame")),
+        };
+        match relayed {
+            // `itersnap | head`: nobody reads; end quietly, as a run here.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Served::Answered(0),
+            Err(e) => {
+                eprintln!("itersnap: error: the server's answer: {e}");
+                return Served::Answered(1);
+            }
+            Ok(()) => {}
+        }
+    }
+}
+
+/// Copies `len` bytes of a frame from the server to `to`.
+fn relay(from: &mut UnixStream, len: usize, to: &mut dyn Write) -> io::Result<()> {
+    let copied = io::copy(&mut from.take(len as u64), to)?;
+    if copied < len as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the server closed the connection",
+        ));
+    }
+    to.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_round_trip_any_bytes() {
+        let args = vec![
+            OsString::from("--pid"),
+            OsString::from("1"),
+            OsString::from_vec(vec![0xff, 0, b'x']),
+            OsString::new(),
+        ];
+        for color in [false, true] {
+            assert_eq!(
+                parse_query(&query_body(&args, color)),
+                Some((args.clone(), color))
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_queries_are_refused() {
+        let good = query_body(&[OsString::from("bash")], false);
+        // Every truncation, a trailing byte, another version, a huge count.
+        for cut in 0..good.len() {
+            assert_eq!(parse_query(&good[..cut]), None, "cut at {cut}");
+        }
+        let mut long = good.clone();
+        long.push(0);
+        assert_eq!(parse_query(&long), None);
+        let mut other = good.clone();
+        other[0] = 9;
+        assert_eq!(parse_query(&other), None);
+        let huge = [VERSION, 0, 0xff, 0xff, 0xff, 0xff];
+        assert_eq!(parse_query(&huge), None);
+    }
+}

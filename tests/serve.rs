@@ -1,0 +1,412 @@
+//! `itersnap serve` (#23): one-shots through the server equal direct ones,
+//! field by field; a question's programs load once; clients that send
+//! garbage, too much or nothing get an error while others are answered; an
+//! ordinary user cannot connect; a stopped or killed server leaves nothing
+//! loaded. Each test runs its own server on a socket of its own.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+#[test]
+fn fixture_process() {
+    run_fixture_if_asked();
+}
+
+/// A running `itersnap serve` on a socket of its own; killed when dropped.
+struct Server {
+    child: Child,
+    socket: PathBuf,
+    dir: PathBuf,
+}
+
+impl Server {
+    fn start(tag: &str) -> Server {
+        let dir = std::env::temp_dir().join(format!("itersnap-serve-{}", unique_comm(tag)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("sock");
+        let mut child = Command::new(ITERSNAP)
+            .args(["serve", "--socket"])
+            .arg(&socket)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running itersnap serve");
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        assert!(
+            line.starts_with("itersnap: serving one-shot queries at "),
+            "serve said {line:?}"
+        );
+        // Drained, so that the server never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        Server { child, socket, dir }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// itersnap with `args`, sent to this server where it can be.
+    fn query(&self, args: &[&str]) -> Output {
+        Command::new(ITERSNAP)
+            .env("ITERSNAP_SOCKET", &self.socket)
+            .args(args)
+            .output()
+            .expect("running itersnap")
+    }
+
+    /// Sends SIGTERM or SIGKILL and returns the exit code.
+    fn stop(&mut self, signal: i32) -> Option<i32> {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+        let status = self.child.wait().unwrap();
+        status.code()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The ids of the BPF programs a process holds open (its fdinfo).
+fn programs_held(pid: u32) -> Vec<u32> {
+    let mut ids = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+    {
+        let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
+        for line in info.lines() {
+            if let Some(id) = line.strip_prefix("prog_id:") {
+                ids.extend(id.trim().parse::<u32>());
+            }
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Of these program ids, those the kernel still has (after up to 3 s).
+fn still_loaded(ids: &[u32]) -> Vec<u32> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let now: Vec<u32> = libbpf_rs::query::ProgInfoIter::default()
+            .map(|p| p.id)
+            .filter(|id| ids.contains(id))
+            .collect();
+        if now.is_empty() || Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A snapshot's fields that differ between any two walks: clocks and
+/// the walk's own timing.
+const MOMENT_FIELDS: &[&str] = &[
+    "time",
+    "ktime_ns",
+    "walk_ns",
+    "latest_after_ns",
+    "since_event_ns",
+];
+
+/// Every difference between two snapshots but their moments, as paths.
+fn differences(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for key in x.keys().chain(y.keys()) {
+                if MOMENT_FIELDS.contains(&key.as_str()) {
+                    continue;
+                }
+                match (x.get(key), y.get(key)) {
+                    (Some(p), Some(q)) => differences(p, q, &format!("{path}.{key}"), out),
+                    _ => out.push(format!("{path}.{key}: only in one")),
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                differences(p, q, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ if a != b => out.push(format!("{path}: {a} vs {b}")),
+        _ => {}
+    }
+}
+
+fn json_of(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON snapshot")
+}
+
+#[test]
+fn one_shots_through_the_server_equal_direct_ones() {
+    let fixture = Fixture::start("srv");
+    let server = Server::start("eq");
+    let pid = fixture.pid.to_string();
+    for args in [
+        vec!["--pid", &pid],
+        vec!["--pid", &pid, "--no-files"],
+        vec![&fixture.comm],
+        vec![&fixture.comm, "--threads"],
+    ] {
+        let mut json = vec!["-o", "json"];
+        json.extend(&args);
+        let served = server.query(&[&json[..], &["-v"]].concat());
+        let stderr = String::from_utf8_lossy(&served.stderr).into_owned();
+        assert!(
+            stderr.contains(&format!("answered by the server (pid {})", server.pid())),
+            "{args:?}: {stderr}"
+        );
+        let direct = server.query(&[&json[..], &["--no-server"]].concat());
+        let (served, direct) = (json_of(&served), json_of(&direct));
+        assert!(!served["tasks"].as_array().unwrap().is_empty(), "{args:?}");
+        let mut diffs = Vec::new();
+        differences(&served, &direct, "", &mut diffs);
+        assert!(
+            diffs.is_empty(),
+            "{args:?}: through the server and direct differ: {diffs:#?}"
+        );
+        // The table too, byte for byte below its heading (which has the
+        // moment and the walk's time).
+        let table = server.query(&args);
+        let table_direct = server.query(&[&args[..], &["--no-server"]].concat());
+        assert!(table.status.success());
+        let body = |out: &Output| {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.split_once('\n')
+                .map(|(_, rest)| rest.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(body(&table), body(&table_direct), "{args:?}");
+    }
+    // The same exit status and line when nothing matches.
+    let none = ["--pid", &pid, "--port", "9"];
+    let (served, direct) = (
+        server.query(&none),
+        server.query(&[&none[..], &["--no-server"]].concat()),
+    );
+    assert_eq!(served.status.code(), Some(1));
+    assert_eq!(direct.status.code(), Some(1));
+    assert_eq!(served.stderr, direct.stderr);
+    assert!(served.stdout.is_empty() == direct.stdout.is_empty());
+}
+
+#[test]
+fn a_question_is_loaded_once() {
+    let fixture = Fixture::start("srl");
+    let server = Server::start("once");
+    let pid = fixture.pid.to_string();
+    let ask = || {
+        let out = server.query(&["--pid", &pid, "--no-files", "-o", "json"]);
+        assert!(out.status.success());
+        programs_held(server.pid())
+    };
+    let first = ask();
+    for _ in 0..3 {
+        assert_eq!(ask(), first, "the same question loads nothing more");
+    }
+    // Another question loads its own programs beside.
+    let out = server.query(&["--pid", &pid, "-o", "json"]);
+    assert!(out.status.success());
+    let more = programs_held(server.pid());
+    assert!(first.iter().all(|id| more.contains(id)) && more.len() > first.len());
+    // --no-server takes it here, with its own programs.
+    let out = server.query(&["--pid", &pid, "-o", "json", "--no-server", "-v"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("answered by the server"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("object loaded in"), "{stderr}");
+}
+
+/// Sends `bytes` (then nothing more) and reads the answer's frames:
+/// (messages, output, exit status).
+fn raw_exchange(socket: &PathBuf, bytes: &[u8]) -> (String, Vec<u8>, u8) {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(bytes).unwrap();
+    read_answer(&mut s)
+}
+
+fn read_answer(s: &mut UnixStream) -> (String, Vec<u8>, u8) {
+    let (mut messages, mut output) = (String::new(), Vec::new());
+    loop {
+        let mut head = [0u8; 5];
+        s.read_exact(&mut head).expect("an answer frame");
+        let len = u32::from_le_bytes(head[1..].try_into().unwrap()) as usize;
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).unwrap();
+        match head[0] {
+            b'E' => messages.push_str(&String::from_utf8_lossy(&body)),
+            b'O' => output.extend(body),
+            b'X' => return (messages, output, body[0]),
+            k => panic!("unknown frame {k}"),
+        }
+    }
+}
+
+#[test]
+fn bad_clients_get_an_error_while_others_are_answered() {
+    let fixture = Fixture::start("srb");
+    let server = Server::start("bad");
+    let pid = fixture.pid.to_string();
+    // Garbage.
+    let (messages, output, status) = raw_exchange(&server.socket, b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!((status, output.is_empty()), (2, true));
+    assert_eq!(messages, "itersnap: error: not an itersnap query\n");
+    // A length past the limit.
+    let (messages, _, status) = raw_exchange(&server.socket, &[b'Q', 0xff, 0xff, 0xff, 0x7f]);
+    assert_eq!(status, 2);
+    assert!(
+        messages.contains("a query of 2147483647 bytes; at most 65536"),
+        "{messages}"
+    );
+    // A well-framed query whose body is not one.
+    let (messages, _, status) = raw_exchange(&server.socket, &[b'Q', 3, 0, 0, 0, 1, 0, 9]);
+    assert_eq!(
+        (status, messages.as_str()),
+        (2, "itersnap: error: a malformed query\n")
+    );
+    // Arguments the command line would refuse, and a run that is not a one-shot.
+    let query = |args: &[&str]| {
+        let mut body = vec![1u8, 0];
+        body.extend((args.len() as u32).to_le_bytes());
+        for a in args {
+            body.extend((a.len() as u32).to_le_bytes());
+            body.extend(a.as_bytes());
+        }
+        let mut framed = vec![b'Q'];
+        framed.extend((body.len() as u32).to_le_bytes());
+        framed.extend(body);
+        framed
+    };
+    let (messages, _, status) = raw_exchange(&server.socket, &query(&["--frobnicate"]));
+    assert_eq!(status, 2);
+    assert!(messages.contains("unexpected argument"), "{messages}");
+    let (messages, _, status) = raw_exchange(&server.socket, &query(&["--interval", "1s"]));
+    assert_eq!(status, 2);
+    assert!(messages.contains("one-shot snapshots only"), "{messages}");
+
+    // A client that sends half a query and stalls: another is answered
+    // meanwhile, and the first gets its error when its time is up.
+    let mut slow = UnixStream::connect(&server.socket).unwrap();
+    slow.write_all(&[b'Q', 10, 0]).unwrap();
+    let started = Instant::now();
+    let out = server.query(&["--pid", &pid, "-o", "json"]);
+    assert_eq!(json_of(&out)["tasks"][0]["pid"], fixture.pid);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered while the other stalls"
+    );
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (messages, _, status) = read_answer(&mut slow);
+    assert_eq!(status, 2);
+    assert_eq!(messages, "itersnap: error: no complete query within 5 s\n");
+}
+
+#[test]
+fn an_ordinary_user_cannot_connect() {
+    let server = Server::start("priv");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(ITERSNAP)
+        .arg("-v")
+        .env("ITERSNAP_SOCKET", &server.socket)
+        .output()
+        .expect("setpriv (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "itersnap: taken here, not by a server: no server at {}: Permission denied",
+            server.socket.display()
+        )),
+        "{stderr}"
+    );
+    // Taken here, it needs what the user does not have.
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("needs root"), "{stderr}");
+    let mode = std::fs::metadata(&server.socket).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((mode.mode() & 0o777, mode.uid()), (0o600, 0));
+}
+
+#[test]
+fn a_stopped_or_killed_server_leaves_nothing_loaded() {
+    let fixture = Fixture::start("srs");
+    let pid = fixture.pid.to_string();
+    for signal in [libc::SIGTERM, libc::SIGKILL] {
+        let mut server = Server::start("stop");
+        assert!(server
+            .query(&["--pid", &pid, "-o", "json"])
+            .status
+            .success());
+        let held = programs_held(server.pid());
+        assert!(!held.is_empty());
+        // A second server on the same socket is refused.
+        let second = Command::new(ITERSNAP)
+            .args(["serve", "--socket"])
+            .arg(&server.socket)
+            .output()
+            .unwrap();
+        assert_eq!(second.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&second.stderr),
+            format!(
+                "itersnap: error: a server is already listening at {}\n",
+                server.socket.display()
+            )
+        );
+        let code = server.stop(signal);
+        assert_eq!(still_loaded(&held), Vec::<u32>::new(), "signal {signal}");
+        if signal == libc::SIGTERM {
+            assert_eq!(code, Some(0));
+            assert!(!server.socket.exists(), "the socket is removed");
+        }
+    }
+    assert_eq!(orphaned_programs(), Vec::<u32>::new());
+}
+
+#[test]
+fn a_socket_left_by_a_killed_server_is_taken_over() {
+    let mut first = Server::start("stale");
+    // Killed: its socket stays behind, with no one listening.
+    first.stop(libc::SIGKILL);
+    assert!(first.socket.exists());
+    let mut again = Command::new(ITERSNAP)
+        .args(["serve", "--socket"])
+        .arg(&first.socket)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(again.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = again.kill();
+    let _ = again.wait();
+    assert!(
+        line.starts_with("itersnap: serving one-shot queries at "),
+        "{line}"
+    );
+}
