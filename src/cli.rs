@@ -463,6 +463,9 @@ pub enum Command {
         /// Let this group's members query the server too (mode 0660). It discloses every process's identity, command line and open files to them
         #[arg(long, value_name = "GROUP")]
         socket_group: Option<String>,
+        /// Serve Prometheus metrics at http://ADDR/metrics, each scrape one walk (e.g. 127.0.0.1:9477; docs/fleet.md)
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// For scripts/bench: time the task and fd loops alone, without records
     #[command(hide = true)]

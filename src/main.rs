@@ -25,8 +25,9 @@ fn main() -> ExitCode {
         Some(cli::Command::Serve {
             ref socket,
             ref socket_group,
+            metrics,
         }) => {
-            return match serve::serve(socket, socket_group.as_deref()) {
+            return match serve::serve(socket, socket_group.as_deref(), metrics) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("itersnap: error: {e:#}");

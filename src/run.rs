@@ -450,6 +450,20 @@ pub fn answer_oneshot(
 ) -> Result<Outcome> {
     let mut printer = printer(req)?;
     printer.color = color;
+    let snap = take_oneshot(req, prepared, backend)?;
+    let mut outcome = Outcome::default();
+    outcome.count(&snap);
+    write_snapshot(out, &printer, &snap, None, req)?;
+    printer.finish(out, 1)?;
+    Ok(outcome)
+}
+
+/// One more snapshot from a backend loaded for a one-shot.
+pub fn take_oneshot(
+    req: &Request,
+    prepared: &Prepared,
+    backend: &mut dyn backend::Backend,
+) -> Result<snapshot::Snapshot> {
     let ctx = context(
         req,
         &prepared.walk,
@@ -464,12 +478,7 @@ pub fn answer_oneshot(
         .into_iter()
         .next()
         .context("the kernel walk produced no snapshot")?;
-    let snap = snapshot::assemble(raw, &ctx, (0, 0, 0));
-    let mut outcome = Outcome::default();
-    outcome.count(&snap);
-    write_snapshot(out, &printer, &snap, None, req)?;
-    printer.finish(out, 1)?;
-    Ok(outcome)
+    Ok(snapshot::assemble(raw, &ctx, (0, 0, 0)))
 }
 
 /// A request's walk and trigger, checked against this kernel, with the

@@ -18,6 +18,7 @@
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -32,6 +33,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, DEFAULT_SOCKET};
 use crate::features::BtfNames;
+use crate::output::metrics::ServerCounts;
 use crate::run::{self, Prepared, Request};
 
 const QUERY: u8 = b'Q';
@@ -75,17 +77,23 @@ impl Answer {
     }
 }
 
-/// A parsed query, for the walking thread; without `reply`, its programs
-/// are only loaded (the server's start).
-struct Job {
-    req: Request,
-    color: bool,
-    reply: Option<mpsc::Sender<Answer>>,
+/// Work for the walking thread.
+enum Job {
+    /// Load a question's programs (the server's start).
+    Warm(Request),
+    /// A parsed query.
+    Query {
+        req: Request,
+        color: bool,
+        reply: mpsc::Sender<Answer>,
+    },
+    /// A Prometheus scrape: the answer's output is the metrics.
+    Scrape { reply: mpsc::Sender<Answer> },
 }
 
 /// Runs the server until SIGINT or SIGTERM; then everything it loaded is
 /// released and its socket removed.
-pub fn serve(socket: &Path, group: Option<&str>) -> Result<()> {
+pub fn serve(socket: &Path, group: Option<&str>, metrics: Option<SocketAddr>) -> Result<()> {
     crate::features::require_runnable()?;
     let btf = BtfNames::load()?;
     let gid = group
@@ -109,19 +117,25 @@ pub fn serve(socket: &Path, group: Option<&str>) -> Result<()> {
         .context("starting the walking thread")?;
     // The default question, loaded before the first client asks it.
     if let Ok(cli) = Cli::try_parse_from(["itersnap"]) {
-        let _ = jobs.send(Job {
-            req: cli.request(),
-            color: false,
-            reply: None,
-        });
+        let _ = jobs.send(Job::Warm(cli.request()));
     }
+    let http = match metrics {
+        Some(addr) => Some(serve_metrics(addr, &stop, &jobs)?),
+        None => None,
+    };
     eprintln!(
-        "itersnap: serving one-shot queries at {} (pid {})",
+        "itersnap: serving one-shot queries at {}{} (pid {})",
         socket.display(),
+        metrics.map_or(String::new(), |a| format!(
+            ", metrics at http://{a}/metrics"
+        )),
         std::process::id()
     );
     let served = accept_until(&listener, &stop, &jobs);
     drop(jobs);
+    if let Some(http) = http {
+        let _ = http.join();
+    }
     let _ = walker.join();
     let _ = std::fs::remove_file(socket);
     served
@@ -210,11 +224,7 @@ fn serve_client(stream: UnixStream, jobs: &mpsc::Sender<Job>) {
             Err(why) => Answer::refused(2, why),
             Ok(req) => {
                 let (reply, answered) = mpsc::channel();
-                let sent = jobs.send(Job {
-                    req,
-                    color,
-                    reply: Some(reply),
-                });
+                let sent = jobs.send(Job::Query { req, color, reply });
                 match sent.ok().and_then(|()| answered.recv().ok()) {
                     Some(answer) => answer,
                     None => Answer::refused(1, "the server is stopping".into()),
@@ -359,25 +369,146 @@ struct Loaded {
 /// keeps; all of them are released when the queue closes.
 fn walk_jobs(queue: mpsc::Receiver<Job>, btf: BtfNames) {
     let mut kept: Vec<Loaded> = Vec::new();
+    let mut counts = ServerCounts::default();
     for job in queue {
-        match &job.reply {
-            Some(reply) => {
-                let _ = reply.send(answer(&job, &btf, &mut kept));
-            }
-            None => {
-                let loaded = Prepared::new(&job.req, &btf)
-                    .and_then(|prepared| kept_for(&job.req, &prepared, &btf, &mut kept));
+        match job {
+            Job::Warm(req) => {
+                let loaded = Prepared::new(&req, &btf)
+                    .and_then(|prepared| kept_for(&req, &prepared, &btf, &mut kept));
                 if let Err(e) = loaded {
                     eprintln!("itersnap: loading the default question's programs: {e:#}");
                 }
+            }
+            Job::Query { req, color, reply } => {
+                counts.queries += 1;
+                let _ = reply.send(answer(&req, color, &btf, &mut kept));
+            }
+            Job::Scrape { reply } => {
+                counts.scrapes += 1;
+                let _ = reply.send(scrape(&btf, &mut kept, &mut counts));
             }
         }
     }
 }
 
+/// A scrape's metrics, from a snapshot of every thread with its files,
+/// sockets and (where the kernel has iter/task_vma) mapped files.
+fn scrape(btf: &BtfNames, kept: &mut Vec<Loaded>, counts: &mut ServerCounts) -> Answer {
+    let mut args = vec!["itersnap", "--threads"];
+    if crate::features::maps_unsupported(btf).is_none() {
+        args.push("--maps");
+    }
+    let taken = Cli::try_parse_from(args)
+        .map_err(anyhow::Error::from)
+        .and_then(|cli| {
+            let req = cli.request();
+            let prepared = Prepared::new(&req, btf)?;
+            let at = kept_for(&req, &prepared, btf, kept)?;
+            kept[at].used = Instant::now();
+            let taken = run::take_oneshot(&req, &prepared, kept[at].backend.as_mut());
+            if taken.is_err() {
+                kept.remove(at);
+            }
+            taken
+        });
+    match taken {
+        Ok(snap) => {
+            counts.records_dropped += snap.counts.dropped;
+            Answer {
+                messages: Vec::new(),
+                output: crate::output::metrics::render(&snap, *counts).into_bytes(),
+                status: 0,
+            }
+        }
+        Err(e) => Answer::refused(1, format!("{e:#}")),
+    }
+}
+
+/// The HTTP side (`--metrics`): GET /metrics has the walking thread take a
+/// snapshot and answers with its metrics. Each request on a thread of its
+/// own, at most CLIENTS_MAX at once.
+fn serve_metrics(
+    addr: SocketAddr,
+    stop: &Arc<AtomicBool>,
+    jobs: &mpsc::Sender<Job>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let http =
+        tiny_http::Server::http(addr).map_err(|e| anyhow::anyhow!("--metrics {addr}: {e}"))?;
+    let (stop, jobs) = (Arc::clone(stop), jobs.clone());
+    let active = Arc::new(AtomicUsize::new(0));
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let Ok(Some(request)) = http.recv_timeout(Duration::from_millis(100)) else {
+                    continue;
+                };
+                if active.fetch_add(1, Ordering::SeqCst) >= CLIENTS_MAX {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    let _ = request.respond(text_response(503, "too many scrapes at once\n"));
+                    continue;
+                }
+                let (jobs, active) = (jobs.clone(), Arc::clone(&active));
+                let _ = std::thread::Builder::new()
+                    .name("scrape".into())
+                    .spawn(move || {
+                        respond_http(request, &jobs);
+                        active.fetch_sub(1, Ordering::SeqCst);
+                    });
+            }
+        })
+        .context("starting the metrics thread")
+}
+
+fn text_response(status: u16, text: &str) -> tiny_http::Response<io::Cursor<Vec<u8>>> {
+    tiny_http::Response::from_string(text).with_status_code(status)
+}
+
+/// One HTTP request: the metrics, or what else is there.
+fn respond_http(request: tiny_http::Request, jobs: &mpsc::Sender<Job>) {
+    let path = request
+        .url()
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    if *request.method() != tiny_http::Method::Get {
+        let _ = request.respond(text_response(405, "only GET\n"));
+        return;
+    }
+    match path.as_str() {
+        "/metrics" => {}
+        "/" => {
+            let _ = request.respond(text_response(200, "itersnap: metrics at /metrics\n"));
+            return;
+        }
+        _ => {
+            let _ = request.respond(text_response(404, "not found: metrics are at /metrics\n"));
+            return;
+        }
+    }
+    let (reply, answered) = mpsc::channel();
+    let answer = jobs
+        .send(Job::Scrape { reply })
+        .ok()
+        .and_then(|()| answered.recv().ok());
+    let response = match answer {
+        Some(a) if a.status == 0 => {
+            let kind = tiny_http::Header::from_bytes(
+                &b"Content-Type"[..],
+                &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
+            )
+            .expect("a valid header");
+            tiny_http::Response::from_data(a.output).with_header(kind)
+        }
+        Some(a) => text_response(500, &String::from_utf8_lossy(&a.messages)),
+        None => text_response(503, "the server is stopping\n"),
+    };
+    let _ = request.respond(response);
+}
+
 /// One query's answer, as the command line would have printed it.
-fn answer(job: &Job, btf: &BtfNames, kept: &mut Vec<Loaded>) -> Answer {
-    let req = &job.req;
+fn answer(req: &Request, color: bool, btf: &BtfNames, kept: &mut Vec<Loaded>) -> Answer {
     let ((result, output), mut messages) = run::collecting_messages(|| {
         let mut output = Vec::new();
         let result = Prepared::new(req, btf).and_then(|prepared| {
@@ -393,7 +524,7 @@ fn answer(job: &Job, btf: &BtfNames, kept: &mut Vec<Loaded>) -> Answer {
                 run::describe_backend(req, loaded.backend.as_ref(), &loaded.reason);
             }
             let answered =
-                run::answer_oneshot(req, &prepared, loaded.backend.as_mut(), job.color, &mut output);
+                run::answer_oneshot(req, &prepared, loaded.backend.as_mut(), color, &mut output);
             if answered.is_err() {
                 // Loaded afresh next time.
                 kept.remove(at);

@@ -410,3 +410,197 @@ fn a_socket_left_by_a_killed_server_is_taken_over() {
         "{line}"
     );
 }
+
+/// A free TCP port on the loopback address (bound and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The body of `GET path` from a loopback HTTP server.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    reply
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+}
+
+/// A PromQL query as a URL's query string value.
+fn url_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An ext4 image loop-mounted and frozen (fsfreeze), with a process of a
+/// name of our own blocked writing to it: a task in D state. Thawed and
+/// unmounted when dropped.
+struct FrozenWriter {
+    dir: PathBuf,
+    mnt: PathBuf,
+    writer: Reaped,
+    comm: String,
+}
+
+impl FrozenWriter {
+    fn start() -> FrozenWriter {
+        let comm = unique_comm("dw");
+        let dir = std::env::temp_dir().join(format!("itersnap-{comm}"));
+        let mnt = dir.join("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let image = dir.join("fs.img");
+        let run = |cmd: &mut Command| {
+            let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+            assert!(
+                out.status.success(),
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(Command::new("truncate").arg("-s").arg("8M").arg(&image));
+        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mnt));
+        run(Command::new("fsfreeze").arg("-f").arg(&mnt));
+        // touch under a name of our own: its comm is the file's name.
+        let exe = dir.join(&comm);
+        std::fs::copy("/usr/bin/touch", &exe).unwrap();
+        let writer = Reaped::spawn(Command::new(&exe).arg(mnt.join("blocked")));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while proc_stat(writer.pid()).is_none_or(|(_, rest)| rest[0] != "D") {
+            assert!(Instant::now() < deadline, "the writer never blocked in D");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        FrozenWriter {
+            dir,
+            mnt,
+            writer,
+            comm,
+        }
+    }
+}
+
+impl Drop for FrozenWriter {
+    fn drop(&mut self) {
+        let _ = Command::new("fsfreeze").arg("-u").arg(&self.mnt).status();
+        let _ = self.writer.0.wait();
+        let _ = Command::new("umount").arg(&self.mnt).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Prometheus (Debian's) scraping `serve --metrics` returns, through its
+/// query API, the fixture's listening port and a task in D state.
+#[test]
+fn prometheus_scrapes_the_fixtures_listener_and_a_d_state_task() {
+    let fixture = Fixture::start("srm");
+    let frozen = FrozenWriter::start();
+    // The fixture's TCP listener, as a one-shot shows it.
+    let snap = snapshot(&["--pid", &fixture.pid.to_string(), "--no-server"]);
+    let bound = |protocol: &str, state: &str| {
+        snap["tasks"][0]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|f| {
+                let s = &f["socket"];
+                (s["protocol"] == protocol && s["state"] == state)
+                    .then(|| s["local"]["port"].to_string())
+            })
+            .unwrap_or_else(|| panic!("the fixture has no {protocol} socket in {state}"))
+    };
+    // What `ss -l` lists: TCP listeners and bound UDP sockets.
+    let ports = [
+        ("tcp", bound("tcp", "LISTEN")),
+        ("udp", bound("udp", "UNCONNECTED")),
+    ];
+
+    let metrics_port = free_port();
+    let dir = std::env::temp_dir().join(format!("itersnap-prom-{}", unique_comm("pr")));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("sock");
+    let _server = Reaped::spawn(
+        Command::new(ITERSNAP)
+            .args(["serve", "--socket"])
+            .arg(&socket)
+            .args(["--metrics", &format!("127.0.0.1:{metrics_port}")])
+            .stderr(Stdio::null()),
+    );
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: itersnap\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n"
+        ),
+    )
+    .unwrap();
+    let prom_port = free_port();
+    let _prometheus = Reaped::spawn(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let query = |promql: &str| -> Vec<Value> {
+        let body = http_get(
+            prom_port,
+            &format!("/api/v1/query?query={}", url_encoded(promql)),
+        );
+        body.and_then(|b| serde_json::from_str::<Value>(&b).ok())
+            .and_then(|v| v["data"]["result"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    let listener = format!("itersnap_listening_sockets{{comm=\"{}\"}}", fixture.comm);
+    let blocked = format!("itersnap_uninterruptible_tasks{{comm=\"{}\"}}", frozen.comm);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (found_listener, found_blocked) = loop {
+        let (l, b) = (query(&listener), query(&blocked));
+        if (!l.is_empty() && !b.is_empty()) || Instant::now() > deadline {
+            break (l, b);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let mut listed: Vec<(String, String, String)> = found_listener
+        .iter()
+        .map(|r| {
+            let m = &r["metric"];
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            (text(&m["protocol"]), text(&m["port"]), text(&r["value"][1]))
+        })
+        .collect();
+    listed.sort();
+    let want: Vec<(String, String, String)> = ports
+        .iter()
+        .map(|(p, port)| (p.to_string(), port.clone(), "1".to_string()))
+        .collect();
+    assert_eq!(listed, want);
+    assert_eq!(found_blocked.len(), 1, "{found_blocked:?}");
+    assert_eq!(found_blocked[0]["value"][1], "1");
+    // The D-state count holds it too.
+    let d = query("itersnap_tasks{state=\"D\"}");
+    assert!(
+        d.first()
+            .and_then(|v| v["value"][1].as_str()?.parse::<u64>().ok())
+            >= Some(1),
+        "{d:?}"
+    );
+    drop(frozen);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,6 +2,7 @@
 
 pub mod folded;
 pub mod json;
+pub mod metrics;
 pub mod table;
 
 use std::io::{self, Write};
