@@ -99,6 +99,15 @@ pub struct Report {
     pub probes: Vec<Probe>,
     pub modes: Vec<ModeChoice>,
     pub can_run: bool,
+    /// `itersnap serve` at the command line's socket, if the caller looked.
+    pub server: Option<ServerStatus>,
+}
+
+/// Whether a server answers the command line's one-shots.
+pub struct ServerStatus {
+    pub socket: String,
+    /// Ok(what it holds) or Err(why none answers).
+    pub answer: Result<String, String>,
 }
 
 /// libbpf's trial load of a minimal program of this type (its log silenced
@@ -167,6 +176,7 @@ pub fn build() -> Report {
         probes: found.list,
         modes,
         can_run,
+        server: None,
     }
 }
 
@@ -565,6 +575,17 @@ pub fn write_table(w: &mut dyn Write, r: &Report) -> io::Result<()> {
             p.source
         )?;
     }
+    if let Some(server) = &r.server {
+        writeln!(w, "\nitersnap serve:")?;
+        match &server.answer {
+            Ok(held) => writeln!(
+                w,
+                "  yes one-shots go to the server at {} ({held})",
+                server.socket
+            )?,
+            Err(why) => writeln!(w, "  no  no server at {}: {why}", server.socket)?,
+        }
+    }
     writeln!(w, "\nbackend chosen by --backend auto:")?;
     for m in &r.modes {
         writeln!(
@@ -602,6 +623,11 @@ pub fn write_json(w: &mut dyn Write, r: &Report) -> io::Result<()> {
             "mode": m.mode, "backend": m.backend, "why": m.why,
             "in_event": m.in_event, "completion": m.completion,
         })).collect::<Vec<_>>(),
+        "server": r.server.as_ref().map(|s| json!({
+            "socket": s.socket,
+            "answers": s.answer.is_ok(),
+            "detail": match &s.answer { Ok(d) | Err(d) => d },
+        })),
     });
     serde_json::to_writer(&mut *w, &v)?;
     writeln!(w)

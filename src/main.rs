@@ -104,7 +104,12 @@ fn exit_status(request: &run::Request, outcome: run::Outcome) -> ExitCode {
 /// `itersnap check`: the report, and an exit status that says whether
 /// itersnap can run here at all.
 fn check(cli: &Cli) -> ExitCode {
-    let report = check::build();
+    let mut report = check::build();
+    let socket = serve::socket_path();
+    report.server = Some(check::ServerStatus {
+        socket: socket.display().to_string(),
+        answer: serve::status(&socket),
+    });
     let mut out = io::stdout().lock();
     let written = match cli.output {
         cli::OutputFormat::Table => check::write_table(&mut out, &report),

@@ -37,6 +37,8 @@ use crate::output::metrics::ServerCounts;
 use crate::run::{self, Prepared, Request};
 
 const QUERY: u8 = b'Q';
+/// An empty frame asking what the server holds (`itersnap check`).
+const STATUS: u8 = b'S';
 const MESSAGES: u8 = b'E';
 const OUTPUT: u8 = b'O';
 const EXIT: u8 = b'X';
@@ -89,6 +91,14 @@ enum Job {
     },
     /// A Prometheus scrape: the answer's output is the metrics.
     Scrape { reply: mpsc::Sender<Answer> },
+    /// What the server holds, as one line of output.
+    Status { reply: mpsc::Sender<Answer> },
+}
+
+/// What a client sent.
+enum Incoming {
+    Query(Vec<OsString>, bool),
+    Status,
 }
 
 /// Runs the server until SIGINT or SIGTERM; then everything it loaded is
@@ -218,33 +228,44 @@ fn accept_until(
 
 /// Reads one client's query, has it walked, sends the answer.
 fn serve_client(stream: UnixStream, jobs: &mpsc::Sender<Job>) {
-    let answer = match read_query(&stream, Instant::now() + QUERY_TIMEOUT) {
+    let job = match read_query(&stream, Instant::now() + QUERY_TIMEOUT) {
+        Err(why) => Err(why),
+        Ok(Incoming::Status) => {
+            Ok(Box::new(|reply| Job::Status { reply }) as Box<dyn FnOnce(_) -> Job>)
+        }
+        Ok(Incoming::Query(args, color)) => request_of(args).map(|req| {
+            Box::new(move |reply| Job::Query { req, color, reply }) as Box<dyn FnOnce(_) -> Job>
+        }),
+    };
+    let answer = match job {
         Err(why) => Answer::refused(2, why),
-        Ok((args, color)) => match request_of(args) {
-            Err(why) => Answer::refused(2, why),
-            Ok(req) => {
-                let (reply, answered) = mpsc::channel();
-                let sent = jobs.send(Job::Query { req, color, reply });
-                match sent.ok().and_then(|()| answered.recv().ok()) {
-                    Some(answer) => answer,
-                    None => Answer::refused(1, "the server is stopping".into()),
-                }
+        Ok(job) => {
+            let (reply, answered) = mpsc::channel();
+            match jobs
+                .send(job(reply))
+                .ok()
+                .and_then(|()| answered.recv().ok())
+            {
+                Some(answer) => answer,
+                None => Answer::refused(1, "the server is stopping".into()),
             }
-        },
+        }
     };
     let _ = stream.set_write_timeout(Some(REPLY_TIMEOUT));
     let _ = send_answer(&stream, &answer);
 }
 
-/// A query's arguments and color flag, read by `deadline`; why not, as
-/// one line.
-fn read_query(mut stream: &UnixStream, deadline: Instant) -> Result<(Vec<OsString>, bool), String> {
+/// A query's arguments and color flag, or a status request, read by
+/// `deadline`; why not, as one line.
+fn read_query(mut stream: &UnixStream, deadline: Instant) -> Result<Incoming, String> {
     let mut head = [0u8; 5];
     read_by(&mut stream, &mut head, deadline)?;
-    if head[0] != QUERY {
-        return Err("not an itersnap query".into());
-    }
     let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    match (head[0], len) {
+        (STATUS, 0) => return Ok(Incoming::Status),
+        (QUERY, _) => {}
+        _ => return Err("not an itersnap query".into()),
+    }
     if len > QUERY_MAX {
         return Err(format!(
             "a query of {len} bytes; at most {QUERY_MAX} are read"
@@ -252,7 +273,9 @@ fn read_query(mut stream: &UnixStream, deadline: Instant) -> Result<(Vec<OsStrin
     }
     let mut body = vec![0u8; len];
     read_by(&mut stream, &mut body, deadline)?;
-    parse_query(&body).ok_or_else(|| "a malformed query".to_string())
+    parse_query(&body)
+        .map(|(args, color)| Incoming::Query(args, color))
+        .ok_or_else(|| "a malformed query".to_string())
 }
 
 /// Fills `buf` from the stream, or says why not by `deadline`.
@@ -386,6 +409,20 @@ fn walk_jobs(queue: mpsc::Receiver<Job>, btf: BtfNames) {
             Job::Scrape { reply } => {
                 counts.scrapes += 1;
                 let _ = reply.send(scrape(&btf, &mut kept, &mut counts));
+            }
+            Job::Status { reply } => {
+                let line = format!(
+                    "pid {}, {} loaded, {} answered, {} served",
+                    std::process::id(),
+                    plural(kept.len(), "question"),
+                    plural(counts.queries as usize, "query"),
+                    plural(counts.scrapes as usize, "scrape"),
+                );
+                let _ = reply.send(Answer {
+                    messages: Vec::new(),
+                    output: line.into_bytes(),
+                    status: 0,
+                });
             }
         }
     }
@@ -664,6 +701,39 @@ pub fn query(path: &Path, args: &[OsString], color: bool) -> Served {
                 return Served::Answered(1);
             }
             Ok(()) => {}
+        }
+    }
+}
+
+fn plural(n: usize, what: &str) -> String {
+    match (n, what) {
+        (1, _) => format!("1 {what}"),
+        (_, "query") => format!("{n} queries"),
+        _ => format!("{n} {what}s"),
+    }
+}
+
+/// Whether a server answers at `path`: Ok(what it holds, one line), or
+/// why not.
+pub fn status(path: &Path) -> Result<String, String> {
+    let mut stream = UnixStream::connect(path).map_err(|e| e.to_string())?;
+    let _ = stream.set_read_timeout(Some(QUERY_TIMEOUT));
+    stream
+        .write_all(&frame_head(STATUS, 0))
+        .map_err(|e| e.to_string())?;
+    let (mut line, mut messages) = (Vec::new(), Vec::new());
+    loop {
+        let mut head = [0u8; 5];
+        stream.read_exact(&mut head).map_err(|e| e.to_string())?;
+        let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len.min(QUERY_MAX)];
+        stream.read_exact(&mut body).map_err(|e| e.to_string())?;
+        match head[0] {
+            OUTPUT => line = body,
+            MESSAGES => messages = body,
+            EXIT if body == [0] => return Ok(String::from_utf8_lossy(&line).into_owned()),
+            EXIT => return Err(String::from_utf8_lossy(&messages).trim().to_string()),
+            _ => {}
         }
     }
 }

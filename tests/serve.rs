@@ -604,3 +604,78 @@ fn prometheus_scrapes_the_fixtures_listener_and_a_d_state_task() {
     drop(frozen);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_reports_the_server() {
+    let server = Server::start("chk");
+    let out = server.query(&["check", "-o", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("check's JSON");
+    assert_valid_check(&report);
+    assert_eq!(report["server"]["answers"], true, "{report}");
+    assert_eq!(
+        report["server"]["socket"],
+        server.socket.display().to_string().as_str()
+    );
+    let detail = report["server"]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!("pid {}, ", server.pid())),
+        "{detail}"
+    );
+    let table = String::from_utf8(server.query(&["check"]).stdout).unwrap();
+    assert!(
+        table.contains(&format!(
+            "  yes one-shots go to the server at {} (pid {}, ",
+            server.socket.display(),
+            server.pid()
+        )),
+        "{table}"
+    );
+    let env_socket = server.socket.clone();
+    drop(server);
+    let out = Command::new(ITERSNAP)
+        .env("ITERSNAP_SOCKET", &env_socket)
+        .args(["check", "-o", "json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_valid_check(&report);
+    assert_eq!(report["server"]["answers"], false);
+    assert!(
+        report["server"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("No such file"),
+        "{report}"
+    );
+}
+
+/// docs/fleet.md's scrape config and alert rules, as promtool reads them.
+#[test]
+fn the_fleet_docs_config_and_rules_pass_promtool() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/fleet.md")).unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert_eq!(blocks.len(), 2, "a scrape config and the rules");
+    let dir = std::env::temp_dir().join(format!("itersnap-promtool-{}", unique_comm("pt")));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (block, what) in blocks.iter().zip(["config", "rules"]) {
+        let file = dir.join(format!("{what}.yml"));
+        std::fs::write(&file, block).unwrap();
+        let out = Command::new("promtool")
+            .args(["check", what])
+            .arg(&file)
+            .output()
+            .expect("promtool (Debian's prometheus package)");
+        assert!(
+            out.status.success(),
+            "promtool check {what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
