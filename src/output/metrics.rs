@@ -150,10 +150,28 @@ fn bounded<L, K>(
 /// The metrics of one snapshot, and of the server so far, as OpenMetrics
 /// text.
 pub fn render(snap: &Snapshot, server: ServerCounts) -> String {
-    let c = count(snap);
     let mut registry = Registry::with_prefix("itersnap");
+    let named = register_fixed_sets(&mut registry, count(snap));
+    register_named(&mut registry, named);
+    register_own(&mut registry, snap, server);
+    let mut text = String::new();
+    // Writing to a String cannot fail.
+    let _ = encode(&mut text, &registry);
+    text
+}
+
+/// The gauge of a count.
+fn gauge(n: i64) -> Gauge {
+    let g = Gauge::<i64>::default();
+    g.set(n);
+    g
+}
+
+/// The series whose labels are small fixed sets; returns the counts left
+/// (those labelled with a port or a COMM).
+fn register_fixed_sets(registry: &mut Registry, mut c: Counted) -> Counted {
     let tasks = Family::<StateLabel, Gauge>::default();
-    for (state, n) in c.tasks_by_state {
+    for (state, n) in std::mem::take(&mut c.tasks_by_state) {
         tasks
             .get_or_create(&StateLabel {
                 state: state.to_string(),
@@ -165,11 +183,6 @@ pub fn render(snap: &Snapshot, server: ServerCounts) -> String {
         "Tasks (threads) by state, as ps's STAT letter",
         tasks,
     );
-    let gauge = |n: i64| {
-        let g = Gauge::<i64>::default();
-        g.set(n);
-        g
-    };
     registry.register("processes", "Processes", gauge(c.processes));
     registry.register(
         "zombie_processes",
@@ -177,7 +190,7 @@ pub fn render(snap: &Snapshot, server: ServerCounts) -> String {
         gauge(c.zombies),
     );
     let files = Family::<TypeLabel, Gauge>::default();
-    for (kind, n) in c.files_by_type {
+    for (kind, n) in std::mem::take(&mut c.files_by_type) {
         files
             .get_or_create(&TypeLabel {
                 r#type: kind.into(),
@@ -186,7 +199,7 @@ pub fn render(snap: &Snapshot, server: ServerCounts) -> String {
     }
     registry.register("open_files", "Open fds by type, as lsof's TYPE", files);
     let sockets = Family::<SocketLabels, Gauge>::default();
-    for ((protocol, state), n) in c.sockets {
+    for ((protocol, state), n) in std::mem::take(&mut c.sockets) {
         sockets
             .get_or_create(&SocketLabels {
                 protocol: protocol.into(),
@@ -199,8 +212,13 @@ pub fn render(snap: &Snapshot, server: ServerCounts) -> String {
         "Socket fds by protocol and state, in every network namespace",
         sockets,
     );
+    c
+}
+
+/// The series labelled with a port or a COMM, each bounded.
+fn register_named(registry: &mut Registry, c: Counted) {
     bounded(
-        &mut registry,
+        registry,
         "listening_sockets",
         "Fds of listening sockets (TCP LISTEN, bound unconnected UDP) by protocol, port and process name",
         c.listeners,
@@ -211,19 +229,23 @@ pub fn render(snap: &Snapshot, server: ServerCounts) -> String {
         },
     );
     bounded(
-        &mut registry,
+        registry,
         "uninterruptible_tasks",
         "Threads in uninterruptible sleep (D) by process name",
         c.uninterruptible,
         |comm| CommLabel { comm },
     );
     bounded(
-        &mut registry,
+        registry,
         "processes_mapping_deleted_files",
         "Processes that map a file since deleted (an upgraded library still in use) by name",
         c.mapping_deleted,
         |comm| CommLabel { comm },
     );
+}
+
+/// The walk's own account and the server's counts.
+fn register_own(registry: &mut Registry, snap: &Snapshot, server: ServerCounts) {
     let walk = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
     walk.set(snap.info.walk_ns as f64 / 1e9);
     registry.register(
@@ -256,8 +278,36 @@ pub fn render(snap: &Snapshot, server: ServerCounts) -> String {
         "Scrapes the server answered since it started",
         counter(server.scrapes),
     );
-    let mut text = String::new();
-    // Writing to a String cannot fail.
-    let _ = encode(&mut text, &registry);
-    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_series_are_capped_and_the_rest_summed() {
+        let mut registry = Registry::default();
+        let series: BTreeMap<String, i64> = (0..NAMED_SERIES_MAX + 50)
+            .map(|i| (format!("c{i:03}"), 1 + (i % 3) as i64))
+            .collect();
+        let total: i64 = series.values().sum();
+        bounded(&mut registry, "x", "test", series, |comm| CommLabel { comm });
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        let named: Vec<i64> = text
+            .lines()
+            .filter(|l| l.starts_with("x{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        let overflow: i64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("x_overflow "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(named.len(), NAMED_SERIES_MAX);
+        // The largest are kept: the 50 left out are all of the smallest (1).
+        assert_eq!(overflow, 50);
+        assert_eq!(named.iter().sum::<i64>() + overflow, total);
+    }
 }
