@@ -439,8 +439,7 @@ fn scrape(btf: &BtfNames, kept: &mut Vec<Loaded>, counts: &mut ServerCounts) -> 
         .map_err(anyhow::Error::from)
         .and_then(|cli| {
             let req = cli.request();
-            let prepared = Prepared::new(&req, btf)?;
-            let at = kept_for(&req, &prepared, btf, kept)?;
+            let (at, prepared) = backend_for(&req, btf, kept)?;
             kept[at].used = Instant::now();
             let taken = run::take_oneshot(&req, &prepared, kept[at].backend.as_mut());
             if taken.is_err() {
@@ -548,8 +547,7 @@ fn respond_http(request: tiny_http::Request, jobs: &mpsc::Sender<Job>) {
 fn answer(req: &Request, color: bool, btf: &BtfNames, kept: &mut Vec<Loaded>) -> Answer {
     let ((result, output), mut messages) = run::collecting_messages(|| {
         let mut output = Vec::new();
-        let result = Prepared::new(req, btf).and_then(|prepared| {
-            let at = kept_for(req, &prepared, btf, kept)?;
+        let result = backend_for(req, btf, kept).and_then(|(at, prepared)| {
             let loaded = &mut kept[at];
             loaded.used = Instant::now();
             if req.verbose {
@@ -588,6 +586,36 @@ fn answer(req: &Request, color: bool, btf: &BtfNames, kept: &mut Vec<Loaded>) ->
         output,
         status,
     }
+}
+
+/// The backend that answers `req` (its place in `kept`), bound as the
+/// request needs, and the walk it was prepared with. One pid alone is
+/// asked of the programs loaded without a pid filter, their iterators
+/// bound to that process: any pid is answered without loading anything
+/// (where the kernel binds iterators, 6.1+; else the pid is in the
+/// programs, a question of its own).
+fn backend_for(req: &Request, btf: &BtfNames, kept: &mut Vec<Loaded>) -> Result<(usize, Prepared)> {
+    if let ([pid], true, true) = (
+        req.pids.as_slice(),
+        req.comms.is_empty(),
+        req.targets.is_empty(),
+    ) {
+        let unfiltered = Request {
+            pids: Vec::new(),
+            ..req.clone()
+        };
+        let prepared = Prepared::new(&unfiltered, btf)?;
+        let at = kept_for(&unfiltered, &prepared, btf, kept)?;
+        if kept[at].backend.bind_to(Some(*pid))? {
+            return Ok((at, prepared));
+        }
+    }
+    let prepared = Prepared::new(req, btf)?;
+    let at = kept_for(req, &prepared, btf, kept)?;
+    if !kept[at].backend.bind_to(None)? {
+        anyhow::bail!("the server could not unbind its iterators");
+    }
+    Ok((at, prepared))
 }
 
 /// Where in `kept` the backend for this question is, loaded now if it was

@@ -165,6 +165,8 @@ fn one_shots_through_the_server_equal_direct_ones() {
     for args in [
         vec!["--pid", &pid],
         vec!["--pid", &pid, "--no-files"],
+        vec!["--pid", &pid, "--threads"],
+        vec!["--pid", &pid, "--backend", "seq"],
         vec![&fixture.comm],
         vec![&fixture.comm, "--threads"],
     ] {
@@ -211,23 +213,37 @@ fn one_shots_through_the_server_equal_direct_ones() {
 }
 
 #[test]
-fn a_question_is_loaded_once() {
+fn a_question_is_loaded_once_and_any_pid_asks_it() {
     let fixture = Fixture::start("srl");
     let server = Server::start("once");
-    let pid = fixture.pid.to_string();
-    let ask = || {
-        let out = server.query(&["--pid", &pid, "--no-files", "-o", "json"]);
-        assert!(out.status.success());
-        programs_held(server.pid())
+    let (pid, other) = (fixture.pid.to_string(), std::process::id().to_string());
+    let ask = |args: &[&str]| {
+        let out = server.query(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let snap: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (programs_held(server.pid()), task_pids(&snap))
     };
-    let first = ask();
+    let (first, pids) = ask(&["--pid", &pid, "--no-files", "-o", "json"]);
+    assert_eq!(pids, [fixture.pid].into());
     for _ in 0..3 {
-        assert_eq!(ask(), first, "the same question loads nothing more");
+        assert_eq!(ask(&["--pid", &pid, "--no-files", "-o", "json"]).0, first);
     }
+    // Another pid: the same programs, their iterators bound to it.
+    let (held, pids) = ask(&["--pid", &other, "--no-files", "-o", "json"]);
+    assert_eq!((held, pids), (first.clone(), [std::process::id()].into()));
+    // With files: the default question's programs, loaded at the start.
+    let (held, pids) = ask(&["--pid", &pid, "-o", "json"]);
+    assert_eq!((held, pids), (first.clone(), [fixture.pid].into()));
+    // Every process again, with the same programs unbound.
+    let (held, pids) = ask(&["-o", "json"]);
+    assert_eq!(held, first);
+    assert!(pids.contains(&fixture.pid) && pids.contains(&std::process::id()) && pids.len() > 2);
     // Another question loads its own programs beside.
-    let out = server.query(&["--pid", &pid, "-o", "json"]);
-    assert!(out.status.success());
-    let more = programs_held(server.pid());
+    let (more, _) = ask(&["--pid", &pid, "--stacks", "-o", "json"]);
     assert!(first.iter().all(|id| more.contains(id)) && more.len() > first.len());
     // --no-server takes it here, with its own programs.
     let out = server.query(&["--pid", &pid, "-o", "json", "--no-server", "-v"]);

@@ -180,6 +180,10 @@ pub struct Completion {
     cmdline: Option<IterLink>,
     /// iter/task_vma, with --maps.
     maps: Option<IterLink>,
+    /// Its program, likewise.
+    maps_prog: Option<NonNull<sys::bpf_program>>,
+    /// The one process every link is bound to, if they are.
+    bound_to: Option<u32>,
     /// --threads with a COMM: the list of processes whose main threads the
     /// walk needs (select.bpf.h), which each walk finds first.
     named_threads: Option<NamedThreads>,
@@ -277,10 +281,33 @@ impl Completion {
             binds,
             cmdline,
             maps,
+            maps_prog: progs.maps,
+            bound_to: pid,
             file,
             file_prog: progs.file,
             pass,
         })
+    }
+
+    /// The same iterators attached afresh, bound to one process (where the
+    /// kernel binds them: None where it does not) or to none: what a server
+    /// does to ask `--pid P` of programs loaded without a pid filter.
+    pub fn rebound(&self, pid: Option<u32>) -> Result<Option<Completion>> {
+        let progs = IterPrograms {
+            task: self.task_prog,
+            tasks_carry_files: self.pass == FilePass::WithTasks,
+            file: self.file_prog,
+            cmdline: self.cmdline_prog,
+            maps: self.maps_prog,
+        };
+        let pids: Vec<u32> = pid.into_iter().collect();
+        let fresh = Completion::attach(progs, &pids, false)?;
+        Ok((fresh.bound_to == pid).then_some(fresh))
+    }
+
+    /// The one process the iterators are bound to, if they are.
+    pub fn bound_to(&self) -> Option<u32> {
+        self.bound_to
     }
 
     /// Reads the iterators once: command lines on a thread of their own,

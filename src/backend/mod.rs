@@ -113,6 +113,11 @@ pub trait Backend {
     /// A one-shot taken: the next poll takes another, with what is loaded
     /// (a server answers each query so).
     fn rewind(&mut self) {}
+    /// Binds the iterators to one process, or to none: Ok(false) where the
+    /// kernel cannot (a server's `--pid P` on programs loaded without it).
+    fn bind_to(&mut self, pid: Option<u32>) -> Result<bool> {
+        Ok(pid.is_none())
+    }
     /// Waits up to `timeout` for snapshots and returns those completed.
     fn poll(&mut self, timeout: Duration) -> Result<Vec<RawSnapshot>>;
     /// Triggers the in-kernel guards skipped so far: (within --min-gap, walk busy).

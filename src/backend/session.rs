@@ -555,6 +555,19 @@ impl Backend for Session {
         }
     }
 
+    fn bind_to(&mut self, pid: Option<u32>) -> Result<bool> {
+        if self.completion.bound_to() == pid {
+            return Ok(true);
+        }
+        Ok(match self.completion.rebound(pid)? {
+            Some(bound) => {
+                self.completion = bound;
+                true
+            }
+            None => false,
+        })
+    }
+
     fn poll(&mut self, timeout: Duration) -> Result<Vec<RawSnapshot>> {
         match self.mode {
             Mode::OneShot { taken: false } => {

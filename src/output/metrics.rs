@@ -291,7 +291,9 @@ mod tests {
             .map(|i| (format!("c{i:03}"), 1 + (i % 3) as i64))
             .collect();
         let total: i64 = series.values().sum();
-        bounded(&mut registry, "x", "test", series, |comm| CommLabel { comm });
+        bounded(&mut registry, "x", "test", series, |comm| CommLabel {
+            comm,
+        });
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         let named: Vec<i64> = text
