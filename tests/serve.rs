@@ -695,3 +695,49 @@ fn the_fleet_docs_config_and_rules_pass_promtool() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// scripts/itersnap.service's ExecStart is a command line `serve` takes
+/// (its socket and port moved to the test's own).
+#[test]
+fn the_systemd_units_command_starts_a_server() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/itersnap.service"
+    ))
+    .unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("an ExecStart line");
+    let mut words = exec.split_whitespace();
+    assert_eq!(words.next(), Some("@PREFIX@/bin/itersnap"));
+    let port = free_port().to_string();
+    let args: Vec<String> = words
+        .map(|w| match w.rsplit_once(':') {
+            Some(("127.0.0.1", _)) => format!("127.0.0.1:{port}"),
+            _ => w.to_string(),
+        })
+        .collect();
+    assert_eq!(args[0], "serve");
+    let dir = std::env::temp_dir().join(format!("itersnap-unit-{}", unique_comm("un")));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut server = Reaped::spawn(
+        Command::new(ITERSNAP)
+            .args(&args)
+            .arg("--socket")
+            .arg(dir.join("sock"))
+            .stderr(Stdio::piped()),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.contains(&format!("metrics at http://127.0.0.1:{port}/metrics")),
+        "{line}"
+    );
+    let metrics = http_get(port.parse().unwrap(), "/metrics").unwrap_or_default();
+    assert!(metrics.contains("itersnap_processes "), "{metrics}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
