@@ -466,6 +466,15 @@ pub enum Command {
         /// Serve Prometheus metrics at http://ADDR/metrics, each scrape one walk (e.g. 127.0.0.1:9477; docs/fleet.md)
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
+        /// Keep the triggers of FILE armed (one per line, as itersnap's arguments: `--on-signal SIGQUIT --no-files`); SIGHUP reads it again
+        #[arg(long, value_name = "FILE")]
+        triggers: Option<PathBuf>,
+        /// Append the triggers' snapshots (JSON Lines) to FILE instead of stdout, rotated by --log-size
+        #[arg(long, value_name = "FILE", requires = "triggers")]
+        log: Option<PathBuf>,
+        /// Rotate --log when it would pass this size (FILE.1 … FILE.4 kept)
+        #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "64M", requires = "log")]
+        log_size: u64,
     },
     /// For scripts/bench: time the task and fd loops alone, without records
     #[command(hide = true)]
@@ -805,6 +814,15 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
 
 /// `4096`, `64K`, `16M`, `1G`: a power of two of at least one page is used.
 pub fn parse_size(s: &str) -> Result<u32, String> {
+    let bytes = parse_bytes(s)?;
+    if bytes > 1 << 30 {
+        return Err(format!("ring buffer size '{s}' is over the 1G limit"));
+    }
+    Ok(bytes as u32)
+}
+
+/// A positive size in bytes, K, M or G (powers of 1024).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let bad = || format!("invalid size '{s}': use bytes or K/M/G, like 64M");
     let upper = s.to_ascii_uppercase();
     let trimmed = upper.trim_end_matches('B').trim_end_matches('I');
@@ -815,11 +833,10 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
         _ => (trimmed, 0),
     };
     let n: u64 = number.parse().map_err(|_| bad())?;
-    let bytes = n.checked_shl(shift).filter(|&b| b > 0).ok_or_else(bad)?;
-    if bytes > 1 << 30 {
-        return Err(format!("ring buffer size '{s}' is over the 1G limit"));
-    }
-    Ok(bytes as u32)
+    // Shifted back unchanged: no bit was lost.
+    n.checked_shl(shift)
+        .filter(|&b| b > 0 && b >> shift == n)
+        .ok_or_else(bad)
 }
 
 /// A task name as /proc shows it (a newtype so clap sees one value).

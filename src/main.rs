@@ -26,8 +26,19 @@ fn main() -> ExitCode {
             ref socket,
             ref socket_group,
             metrics,
+            ref triggers,
+            ref log,
+            log_size,
         }) => {
-            return match serve::serve(socket, socket_group.as_deref(), metrics) {
+            let opts = serve::ServeOptions {
+                socket: socket.clone(),
+                group: socket_group.clone(),
+                metrics,
+                triggers: triggers.clone(),
+                log: log.clone(),
+                log_size,
+            };
+            return match serve::serve(&opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("itersnap: error: {e:#}");

@@ -481,6 +481,78 @@ pub fn take_oneshot(
     Ok(snapshot::assemble(raw, &ctx, (0, 0, 0)))
 }
 
+/// A trigger's run inside another loop (a server's, whose triggers come
+/// from its config): armed once, then polled without waiting; its
+/// snapshots are written as `run` writes them.
+pub struct Watch {
+    pub req: Request,
+    prepared: Prepared,
+    backend: Box<dyn backend::Backend>,
+    printer: Printer,
+    watched: Watched,
+    tally: Tally,
+    taken: u64,
+    /// --diff: the snapshot before.
+    previous: Option<snapshot::Snapshot>,
+}
+
+impl Watch {
+    pub fn arm(req: Request, btf: &BtfNames) -> Result<Watch> {
+        let prepared = Prepared::new(&req, btf)?;
+        let watched = Watched::open(&prepared.trig)?;
+        let printer = printer(&req)?;
+        let (backend, _) = open_backend(&req, &prepared.walk, &prepared.trig, btf)?;
+        Ok(Watch {
+            req,
+            prepared,
+            backend,
+            printer,
+            watched,
+            tally: Tally::default(),
+            taken: 0,
+            previous: None,
+        })
+    }
+
+    /// What it watches for, as `armed:` says it.
+    pub fn describe(&self) -> String {
+        describe_spec(&self.prepared.trig, self.backend.name())
+    }
+
+    /// Writes the snapshots completed since the last call to `out`, each
+    /// flushed; false once the run is over (its --count reached, or the
+    /// process it waits on gone).
+    pub fn poll(&mut self, out: &mut dyn Write) -> Result<bool> {
+        let wanted = self.prepared.trig.count.unwrap_or(u64::MAX);
+        let raws = self.backend.poll(Duration::ZERO)?;
+        if !raws.is_empty() {
+            let ctx = context(
+                &self.req,
+                &self.prepared.walk,
+                &self.prepared.trig,
+                self.backend.name(),
+                self.prepared.ksyms.as_ref(),
+                None,
+            );
+            for raw in raws {
+                if self.taken >= wanted {
+                    break;
+                }
+                let skipped =
+                    self.tally
+                        .account(&raw, self.backend.missed(), &self.prepared.trig.spec);
+                let snap = snapshot::assemble(raw, &ctx, skipped);
+                write_snapshot(out, &self.printer, &snap, self.previous.as_ref(), &self.req)?;
+                if self.req.diff {
+                    self.previous = Some(snap);
+                }
+                self.taken += 1;
+            }
+        }
+        Ok(self.taken < wanted && self.watched.exited().is_none())
+    }
+}
+
 /// A request's walk and trigger, checked against this kernel, with the
 /// symbols its stacks need: what `answer_oneshot` takes.
 pub struct Prepared {

@@ -52,6 +52,8 @@ pub const QUERY_MAX: usize = 64 << 10;
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A client that stops reading its answer this long is dropped.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The command line waits this long for a server's answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Clients served at once; more are told so and closed.
 pub const CLIENTS_MAX: usize = 16;
 /// Questions whose programs stay loaded; the one used least recently goes.
@@ -101,11 +103,37 @@ enum Incoming {
     Status,
 }
 
+/// What `serve` is asked to run (its command line).
+pub struct ServeOptions {
+    pub socket: PathBuf,
+    pub group: Option<String>,
+    pub metrics: Option<SocketAddr>,
+    /// --triggers: the config file of triggers to keep armed.
+    pub triggers: Option<PathBuf>,
+    /// --log: where their snapshots go (else stdout), rotated at `log_size`.
+    pub log: Option<PathBuf>,
+    pub log_size: u64,
+}
+
+/// Set by SIGHUP: the walking thread reads --triggers again.
+static RELOAD: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sighup(_: libc::c_int) {
+    RELOAD.store(true, Ordering::SeqCst);
+}
+
 /// Runs the server until SIGINT or SIGTERM; then everything it loaded is
 /// released and its socket removed.
-pub fn serve(socket: &Path, group: Option<&str>, metrics: Option<SocketAddr>) -> Result<()> {
+pub fn serve(opts: &ServeOptions) -> Result<()> {
+    let (socket, group, metrics) = (opts.socket.as_path(), opts.group.as_deref(), opts.metrics);
     crate::features::require_runnable()?;
     let btf = BtfNames::load()?;
+    // Read before anything is loaded: a mistake in it stops the start.
+    let triggers = match &opts.triggers {
+        Some(path) => Some((path.clone(), read_triggers(path)?)),
+        None => None,
+    };
+    let log = Log::open(opts.log.as_deref(), opts.log_size)?;
     let gid = group
         .map(|g| {
             g.parse::<u32>()
@@ -119,12 +147,37 @@ pub fn serve(socket: &Path, group: Option<&str>, metrics: Option<SocketAddr>) ->
     let flag = Arc::clone(&stop);
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("installing the signal handler")?;
+    // SIGHUP reloads the triggers instead of stopping (ctrlc took it).
+    // SAFETY: the handler only stores to an atomic, which is
+    // async-signal-safe; the sigaction is zeroed but for it.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = on_sighup as *const () as usize;
+        act.sa_flags = libc::SA_RESTART;
+        libc::sigaction(libc::SIGHUP, &act, std::ptr::null_mut());
+    }
 
     let (jobs, queue) = mpsc::channel::<Job>();
+    let (armed_tx, armed_rx) = mpsc::channel();
+    let walker_stop = Arc::clone(&stop);
     let walker = std::thread::Builder::new()
         .name("walker".into())
-        .spawn(move || walk_jobs(queue, btf))
+        .spawn(move || {
+            let mut walker = Walker::new(btf, triggers, log);
+            let _ = armed_tx.send(walker.arm_all());
+            walker.run(queue, &walker_stop)
+        })
         .context("starting the walking thread")?;
+    // The triggers armed, or why not: then the server does not start.
+    if let Err(e) = armed_rx
+        .recv()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the walking thread ended")))
+    {
+        drop(jobs);
+        let _ = walker.join();
+        let _ = std::fs::remove_file(socket);
+        return Err(e);
+    }
     // The default question, loaded before the first client asks it.
     if let Ok(cli) = Cli::try_parse_from(["itersnap"]) {
         let _ = jobs.send(Job::Warm(cli.request()));
@@ -388,35 +441,131 @@ struct Loaded {
     used: Instant,
 }
 
-/// The walking thread: answers jobs one at a time with the backends it
-/// keeps; all of them are released when the queue closes.
-fn walk_jobs(queue: mpsc::Receiver<Job>, btf: BtfNames) {
-    let mut kept: Vec<Loaded> = Vec::new();
-    let mut counts = ServerCounts::default();
-    for job in queue {
+/// The walking thread's state: every loaded backend (the questions', the
+/// triggers'), and where the triggers' snapshots go.
+struct Walker {
+    btf: BtfNames,
+    kept: Vec<Loaded>,
+    counts: ServerCounts,
+    /// --triggers: its path and lines.
+    config: Option<(PathBuf, Vec<TriggerLine>)>,
+    armed: Vec<(usize, run::Watch)>,
+    log: Log,
+}
+
+impl Walker {
+    fn new(btf: BtfNames, config: Option<(PathBuf, Vec<TriggerLine>)>, log: Log) -> Walker {
+        Walker {
+            btf,
+            kept: Vec::new(),
+            counts: ServerCounts::default(),
+            config,
+            armed: Vec::new(),
+            log,
+        }
+    }
+
+    /// Arms every trigger of the config; the first that cannot be armed
+    /// is the error (the others armed before it are released).
+    fn arm_all(&mut self) -> Result<()> {
+        let Some((path, lines)) = &self.config else {
+            return Ok(());
+        };
+        let mut armed = Vec::new();
+        for line in lines {
+            let watch = run::Watch::arm(line.req.clone(), &self.btf)
+                .with_context(|| format!("{}:{}", path.display(), line.number))?;
+            eprintln!(
+                "itersnap: armed ({}:{}): {}",
+                path.display(),
+                line.number,
+                watch.describe()
+            );
+            armed.push((line.number, watch));
+        }
+        self.armed = armed;
+        Ok(())
+    }
+
+    /// SIGHUP: the config read again and every trigger armed afresh; a
+    /// config that cannot be read or armed keeps the triggers before it.
+    fn reload(&mut self) {
+        let Some(path) = self.config.as_ref().map(|(p, _)| p.clone()) else {
+            eprintln!("itersnap: SIGHUP: no --triggers to read again");
+            return;
+        };
+        let lines = match read_triggers(&path) {
+            Ok(lines) => lines,
+            Err(e) => {
+                eprintln!("itersnap: SIGHUP: {e:#}; the triggers before it stay armed");
+                return;
+            }
+        };
+        let before = self.config.replace((path.clone(), lines));
+        let old = std::mem::take(&mut self.armed);
+        if let Err(e) = self.arm_all() {
+            eprintln!("itersnap: SIGHUP: {e:#}; the triggers before it stay armed");
+            self.config = before;
+            self.armed = old;
+            return;
+        }
+        drop(old);
+        eprintln!(
+            "itersnap: SIGHUP: {} armed from {}",
+            plural(self.armed.len(), "trigger"),
+            path.display()
+        );
+    }
+
+    /// Answers jobs one at a time and polls the triggers between them,
+    /// until the server stops (what is queued then is dropped, and the
+    /// clients' threads answer that it stops) or every sender is gone.
+    fn run(mut self, queue: mpsc::Receiver<Job>, stop: &AtomicBool) {
+        while !stop.load(Ordering::SeqCst) {
+            if RELOAD.swap(false, Ordering::SeqCst) {
+                self.reload();
+            }
+            // Triggers are completed at most this long after their event.
+            let wait = if self.armed.is_empty() {
+                100
+            } else {
+                TRIGGER_POLL_MS
+            };
+            match queue.recv_timeout(Duration::from_millis(wait)) {
+                Ok(job) => self.handle(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            self.poll_triggers();
+        }
+    }
+
+    fn handle(&mut self, job: Job) {
+        let (btf, kept) = (&self.btf, &mut self.kept);
         match job {
             Job::Warm(req) => {
-                let loaded = Prepared::new(&req, &btf)
-                    .and_then(|prepared| kept_for(&req, &prepared, &btf, &mut kept));
+                let loaded = Prepared::new(&req, btf)
+                    .and_then(|prepared| kept_for(&req, &prepared, btf, kept));
                 if let Err(e) = loaded {
                     eprintln!("itersnap: loading the default question's programs: {e:#}");
                 }
             }
             Job::Query { req, color, reply } => {
-                counts.queries += 1;
-                let _ = reply.send(answer(&req, color, &btf, &mut kept));
+                self.counts.queries += 1;
+                let _ = reply.send(answer(&req, color, btf, kept));
             }
             Job::Scrape { reply } => {
-                counts.scrapes += 1;
-                let _ = reply.send(scrape(&btf, &mut kept, &mut counts));
+                self.counts.scrapes += 1;
+                let _ = reply.send(scrape(btf, kept, &mut self.counts));
             }
             Job::Status { reply } => {
                 let line = format!(
-                    "pid {}, {} loaded, {} answered, {} served",
+                    "pid {}, {} loaded, {} armed, {} answered, {} served",
                     std::process::id(),
                     plural(kept.len(), "question"),
-                    plural(counts.queries as usize, "query"),
-                    plural(counts.scrapes as usize, "scrape"),
+                    plural(self.armed.len(), "trigger"),
+                    plural(self.counts.queries as usize, "query"),
+                    plural(self.counts.scrapes as usize, "scrape"),
                 );
                 let _ = reply.send(Answer {
                     messages: Vec::new(),
@@ -425,6 +574,158 @@ fn walk_jobs(queue: mpsc::Receiver<Job>, btf: BtfNames) {
                 });
             }
         }
+    }
+
+    /// Each trigger's snapshots since the last poll, to the log; a trigger
+    /// whose run is over (its --count, its process gone) is released.
+    fn poll_triggers(&mut self) {
+        let path = self.config.as_ref().map(|(p, _)| p.display().to_string());
+        let log = &mut self.log;
+        self.armed.retain_mut(|(number, watch)| {
+            let mut out = Vec::new();
+            let going = watch.poll(&mut out);
+            if !out.is_empty() {
+                if let Err(e) = log.append(&out) {
+                    eprintln!("itersnap: writing the triggers' log: {e}");
+                }
+            }
+            match going {
+                Ok(true) => true,
+                Ok(false) => {
+                    eprintln!(
+                        "itersnap: done ({}:{number}): {}",
+                        path.as_deref().unwrap_or("?"),
+                        watch.describe()
+                    );
+                    false
+                }
+                Err(e) => {
+                    eprintln!(
+                        "itersnap: error ({}:{number}): {e:#}; released",
+                        path.as_deref().unwrap_or("?")
+                    );
+                    false
+                }
+            }
+        });
+    }
+}
+
+/// How often the walking thread looks for the triggers' snapshots.
+const TRIGGER_POLL_MS: u64 = 20;
+
+/// One trigger of --triggers: its line number and what it asks.
+struct TriggerLine {
+    number: usize,
+    req: Request,
+}
+
+/// The triggers of a config file: one per line, as itersnap's arguments
+/// (split at white space; `#` starts a comment), each with a trigger
+/// option; their snapshots are JSON Lines.
+fn read_triggers(path: &Path) -> Result<Vec<TriggerLine>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("--triggers {}", path.display()))?;
+    let mut lines = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), i + 1);
+        let args = ["itersnap", "-o", "json"]
+            .into_iter()
+            .chain(line.split_whitespace());
+        let first_line = |e: clap::Error| {
+            let text = e.render().to_string();
+            let line = text.lines().next().unwrap_or_default().to_string();
+            line.strip_prefix("error: ").unwrap_or(&line).to_string()
+        };
+        let cli = Cli::try_parse_from(args)
+            .map_err(|e| anyhow::anyhow!("{}: {}", at(), first_line(e)))?;
+        if let Some(e) = cli.refusal() {
+            anyhow::bail!("{}: {}", at(), first_line(e));
+        }
+        let req = cli.request();
+        if cli.command.is_some() || req.trigger.is_oneshot() {
+            anyhow::bail!("{}: not a trigger (--interval, --on-signal, --on-syscall, --on-tracepoint, --on-uprobe)", at());
+        }
+        if req.folds() {
+            anyhow::bail!(
+                "{}: --folded and --flamegraph write at the end of a run, not as it goes",
+                at()
+            );
+        }
+        lines.push(TriggerLine { number: i + 1, req });
+    }
+    Ok(lines)
+}
+
+/// Where the triggers' snapshots go: a file, rotated when the next write
+/// would take it past its size (to FILE.1, FILE.1 to FILE.2, …, LOG_KEEP
+/// kept), or stdout (the journal, under systemd).
+struct Log {
+    path: Option<PathBuf>,
+    out: Box<dyn Write + Send>,
+    size: u64,
+    limit: u64,
+}
+
+/// Rotated files kept beside the log.
+pub const LOG_KEEP: u32 = 4;
+
+impl Log {
+    fn open(path: Option<&Path>, limit: u64) -> Result<Log> {
+        let Some(path) = path else {
+            return Ok(Log {
+                path: None,
+                out: Box::new(io::stdout()),
+                size: 0,
+                limit,
+            });
+        };
+        let file = Self::append_to(path)?;
+        let size = file.metadata().map_or(0, |m| m.len());
+        Ok(Log {
+            path: Some(path.to_path_buf()),
+            out: Box::new(file),
+            size,
+            limit,
+        })
+    }
+
+    fn append_to(path: &Path) -> Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("--log {}", path.display()))
+    }
+
+    /// Appends whole lines, rotating first if they would not fit.
+    fn append(&mut self, lines: &[u8]) -> Result<()> {
+        if let Some(path) = &self.path {
+            if self.size > 0 && self.size + lines.len() as u64 > self.limit {
+                let numbered = |n: u32| {
+                    let mut p = path.as_os_str().to_owned();
+                    p.push(format!(".{n}"));
+                    PathBuf::from(p)
+                };
+                for n in (1..LOG_KEEP).rev() {
+                    let _ = std::fs::rename(numbered(n), numbered(n + 1));
+                }
+                std::fs::rename(path, numbered(1))
+                    .with_context(|| format!("rotating {}", path.display()))?;
+                self.out = Box::new(Self::append_to(path)?);
+                self.size = 0;
+            }
+        }
+        self.out.write_all(lines)?;
+        self.out.flush()?;
+        self.size += lines.len() as u64;
+        Ok(())
     }
 }
 
@@ -683,6 +984,9 @@ pub fn query(path: &Path, args: &[OsString], color: bool) -> Served {
         Ok(s) => s,
         Err(e) => return Served::No(format!("no server at {}: {e}", path.display())),
     };
+    // A first question loads its programs (tens of ms, a second at most on a
+    // large machine); a server silent this long is stuck.
+    let _ = stream.set_read_timeout(Some(ANSWER_TIMEOUT));
     let body = query_body(args, color);
     let sent = stream
         .write_all(&frame_head(QUERY, body.len()))

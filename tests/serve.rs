@@ -25,29 +25,67 @@ struct Server {
     child: Child,
     socket: PathBuf,
     dir: PathBuf,
+    /// Its stderr so far, line by line.
+    said: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
     fn start(tag: &str) -> Server {
+        Self::start_with(tag, &[])
+    }
+
+    /// With more options of `serve`.
+    fn start_with(tag: &str, extra: &[&str]) -> Server {
         let dir = std::env::temp_dir().join(format!("itersnap-serve-{}", unique_comm(tag)));
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("sock");
         let mut child = Command::new(ITERSNAP)
             .args(["serve", "--socket"])
             .arg(&socket)
+            .args(extra)
             .stderr(Stdio::piped())
             .spawn()
             .expect("running itersnap serve");
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        err.read_line(&mut line).unwrap();
-        assert!(
-            line.starts_with("itersnap: serving one-shot queries at "),
-            "serve said {line:?}"
-        );
-        // Drained, so that the server never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-        Server { child, socket, dir }
+        let err = BufReader::new(child.stderr.take().unwrap());
+        let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = std::sync::Arc::clone(&said);
+        // Read all along, so that the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let server = Server {
+            child,
+            socket,
+            dir,
+            said,
+        };
+        server.wait_for("itersnap: serving one-shot queries at ");
+        server
+    }
+
+    /// Waits (at most 30 s) for a line of its stderr that starts so; the
+    /// line.
+    fn wait_for(&self, start: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(line) = self
+                .said
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.starts_with(start))
+            {
+                return line.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve never said {start:?}: {:?}",
+                self.said.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn pid(&self) -> u32 {
@@ -341,6 +379,61 @@ fn bad_clients_get_an_error_while_others_are_answered() {
     assert_eq!(messages, "itersnap: error: no complete query within 5 s\n");
 }
 
+/// --socket-group: the group's members are answered, others are not; a
+/// group that does not exist is an error.
+#[test]
+fn a_socket_group_lets_its_members_ask() {
+    let fixture = Fixture::start("srg");
+    // nogroup (65534), which the user nobody is put in below.
+    let server = Server::start_with("grp", &["--socket-group", "65534"]);
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&server.socket).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o777, meta.uid(), meta.gid()),
+        (0o660, 0, 65534)
+    );
+    let as_nobody = |groups: &str| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", groups, "--"])
+            .arg(ITERSNAP)
+            .args(["--pid", &fixture.pid.to_string(), "-o", "json", "-v"])
+            .env("ITERSNAP_SOCKET", &server.socket)
+            .output()
+            .expect("setpriv (util-linux)")
+    };
+    let member = as_nobody("--clear-groups");
+    let stderr = String::from_utf8_lossy(&member.stderr);
+    assert!(member.status.success(), "{stderr}");
+    assert!(stderr.contains("answered by the server"), "{stderr}");
+    assert_eq!(json_of(&member)["tasks"][0]["pid"], fixture.pid);
+    // Not of the group: the socket refuses, the run here needs root.
+    let other = Command::new("setpriv")
+        .args(["--reuid=65533", "--regid=65533", "--clear-groups", "--"])
+        .arg(ITERSNAP)
+        .arg("-v")
+        .env("ITERSNAP_SOCKET", &server.socket)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        stderr.contains("Permission denied") && stderr.contains("needs root"),
+        "{stderr}"
+    );
+    assert_eq!(other.status.code(), Some(1));
+
+    let unknown = Command::new(ITERSNAP)
+        .args(["serve", "--socket"])
+        .arg(server.dir.join("other"))
+        .args(["--socket-group", "no-such-group-here"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&unknown.stderr),
+        "itersnap: error: --socket-group no-such-group-here: no such group\n"
+    );
+}
+
 #[test]
 fn an_ordinary_user_cannot_connect() {
     let server = Server::start("priv");
@@ -393,7 +486,15 @@ fn a_stopped_or_killed_server_leaves_nothing_loaded() {
                 server.socket.display()
             )
         );
+        // A client that never sends its query does not hold the stop up.
+        let _stalled = UnixStream::connect(&server.socket).unwrap();
+        let stopping = Instant::now();
         let code = server.stop(signal);
+        assert!(
+            stopping.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            stopping.elapsed()
+        );
         assert_eq!(still_loaded(&held), Vec::<u32>::new(), "signal {signal}");
         if signal == libc::SIGTERM {
             assert_eq!(code, Some(0));
@@ -740,4 +841,150 @@ fn the_systemd_units_command_starts_a_server() {
     assert!(metrics.contains("itersnap_processes "), "{metrics}");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The JSON lines of a log and of its rotated files, oldest first.
+fn logged(log: &std::path::Path) -> Vec<Value> {
+    let mut all = Vec::new();
+    for n in (1..=4).rev() {
+        let rotated = PathBuf::from(format!("{}.{n}", log.display()));
+        all.extend(parse_lines(
+            &std::fs::read_to_string(rotated).unwrap_or_default(),
+        ));
+    }
+    all.extend(parse_lines(
+        &std::fs::read_to_string(log).unwrap_or_default(),
+    ));
+    all
+}
+
+/// Waits (at most 10 s) until the log holds `n` snapshots.
+fn wait_for_logged(log: &std::path::Path, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let snaps = logged(log);
+        if snaps.len() >= n || Instant::now() > deadline {
+            return snaps;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a process of this test.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+}
+
+/// --triggers: a config's trigger armed by the server, its snapshots
+/// appended to --log as JSON Lines and rotated at --log-size; SIGHUP reads
+/// the config again (a bad one keeps the triggers before it).
+#[test]
+fn triggers_from_a_config_file_are_logged_rotated_and_reloaded() {
+    let fixture = Fixture::start("srt");
+    let dir = std::env::temp_dir().join(format!("itersnap-trig-{}", unique_comm("tr")));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (config, log) = (dir.join("triggers.conf"), dir.join("snapshots.jsonl"));
+    let line = |sig: &str| {
+        format!(
+            "# the fixture's own signals\n\n--on-signal {sig} --signal-target {} --no-files {}  # a comment\n",
+            fixture.pid, fixture.comm
+        )
+    };
+    std::fs::write(&config, line("SIGURG")).unwrap();
+    let mut server = Server::start_with(
+        "trig",
+        &[
+            "--triggers",
+            config.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+            "--log-size",
+            "1K",
+        ],
+    );
+    let armed = server.wait_for("itersnap: armed (");
+    assert!(
+        armed.contains(&format!("{}:3): ", config.display())),
+        "{armed}"
+    );
+    // Three signals, past the default --min-gap: three snapshots, each a
+    // line longer than 1K, so each in a file of its own.
+    for n in 1..=3 {
+        signal(fixture.pid, libc::SIGURG);
+        assert_eq!(wait_for_logged(&log, n).len(), n);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let snaps = logged(&log);
+    for snap in &snaps {
+        assert_valid_snapshot(snap);
+        assert_eq!(snap["trigger"]["type"], "signal");
+        assert_eq!(task_pids(snap), [fixture.pid].into());
+    }
+    assert!(
+        PathBuf::from(format!("{}.2", log.display())).exists(),
+        "rotated twice"
+    );
+
+    // Another signal after SIGHUP; the one before no longer fires.
+    std::fs::write(&config, line("SIGWINCH")).unwrap();
+    signal(server.pid(), libc::SIGHUP);
+    server.wait_for("itersnap: SIGHUP: 1 trigger armed from ");
+    signal(fixture.pid, libc::SIGURG);
+    signal(fixture.pid, libc::SIGWINCH);
+    let snaps = wait_for_logged(&log, 4);
+    std::thread::sleep(Duration::from_millis(300));
+    let snaps_after = logged(&log);
+    assert_eq!((snaps.len(), snaps_after.len()), (4, 4));
+    assert_eq!(
+        snaps_after[3]["trigger"]["signal"], "SIGWINCH",
+        "{}",
+        snaps_after[3]["trigger"]
+    );
+    // A config with a mistake: said, and the trigger before stays armed.
+    std::fs::write(&config, "--on-signal SIGNOPE\n").unwrap();
+    signal(server.pid(), libc::SIGHUP);
+    let said = server.wait_for(&format!("itersnap: SIGHUP: {}:1: ", config.display()));
+    assert!(
+        said.ends_with("; the triggers before it stay armed"),
+        "{said}"
+    );
+    signal(fixture.pid, libc::SIGWINCH);
+    assert_eq!(wait_for_logged(&log, 5).len(), 5);
+    assert_eq!(server.stop(libc::SIGTERM), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A config that cannot be armed stops the start: one line naming it.
+#[test]
+fn a_bad_triggers_config_stops_the_start() {
+    let dir = std::env::temp_dir().join(format!("itersnap-badtrig-{}", unique_comm("bt")));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("triggers.conf");
+    for (text, says) in [
+        ("--pid 1\n", "triggers.conf:1: not a trigger"),
+        (
+            "\n--on-signal SIGURG --frobnicate\n",
+            "triggers.conf:2: unexpected argument '--frobnicate'",
+        ),
+        ("--on-tracepoint nosuch:tracepoint\n", "triggers.conf:1: "),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let out = Command::new(ITERSNAP)
+            .args(["serve", "--socket"])
+            .arg(dir.join("sock"))
+            .arg("--triggers")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("itersnap: error: ") && stderr.contains(says),
+            "{text:?}: {stderr}"
+        );
+        assert!(!dir.join("sock").exists());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(orphaned_programs(), Vec::<u32>::new());
 }
