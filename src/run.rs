@@ -494,6 +494,7 @@ pub struct Watch {
     taken: u64,
     /// --diff: the snapshot before.
     previous: Option<snapshot::Snapshot>,
+    dropped: u64,
 }
 
 impl Watch {
@@ -511,7 +512,16 @@ impl Watch {
             tally: Tally::default(),
             taken: 0,
             previous: None,
+            dropped: 0,
         })
+    }
+
+    /// (snapshots taken, skipped within --min-gap, skipped during a walk,
+    /// missed by the kernel, records dropped) so far.
+    pub fn counts(&self) -> (u64, u64, u64, u64, u64) {
+        let (gap, busy) = self.backend.skipped();
+        let missed = self.tally.missed_total.max(self.backend.missed());
+        (self.taken, gap, busy, missed, self.dropped)
     }
 
     /// What it watches for, as `armed:` says it.
@@ -542,6 +552,7 @@ impl Watch {
                     self.tally
                         .account(&raw, self.backend.missed(), &self.prepared.trig.spec);
                 let snap = snapshot::assemble(raw, &ctx, skipped);
+                self.dropped += snap.counts.dropped;
                 write_snapshot(out, &self.printer, &snap, self.previous.as_ref(), &self.req)?;
                 if self.req.diff {
                     self.previous = Some(snap);

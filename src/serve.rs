@@ -33,7 +33,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, DEFAULT_SOCKET};
 use crate::features::BtfNames;
-use crate::output::metrics::ServerCounts;
+use crate::output::metrics::{ServerCounts, TriggerCounts};
 use crate::run::{self, Prepared, Request};
 
 const QUERY: u8 = b'Q';
@@ -556,6 +556,21 @@ impl Walker {
             }
             Job::Scrape { reply } => {
                 self.counts.scrapes += 1;
+                let file = self.config.as_ref().map(|(p, _)| p.display().to_string());
+                self.counts.triggers = self
+                    .armed
+                    .iter()
+                    .map(|(number, watch)| {
+                        let (snapshots, skipped_gap, skipped_busy, missed, _) = watch.counts();
+                        TriggerCounts {
+                            trigger: format!("{}:{number}", file.as_deref().unwrap_or("?")),
+                            snapshots,
+                            skipped_gap,
+                            skipped_busy,
+                            missed,
+                        }
+                    })
+                    .collect();
                 let _ = reply.send(scrape(btf, kept, &mut self.counts));
             }
             Job::Status { reply } => {
@@ -580,10 +595,12 @@ impl Walker {
     /// whose run is over (its --count, its process gone) is released.
     fn poll_triggers(&mut self) {
         let path = self.config.as_ref().map(|(p, _)| p.display().to_string());
-        let log = &mut self.log;
+        let (log, dropped) = (&mut self.log, &mut self.counts.records_dropped);
         self.armed.retain_mut(|(number, watch)| {
             let mut out = Vec::new();
+            let dropped_before = watch.counts().4;
             let going = watch.poll(&mut out);
+            *dropped += watch.counts().4 - dropped_before;
             if !out.is_empty() {
                 if let Err(e) = log.append(&out) {
                     eprintln!("itersnap: writing the triggers' log: {e}");
@@ -753,7 +770,7 @@ fn scrape(btf: &BtfNames, kept: &mut Vec<Loaded>, counts: &mut ServerCounts) -> 
             counts.records_dropped += snap.counts.dropped;
             Answer {
                 messages: Vec::new(),
-                output: crate::output::metrics::render(&snap, *counts).into_bytes(),
+                output: crate::output::metrics::render(&snap, counts).into_bytes(),
                 status: 0,
             }
         }

@@ -891,6 +891,8 @@ fn triggers_from_a_config_file_are_logged_rotated_and_reloaded() {
         )
     };
     std::fs::write(&config, line("SIGURG")).unwrap();
+    let metrics_port = free_port().to_string();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
     let mut server = Server::start_with(
         "trig",
         &[
@@ -900,6 +902,8 @@ fn triggers_from_a_config_file_are_logged_rotated_and_reloaded() {
             log.to_str().unwrap(),
             "--log-size",
             "1K",
+            "--metrics",
+            &metrics_addr,
         ],
     );
     let armed = server.wait_for("itersnap: armed (");
@@ -950,6 +954,13 @@ fn triggers_from_a_config_file_are_logged_rotated_and_reloaded() {
     );
     signal(fixture.pid, libc::SIGWINCH);
     assert_eq!(wait_for_logged(&log, 5).len(), 5);
+    // The metrics count the trigger armed now: two snapshots since SIGHUP.
+    let metrics = http_get(metrics_port.parse().unwrap(), "/metrics").unwrap();
+    let line = format!(
+        "itersnap_trigger_snapshots_total{{trigger=\"{}:3\"}} 2",
+        config.display()
+    );
+    assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
     assert_eq!(server.stop(libc::SIGTERM), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -987,4 +998,38 @@ fn a_bad_triggers_config_stops_the_start() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(orphaned_programs(), Vec::<u32>::new());
+}
+
+/// At most 16 clients at once: the 17th is told the server is busy (exit
+/// 1); once the others go, queries are answered again.
+#[test]
+fn clients_past_the_limit_are_told_the_server_is_busy() {
+    let fixture = Fixture::start("srk");
+    let server = Server::start("busy");
+    let pid = fixture.pid.to_string();
+    let stalled: Vec<UnixStream> = (0..16)
+        .map(|_| UnixStream::connect(&server.socket).unwrap())
+        .collect();
+    let out = server.query(&["--pid", &pid, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "itersnap: error: the server is busy (16 clients at once); try again, or use --no-server\n"
+    );
+    assert!(out.stdout.is_empty());
+    drop(stalled);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = server.query(&["--pid", &pid, "-o", "json"]);
+        if out.status.success() {
+            assert_eq!(json_of(&out)["tasks"][0]["pid"], fixture.pid);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

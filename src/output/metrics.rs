@@ -23,11 +23,37 @@ use crate::text::printable;
 pub const NAMED_SERIES_MAX: usize = 200;
 
 /// The server's own counts since it started, beside the snapshot's.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct ServerCounts {
     pub queries: u64,
     pub scrapes: u64,
     pub records_dropped: u64,
+    /// Each trigger armed from --triggers, since it was armed.
+    pub triggers: Vec<TriggerCounts>,
+}
+
+/// One armed trigger's account.
+#[derive(Debug, Default, Clone)]
+pub struct TriggerCounts {
+    /// Where it is configured: FILE:LINE.
+    pub trigger: String,
+    pub snapshots: u64,
+    /// Events its guards skipped: within --min-gap, during a walk.
+    pub skipped_gap: u64,
+    pub skipped_busy: u64,
+    /// Events the kernel did not run its program for.
+    pub missed: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabel {
+    trigger: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SkippedLabels {
+    trigger: String,
+    reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -149,7 +175,7 @@ fn bounded<L, K>(
 
 /// The metrics of one snapshot, and of the server so far, as OpenMetrics
 /// text.
-pub fn render(snap: &Snapshot, server: ServerCounts) -> String {
+pub fn render(snap: &Snapshot, server: &ServerCounts) -> String {
     let mut registry = Registry::with_prefix("itersnap");
     let named = register_fixed_sets(&mut registry, count(snap));
     register_named(&mut registry, named);
@@ -245,7 +271,7 @@ fn register_named(registry: &mut Registry, c: Counted) {
 }
 
 /// The walk's own account and the server's counts.
-fn register_own(registry: &mut Registry, snap: &Snapshot, server: ServerCounts) {
+fn register_own(registry: &mut Registry, snap: &Snapshot, server: &ServerCounts) {
     let walk = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
     walk.set(snap.info.walk_ns as f64 / 1e9);
     registry.register(
@@ -277,6 +303,36 @@ fn register_own(registry: &mut Registry, snap: &Snapshot, server: ServerCounts) 
         "scrapes",
         "Scrapes the server answered since it started",
         counter(server.scrapes),
+    );
+    let fired = Family::<TriggerLabel, Counter>::default();
+    let skipped = Family::<SkippedLabels, Counter>::default();
+    for t in &server.triggers {
+        let label = || t.trigger.clone();
+        fired
+            .get_or_create(&TriggerLabel { trigger: label() })
+            .inc_by(t.snapshots);
+        for (reason, n) in [
+            ("min_gap", t.skipped_gap),
+            ("busy", t.skipped_busy),
+            ("missed", t.missed),
+        ] {
+            skipped
+                .get_or_create(&SkippedLabels {
+                    trigger: label(),
+                    reason: reason.into(),
+                })
+                .inc_by(n);
+        }
+    }
+    registry.register(
+        "trigger_snapshots",
+        "Snapshots each trigger of --triggers (FILE:LINE) took since it was armed",
+        fired,
+    );
+    registry.register(
+        "trigger_skipped",
+        "Events each trigger let pass: within --min-gap, during a walk (busy), or not run by the kernel (missed)",
+        skipped,
     );
 }
 
