@@ -455,7 +455,7 @@ pub enum Command {
     },
     /// Print the man page (roff) to stdout
     Man,
-    /// Keep the programs loaded and answer one-shot queries over a Unix socket (see docs/serve.md)
+    /// Keep the programs loaded and answer one-shot queries over a Unix socket, Prometheus and triggers from a file (see docs/fleet.md)
     Serve {
         /// The socket to listen on (the command line finds it there; ITERSNAP_SOCKET names another)
         #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]

@@ -1,5 +1,5 @@
 //! `itersnap serve`: the programs of each question loaded once and kept,
-//! one-shot queries answered over a Unix socket (docs/serve.md); and the
+//! one-shot queries answered over a Unix socket (docs/fleet.md); and the
 //! command line's side, which sends its own arguments there.
 //!
 //! One query per connection. The client sends a query frame: its
@@ -11,10 +11,12 @@
 //! a little-endian u32 length, then that many bytes.
 //!
 //! The walks run one at a time, on one thread that owns every loaded
-//! backend: a question is never walked twice at once, and the loaded
-//! objects never cross threads. Each client has a thread of its own for its
-//! reads and writes, with deadlines, so that a client that stalls delays no
-//! other.
+//! backend (`Walker`: the questions', and the triggers' of `--triggers`,
+//! polled between jobs): a question is never walked twice at once, and the
+//! loaded objects never cross threads. Each client has a thread of its own
+//! for its reads and writes, with deadlines, so that a client that stalls
+//! delays no other; so has each Prometheus scrape (`--metrics`), whose
+//! walk the walking thread takes and output/metrics.rs counts.
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
