@@ -398,21 +398,30 @@ fn query_body(args: &[OsString], color: bool) -> Vec<u8> {
 /// The request the arguments make, as the command line would; what the
 /// server does not answer is refused (the command line does not send it).
 fn request_of(args: Vec<OsString>) -> Result<Request, String> {
-    let first_line = |e: clap::Error| {
-        let text = e.render().to_string();
-        let line = text.lines().next().unwrap_or_default().to_string();
-        line.strip_prefix("error: ").unwrap_or(&line).to_string()
-    };
     let cli = Cli::try_parse_from(std::iter::once(OsString::from("itersnap")).chain(args))
-        .map_err(first_line)?;
+        .map_err(clap_line)?;
     if let Some(e) = cli.refusal() {
-        return Err(first_line(e));
+        return Err(clap_line(e));
     }
     let req = cli.request();
     if cli.command.is_some() || !req.trigger.is_oneshot() || req.flamegraph.is_some() {
         return Err("the server answers one-shot snapshots only".into());
     }
     Ok(req)
+}
+
+/// A command-line error's first line, without clap's `error: `.
+fn clap_line(e: clap::Error) -> String {
+    let text = e.render().to_string();
+    let line = text.lines().next().unwrap_or_default();
+    line.strip_prefix("error: ").unwrap_or(line).to_string()
+}
+
+/// For the fuzzer (fuzz/fuzz_targets/queries.rs): a client's bytes, any
+/// of them, read as a query's body and parsed as the server parses it.
+/// Whatever they are, this returns.
+pub fn parse_untrusted_query(body: &[u8]) -> Option<Result<Request, String>> {
+    parse_query(body).map(|(args, _)| request_of(args))
 }
 
 /// Writes the three frames of an answer.
@@ -655,15 +664,10 @@ fn read_triggers(path: &Path) -> Result<Vec<TriggerLine>> {
         let args = ["itersnap", "-o", "json"]
             .into_iter()
             .chain(line.split_whitespace());
-        let first_line = |e: clap::Error| {
-            let text = e.render().to_string();
-            let line = text.lines().next().unwrap_or_default().to_string();
-            line.strip_prefix("error: ").unwrap_or(&line).to_string()
-        };
-        let cli = Cli::try_parse_from(args)
-            .map_err(|e| anyhow::anyhow!("{}: {}", at(), first_line(e)))?;
+        let cli =
+            Cli::try_parse_from(args).map_err(|e| anyhow::anyhow!("{}: {}", at(), clap_line(e)))?;
         if let Some(e) = cli.refusal() {
-            anyhow::bail!("{}: {}", at(), first_line(e));
+            anyhow::bail!("{}: {}", at(), clap_line(e));
         }
         let req = cli.request();
         if cli.command.is_some() || req.trigger.is_oneshot() {
@@ -1010,21 +1014,19 @@ pub fn query(path: &Path, args: &[OsString], color: bool) -> Served {
     let sent = stream
         .write_all(&frame_head(QUERY, body.len()))
         .and_then(|()| stream.write_all(&body));
-    if let Err(e) = sent {
-        return Served::No(format!(
-            "the server at {} took no query: {e}",
-            path.display()
-        ));
-    }
     let mut any = false;
     loop {
         let mut head = [0u8; 5];
+        // A server that answers without reading (busy) may have closed
+        // before the query was all written: its answer is still there.
         if let Err(e) = stream.read_exact(&mut head) {
             if !any {
-                return Served::No(format!(
-                    "the server at {} did not answer: {e}",
-                    path.display()
-                ));
+                return Served::No(match &sent {
+                    Err(sending) => {
+                        format!("the server at {} took no query: {sending}", path.display())
+                    }
+                    Ok(()) => format!("the server at {} did not answer: {e}", path.display()),
+                });
             }
             eprintln!(
                 "itersnap: error: the server at {} stopped answering: {e}",

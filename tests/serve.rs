@@ -1010,8 +1010,13 @@ fn clients_past_the_limit_are_told_the_server_is_busy() {
     let stalled: Vec<UnixStream> = (0..16)
         .map(|_| UnixStream::connect(&server.socket).unwrap())
         .collect();
-    let out = server.query(&["--pid", &pid, "-o", "json"]);
-    assert_eq!(out.status.code(), Some(1));
+    let out = server.query(&["--pid", &pid, "-o", "json", "-v"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         "itersnap: error: the server is busy (16 clients at once); try again, or use --no-server\n"
