@@ -101,8 +101,12 @@ impl Ksyms {
     /// seen, as before blazesym).
     pub fn load() -> Result<Self> {
         // No /proc/modules on a kernel built without modules: none loaded.
-        let modules = fs::read_to_string("/proc/modules").unwrap_or_default();
-        Self::open(Path::new("/proc/kallsyms"), &modules)
+        Self::load_with(&fs::read_to_string("/proc/modules").unwrap_or_default())
+    }
+
+    /// The running kernel's, with the text of /proc/modules read already.
+    pub fn load_with(modules: &str) -> Result<Self> {
+        Self::open(Path::new("/proc/kallsyms"), modules)
     }
 
     /// From a kallsyms file and the text of a /proc/modules.

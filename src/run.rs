@@ -4,6 +4,7 @@
 
 use std::io::{self, BufWriter, Write};
 use std::os::fd::AsFd;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -464,14 +465,7 @@ pub fn take_oneshot(
     prepared: &Prepared,
     backend: &mut dyn backend::Backend,
 ) -> Result<snapshot::Snapshot> {
-    let ctx = context(
-        req,
-        &prepared.walk,
-        &prepared.trig,
-        backend.name(),
-        prepared.ksyms.as_ref(),
-        None,
-    );
+    let ctx = prepared.context(req, backend.name(), None);
     backend.rewind();
     let raw = backend
         .poll(POLL_INTERVAL)?
@@ -488,31 +482,22 @@ pub struct Watch {
     pub req: Request,
     prepared: Prepared,
     backend: Box<dyn backend::Backend>,
-    printer: Printer,
     watched: Watched,
-    tally: Tally,
-    taken: u64,
-    /// --diff: the snapshot before.
-    previous: Option<snapshot::Snapshot>,
-    dropped: u64,
+    stream: Stream,
 }
 
 impl Watch {
-    pub fn arm(req: Request, btf: &BtfNames) -> Result<Watch> {
-        let prepared = Prepared::new(&req, btf)?;
+    pub fn arm(req: Request, machine: &mut Machine) -> Result<Watch> {
+        let prepared = Prepared::new(&req, machine)?;
         let watched = Watched::open(&prepared.trig)?;
         let printer = printer(&req)?;
-        let (backend, _) = open_backend(&req, &prepared.walk, &prepared.trig, btf)?;
+        let (backend, _) = open_backend(&req, &prepared.walk, &prepared.trig, &machine.btf)?;
         Ok(Watch {
             req,
             prepared,
             backend,
-            printer,
             watched,
-            tally: Tally::default(),
-            taken: 0,
-            previous: None,
-            dropped: 0,
+            stream: Stream::new(printer),
         })
     }
 
@@ -520,8 +505,8 @@ impl Watch {
     /// missed by the kernel, records dropped) so far.
     pub fn counts(&self) -> (u64, u64, u64, u64, u64) {
         let (gap, busy) = self.backend.skipped();
-        let missed = self.tally.missed_total.max(self.backend.missed());
-        (self.taken, gap, busy, missed, self.dropped)
+        let missed = self.stream.tally.missed_total.max(self.backend.missed());
+        (self.stream.taken, gap, busy, missed, self.stream.dropped)
     }
 
     /// What it watches for, as `armed:` says it.
@@ -536,61 +521,184 @@ impl Watch {
         let wanted = self.prepared.trig.count.unwrap_or(u64::MAX);
         let raws = self.backend.poll(Duration::ZERO)?;
         if !raws.is_empty() {
-            let ctx = context(
-                &self.req,
-                &self.prepared.walk,
-                &self.prepared.trig,
-                self.backend.name(),
-                self.prepared.ksyms.as_ref(),
-                None,
-            );
+            let ctx = self.prepared.context(&self.req, self.backend.name(), None);
             for raw in raws {
-                if self.taken >= wanted {
+                if self.stream.taken >= wanted {
                     break;
                 }
-                let skipped =
-                    self.tally
-                        .account(&raw, self.backend.missed(), &self.prepared.trig.spec);
-                let snap = snapshot::assemble(raw, &ctx, skipped);
-                self.dropped += snap.counts.dropped;
-                write_snapshot(out, &self.printer, &snap, self.previous.as_ref(), &self.req)?;
-                if self.req.diff {
-                    self.previous = Some(snap);
-                }
-                self.taken += 1;
+                self.stream
+                    .write(raw, self.backend.missed(), &ctx, &self.req, out)?;
             }
         }
-        Ok(self.taken < wanted && self.watched.exited().is_none())
+        Ok(self.stream.taken < wanted && self.watched.exited().is_none())
     }
 }
 
-/// A request's walk and trigger, checked against this kernel, with the
-/// symbols its stacks need: what `answer_oneshot` takes.
+/// What a run reads of the machine once, not per snapshot: the kernel's
+/// BTF names, its memory (ps's %MEM), the reader's network namespace
+/// (lsof's socket names) and, when stacks need them, the kernel's symbols.
+/// A server keeps one for all its queries.
+pub struct Machine {
+    pub btf: BtfNames,
+    mem_total_kib: u64,
+    reader_netns: u64,
+    /// The kernel's symbols and the /proc/modules they were read with.
+    ksyms: Option<(Rc<Ksyms>, String)>,
+}
+
+impl Machine {
+    pub fn read(btf: BtfNames) -> Machine {
+        Machine {
+            btf,
+            mem_total_kib: mem_total_kib(),
+            reader_netns: own_netns(),
+            ksyms: None,
+        }
+    }
+
+    /// The kernel's symbols, read once (~40 ms for 120,000 of them) and
+    /// again only when a module has come or gone since.
+    fn ksyms(&mut self) -> Result<Rc<Ksyms>> {
+        let modules = std::fs::read_to_string("/proc/modules").unwrap_or_default();
+        match &self.ksyms {
+            Some((ksyms, read_with)) if *read_with == modules => Ok(Rc::clone(ksyms)),
+            _ => {
+                let ksyms = Rc::new(Ksyms::load_with(&modules)?);
+                self.ksyms = Some((Rc::clone(&ksyms), modules));
+                Ok(ksyms)
+            }
+        }
+    }
+
+    /// --stacks needs symbols; WCHAN alone (--activity, its column) goes
+    /// without, saying why.
+    fn ksyms_for(&mut self, req: &Request) -> Result<Option<Rc<Ksyms>>> {
+        if req.stacks {
+            self.ksyms().map(Some)
+        } else if req.reads_stacks() {
+            Ok(self
+                .ksyms()
+                .map_err(|e| say!("itersnap: WCHAN is not shown: {e:#}"))
+                .ok())
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// A request's walk and trigger, checked against this kernel, with what
+/// its snapshots are assembled with: what `answer_oneshot` takes.
 pub struct Prepared {
     pub walk: WalkOptions,
     pub trig: TriggerOptions,
-    pub ksyms: Option<Ksyms>,
+    ksyms: Option<Rc<Ksyms>>,
+    mem_total_kib: u64,
+    reader_netns: u64,
 }
 
 impl Prepared {
-    pub fn new(req: &Request, btf: &BtfNames) -> Result<Prepared> {
-        let (walk, trig) = options(req, btf)?;
+    pub fn new(req: &Request, machine: &mut Machine) -> Result<Prepared> {
+        let (walk, trig) = options(req, &machine.btf)?;
         Ok(Prepared {
             walk,
             trig,
-            ksyms: load_ksyms(req)?,
+            ksyms: machine.ksyms_for(req)?,
+            mem_total_kib: machine.mem_total_kib,
+            reader_netns: machine.reader_netns,
         })
+    }
+
+    /// What assembly needs to know of the run: the request's filters and
+    /// views, the backend, the clocks, the machine.
+    fn context<'a>(
+        &'a self,
+        req: &'a Request,
+        backend_name: &'static str,
+        usyms: Option<&'a std::cell::RefCell<crate::kinds::ustacks::USyms>>,
+    ) -> snapshot::Context<'a> {
+        let (walk, trig) = (&self.walk, &self.trig);
+        snapshot::Context {
+            backend: backend_name,
+            spec: &trig.spec,
+            per_thread: req.threads,
+            files: req.files,
+            ksyms: self.ksyms.as_deref(),
+            wall_offset_ns: backend::realtime_ns().saturating_sub(backend::monotonic_ns()),
+            boot_wall_ns: backend::realtime_ns().saturating_sub(backend::boottime_ns()),
+            mem_total_kib: self.mem_total_kib,
+            event_budget_ns: trig.event_budget.as_nanos().min(u64::MAX as u128) as u64,
+            socket_filter: req.sockets.is_on(),
+            targets: &req.targets,
+            states: req.states,
+            stacks: req.stacks,
+            thread_names: if req.threads { &req.comms } else { &[] },
+            reader_netns: self.reader_netns,
+            cmdlines: walk.cmdlines,
+            maps: walk.maps,
+            user_names: true,
+            usyms,
+            event_names: &trig.event.names,
+        }
+    }
+}
+
+/// What every snapshot of an armed run goes through, from the backend to
+/// the output: the guards' and the kernel's skips accounted, assembled,
+/// written (or, with --diff, what changed since the one before).
+struct Stream {
+    printer: Printer,
+    tally: Tally,
+    outcome: Outcome,
+    taken: u64,
+    dropped: u64,
+    /// --diff: the snapshot before.
+    previous: Option<snapshot::Snapshot>,
+}
+
+impl Stream {
+    fn new(printer: Printer) -> Stream {
+        Stream {
+            printer,
+            tally: Tally::default(),
+            outcome: Outcome::default(),
+            taken: 0,
+            dropped: 0,
+            previous: None,
+        }
+    }
+
+    fn write(
+        &mut self,
+        raw: backend::RawSnapshot,
+        missed_now: u64,
+        ctx: &snapshot::Context<'_>,
+        req: &Request,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        let skipped = self.tally.account(&raw, missed_now, ctx.spec);
+        let snap = snapshot::assemble(raw, ctx, skipped);
+        self.outcome.count(&snap);
+        self.dropped += snap.counts.dropped;
+        write_snapshot(out, &self.printer, &snap, self.previous.as_ref(), req)?;
+        if req.diff {
+            self.previous = Some(snap);
+        } else if ctx.spec.is_oneshot() {
+            // The process ends next: freeing a 100,000-file snapshot
+            // allocation by allocation would only delay the exit.
+            std::mem::forget(snap);
+        }
+        self.taken += 1;
+        Ok(())
     }
 }
 
 pub fn run(req: &Request) -> Result<Outcome> {
     let started = std::time::Instant::now();
     features::require_runnable()?;
-    let btf = BtfNames::load()?;
-
-    let (walk, trig) = options(req, &btf)?;
-    let watched = Watched::open(&trig)?;
-    let ksyms = load_ksyms(req)?;
+    let mut machine = Machine::read(BtfNames::load()?);
+    let prepared = Prepared::new(req, &mut machine)?;
+    let (walk, trig) = (&prepared.walk, &prepared.trig);
+    let watched = Watched::open(trig)?;
 
     // Ctrl-C, SIGTERM and SIGHUP end the loop; everything is released on return.
     let stop = Arc::new(AtomicBool::new(false));
@@ -599,9 +707,9 @@ pub fn run(req: &Request) -> Result<Outcome> {
         .context("installing the signal handler")?;
 
     // --flamegraph's file is created before anything is loaded.
-    let printer = printer(req)?;
+    let mut stream = Stream::new(printer(req)?);
     let before_arm = started.elapsed();
-    let mut backend = arm(req, &walk, &trig, &btf)?;
+    let mut backend = arm(req, walk, trig, &machine.btf)?;
     let armed = started.elapsed();
     let oneshot = trig.spec.is_oneshot();
 
@@ -613,49 +721,25 @@ pub fn run(req: &Request) -> Result<Outcome> {
 
     let mut out = snapshot_sink();
     let usyms = walk.ustacks.then(std::cell::RefCell::default);
-    let ctx = context(
-        req,
-        &walk,
-        &trig,
-        backend.name(),
-        ksyms.as_ref(),
-        usyms.as_ref(),
-    );
+    let ctx = prepared.context(req, backend.name(), usyms.as_ref());
 
-    let mut taken = 0u64;
-    let mut outcome = Outcome::default();
-    let mut dropped = 0u64;
-    let mut tally = Tally::default();
     let mut last_snapshot: Option<std::time::Instant> = None;
     let mut status = StatusLine::new();
-    let mut previous: Option<snapshot::Snapshot> = None;
     let wanted = trig.count.unwrap_or(u64::MAX);
     let result = (|| -> Result<()> {
-        while taken < wanted && !stop.load(Ordering::SeqCst) {
+        while stream.taken < wanted && !stop.load(Ordering::SeqCst) {
             for raw in backend.poll(POLL_INTERVAL)? {
-                let skipped = tally.account(&raw, backend.missed(), &trig.spec);
-                let snap = snapshot::assemble(raw, &ctx, skipped);
-                outcome.count(&snap);
-                dropped += snap.counts.dropped;
                 status.clear();
-                write_snapshot(&mut out, &printer, &snap, previous.as_ref(), req)?;
-                if req.diff {
-                    previous = Some(snap);
-                } else if oneshot {
-                    // The process ends next: freeing a 100,000-file snapshot
-                    // allocation by allocation would only delay the exit.
-                    std::mem::forget(snap);
-                }
-                taken += 1;
-                if taken == 1 && req.verbose {
+                stream.write(raw, backend.missed(), &ctx, req, &mut out)?;
+                if stream.taken == 1 && req.verbose {
                     phases(before_arm, armed, backend.as_ref(), started.elapsed());
                 }
                 last_snapshot = Some(std::time::Instant::now());
-                if taken >= wanted {
+                if stream.taken >= wanted {
                     break;
                 }
             }
-            if oneshot && taken == 0 {
+            if oneshot && stream.taken == 0 {
                 anyhow::bail!("the kernel walk produced no snapshot");
             }
             // `itersnap … | head -1`: nobody reads any more; end now, not
@@ -669,32 +753,23 @@ pub fn run(req: &Request) -> Result<Outcome> {
                 break;
             }
             if !oneshot {
-                status.show_counts(taken, dropped, backend.skipped(), last_snapshot);
+                status.show_counts(
+                    stream.taken,
+                    stream.dropped,
+                    backend.skipped(),
+                    last_snapshot,
+                );
             }
         }
         Ok(())
     })();
     status.clear();
-    let result = result.and_then(|()| printer.finish(&mut out, taken));
+    let result = result.and_then(|()| stream.printer.finish(&mut out, stream.taken));
 
     if !oneshot {
-        print_summary(taken, dropped, backend.as_ref(), &tally, req.verbose);
+        print_summary(&stream, backend.as_ref(), req.verbose);
     }
-    result.map(|()| outcome)
-}
-
-/// --stacks needs symbols; WCHAN alone (--activity, its column) goes
-/// without, saying why.
-fn load_ksyms(req: &Request) -> Result<Option<Ksyms>> {
-    if req.stacks {
-        Ksyms::load().map(Some)
-    } else if req.reads_stacks() {
-        Ok(Ksyms::load()
-            .map_err(|e| say!("itersnap: WCHAN is not shown: {e:#}"))
-            .ok())
-    } else {
-        Ok(None)
-    }
+    result.map(|()| stream.outcome)
 }
 
 /// The processes a trigger waits on (--signal-target, --caller-pid): each
@@ -788,40 +863,6 @@ fn stdout_closed() -> bool {
     n == 1 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
-/// What assembly needs to know of the run: the request's filters and
-/// views, the backend, the clocks, the machine.
-fn context<'a>(
-    req: &'a Request,
-    walk: &WalkOptions,
-    trig: &'a TriggerOptions,
-    backend_name: &'static str,
-    ksyms: Option<&'a Ksyms>,
-    usyms: Option<&'a std::cell::RefCell<crate::kinds::ustacks::USyms>>,
-) -> snapshot::Context<'a> {
-    snapshot::Context {
-        backend: backend_name,
-        spec: &trig.spec,
-        per_thread: req.threads,
-        files: req.files,
-        ksyms,
-        wall_offset_ns: backend::realtime_ns().saturating_sub(backend::monotonic_ns()),
-        boot_wall_ns: backend::realtime_ns().saturating_sub(backend::boottime_ns()),
-        mem_total_kib: mem_total_kib(),
-        event_budget_ns: trig.event_budget.as_nanos().min(u64::MAX as u128) as u64,
-        socket_filter: req.sockets.is_on(),
-        targets: &req.targets,
-        states: req.states,
-        stacks: req.stacks,
-        thread_names: if req.threads { &req.comms } else { &[] },
-        reader_netns: own_netns(),
-        cmdlines: walk.cmdlines,
-        maps: walk.maps,
-        user_names: true,
-        usyms,
-        event_names: &trig.event.names,
-    }
-}
-
 /// How snapshots are printed, as the request asks.
 fn printer(req: &Request) -> Result<Printer> {
     let svg = match &req.flamegraph {
@@ -896,15 +937,10 @@ fn write_snapshot(
 }
 
 /// The last line of an armed run, on stderr.
-fn print_summary(
-    taken: u64,
-    dropped: u64,
-    backend: &dyn backend::Backend,
-    tally: &Tally,
-    verbose: bool,
-) {
+fn print_summary(stream: &Stream, backend: &dyn backend::Backend, verbose: bool) {
+    let (taken, dropped) = (stream.taken, stream.dropped);
     let (gap, busy) = backend.skipped();
-    let missed = tally.missed_total.max(backend.missed());
+    let missed = stream.tally.missed_total.max(backend.missed());
     let missed = if missed > 0 {
         format!(", {} missed by the kernel", plural(missed, "event"))
     } else {

@@ -36,7 +36,7 @@ use clap::Parser;
 use crate::cli::{Cli, DEFAULT_SOCKET};
 use crate::features::BtfNames;
 use crate::output::metrics::{ServerCounts, TriggerCounts};
-use crate::run::{self, Prepared, Request};
+use crate::run::{self, Machine, Prepared, Request};
 
 const QUERY: u8 = b'Q';
 /// An empty frame asking what the server holds (`itersnap check`).
@@ -455,7 +455,7 @@ struct Loaded {
 /// The walking thread's state: every loaded backend (the questions', the
 /// triggers'), and where the triggers' snapshots go.
 struct Walker {
-    btf: BtfNames,
+    machine: Machine,
     kept: Vec<Loaded>,
     counts: ServerCounts,
     /// --triggers: its path and lines.
@@ -467,7 +467,7 @@ struct Walker {
 impl Walker {
     fn new(btf: BtfNames, config: Option<(PathBuf, Vec<TriggerLine>)>, log: Log) -> Walker {
         Walker {
-            btf,
+            machine: Machine::read(btf),
             kept: Vec::new(),
             counts: ServerCounts::default(),
             config,
@@ -484,7 +484,7 @@ impl Walker {
         };
         let mut armed = Vec::new();
         for line in lines {
-            let watch = run::Watch::arm(line.req.clone(), &self.btf)
+            let watch = run::Watch::arm(line.req.clone(), &mut self.machine)
                 .with_context(|| format!("{}:{}", path.display(), line.number))?;
             eprintln!(
                 "itersnap: armed ({}:{}): {}",
@@ -552,18 +552,18 @@ impl Walker {
     }
 
     fn handle(&mut self, job: Job) {
-        let (btf, kept) = (&self.btf, &mut self.kept);
+        let (machine, kept) = (&mut self.machine, &mut self.kept);
         match job {
             Job::Warm(req) => {
-                let loaded = Prepared::new(&req, btf)
-                    .and_then(|prepared| kept_for(&req, &prepared, btf, kept));
+                let loaded = Prepared::new(&req, machine)
+                    .and_then(|prepared| kept_for(&req, &prepared, &machine.btf, kept));
                 if let Err(e) = loaded {
                     eprintln!("itersnap: loading the default question's programs: {e:#}");
                 }
             }
             Job::Query { req, color, reply } => {
                 self.counts.queries += 1;
-                let _ = reply.send(answer(&req, color, btf, kept));
+                let _ = reply.send(answer(&req, color, machine, kept));
             }
             Job::Scrape { reply } => {
                 self.counts.scrapes += 1;
@@ -582,7 +582,7 @@ impl Walker {
                         }
                     })
                     .collect();
-                let _ = reply.send(scrape(btf, kept, &mut self.counts));
+                let _ = reply.send(scrape(machine, kept, &mut self.counts));
             }
             Job::Status { reply } => {
                 let line = format!(
@@ -754,16 +754,16 @@ impl Log {
 
 /// A scrape's metrics, from a snapshot of every thread with its files,
 /// sockets and (where the kernel has iter/task_vma) mapped files.
-fn scrape(btf: &BtfNames, kept: &mut Vec<Loaded>, counts: &mut ServerCounts) -> Answer {
+fn scrape(machine: &mut Machine, kept: &mut Vec<Loaded>, counts: &mut ServerCounts) -> Answer {
     let mut args = vec!["itersnap", "--threads"];
-    if crate::features::maps_unsupported(btf).is_none() {
+    if crate::features::maps_unsupported(&machine.btf).is_none() {
         args.push("--maps");
     }
     let taken = Cli::try_parse_from(args)
         .map_err(anyhow::Error::from)
         .and_then(|cli| {
             let req = cli.request();
-            let (at, prepared) = backend_for(&req, btf, kept)?;
+            let (at, prepared) = backend_for(&req, machine, kept)?;
             kept[at].used = Instant::now();
             let taken = run::take_oneshot(&req, &prepared, kept[at].backend.as_mut());
             if taken.is_err() {
@@ -868,10 +868,10 @@ fn respond_http(request: tiny_http::Request, jobs: &mpsc::Sender<Job>) {
 }
 
 /// One query's answer, as the command line would have printed it.
-fn answer(req: &Request, color: bool, btf: &BtfNames, kept: &mut Vec<Loaded>) -> Answer {
+fn answer(req: &Request, color: bool, machine: &mut Machine, kept: &mut Vec<Loaded>) -> Answer {
     let ((result, output), mut messages) = run::collecting_messages(|| {
         let mut output = Vec::new();
-        let result = backend_for(req, btf, kept).and_then(|(at, prepared)| {
+        let result = backend_for(req, machine, kept).and_then(|(at, prepared)| {
             let loaded = &mut kept[at];
             loaded.used = Instant::now();
             if req.verbose {
@@ -918,7 +918,11 @@ fn answer(req: &Request, color: bool, btf: &BtfNames, kept: &mut Vec<Loaded>) ->
 /// bound to that process: any pid is answered without loading anything
 /// (where the kernel binds iterators, 6.1+; else the pid is in the
 /// programs, a question of its own).
-fn backend_for(req: &Request, btf: &BtfNames, kept: &mut Vec<Loaded>) -> Result<(usize, Prepared)> {
+fn backend_for(
+    req: &Request,
+    machine: &mut Machine,
+    kept: &mut Vec<Loaded>,
+) -> Result<(usize, Prepared)> {
     if let ([pid], true, true) = (
         req.pids.as_slice(),
         req.comms.is_empty(),
@@ -928,14 +932,14 @@ fn backend_for(req: &Request, btf: &BtfNames, kept: &mut Vec<Loaded>) -> Result<
             pids: Vec::new(),
             ..req.clone()
         };
-        let prepared = Prepared::new(&unfiltered, btf)?;
-        let at = kept_for(&unfiltered, &prepared, btf, kept)?;
+        let prepared = Prepared::new(&unfiltered, machine)?;
+        let at = kept_for(&unfiltered, &prepared, &machine.btf, kept)?;
         if kept[at].backend.bind_to(Some(*pid))? {
             return Ok((at, prepared));
         }
     }
-    let prepared = Prepared::new(req, btf)?;
-    let at = kept_for(req, &prepared, btf, kept)?;
+    let prepared = Prepared::new(req, machine)?;
+    let at = kept_for(req, &prepared, &machine.btf, kept)?;
     if !kept[at].backend.bind_to(None)? {
         anyhow::bail!("the server could not unbind its iterators");
     }

@@ -205,6 +205,9 @@ fn one_shots_through_the_server_equal_direct_ones() {
         vec!["--pid", &pid, "--no-files"],
         vec!["--pid", &pid, "--threads"],
         vec!["--pid", &pid, "--backend", "seq"],
+        // Twice: the second with the kernel's symbols the server kept.
+        vec!["--pid", &pid, "--stacks"],
+        vec!["--pid", &pid, "--stacks"],
         vec![&fixture.comm],
         vec![&fixture.comm, "--threads"],
     ] {
