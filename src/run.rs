@@ -55,6 +55,13 @@ pub fn collecting_messages<R>(f: impl FnOnce() -> R) -> (R, Vec<u8>) {
     (r, lines)
 }
 
+/// The messages collected on this thread so far (`collecting_messages`),
+/// taken: a server sends them ahead of the output that follows them.
+pub fn take_messages() -> Vec<u8> {
+    DIAG.with(|d| d.borrow_mut().as_mut().map(std::mem::take))
+        .unwrap_or_default()
+}
+
 /// How long one wait for events lasts before the stop flag is looked at.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -441,14 +448,16 @@ pub fn describe_backend(req: &Request, backend: &dyn backend::Backend, reason: &
 }
 
 /// A one-shot taken with a backend loaded before (a server's, which keeps
-/// it for the next): the snapshot written to `out` as `run` writes it.
+/// it for the next): the snapshot written to `out` as `run` writes it, and
+/// returned for the caller to free when it suits it (a server: once its
+/// client has the answer; a full snapshot takes milliseconds to free).
 pub fn answer_oneshot(
     req: &Request,
     prepared: &Prepared,
     backend: &mut dyn backend::Backend,
     color: bool,
     out: &mut dyn Write,
-) -> Result<Outcome> {
+) -> Result<(Outcome, snapshot::Snapshot)> {
     let mut printer = printer(req)?;
     printer.color = color;
     let snap = take_oneshot(req, prepared, backend)?;
@@ -456,7 +465,7 @@ pub fn answer_oneshot(
     outcome.count(&snap);
     write_snapshot(out, &printer, &snap, None, req)?;
     printer.finish(out, 1)?;
-    Ok(outcome)
+    Ok((outcome, snap))
 }
 
 /// One more snapshot from a backend loaded for a one-shot.

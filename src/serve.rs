@@ -83,6 +83,62 @@ impl Answer {
     }
 }
 
+/// A part of a query's answer, sent to its client's thread as soon as it
+/// is made: the output in pieces while it is written, so that the client
+/// prints a large snapshot while the server still writes it.
+enum Piece {
+    Messages(Vec<u8>),
+    Output(Vec<u8>),
+    Exit(u8),
+}
+
+impl Answer {
+    /// The answer as pieces, the order the client reads them in.
+    fn send(self, reply: &mpsc::Sender<Piece>) {
+        let _ = reply.send(Piece::Messages(self.messages));
+        let _ = reply.send(Piece::Output(self.output));
+        let _ = reply.send(Piece::Exit(self.status));
+    }
+}
+
+/// Output written on the walking thread, sent to the client's thread in
+/// pieces of up to PIECE_BYTES, each after the messages said before it.
+struct PieceWriter<'a> {
+    reply: &'a mpsc::Sender<Piece>,
+    buf: Vec<u8>,
+}
+
+/// The pieces an answer's output is sent in.
+const PIECE_BYTES: usize = 1 << 20;
+
+impl PieceWriter<'_> {
+    fn send_buffered(&mut self) {
+        let said = run::take_messages();
+        if !said.is_empty() {
+            let _ = self.reply.send(Piece::Messages(said));
+        }
+        if !self.buf.is_empty() {
+            let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE_BYTES));
+            let _ = self.reply.send(Piece::Output(piece));
+        }
+    }
+}
+
+impl Write for PieceWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= PIECE_BYTES {
+            self.send_buffered();
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_buffered();
+        Ok(())
+    }
+}
+
 /// Work for the walking thread.
 enum Job {
     /// Load a question's programs (the server's start).
@@ -91,12 +147,12 @@ enum Job {
     Query {
         req: Request,
         color: bool,
-        reply: mpsc::Sender<Answer>,
+        reply: mpsc::Sender<Piece>,
     },
     /// A Prometheus scrape: the answer's output is the metrics.
     Scrape { reply: mpsc::Sender<Answer> },
     /// What the server holds, as one line of output.
-    Status { reply: mpsc::Sender<Answer> },
+    Status { reply: mpsc::Sender<Piece> },
 }
 
 /// What a client sent.
@@ -296,22 +352,31 @@ fn serve_client(stream: UnixStream, jobs: &mpsc::Sender<Job>) {
             Box::new(move |reply| Job::Query { req, color, reply }) as Box<dyn FnOnce(_) -> Job>
         }),
     };
-    let answer = match job {
-        Err(why) => Answer::refused(2, why),
-        Ok(job) => {
-            let (reply, answered) = mpsc::channel();
-            match jobs
-                .send(job(reply))
-                .ok()
-                .and_then(|()| answered.recv().ok())
-            {
-                Some(answer) => answer,
-                None => Answer::refused(1, "the server is stopping".into()),
+    let _ = stream.set_write_timeout(Some(REPLY_TIMEOUT));
+    let job = match job {
+        Err(why) => return drop(send_answer(&stream, &Answer::refused(2, why))),
+        Ok(job) => job,
+    };
+    let (reply, pieces) = mpsc::channel();
+    if jobs.send(job(reply)).is_ok() {
+        // A client that stops reading is dropped: the rest of its pieces
+        // go with the channel.
+        for piece in &pieces {
+            let (kind, data) = match &piece {
+                Piece::Messages(data) => (MESSAGES, data.as_slice()),
+                Piece::Output(data) => (OUTPUT, data.as_slice()),
+                Piece::Exit(status) => (EXIT, std::slice::from_ref(status)),
+            };
+            let sent = send_frame(&stream, kind, data);
+            if sent.is_err() || matches!(piece, Piece::Exit(_)) {
+                return;
             }
         }
-    };
-    let _ = stream.set_write_timeout(Some(REPLY_TIMEOUT));
-    let _ = send_answer(&stream, &answer);
+    }
+    let _ = send_answer(
+        &stream,
+        &Answer::refused(1, "the server is stopping".into()),
+    );
 }
 
 /// A query's arguments and color flag, or a status request, read by
@@ -428,15 +493,20 @@ pub fn parse_untrusted_query(body: &[u8]) -> Option<Result<Request, String>> {
     parse_query(body).map(|(args, _)| request_of(args))
 }
 
+/// Writes one frame: its head, then its bytes.
+fn send_frame(mut stream: &UnixStream, kind: u8, data: &[u8]) -> io::Result<()> {
+    stream.write_all(&frame_head(kind, data.len()))?;
+    stream.write_all(data)
+}
+
 /// Writes the three frames of an answer.
-fn send_answer(mut stream: &UnixStream, answer: &Answer) -> io::Result<()> {
+fn send_answer(stream: &UnixStream, answer: &Answer) -> io::Result<()> {
     for (kind, data) in [
         (MESSAGES, answer.messages.as_slice()),
         (OUTPUT, answer.output.as_slice()),
         (EXIT, &[answer.status][..]),
     ] {
-        stream.write_all(&frame_head(kind, data.len()))?;
-        stream.write_all(data)?;
+        send_frame(stream, kind, data)?;
     }
     Ok(())
 }
@@ -580,7 +650,8 @@ impl Walker {
             }
             Job::Query { req, color, reply } => {
                 self.counts.queries += 1;
-                let _ = reply.send(answer(&req, color, machine, kept));
+                // Freed once the answer's last piece is on its way.
+                drop(answer(&req, color, machine, kept, &reply));
             }
             Job::Scrape { reply } => {
                 self.counts.scrapes += 1;
@@ -610,11 +681,12 @@ impl Walker {
                     plural(self.counts.queries as usize, "query"),
                     plural(self.counts.scrapes as usize, "scrape"),
                 );
-                let _ = reply.send(Answer {
+                Answer {
                     messages: Vec::new(),
                     output: line.into_bytes(),
                     status: 0,
-                });
+                }
+                .send(&reply);
             }
         }
     }
@@ -884,10 +956,21 @@ fn respond_http(request: tiny_http::Request, jobs: &mpsc::Sender<Job>) {
     let _ = request.respond(response);
 }
 
-/// One query's answer, as the command line would have printed it.
-fn answer(req: &Request, color: bool, machine: &mut Machine, kept: &mut Vec<Loaded>) -> Answer {
-    let ((result, output), mut messages) = run::collecting_messages(|| {
-        let mut output = Vec::new();
+/// One query's answer, as the command line would have printed it, sent to
+/// `reply` in pieces while it is written; the snapshot it took is returned
+/// to be freed once the client has the answer.
+fn answer(
+    req: &Request,
+    color: bool,
+    machine: &mut Machine,
+    kept: &mut Vec<Loaded>,
+    reply: &mpsc::Sender<Piece>,
+) -> Option<crate::snapshot::Snapshot> {
+    let (result, mut messages) = run::collecting_messages(|| {
+        let mut output = PieceWriter {
+            reply,
+            buf: Vec::new(),
+        };
         let result = backend_for(req, machine, kept).and_then(|(at, prepared)| {
             let loaded = &mut kept[at];
             loaded.used = Instant::now();
@@ -907,26 +990,28 @@ fn answer(req: &Request, color: bool, machine: &mut Machine, kept: &mut Vec<Load
             }
             answered
         });
-        (result, output)
+        // What was written before an error still goes.
+        let _ = output.flush();
+        result
     });
-    let status = match result {
-        Ok(outcome) => {
+    let (status, snap) = match result {
+        Ok((outcome, snap)) => {
             let (status, line) = outcome.exit_status(req);
             if let Some(line) = line {
                 let _ = writeln!(messages, "itersnap: {line}");
             }
-            status
+            (status, Some(snap))
         }
         Err(e) => {
             let _ = writeln!(messages, "itersnap: error: {e:#}");
-            1
+            (1, None)
         }
     };
-    Answer {
-        messages,
-        output,
-        status,
+    if !messages.is_empty() {
+        let _ = reply.send(Piece::Messages(messages));
     }
+    let _ = reply.send(Piece::Exit(status));
+    snap
 }
 
 /// The backend that answers `req` (its place in `kept`), bound as the
@@ -1127,6 +1212,41 @@ fn relay(from: &mut UnixStream, len: usize, to: &mut dyn Write) -> io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_goes_in_pieces_after_the_messages_said_before_it() {
+        let (reply, pieces) = mpsc::channel();
+        let ((), _) = run::collecting_messages(|| {
+            let mut out = PieceWriter {
+                reply: &reply,
+                buf: Vec::new(),
+            };
+            run::say(format_args!("first"));
+            out.write_all(&vec![b'a'; PIECE_BYTES + 10]).unwrap();
+            run::say(format_args!("second"));
+            out.write_all(b"bc").unwrap();
+            out.flush().unwrap();
+            out.flush().unwrap();
+        });
+        drop(reply);
+        let got: Vec<_> = pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Messages(m) => format!("E {}", String::from_utf8_lossy(&m)),
+                Piece::Output(o) => format!("O {}", o.len()),
+                Piece::Exit(s) => format!("X {s}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "E first\n",
+                &format!("O {}", PIECE_BYTES + 10),
+                "E second\n",
+                "O 2"
+            ]
+        );
+    }
 
     #[test]
     fn queries_round_trip_any_bytes() {
