@@ -565,7 +565,7 @@ impl Machine {
         }
     }
 
-    /// The kernel's symbols, read once (~40 ms for 120,000 of them) and
+    /// The kernel's symbols, read once (~75 ms for 120,000 of them) and
     /// again only when a module has come or gone since.
     fn ksyms(&mut self) -> Result<Rc<Ksyms>> {
         let modules = std::fs::read_to_string("/proc/modules").unwrap_or_default();
