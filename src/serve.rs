@@ -93,11 +93,13 @@ enum Piece {
 }
 
 impl Answer {
-    /// The answer as pieces, the order the client reads them in.
-    fn send(self, reply: &mpsc::Sender<Piece>) {
-        let _ = reply.send(Piece::Messages(self.messages));
-        let _ = reply.send(Piece::Output(self.output));
-        let _ = reply.send(Piece::Exit(self.status));
+    /// The answer as pieces, in the order the client reads them.
+    fn pieces(self) -> [Piece; 3] {
+        [
+            Piece::Messages(self.messages),
+            Piece::Output(self.output),
+            Piece::Exit(self.status),
+        ]
     }
 }
 
@@ -323,7 +325,7 @@ fn accept_until(
                 format!("the server is busy ({CLIENTS_MAX} clients at once); try again, or use --no-server"),
             );
             let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-            let _ = send_answer(&stream, &busy);
+            let _ = send_answer(&stream, busy);
             continue;
         }
         let jobs = jobs.clone();
@@ -354,7 +356,7 @@ fn serve_client(stream: UnixStream, jobs: &mpsc::Sender<Job>) {
     };
     let _ = stream.set_write_timeout(Some(REPLY_TIMEOUT));
     let job = match job {
-        Err(why) => return drop(send_answer(&stream, &Answer::refused(2, why))),
+        Err(why) => return drop(send_answer(&stream, Answer::refused(2, why))),
         Ok(job) => job,
     };
     let (reply, pieces) = mpsc::channel();
@@ -362,21 +364,12 @@ fn serve_client(stream: UnixStream, jobs: &mpsc::Sender<Job>) {
         // A client that stops reading is dropped: the rest of its pieces
         // go with the channel.
         for piece in &pieces {
-            let (kind, data) = match &piece {
-                Piece::Messages(data) => (MESSAGES, data.as_slice()),
-                Piece::Output(data) => (OUTPUT, data.as_slice()),
-                Piece::Exit(status) => (EXIT, std::slice::from_ref(status)),
-            };
-            let sent = send_frame(&stream, kind, data);
-            if sent.is_err() || matches!(piece, Piece::Exit(_)) {
+            if send_piece(&stream, &piece).is_err() || matches!(piece, Piece::Exit(_)) {
                 return;
             }
         }
     }
-    let _ = send_answer(
-        &stream,
-        &Answer::refused(1, "the server is stopping".into()),
-    );
+    let _ = send_answer(&stream, Answer::refused(1, "the server is stopping".into()));
 }
 
 /// A query's arguments and color flag, or a status request, read by
@@ -493,22 +486,23 @@ pub fn parse_untrusted_query(body: &[u8]) -> Option<Result<Request, String>> {
     parse_query(body).map(|(args, _)| request_of(args))
 }
 
-/// Writes one frame: its head, then its bytes.
-fn send_frame(mut stream: &UnixStream, kind: u8, data: &[u8]) -> io::Result<()> {
+/// Writes one piece of an answer as a frame: its head, then its bytes.
+fn send_piece(mut stream: &UnixStream, piece: &Piece) -> io::Result<()> {
+    let (kind, data) = match piece {
+        Piece::Messages(data) => (MESSAGES, data.as_slice()),
+        Piece::Output(data) => (OUTPUT, data.as_slice()),
+        Piece::Exit(status) => (EXIT, std::slice::from_ref(status)),
+    };
     stream.write_all(&frame_head(kind, data.len()))?;
     stream.write_all(data)
 }
 
-/// Writes the three frames of an answer.
-fn send_answer(stream: &UnixStream, answer: &Answer) -> io::Result<()> {
-    for (kind, data) in [
-        (MESSAGES, answer.messages.as_slice()),
-        (OUTPUT, answer.output.as_slice()),
-        (EXIT, &[answer.status][..]),
-    ] {
-        send_frame(stream, kind, data)?;
-    }
-    Ok(())
+/// Writes the three frames of a whole answer.
+fn send_answer(stream: &UnixStream, answer: Answer) -> io::Result<()> {
+    answer
+        .pieces()
+        .iter()
+        .try_for_each(|piece| send_piece(stream, piece))
 }
 
 fn frame_head(kind: u8, len: usize) -> [u8; 5] {
@@ -681,12 +675,14 @@ impl Walker {
                     plural(self.counts.queries as usize, "query"),
                     plural(self.counts.scrapes as usize, "scrape"),
                 );
-                Answer {
+                let status = Answer {
                     messages: Vec::new(),
                     output: line.into_bytes(),
                     status: 0,
+                };
+                for piece in status.pieces() {
+                    let _ = reply.send(piece);
                 }
-                .send(&reply);
             }
         }
     }
